@@ -1,0 +1,84 @@
+# tide: build, test, asan, bench, install, run, deps.
+# `make run` and `make test` set everything up on a fresh Debian 12 machine.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+BUILD   ?= build
+
+PKGS     = lua5.4 libuv
+DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted
+BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
+LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
+
+OPT     ?= -O2 -g
+WARN     = -Wall -Wextra -Werror
+CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
+LDFLAGS += $(SAN)
+
+CORE     = sched timer coro runtime
+OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/tide_lua.o
+HEADERS  = runtime/tide.h runtime/tide_int.h
+
+SOVERSION = 0
+
+.PHONY: all deps run test asan bench install uninstall clean
+
+all: $(BUILD)/tide $(BUILD)/libtide.a $(BUILD)/libtide.so $(BUILD)/tide.so
+
+$(BUILD)/obj/%.o: runtime/%.c $(HEADERS) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tide_lua.c: runtime/lua/tide.lua runtime/lua/embed.lua | $(BUILD)/obj
+	lua5.4 runtime/lua/embed.lua $@ runtime/lua/tide.lua tide_lua
+
+$(BUILD)/obj/tide_lua.o: $(BUILD)/tide_lua.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj:
+	mkdir -p $@
+
+$(BUILD)/tide: $(BUILD)/obj/main.o $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -lm
+
+$(BUILD)/libtide.a: $(OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libtide.so: $(OBJS)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libtide.so.$(SOVERSION) -o $@ $^ \
+	  $(LUA_LIBS) $(UV_LIBS) -lm
+
+# The Lua C module: lua_* symbols come from the interpreter that loads it.
+$(BUILD)/tide.so: $(OBJS)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(UV_LIBS) -lm
+
+# Install missing Debian packages (as root), or say what to run.
+deps:
+	@sh tools/deps.sh $(DEPS)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/tide scripts/hello.lua
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@sh spec/run.sh $(BUILD)
+
+# The whole suite again with AddressSanitizer and UndefinedBehaviorSanitizer.
+asan: deps
+	@$(MAKE) --no-print-directory all BUILD=build/asan OPT="-O1 -g" \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp \
+	  sh spec/run.sh build/asan
+
+bench: deps
+	@sh tools/deps.sh $(BENCHDEPS)
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh $(BUILD)
+
+clean:
+	rm -rf build

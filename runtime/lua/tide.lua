@@ -1,0 +1,223 @@
+-- tide.lua: the parts of the tide module written in Lua: run, the
+-- combinators (gather, settle, race, timeout, shield, group), call_soon and
+-- call_later, on top of the scheduler's few C calls (see sched.c).
+local tide, sched = ...
+
+local error, getmetatable, pcall, select, setmetatable, type =
+      error, getmetatable, pcall, select, setmetatable, type
+local unpack = table.unpack
+
+local spawn, current, sleep = tide.spawn, tide.current, tide.sleep
+local token, suspend, wake = sched.token, sched.suspend, sched.wake
+local shield, shieldawait = sched.shield, sched.shieldawait
+local Task, Cancelled = sched.Task, tide.Cancelled
+
+local function istask (x)
+  return getmetatable(x) == Task
+end
+
+local function iscancelled (e)
+  return getmetatable(e) == Cancelled
+end
+tide.iscancelled = iscancelled
+
+local function argerror (i, fname, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), 3)
+end
+
+local function checkfunction (f, i, fname)
+  if type(f) ~= "function" then
+    argerror(i, fname, "function expected, got " .. type(f))
+  end
+end
+
+-- tide.run(fn, ...): fn as the main task; its results, or its error raised.
+-- Inside a task it is the same as spawn(fn, ...):await().
+function tide.run (fn, ...)
+  checkfunction(fn, 1, "run")
+  if current() then return spawn(fn, ...):await() end
+  return sched.runmain(fn, ...)
+end
+
+function tide.call_soon (fn, ...)
+  checkfunction(fn, 1, "call_soon")
+  return spawn(fn, ...)
+end
+
+function tide.call_later (s, fn, ...)
+  if type(s) ~= "number" or not (s >= 0) then
+    argerror(1, "call_later", "non-negative number expected")
+  end
+  checkfunction(fn, 2, "call_later")
+  return spawn(function (...) sleep(s) return fn(...) end, ...)
+end
+
+-- A list of tasks from the arguments: functions are spawned, tasks kept.
+-- Closing it (a <close> variable) cancels the tasks that have not ended.
+local TaskList = {
+  __close = function (ts)
+    for i = 1, ts.n do
+      if not ts[i]:done() then ts[i]:cancel() end
+    end
+  end,
+}
+
+local function tasklist (fname, ...)
+  local n = select("#", ...)
+  local ts = setmetatable({ n = n }, TaskList)
+  for i = 1, n do
+    local x = select(i, ...)
+    if istask(x) then ts[i] = x
+    elseif type(x) == "function" then ts[i] = spawn(x)
+    else argerror(i, fname, "function or task expected, got " .. type(x)) end
+  end
+  return ts
+end
+
+-- Suspend until enough(ended) is true, where ended counts the tasks of ts
+-- that have ended and `last` is the latest of them.
+local function waitfor (ts, enough)
+  local ended, last, me, gen = 0, nil, nil, nil
+  local function ondone (t)
+    ended, last = ended + 1, t
+    if enough(ended, t) and me then wake(me, gen) end
+  end
+  for i = 1, ts.n do ts[i]:on_done(ondone) end
+  while not enough(ended, last) do
+    me, gen = token()
+    suspend()
+  end
+  me = nil
+  return last
+end
+
+local function failed (t)
+  local s = t:state()
+  return s == "failed" or s == "cancelled"
+end
+
+-- tide.gather(f_or_task, ...) -> the first result of each, in order. The
+-- first error cancels the others and is raised.
+function tide.gather (...)
+  local ts <close> = tasklist("gather", ...)
+  local n, bad = ts.n, nil
+  waitfor(ts, function (ended, t)
+    if t and failed(t) then bad = bad or t end
+    return ended == n or bad ~= nil
+  end)
+  if bad then bad:await() end
+  local r = {}
+  for i = 1, n do r[i] = ts[i]:await() end
+  return unpack(r, 1, n)
+end
+
+-- tide.settle(f_or_task, ...) -> { {ok = true, n = k, ...results} |
+-- {ok = false, err = e} }, in order, once every one has ended.
+function tide.settle (...)
+  local ts <close> = tasklist("settle", ...)
+  local n = ts.n
+  waitfor(ts, function (ended) return ended == n end)
+  local r = {}
+  for i = 1, n do
+    local res = table.pack(ts[i]:result())
+    if res[1] then
+      r[i] = { ok = true, n = res.n - 1, select(2, unpack(res, 1, res.n)) }
+    else
+      r[i] = { ok = false, err = res[2] }
+    end
+  end
+  return r
+end
+
+-- tide.race(f_or_task, ...) -> the results of the first to end (or its error
+-- raised); the others are cancelled.
+function tide.race (...)
+  local ts <close> = tasklist("race", ...)
+  if ts.n == 0 then argerror(1, "race", "function or task expected") end
+  local first = waitfor(ts, function (ended) return ended > 0 end)
+  return first:await()
+end
+
+-- tide.timeout(s, f_or_task, ...) -> its results, or nil, "timeout" once s
+-- seconds have passed (it is then cancelled, and has ended on return).
+function tide.timeout (s, f, ...)
+  if type(s) ~= "number" or not (s >= 0) then
+    argerror(1, "timeout", "non-negative number expected")
+  end
+  local t <close> = istask(f) and f or
+    (type(f) == "function" and spawn(f, ...)) or
+    argerror(2, "timeout", "function or task expected, got " .. type(f))
+  local me, gen = token()
+  t:on_done(function () wake(me, gen, true) end)
+  if t:done() or suspend(s) then return t:await() end
+  t:cancel()
+  shield(1)
+  pcall(shieldawait, t)
+  shield(-1)
+  return nil, "timeout"
+end
+
+-- tide.shield(f_or_task) -> its results; if the caller is cancelled, the
+-- task goes on.
+function tide.shield (f, ...)
+  if type(f) == "function" then f = spawn(f, ...)
+  elseif not istask(f) then
+    argerror(1, "shield", "function or task expected, got " .. type(f))
+  end
+  return shieldawait(f)
+end
+
+-- tide.group(function (g) g:spawn(fn, ...) end): the block (a task of its
+-- own) and its children are one unit: it returns the block's results when
+-- every child has ended; the first error of the block or a child cancels
+-- the others and is raised once they have all ended.
+local Group = {}
+Group.__index = Group
+
+function Group:spawn (fn, ...)
+  if self.closed then error("group:spawn: the group has ended", 2) end
+  checkfunction(fn, 1, "spawn")
+  local t = spawn(fn, ...)
+  self.live = self.live + 1
+  self[#self + 1] = t
+  t:on_done(function (t)
+    self.live = self.live - 1
+    if t:state() == "failed" and not self.err and not self.cancelling then
+      self.err = { select(2, t:result()) }
+      self:cancel()
+    end
+    if self.me then wake(self.me, self.gen) end
+  end)
+  return t
+end
+
+function Group:cancel ()
+  self.cancelling = true
+  for i = 1, #self do self[i]:cancel() end
+end
+
+local function waitchildren (g)
+  while g.live > 0 do
+    g.me, g.gen = token()
+    suspend()
+  end
+  g.me = nil
+end
+
+function tide.group (body)
+  checkfunction(body, 1, "group")
+  local g = setmetatable({ live = 0 }, Group)
+  local b = g:spawn(body, g)
+  local ok, e = pcall(waitchildren, g)
+  if not ok then                     -- cancelled while waiting: stop all
+    g:cancel()
+    shield(1)
+    waitchildren(g)
+    shield(-1)
+    g.closed = true
+    error(e, 0)
+  end
+  g.closed = true
+  if g.err then error(g.err[1], 0) end
+  return b:await()
+end

@@ -1,0 +1,350 @@
+/*
+** runtime.c: a runtime's life: tide_open, tide_run, tide_call, tide_close;
+** loop ownership; the `tide` module table and the Lua-side library; famine
+** reports; tide.run for stock Lua.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tide_int.h"
+
+#define TIDE_RUNTIME "tide.Runtime"
+
+static const char rtkey = 0;     /* registry[&rtkey] = the runtime userdata */
+
+/* The Lua-side library, compiled in (build/tide_lua.c). */
+extern const char tide_lua_source[];
+extern const size_t tide_lua_size;
+
+tide_Runtime *tide__rt (lua_State *L) {
+  return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+TIDE_API tide_Runtime *tide_runtime (lua_State *L) {
+  tide_Runtime *rt;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &rtkey);
+  rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return rt;
+}
+
+TIDE_API uv_loop_t *tide_loop (tide_Runtime *rt) { return rt->loop; }
+TIDE_API lua_State *tide_state (tide_Runtime *rt) { return rt->L; }
+TIDE_API size_t tide_ntasks (tide_Runtime *rt) { return rt->nlive; }
+
+TIDE_API uv_loop_t *tide_getloop (lua_State *L) {
+  tide_Runtime *rt = tide_runtime(L);
+  if (rt == NULL) luaL_error(L, "no tide runtime in this Lua state");
+  return rt->loop;
+}
+
+TIDE_API int tide_pushfail (lua_State *L, int uverr, const char *what) {
+  luaL_pushfail(L);
+  if (what) lua_pushfstring(L, "%s: %s", what, uv_strerror(uverr));
+  else lua_pushstring(L, uv_strerror(uverr));
+  lua_pushstring(L, uv_err_name(uverr));
+  return 3;
+}
+
+/* ---- Famine --------------------------------------------------------------- */
+
+void tide__famine (tide_Runtime *rt, Task *t, uint64_t ns) {
+  lua_State *L = rt->cbL;
+  double s = (double)ns / 1e9;
+  if (s < rt->famine) return;
+  if (lua_status(t->co) == LUA_YIELD) {
+    luaL_traceback(L, t->co, NULL, 0);
+    fprintf(stderr, "tide: a task ran %.3f s without yielding, blocking "
+            "every other task; it then waited at:\n%s\n", s,
+            lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  else
+    fprintf(stderr, "tide: a task ran %.3f s without yielding, blocking "
+            "every other task, and then ended\n", s);
+  fflush(stderr);
+}
+
+/* tide.debug([on [, seconds]]) -> on, seconds */
+static int rt_debug (lua_State *L) {
+  tide_Runtime *rt = tide__rt(L);
+  if (!lua_isnone(L, 1)) {
+    rt->debug = lua_toboolean(L, 1);
+    if (!lua_isnoneornil(L, 2)) {
+      double s = luaL_checknumber(L, 2);
+      luaL_argcheck(L, s >= 0, 2, "negative duration");
+      rt->famine = s;
+    }
+  }
+  lua_pushboolean(L, rt->debug);
+  lua_pushnumber(L, rt->famine);
+  return 2;
+}
+
+/* ---- Driving the loop ------------------------------------------------------ */
+
+TIDE_API int tide_run (tide_Runtime *rt, uv_run_mode mode) {
+  if (mode != UV_RUN_DEFAULT) {
+    uv_run(rt->loop, mode);
+    return LUA_OK;
+  }
+  if (uv_run(rt->loop, UV_RUN_DEFAULT) != 0 || rt->nlive == 0)
+    return LUA_OK;               /* stopped, or everything ended */
+  tide__reportstuck(rt);
+  return LUA_ERRRUN;
+}
+
+/* Run the loop until task t ends. LUA_ERRRUN on a deadlock. */
+static int run_until (tide_Runtime *rt, Task *t) {
+  while (t->state != T_DONE) {
+    int alive = uv_run(rt->loop, UV_RUN_ONCE);
+    if (t->state != T_DONE && !alive && rt->rcount == 0) {
+      tide__reportstuck(rt);
+      return LUA_ERRRUN;
+    }
+  }
+  return LUA_OK;
+}
+
+/* The function below nargs arguments on L runs as a task to its end. On
+** LUA_OK its results are pushed (all of them); otherwise the error is. With
+** tracebacks, the error is the traceback string when there is one. */
+static int call_main (tide_Runtime *rt, lua_State *L, int nargs,
+                      int tracebacks) {
+  Task *t;
+  int top, status;
+  if (rt->depth > 0 || rt->current)
+    return luaL_error(L, "cannot drive the loop from inside a task "
+                         "or a callback");
+  t = tide__spawn(rt, L, nargs);
+  t->main = 1;
+  top = lua_gettop(L);
+  status = run_until(rt, t);
+  if (status != LUA_OK) {
+    lua_pushliteral(L, "deadlock: the main task waits and nothing is left "
+                       "that could wake it");
+    return status;
+  }
+  t->retrieved = 1;
+  if (!t->failed) {
+    tide__pushresult(L, t);
+    lua_remove(L, top);
+    return LUA_OK;
+  }
+  lua_pushvalue(t->co, tracebacks && !lua_isnil(t->co, 2) ? 2 : 1);
+  lua_xmove(t->co, L, 1);
+  lua_remove(L, top);
+  return LUA_ERRRUN;
+}
+
+TIDE_API int tide_call (tide_Runtime *rt, int nargs, int nres) {
+  lua_State *L = rt->L;
+  int base = lua_gettop(L) - nargs - 1;
+  int status = call_main(rt, L, nargs, 1);
+  if (status == LUA_OK && nres != LUA_MULTRET)
+    lua_settop(L, base + nres);
+  return status;
+}
+
+TIDE_API int tide_dofile (tide_Runtime *rt, const char *path) {
+  int status = luaL_loadfile(rt->L, path);
+  if (status != LUA_OK) return status;
+  status = tide_call(rt, 0, 0);
+  return status;
+}
+
+/* Cancel the tasks that are left and let them end, within reason. */
+static void finish_leftovers (tide_Runtime *rt) {
+  int rounds = 1000;
+  tide__cancelall(rt);
+  while (rt->nlive > 0 && rounds-- > 0) {
+    int alive = uv_run(rt->loop, UV_RUN_ONCE);
+    if (!alive && rt->rcount == 0) break;
+  }
+}
+
+/* Private: run(fn, ...) from outside any task: fn as the main task, the loop
+** until it ends; then the tasks it left are cancelled and reported. */
+static int rt_runmain (lua_State *L) {
+  tide_Runtime *rt = tide__rt(L);
+  uint32_t left;
+  int status, n;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  status = call_main(rt, L, lua_gettop(L) - 1, 0);
+  left = rt->nlive;
+  if (left > 0) {
+    fprintf(stderr, "tide.run: %u task%s still running at the end; "
+            "cancelling\n", (unsigned)left, left == 1 ? " was" : "s were");
+    finish_leftovers(rt);
+  }
+  if (status != LUA_OK) return lua_error(L);
+  n = lua_gettop(L);
+  return n;
+}
+
+/* ---- Opening and closing ------------------------------------------------ */
+
+static void count_closed (uv_handle_t *h) {
+  int *n = h->data;
+  (*n)--;
+}
+
+static void close_own (uv_handle_t *h, void *arg) {
+  int *n = arg;
+  if (uv_is_closing(h)) return;
+  h->data = n;
+  (*n)++;
+  uv_close(h, count_closed);
+}
+
+TIDE_API void tide_close (tide_Runtime *rt) {
+  int pending = 0;
+  lua_State *L = rt->L;
+  if (rt->closing) return;
+  if (L != NULL) finish_leftovers(rt);
+  rt->closing = 1;
+  uv_idle_stop(&rt->idle);
+  close_own((uv_handle_t *)&rt->idle, &pending);
+  close_own((uv_handle_t *)&rt->timer, &pending);
+  if (rt->ownsloop)
+    uv_walk(rt->loop, close_own, &pending);
+  while (pending > 0)
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+  if (rt->ownsloop) uv_loop_close(rt->loop);
+  free(rt->ready);
+  free(rt->heap.a);
+  rt->ready = NULL;
+  rt->heap.a = NULL;
+  rt->rcount = rt->heap.n = 0;
+  if (L != NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->liveref);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &rtkey);
+  }
+}
+
+/* When the state closes with the runtime still open: tasks are not resumed
+** any more, their operations are stopped and the loop is closed. */
+static int rt_gc (lua_State *L) {
+  tide_Runtime *rt = lua_touserdata(L, 1);
+  if (!rt->closing) {
+    uint32_t i;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
+    for (i = 1; i <= rt->nlive; i++) {
+      Task *t;
+      lua_rawgeti(L, -1, i);
+      t = lua_touserdata(L, -1);
+      if (t->state == T_WAITING && t->w.cancel) {
+        tide_CancelF cancel = t->w.cancel;
+        t->w.cancel = NULL;
+        cancel(&t->w);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    rt->L = NULL;
+    tide_close(rt);
+  }
+  return 0;
+}
+
+static const luaL_Reg rt_funcs[] = {
+  {"debug", rt_debug},
+  {NULL, NULL}
+};
+
+/* Build the module table: C parts, then the Lua-side library. */
+static void open_module (lua_State *L, tide_Runtime *rt) {
+  lua_newtable(L);                             /* tide */
+  lua_newtable(L);                             /* private */
+  lua_pushlightuserdata(L, rt);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &rtkey);   /* the runtime userdata */
+  lua_remove(L, -2);
+  tide__opensched(L);
+  tide__opentimer(L);
+  lua_pushvalue(L, -3);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, rt_funcs, 1);
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, rt_runmain, 1);
+  lua_setfield(L, -3, "runmain");
+  tide__opencoro(L);
+  lua_pop(L, 1);                               /* tide, private */
+  if (luaL_loadbufferx(L, tide_lua_source, tide_lua_size, "=tide", "t"))
+    lua_error(L);
+  lua_insert(L, -2);                           /* tide, chunk, private */
+  lua_pushvalue(L, -3);
+  lua_insert(L, -2);                           /* tide, chunk, tide, private */
+  lua_call(L, 2, 0);
+  lua_pushliteral(L, TIDE_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "tide");
+  lua_pop(L, 2);
+}
+
+static int open_protected (lua_State *L) {
+  tide_Runtime *rt = lua_touserdata(L, 1);
+  uv_loop_t *loop = lua_touserdata(L, 2);
+  lua_settop(L, 0);
+  rt = lua_newuserdatauv(L, sizeof *rt, 0);
+  memset(rt, 0, sizeof *rt);
+  if (luaL_newmetatable(L, TIDE_RUNTIME)) {
+    lua_pushcfunction(L, rt_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rtkey);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  rt->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  rt->cbL = lua_newthread(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt->cbL);
+  lua_newtable(L);
+  rt->liveref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->famine = 0.1;
+  if (loop == NULL) {
+    int err = uv_loop_init(&rt->ownloop);
+    if (err) return luaL_error(L, "tide: cannot open a loop: %s",
+                               uv_strerror(err));
+    rt->loop = &rt->ownloop;
+    rt->ownsloop = 1;
+  }
+  else
+    rt->loop = loop;
+  tide__inittimer(rt);
+  open_module(L, rt);
+  {
+    const char *dbg = getenv("TIDE_DEBUG");
+    rt->debug = dbg != NULL && *dbg != '\0' && strcmp(dbg, "0") != 0;
+  }
+  lua_pushlightuserdata(L, rt);
+  return 1;
+}
+
+TIDE_API tide_Runtime *tide_open (lua_State *L, uv_loop_t *loop) {
+  tide_Runtime *rt = tide_runtime(L);
+  if (rt != NULL) return rt;
+  lua_pushcfunction(L, open_protected);
+  lua_pushnil(L);
+  lua_pushlightuserdata(L, loop);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    fprintf(stderr, "tide: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return NULL;
+  }
+  rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return rt;
+}
+
+TIDE_API int luaopen_tide (lua_State *L) {
+  if (tide_runtime(L) == NULL && tide_open(L, NULL) == NULL)
+    return luaL_error(L, "tide: cannot open the runtime");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "tide");
+  return 1;
+}

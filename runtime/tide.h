@@ -1,0 +1,122 @@
+/*
+** tide.h: the public C API of tide, an async runtime for Lua 5.4 on libuv.
+** Embedding (open a runtime on a lua_State, drive its loop, close it) and
+** writing awaitable C functions (suspend the calling task, wake it from a
+** libuv callback, be told when it is cancelled).
+*/
+#ifndef TIDE_H
+#define TIDE_H
+
+#include <lua.h>
+#include <uv.h>
+
+#define TIDE_VERSION "tide 0.1.0"
+
+#ifndef TIDE_API
+#define TIDE_API extern
+#endif
+
+typedef struct tide_Runtime tide_Runtime;
+typedef struct tide_Wait tide_Wait;
+
+/* ---- Embedding ---------------------------------------------------------- */
+
+/* Open a runtime on L (which must have the standard libraries open when
+** scripts need them). loop NULL: tide creates and owns a loop; otherwise
+** tide uses the host's loop and never closes it. Sets the global `tide`
+** and package.loaded.tide. Returns NULL when out of memory. */
+TIDE_API tide_Runtime *tide_open (lua_State *L, uv_loop_t *loop);
+
+/* The function on top of L's stack, below nargs arguments, becomes a task.
+** Pops them and pushes the Task object. Returns LUA_OK. */
+TIDE_API int tide_spawn (tide_Runtime *rt, int nargs);
+
+/* Drive the loop: UV_RUN_DEFAULT runs until no task and no handle is left
+** (reports a deadlock, returning LUA_ERRRUN, when tasks wait on each other
+** with nothing left to wake them); UV_RUN_ONCE / UV_RUN_NOWAIT run one loop
+** iteration (NOWAIT never blocks). Returns LUA_OK, or LUA_ERRRUN on
+** deadlock. */
+TIDE_API int tide_run (tide_Runtime *rt, uv_run_mode mode);
+
+/* Load the file (NULL: stdin) and run it as a task, driving the loop until
+** that task ends (other tasks may go on). Returns LUA_OK, or an error status
+** with the message and traceback on top of L's stack. */
+TIDE_API int tide_dofile (tide_Runtime *rt, const char *path);
+
+/* Run the function on top of L (below nargs arguments) as a task, driving the
+** loop until it ends. On LUA_OK its results replace it on the stack (nres:
+** LUA_MULTRET or a count); otherwise the error, with its traceback appended
+** when it is a string, is on top. */
+TIDE_API int tide_call (tide_Runtime *rt, int nargs, int nres);
+
+TIDE_API uv_loop_t *tide_loop (tide_Runtime *rt);
+TIDE_API lua_State *tide_state (tide_Runtime *rt);
+
+/* Number of tasks not yet ended. */
+TIDE_API size_t tide_ntasks (tide_Runtime *rt);
+
+/* Cancel every task still alive (their <close> variables and pcall handlers
+** run), close the handles tide opened (never the host's), free everything.
+** With tide's own loop the loop is closed too. Does not close L. */
+TIDE_API void tide_close (tide_Runtime *rt);
+
+/* The runtime opened on L (or a thread of it), or NULL. */
+TIDE_API tide_Runtime *tide_runtime (lua_State *L);
+
+/* The `tide` module, for require from stock Lua: opens a runtime with its
+** own loop on first use, closed when the state closes. */
+TIDE_API int luaopen_tide (lua_State *L);
+
+/* ---- Writing awaitable C functions --------------------------------------
+**
+**   static int my_wait (lua_State *L) {
+**     tide_Wait *w = tide_wait(L);          // raises unless in a task
+**     Req *r = start_request(..., w);       // libuv request; r->w = w
+**     if (failed) return tide_pushfail(L, err, "what");
+**     return tide_await(L, w, my_cancel, r); // suspends; last statement
+**   }
+**   static void cb (...)     { if (r->w) { push on tide_thread(r->w);
+**                              tide_wake(r->w, n); } free r }
+**   static void my_cancel (tide_Wait *w) { Req *r = tide_waitdata(w);
+**                              uv_cancel or uv_close; r->w = NULL; }
+**
+** A task has one wait at a time. After tide_wake, or after the cancel
+** function ran, the wait belongs to tide again: never touch it after that.
+*/
+
+/* Called when the waiting task is cancelled: stop the operation and detach
+** it (a late libuv callback must no longer wake w). Must not call Lua. */
+typedef void (*tide_CancelF) (tide_Wait *w);
+
+/* The calling task's wait record. Raises (before anything has started) when
+** L is not inside a task, when it cannot yield here (inside a C call such
+** as table.sort), or when the task has been cancelled. */
+TIDE_API tide_Wait *tide_wait (lua_State *L);
+
+/* Suspend the task. It resumes with the values the waker pushed, which this
+** call returns to Lua, or raises tide.Cancelled here if cancelled. Use as
+** `return tide_await(L, w, cancel, data);`. */
+TIDE_API int tide_await (lua_State *L, tide_Wait *w, tide_CancelF cancel,
+                         void *data);
+
+/* As tide_await, but on wake-up calls k(L, LUA_YIELD, ctx) with the values
+** pushed on top of the stack as it was, and returns what k returns. */
+TIDE_API int tide_awaitk (lua_State *L, tide_Wait *w, tide_CancelF cancel,
+                          void *data, lua_KFunction k, lua_KContext ctx);
+
+TIDE_API void *tide_waitdata (tide_Wait *w);
+
+/* The thread to push results on before tide_wake. */
+TIDE_API lua_State *tide_thread (tide_Wait *w);
+
+/* Wake the task with the nres values pushed on tide_thread(w). */
+TIDE_API void tide_wake (tide_Wait *w, int nres);
+
+/* The loop of the runtime that L belongs to (raises if none). */
+TIDE_API uv_loop_t *tide_getloop (lua_State *L);
+
+/* Push nil, "<what>: <message>" (or just the message when what is NULL),
+** and libuv's error name ("ECONNREFUSED"); return 3. */
+TIDE_API int tide_pushfail (lua_State *L, int uverr, const char *what);
+
+#endif

@@ -1,0 +1,112 @@
+/*
+** tide_int.h: what the runtime's files share: the runtime, the task, the
+** timer heap and the scheduler's internal calls (prefix tide__).
+*/
+#ifndef TIDE_INT_H
+#define TIDE_INT_H
+
+#include <stdint.h>
+#include <lauxlib.h>
+#include "tide.h"
+
+#define TIDE_TASK "tide.Task"
+#define TIDE_CANCELLED "tide.Cancelled"
+
+typedef struct Task Task;
+
+enum { T_NEW, T_READY, T_RUNNING, T_WAITING, T_DONE };
+
+struct tide_Wait {
+  lua_State *L;            /* thread that waits: the task or a coroutine in it */
+  tide_CancelF cancel;
+  void *data;
+  lua_KFunction k;         /* the waiter's continuation, or NULL */
+  lua_KContext ctx;
+  lua_State *yielder;      /* innermost thread yielding for this wait */
+  int base;                /* L's stack height when it yielded */
+  int nres;                /* values pushed by the waker */
+};
+
+struct Task {
+  tide_Wait w;             /* first: a tide_Wait * is a Task * */
+  lua_State *co;           /* kept alive by user value 1 */
+  tide_Runtime *rt;
+  Task *link;              /* next in the list of a task's awaiters */
+  Task *awaiters;          /* tasks awaiting this one */
+  uint64_t due;            /* timer heap: when to wake (loop ms) */
+  uint32_t heapidx;        /* position in the timer heap + 1; 0 if absent */
+  uint32_t slot;           /* position in the live-task array + 1 */
+  uint32_t gen;            /* count of finished waits (Lua-side tokens) */
+  int nres;                /* results (or 2: error, traceback) when done */
+  unsigned char state;
+  unsigned char shield;    /* > 0: cancellation is held back */
+  unsigned queued : 1;     /* in the ready queue */
+  unsigned cancelreq : 1;  /* cancel() was called: every await raises */
+  unsigned interrupted : 1;/* the current wait was cut by cancel() */
+  unsigned failed : 1;     /* ended with an error */
+  unsigned cancelled : 1;  /* ended with tide.Cancelled */
+  unsigned retrieved : 1;  /* its result or error was looked at */
+  unsigned hascbs : 1;     /* user value 2 holds on_done callbacks */
+  unsigned main : 1;       /* driven by tide_call: errors go to the caller */
+  unsigned badwait : 1;    /* the wait cannot go on: raise at its await */
+};
+
+typedef struct Heap {
+  Task **a;
+  uint32_t n, cap;
+} Heap;
+
+struct tide_Runtime {
+  lua_State *L;            /* the state tide was opened on */
+  lua_State *cbL;          /* thread for on_done callbacks and reports */
+  uv_loop_t *loop;
+  uv_loop_t ownloop;
+  int ownsloop;
+  Task *current;           /* the task being resumed, or NULL */
+  int depth;               /* > 0 while the scheduler runs a task */
+  int liveref;             /* registry: array of live tasks */
+  uint32_t nlive;
+  Task **ready;            /* ring buffer of tasks to resume */
+  uint32_t rhead, rcount, rcap;
+  uv_idle_t idle;          /* runs the ready queue while it is not empty */
+  uv_prepare_t prepare;    /* ... and before the loop blocks */
+  uv_timer_t timer;        /* fires the earliest entry of the heap */
+  Heap heap;
+  uint64_t seq;
+  int debug;               /* famine detection on */
+  double famine;           /* seconds a resume may take before a report */
+  int closing;
+};
+
+/* sched.c */
+int tide__opensched (lua_State *L);
+Task *tide__checktask (lua_State *L, int i);
+void tide__enqueue (tide_Runtime *rt, Task *t);
+void tide__runready (tide_Runtime *rt);
+int tide__cancel (Task *t);
+void tide__interrupt (Task *t);
+Task *tide__spawn (tide_Runtime *rt, lua_State *L, int nargs);
+void tide__reportstuck (tide_Runtime *rt);
+void tide__cancelall (tide_Runtime *rt);
+void tide__pushresult (lua_State *L, Task *t);
+int tide__israised (lua_State *L, int idx);
+
+/* timer.c */
+int tide__opentimer (lua_State *L);
+void tide__heapremove (tide_Runtime *rt, Task *t);
+void tide__inittimer (tide_Runtime *rt);
+
+/* coro.c */
+int tide__opencoro (lua_State *L);
+int tide__corowait (lua_State *L, Task *t);
+
+/* runtime.c */
+tide_Runtime *tide__rt (lua_State *L);   /* from upvalue 1 */
+void tide__famine (tide_Runtime *rt, Task *t, uint64_t ns);
+
+#define tide__task(w) ((Task *)(w))
+
+extern char tide__luawait;         /* data of the Lua-side library's waits */
+#define TIDE_LUAWAIT ((void *)&tide__luawait)
+
+#endif
