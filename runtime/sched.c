@@ -18,6 +18,7 @@ char tide__luawait;
 
 static void live_add (tide_Runtime *rt, lua_State *L, int idx) {
   Task *t = lua_touserdata(L, idx);
+  idx = lua_absindex(L, idx);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, ++rt->nlive);
@@ -168,7 +169,20 @@ static void wake_awaiters (Task *t) {
   }
 }
 
-/* Call the on_done callbacks with the task, each in a protected call. */
+/* Call fn(task) outside any task, in a protected call; report errors. */
+static void callback (tide_Runtime *rt, lua_State *L) {
+  Task *prev = rt->current;
+  rt->current = NULL;
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    fprintf(stderr, "tide: error in an on_done callback: %s\n",
+            luaL_tolstring(L, -1, NULL));
+    fflush(stderr);
+    lua_pop(L, 2);
+  }
+  rt->current = prev;
+}
+
+/* Call the on_done callbacks with the task. */
 static void run_callbacks (tide_Runtime *rt, Task *t) {
   lua_State *L = rt->cbL;
   lua_Integer i, n;
@@ -178,11 +192,7 @@ static void run_callbacks (tide_Runtime *rt, Task *t) {
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
     lua_pushvalue(L, -3);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-      fprintf(stderr, "tide: error in an on_done callback: %s\n",
-              luaL_tolstring(L, -1, NULL));
-      lua_pop(L, 2);
-    }
+    callback(rt, L);
     lua_pushnil(L);
     lua_rawseti(L, -2, i);
   }
@@ -532,10 +542,12 @@ static int task_on_done (lua_State *L) {
   Task *t = tide__checktask(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (t->state == T_DONE) {
+    lua_State *cbL = t->rt->cbL;
     t->retrieved = 1;
     lua_settop(L, 2);
-    lua_insert(L, 1);
-    lua_call(L, 1, 0);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, cbL, 2);          /* cbL: fn, task */
+    callback(t->rt, cbL);
     return 0;
   }
   if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) {
@@ -693,9 +705,24 @@ static const luaL_Reg task_meta[] = {
   {NULL, NULL}
 };
 
+/* tide.tasks() -> a list of the tasks that have not ended. */
+static int sched_tasks (lua_State *L) {
+  tide_Runtime *rt = tide__rt(L);
+  uint32_t i;
+  lua_createtable(L, (int)rt->nlive, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
+  for (i = 1; i <= rt->nlive; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_rawseti(L, -3, i);
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
 static const luaL_Reg sched_funcs[] = {
   {"spawn", sched_spawn},
   {"current", sched_current},
+  {"tasks", sched_tasks},
   {NULL, NULL}
 };
 

@@ -1,0 +1,49 @@
+-- helper.lua: loaded before every spec file. async(fn) runs a test body as a
+-- task (through tide.run) and fails the test if it leaves tasks running.
+local tide = require "tide"
+_G.tide = tide
+
+local function tasknames (list)
+  local names = {}
+  for i, t in ipairs(list) do names[i] = tostring(t) end
+  return table.concat(names, ", ")
+end
+
+function _G.async (fn)
+  return function ()
+    tide.run(function ()
+      local before = #tide.tasks()
+      fn()
+      local after = tide.tasks()
+      if #after ~= before then
+        local left = {}
+        for _, t in ipairs(after) do
+          if t ~= tide.current() then left[#left + 1] = t; t:cancel() end
+        end
+        error("the test left tasks running: " .. tasknames(left), 0)
+      end
+    end)
+  end
+end
+
+-- The build directory under test, and how to run its programs.
+local build = os.getenv("TIDE_BUILD") or "build"
+_G.BUILD = build
+_G.TIDE = build .. "/tide"
+
+-- Run a shell command; return its output (stdout and stderr) and status.
+function _G.sh (cmd)
+  local f = assert(io.popen(cmd .. " 2>&1"))
+  local out = f:read("a")
+  local _, _, code = f:close()
+  return out, code
+end
+
+-- Write s to a new temporary file; return its path.
+function _G.tmpfile (s)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(s)
+  f:close()
+  return path
+end

@@ -1,0 +1,23 @@
+#!/bin/sh
+# run.sh BUILD: the spec suite under BUILD/tide (busted's --lua) and under
+# stock lua5.4 with BUILD/tide.so; ends with "N passed, N failed".
+build=${1:-build}
+export TIDE_BUILD="$build"
+pass=0
+fail=0
+runone () {
+  label=$1
+  shift
+  out=$("$@" -o TAP 2>&1)
+  code=$?
+  printf '%s\n' "$out" | sed "s|^|[$label] |"
+  p=$(printf '%s\n' "$out" | grep -c '^ok ')
+  f=$(printf '%s\n' "$out" | grep -c '^not ok ')
+  if [ "$code" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  pass=$((pass + p))
+  fail=$((fail + f))
+}
+runone tide lua5.4 /usr/bin/busted --lua="$build/tide"
+LUA_CPATH="$build/?.so;;" runone lua5.4 lua5.4 /usr/bin/busted
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
