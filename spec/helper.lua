@@ -12,14 +12,17 @@ end
 function _G.async (fn)
   return function ()
     tide.run(function ()
-      local before = #tide.tasks()
+      local before = {}
+      for _, t in ipairs(tide.tasks()) do before[t] = true end
       fn()
-      local after = tide.tasks()
-      if #after ~= before then
-        local left = {}
-        for _, t in ipairs(after) do
-          if t ~= tide.current() then left[#left + 1] = t; t:cancel() end
+      local left = {}
+      for _, t in ipairs(tide.tasks()) do
+        if not before[t] and t ~= tide.current() then
+          left[#left + 1] = t
+          t:cancel()
         end
+      end
+      if #left > 0 then
         error("the test left tasks running: " .. tasknames(left), 0)
       end
     end)

@@ -17,7 +17,13 @@ runone () {
   pass=$((pass + p))
   fail=$((fail + f))
 }
+# A sanitized module loads into stock lua5.4 only with the runtimes preloaded.
+preload=
+if nm -D "$build/tide.so" 2>/dev/null | grep -q __asan_init; then
+  preload="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
+fi
 runone tide lua5.4 /usr/bin/busted --lua="$build/tide"
-LUA_CPATH="$build/?.so;;" runone lua5.4 lua5.4 /usr/bin/busted
+LD_PRELOAD="$preload" LUA_CPATH="$build/?.so;;" runone lua5.4 \
+  lua5.4 /usr/bin/busted
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -53,39 +53,48 @@ function tide.call_later (s, fn, ...)
 end
 
 -- A list of tasks from the arguments: functions are spawned, tasks kept.
--- Closing it (a <close> variable) cancels the tasks that have not ended.
-local TaskList = {
-  __close = function (ts)
-    for i = 1, ts.n do
-      if not ts[i]:done() then ts[i]:cancel() end
-    end
-  end,
-}
-
 local function tasklist (fname, ...)
   local n = select("#", ...)
-  local ts = setmetatable({ n = n }, TaskList)
   for i = 1, n do
     local x = select(i, ...)
-    if istask(x) then ts[i] = x
-    elseif type(x) == "function" then ts[i] = spawn(x)
-    else argerror(i, fname, "function or task expected, got " .. type(x)) end
+    if not istask(x) and type(x) ~= "function" then
+      argerror(i, fname, "function or task expected, got " .. type(x))
+    end
+  end
+  local ts = { n = n }
+  for i = 1, n do
+    local x = select(i, ...)
+    ts[i] = istask(x) and x or spawn(x)
   end
   return ts
 end
 
--- Suspend until enough(ended) is true, where ended counts the tasks of ts
--- that have ended and `last` is the latest of them.
+-- Cancel the tasks of ts that have not ended, and wait until they have.
+local function stop (ts)
+  for i = 1, ts.n do ts[i]:cancel() end
+  shield(1)
+  for i = 1, ts.n do pcall(shieldawait, ts[i]) end
+  shield(-1)
+end
+
+-- Suspend until enough(ended, t) is true, where ended counts the tasks of
+-- ts that have ended and t is the latest of them; return t. If the caller
+-- is cancelled meanwhile, the tasks are stopped and Cancelled is raised.
 local function waitfor (ts, enough)
   local ended, last, me, gen = 0, nil, nil, nil
   local function ondone (t)
     ended, last = ended + 1, t
-    if enough(ended, t) and me then wake(me, gen) end
+    if me and enough(ended, t) then wake(me, gen) end
   end
   for i = 1, ts.n do ts[i]:on_done(ondone) end
   while not enough(ended, last) do
     me, gen = token()
-    suspend()
+    local ok, e = pcall(suspend)
+    if not ok then
+      me = nil
+      stop(ts)
+      error(e, 0)
+    end
   end
   me = nil
   return last
@@ -97,15 +106,18 @@ local function failed (t)
 end
 
 -- tide.gather(f_or_task, ...) -> the first result of each, in order. The
--- first error cancels the others and is raised.
+-- first error cancels the others and is raised once they have ended.
 function tide.gather (...)
-  local ts <close> = tasklist("gather", ...)
+  local ts = tasklist("gather", ...)
   local n, bad = ts.n, nil
   waitfor(ts, function (ended, t)
     if t and failed(t) then bad = bad or t end
     return ended == n or bad ~= nil
   end)
-  if bad then bad:await() end
+  if bad then
+    stop(ts)
+    bad:await()
+  end
   local r = {}
   for i = 1, n do r[i] = ts[i]:await() end
   return unpack(r, 1, n)
@@ -114,7 +126,7 @@ end
 -- tide.settle(f_or_task, ...) -> { {ok = true, n = k, ...results} |
 -- {ok = false, err = e} }, in order, once every one has ended.
 function tide.settle (...)
-  local ts <close> = tasklist("settle", ...)
+  local ts = tasklist("settle", ...)
   local n = ts.n
   waitfor(ts, function (ended) return ended == n end)
   local r = {}
@@ -130,11 +142,12 @@ function tide.settle (...)
 end
 
 -- tide.race(f_or_task, ...) -> the results of the first to end (or its error
--- raised); the others are cancelled.
+-- raised); the others are cancelled and have ended on return.
 function tide.race (...)
-  local ts <close> = tasklist("race", ...)
+  local ts = tasklist("race", ...)
   if ts.n == 0 then argerror(1, "race", "function or task expected") end
   local first = waitfor(ts, function (ended) return ended > 0 end)
+  stop(ts)
   return first:await()
 end
 
