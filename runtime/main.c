@@ -323,9 +323,21 @@ static int handle_luainit (lua_State *L) {
 #define lua_stdin_is_tty()	isatty(0)
 
 #define lua_initreadline(L)  ((void)L)
-#define lua_readline(L,b,p) \
-        ((void)L, fputs(p, stdout), fflush(stdout),  /* show prompt */ \
-        fgets(b, LUA_MAXINPUT, stdin) != NULL)  /* get line */
+
+/* Show the prompt and read a line; when stdin is not a terminal, echo the
+** line as a line editor does, so that a transcript reads the same. */
+static int readline_plain (char *b, const char *prompt) {
+  fputs(prompt, stdout);
+  fflush(stdout);
+  if (fgets(b, LUA_MAXINPUT, stdin) == NULL) return 0;
+  if (!lua_stdin_is_tty()) {
+    fputs(b, stdout);
+    if (b[0] == '\0' || b[strlen(b) - 1] != '\n') fputs("\n", stdout);
+    fflush(stdout);
+  }
+  return 1;
+}
+#define lua_readline(L,b,p)	((void)L, readline_plain(b, p))
 #define lua_saveline(L,line)	{ (void)L; (void)line; }
 #define lua_freeline(L,b)	{ (void)L; (void)b; }
 

@@ -273,7 +273,7 @@ static void task_run (tide_Runtime *rt, Task *t) {
   rt->depth++;
   if (rt->debug) start = uv_hrtime();
   status = lua_resume(co, NULL, nargs, &nres);
-  if (rt->debug) tide__famine(rt, t, uv_hrtime() - start);
+  if (start && rt->debug) tide__famine(rt, t, uv_hrtime() - start);
   rt->current = prev;
   if (status == LUA_YIELD) {
     if (t->state == T_RUNNING) task_badyield(rt, t, nres);
@@ -325,11 +325,31 @@ static int sched_current (lua_State *L) {
 
 /* ---- The wait/wake protocol ---------------------------------------------- */
 
+/* The name of the running C function, for error messages: from the call
+** site, or else from the tide table ("tide.sleep"). Leaves one value on the
+** stack (which keeps the name alive until the error is raised). */
 static const char *fname (lua_State *L) {
   lua_Debug ar;
-  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name)
-    return ar.name;
-  return "?";
+  const char *name = "?";
+  if (!lua_getstack(L, 0, &ar)) return name;
+  if (lua_getinfo(L, "nf", &ar) && ar.name) name = ar.name;
+  else {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (lua_getfield(L, -1, "tide") == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        if (lua_rawequal(L, -1, -5) && lua_type(L, -2) == LUA_TSTRING) {
+          name = lua_pushfstring(L, "tide.%s", lua_tostring(L, -2));
+          lua_replace(L, -6);        /* keep the string alive below */
+          lua_pop(L, 2);
+          break;
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 2);
+  }
+  return name;
 }
 
 static tide_Wait *wait_begin (tide_Runtime *rt, lua_State *L) {
@@ -655,11 +675,12 @@ void tide__reportstuck (tide_Runtime *rt) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
   for (i = 1; i <= rt->nlive; i++) {
     Task *t;
+    const char *name;
     lua_rawgeti(L, -1, i);
     t = lua_touserdata(L, -1);
+    name = luaL_tolstring(L, -1, NULL);
     luaL_traceback(L, t->co, NULL, 0);
-    fprintf(stderr, "%s: %s\n", luaL_tolstring(L, -2, NULL),
-            lua_tostring(L, -2));
+    fprintf(stderr, "%s is stuck; %s\n", name, lua_tostring(L, -1));
     lua_pop(L, 3);
   }
   lua_pop(L, 1);
