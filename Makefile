@@ -19,7 +19,7 @@ WARN     = -Wall -Wextra -Werror
 CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
-CORE     = sched timer coro runtime
+CORE     = sched timer coro debug runtime
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/tide_lua.o
 HEADERS  = runtime/tide.h runtime/tide_int.h
 

@@ -1,7 +1,7 @@
 /*
 ** runtime.c: a runtime's life: tide_open, tide_run, tide_call, tide_close;
-** loop ownership; the `tide` module table and the Lua-side library; famine
-** reports; tide.run for stock Lua.
+** loop ownership; the `tide` module table and the Lua-side library;
+** tide.run for stock Lua.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,41 +45,6 @@ TIDE_API int tide_pushfail (lua_State *L, int uverr, const char *what) {
   else lua_pushstring(L, uv_strerror(uverr));
   lua_pushstring(L, uv_err_name(uverr));
   return 3;
-}
-
-/* ---- Famine --------------------------------------------------------------- */
-
-void tide__famine (tide_Runtime *rt, Task *t, uint64_t ns) {
-  lua_State *L = rt->cbL;
-  double s = (double)ns / 1e9;
-  if (s < rt->famine) return;
-  if (lua_status(t->co) == LUA_YIELD) {
-    luaL_traceback(L, t->co, NULL, 0);
-    fprintf(stderr, "tide: a task ran %.3f s without yielding, blocking "
-            "every other task; it then waited at:\n%s\n", s,
-            lua_tostring(L, -1));
-    lua_pop(L, 1);
-  }
-  else
-    fprintf(stderr, "tide: a task ran %.3f s without yielding, blocking "
-            "every other task, and then ended\n", s);
-  fflush(stderr);
-}
-
-/* tide.debug([on [, seconds]]) -> on, seconds */
-static int rt_debug (lua_State *L) {
-  tide_Runtime *rt = tide__rt(L);
-  if (!lua_isnone(L, 1)) {
-    rt->debug = lua_toboolean(L, 1);
-    if (!lua_isnoneornil(L, 2)) {
-      double s = luaL_checknumber(L, 2);
-      luaL_argcheck(L, s >= 0, 2, "negative duration");
-      rt->famine = s;
-    }
-  }
-  lua_pushboolean(L, rt->debug);
-  lua_pushnumber(L, rt->famine);
-  return 2;
 }
 
 /* ---- Driving the loop ------------------------------------------------------ */
@@ -249,11 +214,6 @@ static int rt_gc (lua_State *L) {
   return 0;
 }
 
-static const luaL_Reg rt_funcs[] = {
-  {"debug", rt_debug},
-  {NULL, NULL}
-};
-
 /* Build the module table: C parts, then the Lua-side library. */
 static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_newtable(L);                             /* tide */
@@ -263,10 +223,7 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_remove(L, -2);
   tide__opensched(L);
   tide__opentimer(L);
-  lua_pushvalue(L, -3);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, rt_funcs, 1);
-  lua_pop(L, 1);
+  tide__opendebug(L);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, rt_runmain, 1);
   lua_setfield(L, -3, "runmain");
@@ -305,7 +262,6 @@ static int open_protected (lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &rt->cbL);
   lua_newtable(L);
   rt->liveref = luaL_ref(L, LUA_REGISTRYINDEX);
-  rt->famine = 0.1;
   if (loop == NULL) {
     int err = uv_loop_init(&rt->ownloop);
     if (err) return luaL_error(L, "tide: cannot open a loop: %s",
@@ -317,10 +273,6 @@ static int open_protected (lua_State *L) {
     rt->loop = loop;
   tide__inittimer(rt);
   open_module(L, rt);
-  {
-    const char *dbg = getenv("TIDE_DEBUG");
-    rt->debug = dbg != NULL && *dbg != '\0' && strcmp(dbg, "0") != 0;
-  }
   lua_pushlightuserdata(L, rt);
   return 1;
 }

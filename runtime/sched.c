@@ -246,8 +246,7 @@ static void task_badyield (tide_Runtime *rt, Task *t, int nres) {
 
 static void task_run (tide_Runtime *rt, Task *t) {
   lua_State *co = t->co;
-  int nargs = 0, nres, status;
-  uint64_t start = 0;
+  int nargs = 0, nres, status, timed = rt->debug;
   Task *prev = rt->current;
   if (t->state == T_DONE) return;
   if (t->state == T_NEW) {
@@ -271,9 +270,9 @@ static void task_run (tide_Runtime *rt, Task *t) {
   t->state = T_RUNNING;
   rt->current = t;
   rt->depth++;
-  if (rt->debug) start = uv_hrtime();
+  if (timed) tide__faminebegin(rt, t);
   status = lua_resume(co, NULL, nargs, &nres);
-  if (start && rt->debug) tide__famine(rt, t, uv_hrtime() - start);
+  if (timed) tide__famineend(rt, t);
   rt->current = prev;
   if (status == LUA_YIELD) {
     if (t->state == T_RUNNING) task_badyield(rt, t, nres);

@@ -102,7 +102,11 @@ int tide__corowait (lua_State *L, Task *t);
 
 /* runtime.c */
 tide_Runtime *tide__rt (lua_State *L);   /* from upvalue 1 */
-void tide__famine (tide_Runtime *rt, Task *t, uint64_t ns);
+
+/* debug.c */
+int tide__opendebug (lua_State *L);
+void tide__faminebegin (tide_Runtime *rt, Task *t);
+void tide__famineend (tide_Runtime *rt, Task *t);
 
 #define tide__task(w) ((Task *)(w))
 
