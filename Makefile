@@ -41,7 +41,7 @@ $(BUILD)/obj/tide_lua.o: $(BUILD)/tide_lua.c
 $(BUILD)/obj:
 	mkdir -p $@
 
-$(BUILD)/tide: $(BUILD)/obj/main.o $(OBJS)
+$(BUILD)/tide: $(BUILD)/obj/main.o $(BUILD)/obj/heap.o $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -lm
 
 $(BUILD)/libtide.a: $(OBJS)

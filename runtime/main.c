@@ -17,6 +17,7 @@
 #include "lualib.h"
 
 #include "tide.h"
+#include "tide_int.h"
 
 #define lua_assert(c)		((void)0)
 
@@ -563,6 +564,7 @@ int main (int argc, char **argv) {
     l_message(argv[0], "cannot create state: not enough memory");
     return EXIT_FAILURE;
   }
+  tide__hugeheap(L);
   lua_pushcfunction(L, &pmain);  /* to call 'pmain' in protected mode */
   lua_pushinteger(L, argc);  /* 1st argument */
   lua_pushlightuserdata(L, argv); /* 2nd argument */

@@ -286,8 +286,10 @@ static void task_run (tide_Runtime *rt, Task *t) {
 
 /* L: function, nargs arguments -> the Task object. */
 Task *tide__spawn (tide_Runtime *rt, lua_State *L, int nargs) {
-  Task *t = lua_newuserdatauv(L, sizeof(Task), 2);
+  Task *t;
   lua_State *co;
+  if (rt->closing) luaL_error(L, "spawn: the tide runtime is closed");
+  t = lua_newuserdatauv(L, sizeof(Task), 2);
   memset(t, 0, sizeof *t);
   t->rt = rt;
   luaL_setmetatable(L, TIDE_TASK);
@@ -356,6 +358,8 @@ static tide_Wait *wait_begin (tide_Runtime *rt, lua_State *L) {
   if (t == NULL)
     luaL_error(L, "'%s' must be called inside a task "
                   "(use tide.run or tide.spawn)", fname(L));
+  if (rt->closing)
+    luaL_error(L, "'%s': the tide runtime is closed", fname(L));
   if (!lua_isyieldable(L))
     luaL_error(L, "'%s' cannot wait inside a C call such as table.sort, "
                   "string.gsub or require", fname(L));

@@ -103,6 +103,9 @@ int tide__corowait (lua_State *L, Task *t);
 /* runtime.c */
 tide_Runtime *tide__rt (lua_State *L);   /* from upvalue 1 */
 
+/* heap.c (the tide command only) */
+void tide__hugeheap (lua_State *L);
+
 /* debug.c */
 int tide__opendebug (lua_State *L);
 void tide__faminebegin (tide_Runtime *rt, Task *t);
