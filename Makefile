@@ -32,10 +32,13 @@ all: $(BUILD)/tide $(BUILD)/libtide.a $(BUILD)/libtide.so $(BUILD)/tide.so
 $(BUILD)/obj/%.o: runtime/%.c $(HEADERS) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tide_lua.c: runtime/lua/tide.lua runtime/lua/embed.lua | $(BUILD)/obj
-	lua5.4 runtime/lua/embed.lua $@ runtime/lua/tide.lua tide_lua
+# The Lua-side library, in load order.
+LUALIB   = tide sync
 
-$(BUILD)/obj/tide_lua.o: $(BUILD)/tide_lua.c
+$(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
+	lua5.4 runtime/lua/embed.lua $@ $(foreach m,$(LUALIB),$(m)=runtime/lua/$(m).lua)
+
+$(BUILD)/obj/tide_lua.o: $(BUILD)/tide_lua.c runtime/tide_int.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj:

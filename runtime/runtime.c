@@ -13,10 +13,6 @@
 
 static const char rtkey = 0;     /* registry[&rtkey] = the runtime userdata */
 
-/* The Lua-side library, compiled in (build/tide_lua.c). */
-extern const char tide_lua_source[];
-extern const size_t tide_lua_size;
-
 tide_Runtime *tide__rt (lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
 }
@@ -214,6 +210,21 @@ static int rt_gc (lua_State *L) {
   return 0;
 }
 
+/* Run each file of the Lua-side library with the tide and private tables.
+** Stack: tide, private. */
+static void open_lualib (lua_State *L) {
+  const tide_LuaSource *s;
+  for (s = tide__luasources; s->name != NULL; s++) {
+    lua_pushfstring(L, "=%s", s->name);
+    if (luaL_loadbufferx(L, s->source, s->size, lua_tostring(L, -1), "t"))
+      lua_error(L);
+    lua_pushvalue(L, -4);
+    lua_pushvalue(L, -4);
+    lua_call(L, 2, 0);
+    lua_pop(L, 1);
+  }
+}
+
 /* Build the module table: C parts, then the Lua-side library. */
 static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_newtable(L);                             /* tide */
@@ -229,12 +240,8 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_setfield(L, -3, "runmain");
   tide__opencoro(L);
   lua_pop(L, 1);                               /* tide, private */
-  if (luaL_loadbufferx(L, tide_lua_source, tide_lua_size, "=tide", "t"))
-    lua_error(L);
-  lua_insert(L, -2);                           /* tide, chunk, private */
-  lua_pushvalue(L, -3);
-  lua_insert(L, -2);                           /* tide, chunk, tide, private */
-  lua_call(L, 2, 0);
+  open_lualib(L);
+  lua_pop(L, 1);
   lua_pushliteral(L, TIDE_VERSION);
   lua_setfield(L, -2, "_VERSION");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

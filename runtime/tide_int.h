@@ -100,6 +100,13 @@ void tide__inittimer (tide_Runtime *rt);
 int tide__opencoro (lua_State *L);
 int tide__corowait (lua_State *L, Task *t);
 
+/* The Lua-side library (runtime/lua), compiled in; ends with NULL. */
+typedef struct tide_LuaSource {
+  const char *name, *source;
+  size_t size;
+} tide_LuaSource;
+extern const tide_LuaSource tide__luasources[];
+
 /* runtime.c */
 tide_Runtime *tide__rt (lua_State *L);   /* from upvalue 1 */
 

@@ -1,0 +1,3 @@
+-- sync.lua: synchronisation primitives (Queue, Lock, Event, ...), written
+-- on the scheduler's token/suspend/wake calls (see sched.c).
+local tide, sched = ...
