@@ -7,7 +7,7 @@ CC      ?= cc
 BUILD   ?= build
 
 PKGS     = lua5.4 libuv
-DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted
+DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted valgrind
 BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -215,7 +215,8 @@ end)
 
 describe("require 'tide' from stock lua5.4", function ()
   local function lua (code)
-    return sh("LUA_CPATH='" .. BUILD .. "/?.so;;' lua5.4 -e " .. q(code))
+    return sh("LD_PRELOAD='" .. (os.getenv("TIDE_PRELOAD") or "") .. "' LUA_CPATH='" ..
+              BUILD .. "/?.so;;' lua5.4 -e " .. q(code))
   end
 
   it("gives the same API and tide.run returns the main function's results", function ()

@@ -22,6 +22,7 @@ preload=
 if nm -D "$build/tide.so" 2>/dev/null | grep -q __asan_init; then
   preload="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
 fi
+export TIDE_PRELOAD="$preload"     # for specs that start stock lua5.4
 runone tide lua5.4 /usr/bin/busted --lua="$build/tide"
 LD_PRELOAD="$preload" LUA_CPATH="$build/?.so;;" runone lua5.4 \
   lua5.4 /usr/bin/busted
