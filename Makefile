@@ -7,7 +7,8 @@ CC      ?= cc
 BUILD   ?= build
 
 PKGS     = lua5.4 libuv
-DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted valgrind
+DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted valgrind \
+           python3 curl
 BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -19,8 +20,10 @@ WARN     = -Wall -Wextra -Werror
 CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
-CORE     = sched timer coro debug runtime
-OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BUILD)/obj/tide_lua.o
+CORE     = sched timer coro debug handle runtime
+BINDINGS = stream dns tcp
+OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
+           $(BUILD)/obj/tide_lua.o
 HEADERS  = runtime/tide.h runtime/tide_int.h
 
 SOVERSION = 0
@@ -32,8 +35,11 @@ all: $(BUILD)/tide $(BUILD)/libtide.a $(BUILD)/libtide.so $(BUILD)/tide.so
 $(BUILD)/obj/%.o: runtime/%.c $(HEADERS) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+$(BUILD)/obj/%.o: bindings/%.c $(HEADERS) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
 # The Lua-side library, in load order.
-LUALIB   = tide sync
+LUALIB   = tide sync net
 
 $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
 	lua5.4 runtime/lua/embed.lua $@ $(foreach m,$(LUALIB),$(m)=runtime/lua/$(m).lua)

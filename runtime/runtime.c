@@ -165,6 +165,7 @@ TIDE_API void tide_close (tide_Runtime *rt) {
   if (rt->closing) return;
   if (L != NULL) finish_leftovers(rt);
   rt->closing = 1;
+  tide__closehandles(rt);
   uv_idle_stop(&rt->idle);
   close_own((uv_handle_t *)&rt->idle, &pending);
   close_own((uv_handle_t *)&rt->timer, &pending);
@@ -235,6 +236,9 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   tide__opensched(L);
   tide__opentimer(L);
   tide__opendebug(L);
+  tide__open_stream(L);
+  tide__open_dns(L);
+  tide__open_tcp(L);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, rt_runmain, 1);
   lua_setfield(L, -3, "runmain");

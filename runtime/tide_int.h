@@ -11,6 +11,7 @@
 
 #define TIDE_TASK "tide.Task"
 #define TIDE_CANCELLED "tide.Cancelled"
+#define TIDE_STREAM "tide.Stream"
 
 typedef struct Task Task;
 
@@ -51,6 +52,15 @@ struct Task {
   unsigned badwait : 1;    /* the wait cannot go on: raise at its await */
 };
 
+/* The C side of every object that owns a libuv handle starts with this. */
+typedef struct tide_Handle tide_Handle;
+struct tide_Handle {
+  uv_handle_t *h;          /* NULL once closed; freed by libuv's close cb */
+  tide_Runtime *rt;
+  tide_Handle *prev, *next;        /* the runtime's open handles */
+  void (*onclose) (tide_Handle *o);/* wake the object's waiters */
+};
+
 typedef struct Heap {
   Task **a;
   uint32_t n, cap;
@@ -76,6 +86,7 @@ struct tide_Runtime {
   int debug;               /* famine detection on */
   double famine;           /* seconds a resume may take before a report */
   int closing;
+  tide_Handle *handles;    /* open handles, closed by tide_close */
 };
 
 /* sched.c */
@@ -112,6 +123,30 @@ tide_Runtime *tide__rt (lua_State *L);   /* from upvalue 1 */
 
 /* heap.c (the tide command only) */
 void tide__hugeheap (lua_State *L);
+
+/* handle.c */
+void *tide__handleinit (lua_State *L, tide_Runtime *rt, tide_Handle *o,
+                        size_t size, void (*onclose) (tide_Handle *));
+void tide__handleclose (tide_Handle *o);
+void tide__closehandles (tide_Runtime *rt);
+void tide__wakeall (Task **list);
+void tide__waitlist_add (Task **list, tide_Wait *w);
+void tide__waitlist_remove (Task **list, tide_Wait *w);
+
+/* bindings: each adds its module to the tide table.
+** Stack: tide table, private table, runtime userdata. */
+int tide__open_stream (lua_State *L);
+int tide__open_dns (lua_State *L);
+int tide__open_tcp (lua_State *L);
+
+/* stream.c: a new Stream pushed, its uv handle for the caller to init */
+uv_stream_t *tide__newstream (lua_State *L, tide_Runtime *rt, size_t size);
+void tide__streamfail (lua_State *L, int i);
+
+/* dns.c: addresses */
+int tide__pushaddr (lua_State *L, const struct sockaddr *sa);
+int tide__toaddr (const char *ip, int port, struct sockaddr_storage *ss);
+int tide__checkport (lua_State *L, int i);
 
 /* debug.c */
 int tide__opendebug (lua_State *L);

@@ -1,0 +1,580 @@
+/*
+** stream.c: tide.Stream, the one stream behind TCP connections and Unix
+** sockets. Reads land straight in the stream's buffer (read-ahead stops at
+** a high-water mark); the read methods take what they need from it. Writes
+** are tried at once and queued, copied, only when the socket is full; a
+** writer waits while the queue is over its high-water mark.
+*/
+#define _GNU_SOURCE              /* memmem */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tide_int.h"
+
+#define READ_CHUNK  (64 * 1024)
+#define READ_HWM    (256 * 1024)     /* read-ahead stops with this much */
+#define WRITE_HWM   (256 * 1024)     /* write() waits above this queued */
+#define WRITE_LWM   (64 * 1024)      /* ... until the queue is below this */
+#define LINE_LIMIT    (64 * 1024)      /* default limit of read_until */
+
+typedef struct Stream {
+  tide_Handle o;           /* o.h: the uv_stream_t */
+  Task *reader;            /* the task waiting to read, or NULL */
+  Task *writers;           /* tasks waiting for the write queue to shrink */
+  char *buf;               /* read buffer: data is buf[off .. off+len) */
+  size_t off, len, cap;
+  int rerr;                /* UV_EOF or a read error: the read side ended */
+  int werr;                /* the error of a queued write */
+  int reading;
+} Stream;
+
+#define H(s) ((uv_stream_t *)(s)->o.h)
+
+static Stream *checkstream (lua_State *L, int i) {
+  return luaL_checkudata(L, i, TIDE_STREAM);
+}
+
+static Stream *checkopen (lua_State *L, int i) {
+  Stream *s = checkstream(L, i);
+  if (s->o.h == NULL) luaL_error(L, "attempt to use a closed stream");
+  return s;
+}
+
+static int pushclosed (lua_State *L) {
+  luaL_pushfail(L);
+  lua_pushliteral(L, "stream closed");
+  lua_pushliteral(L, "ECANCELED");
+  return 3;
+}
+
+/* ---- Reading ------------------------------------------------------------ */
+
+static void alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  Stream *s = h->data;
+  (void)suggested;
+  if (s->off > 0 && s->off + s->len + READ_CHUNK > s->cap) {
+    memmove(s->buf, s->buf + s->off, s->len);   /* reuse the front */
+    s->off = 0;
+  }
+  if (s->len + READ_CHUNK > s->cap) {
+    size_t ncap = s->cap ? s->cap * 2 : READ_CHUNK;
+    char *nbuf;
+    while (ncap < s->len + READ_CHUNK) ncap *= 2;
+    nbuf = realloc(s->buf, ncap);
+    if (nbuf == NULL) {            /* libuv reports UV_ENOBUFS */
+      *buf = uv_buf_init(NULL, 0);
+      return;
+    }
+    s->buf = nbuf;
+    s->cap = ncap;
+  }
+  *buf = uv_buf_init(s->buf + s->off + s->len,
+                     (unsigned)(s->cap - s->off - s->len));
+}
+
+static void read_stop (Stream *s) {
+  if (s->reading) uv_read_stop(H(s));
+  s->reading = 0;
+}
+
+static void read_cb (uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
+  Stream *s = h->data;
+  (void)buf;
+  if (nread == 0) return;          /* nothing this time (EAGAIN) */
+  if (nread > 0) s->len += (size_t)nread;
+  else {
+    s->rerr = (int)nread;          /* UV_EOF or an error */
+    read_stop(s);
+  }
+  if (s->len >= READ_HWM) read_stop(s);
+  if (s->reader) {
+    Task *t = s->reader;
+    s->reader = NULL;
+    tide_wake(&t->w, 0);
+  }
+}
+
+static void read_start (Stream *s) {
+  int err;
+  if (s->reading || s->rerr) return;
+  err = uv_read_start(H(s), alloc_cb, read_cb);
+  if (err < 0) s->rerr = err;
+  else s->reading = 1;
+}
+
+/* Push k bytes from the front of the buffer and drop them from it. */
+static void take (lua_State *L, Stream *s, size_t k) {
+  lua_pushlstring(L, s->buf + s->off, k);
+  s->off += k;
+  s->len -= k;
+  if (s->len == 0) s->off = 0;
+}
+
+/* The read side has ended: nil at the end of the stream, else the error. */
+static int pushend (lua_State *L, Stream *s, int eofmsg) {
+  if (s->rerr != UV_EOF) return tide_pushfail(L, s->rerr, NULL);
+  luaL_pushfail(L);
+  if (!eofmsg) return 1;
+  lua_pushliteral(L, "unexpected end of stream");
+  lua_pushliteral(L, "EOF");
+  return 3;
+}
+
+enum { R_SOME, R_EXACT, R_UNTIL, R_LINE };
+
+typedef struct ReadArgs {
+  int mode;
+  size_t n;                /* R_SOME: at most; R_EXACT: exactly; else max */
+  const char *sep;
+  size_t seplen;
+} ReadArgs;
+
+/* Push what the read asks for if the buffer holds it (or the read side has
+** ended) and return the count of results; -1 when it must wait. */
+static int read_try (lua_State *L, Stream *s, const ReadArgs *a) {
+  const char *data = s->buf + s->off, *p;
+  switch (a->mode) {
+    case R_SOME:
+      if (s->len > 0) {
+        take(L, s, a->n < s->len ? a->n : s->len);
+        return 1;
+      }
+      return s->rerr ? pushend(L, s, 0) : -1;
+    case R_EXACT:
+      if (s->len >= a->n) {
+        take(L, s, a->n);
+        return 1;
+      }
+      return s->rerr ? pushend(L, s, 1) : -1;
+    default:                       /* R_UNTIL, R_LINE */
+      p = s->len >= a->seplen ? memmem(data, s->len, a->sep, a->seplen) : NULL;
+      if (p != NULL && (size_t)(p - data) + a->seplen <= a->n) {
+        size_t k = (size_t)(p - data);
+        if (a->mode == R_LINE) {
+          take(L, s, k);
+          s->off += a->seplen;     /* drop the separator */
+          s->len -= a->seplen;
+          if (s->len == 0) s->off = 0;
+        }
+        else take(L, s, k + a->seplen);
+        return 1;
+      }
+      if (s->len >= a->n) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "line too long");
+        lua_pushliteral(L, "E2BIG");
+        return 3;
+      }
+      if (!s->rerr) return -1;
+      if (a->mode == R_LINE && s->len > 0 && s->rerr == UV_EOF) {
+        take(L, s, s->len);        /* the last line, without separator */
+        return 1;
+      }
+      return pushend(L, s, a->mode == R_UNTIL && s->len > 0);
+  }
+}
+
+static void read_cancel (tide_Wait *w) {
+  Stream *s = tide_waitdata(w);
+  s->reader = NULL;
+}
+
+/* Read per a, waiting for data as needed; k re-enters after each wake. */
+static int read_do (lua_State *L, Stream *s, const ReadArgs *a,
+                    lua_KFunction k) {
+  tide_Wait *w;
+  int r;
+  if (s->o.h == NULL) return pushclosed(L);
+  if ((r = read_try(L, s, a)) >= 0) return r;
+  if (s->reader != NULL)
+    return luaL_error(L, "another task is already reading this stream");
+  w = tide_wait(L);
+  read_start(s);
+  if (!s->reading && (r = read_try(L, s, a)) >= 0) return r;
+  s->reader = tide__task(w);
+  return tide_awaitk(L, w, read_cancel, s, k, 0);
+}
+
+/* Read the arguments of a read method from the stack. */
+static Stream *read_args (lua_State *L, int mode, ReadArgs *a) {
+  Stream *s = checkstream(L, 1);
+  lua_Integer n;
+  a->mode = mode;
+  a->sep = NULL;
+  a->seplen = 0;
+  switch (mode) {
+    case R_SOME:
+      n = luaL_optinteger(L, 2, READ_CHUNK);
+      luaL_argcheck(L, n > 0, 2, "positive size expected");
+      break;
+    case R_EXACT:
+      n = luaL_checkinteger(L, 2);
+      luaL_argcheck(L, n >= 0, 2, "non-negative size expected");
+      break;
+    default:
+      a->sep = luaL_checklstring(L, 2, &a->seplen);
+      luaL_argcheck(L, a->seplen > 0, 2, "empty separator");
+      n = luaL_optinteger(L, 3, LINE_LIMIT);
+      luaL_argcheck(L, n > 0, 3, "positive limit expected");
+  }
+  a->n = (size_t)n;
+  return s;
+}
+
+static int read_some_k (lua_State *L, int status, lua_KContext ctx) {
+  ReadArgs a;
+  Stream *s = read_args(L, R_SOME, &a);
+  (void)status; (void)ctx;
+  return read_do(L, s, &a, read_some_k);
+}
+
+static int read_exactly_k (lua_State *L, int status, lua_KContext ctx) {
+  ReadArgs a;
+  Stream *s = read_args(L, R_EXACT, &a);
+  (void)status; (void)ctx;
+  return read_do(L, s, &a, read_exactly_k);
+}
+
+static int read_until_k (lua_State *L, int status, lua_KContext ctx) {
+  ReadArgs a;
+  Stream *s = read_args(L, R_UNTIL, &a);
+  (void)status; (void)ctx;
+  return read_do(L, s, &a, read_until_k);
+}
+
+/* s:read([n]) -> up to n bytes (what is there, at least 1), nil at EOF. */
+static int stream_read (lua_State *L) {
+  checkopen(L, 1);
+  return read_some_k(L, LUA_OK, 0);
+}
+
+/* s:read_exactly(n) -> n bytes; nil, msg, "EOF" if the stream ends first
+** (the bytes read stay in the buffer). */
+static int stream_read_exactly (lua_State *L) {
+  checkopen(L, 1);
+  return read_exactly_k(L, LUA_OK, 0);
+}
+
+/* s:read_until(sep [, max]) -> data up to and including sep. */
+static int stream_read_until (lua_State *L) {
+  checkopen(L, 1);
+  return read_until_k(L, LUA_OK, 0);
+}
+
+/* The iterator of s:lines(). */
+static int lines_k (lua_State *L, int status, lua_KContext ctx) {
+  Stream *s = lua_touserdata(L, lua_upvalueindex(1));
+  ReadArgs a = { R_LINE, LINE_LIMIT, "\n", 1 };
+  int r;
+  (void)status; (void)ctx;
+  lua_settop(L, 0);
+  r = read_do(L, s, &a, lines_k);
+  if (r == 3) return luaL_error(L, "%s", lua_tostring(L, -2));
+  return r;
+}
+
+static int lines_iter (lua_State *L) {
+  return lines_k(L, LUA_OK, 0);
+}
+
+/* s:lines() -> an iterator over the lines, without "\n"; the last line
+** may lack it. Read errors (and a line over 64 KiB) raise. */
+static int stream_lines (lua_State *L) {
+  checkopen(L, 1);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, lines_iter, 1);
+  return 1;
+}
+
+/* ---- Writing ------------------------------------------------------------ */
+
+typedef struct WriteReq {
+  uv_write_t req;
+  char data[];
+} WriteReq;
+
+static size_t queued (Stream *s) {
+  return uv_stream_get_write_queue_size(H(s));
+}
+
+static void write_cb (uv_write_t *req, int status) {
+  Stream *s = req->handle->data;   /* NULL once the stream was closed */
+  free(req);
+  if (s == NULL) return;
+  if (status < 0 && s->werr == 0) s->werr = status;
+  if (s->writers && (status < 0 || queued(s) <= WRITE_LWM))
+    tide__wakeall(&s->writers);
+}
+
+static void write_cancel (tide_Wait *w) {
+  Stream *s = tide_waitdata(w);
+  tide__waitlist_remove(&s->writers, w);
+}
+
+static int write_wait (lua_State *L, Stream *s, lua_KFunction k) {
+  tide_Wait *w = tide_wait(L);
+  tide__waitlist_add(&s->writers, w);
+  return tide_awaitk(L, w, write_cancel, s, k, 0);
+}
+
+/* Write data[0..len): at once if the socket takes it, else queue a copy. */
+static int write_now (lua_State *L, Stream *s, const char *data, size_t len) {
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  int n = 0, err;
+  WriteReq *r;
+  if (queued(s) == 0) {
+    n = uv_try_write(H(s), &b, 1);
+    if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
+    if (n < 0) return tide_pushfail(L, n, NULL);
+    if ((size_t)n == len) return 0;
+  }
+  r = malloc(sizeof *r + len - (size_t)n);
+  if (r == NULL) return luaL_error(L, "not enough memory");
+  memcpy(r->data, data + n, len - (size_t)n);
+  b = uv_buf_init(r->data, (unsigned)(len - (size_t)n));
+  if ((err = uv_write(&r->req, H(s), &b, 1, write_cb)) < 0) {
+    free(r);
+    return tide_pushfail(L, err, NULL);
+  }
+  return 0;
+}
+
+static int write_k (lua_State *L, int status, lua_KContext ctx) {
+  Stream *s = checkstream(L, 1);
+  int n = lua_gettop(L), r;
+  (void)status; (void)ctx;
+  if (s->o.h == NULL) return pushclosed(L);
+  if (s->werr) return tide_pushfail(L, s->werr, NULL);
+  if (queued(s) > WRITE_HWM) return write_wait(L, s, write_k);
+  if (n > 2) {                     /* several pieces: one write */
+    luaL_Buffer b;
+    int i;
+    luaL_buffinit(L, &b);
+    for (i = 2; i <= n; i++) {
+      lua_pushvalue(L, i);
+      luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+  }
+  else if (n < 2)
+    lua_pushliteral(L, "");
+  else
+    lua_pushvalue(L, 2);
+  {
+    size_t len;
+    const char *data = lua_tolstring(L, -1, &len);
+    if (len > 0 && (r = write_now(L, s, data, len)) > 0) return r;
+  }
+  lua_settop(L, 1);
+  return 1;                        /* the stream, as file:write returns */
+}
+
+/* s:write(data, ...) -> s; waits while much is still queued. All of the
+** data is taken or none: a write cancelled while waiting wrote nothing. */
+static int stream_write (lua_State *L) {
+  int i, n = lua_gettop(L);
+  checkopen(L, 1);
+  for (i = 2; i <= n; i++) luaL_checklstring(L, i, NULL);
+  return write_k(L, LUA_OK, 0);
+}
+
+static int drain_k (lua_State *L, int status, lua_KContext ctx) {
+  Stream *s = checkstream(L, 1);
+  (void)status; (void)ctx;
+  if (s->o.h == NULL) return pushclosed(L);
+  if (s->werr) return tide_pushfail(L, s->werr, NULL);
+  if (queued(s) > 0) return write_wait(L, s, drain_k);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* s:drain() -> true once everything written has been handed to the OS. */
+static int stream_drain (lua_State *L) {
+  checkopen(L, 1);
+  lua_settop(L, 1);
+  return drain_k(L, LUA_OK, 0);
+}
+
+/* ---- Shutdown and close --------------------------------------------------- */
+
+typedef struct ShutReq {
+  uv_shutdown_t req;
+  tide_Wait *w;            /* NULL once the task stopped waiting */
+} ShutReq;
+
+static void shutdown_cb (uv_shutdown_t *req, int status) {
+  ShutReq *r = (ShutReq *)req;
+  if (r->w) {
+    lua_State *T = tide_thread(r->w);
+    if (status < 0) tide_wake(r->w, tide_pushfail(T, status, NULL));
+    else {
+      lua_pushboolean(T, 1);
+      tide_wake(r->w, 1);
+    }
+  }
+  free(r);
+}
+
+static void shutdown_cancel (tide_Wait *w) {
+  ((ShutReq *)tide_waitdata(w))->w = NULL;
+}
+
+/* s:shutdown() -> true once the queued data is sent and the write side
+** closed (the peer reads EOF); reading goes on. */
+static int stream_shutdown (lua_State *L) {
+  Stream *s = checkopen(L, 1);
+  tide_Wait *w = tide_wait(L);
+  ShutReq *r = malloc(sizeof *r);
+  int err;
+  if (r == NULL) return luaL_error(L, "not enough memory");
+  r->w = w;
+  if ((err = uv_shutdown(&r->req, H(s), shutdown_cb)) < 0) {
+    free(r);
+    return tide_pushfail(L, err, NULL);
+  }
+  return tide_await(L, w, shutdown_cancel, r);
+}
+
+static void stream_onclose (tide_Handle *o) {
+  Stream *s = (Stream *)o;
+  s->reading = 0;
+  if (s->reader) {
+    Task *t = s->reader;
+    s->reader = NULL;
+    tide_wake(&t->w, 0);           /* it sees the stream closed */
+  }
+  tide__wakeall(&s->writers);
+}
+
+/* s:close(): close now (queued writes are dropped; use drain first to keep
+** them); tasks waiting on the stream get nil, "stream closed". */
+static int stream_close (lua_State *L) {
+  Stream *s = checkstream(L, 1);
+  tide__handleclose(&s->o);
+  return 0;
+}
+
+static int stream_gc (lua_State *L) {
+  Stream *s = checkstream(L, 1);
+  tide__handleclose(&s->o);
+  free(s->buf);
+  s->buf = NULL;
+  s->len = s->cap = s->off = 0;
+  return 0;
+}
+
+static int stream_tostring (lua_State *L) {
+  Stream *s = checkstream(L, 1);
+  if (s->o.h == NULL) lua_pushliteral(L, "tide.Stream (closed)");
+  else lua_pushfstring(L, "tide.Stream (%s): %p",
+                       uv_handle_type_name(s->o.h->type), (void *)s);
+  return 1;
+}
+
+/* ---- Addresses and options ------------------------------------------------ */
+
+static int stream_name (lua_State *L, int peer) {
+  Stream *s = checkopen(L, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof ss, err;
+  if (s->o.h->type == UV_TCP) {
+    uv_tcp_t *t = (uv_tcp_t *)s->o.h;
+    err = peer ? uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len)
+               : uv_tcp_getsockname(t, (struct sockaddr *)&ss, &len);
+    if (err < 0) return tide_pushfail(L, err, NULL);
+    return tide__pushaddr(L, (struct sockaddr *)&ss);
+  }
+  if (s->o.h->type == UV_NAMED_PIPE) {
+    char path[1024];
+    size_t n = sizeof path;
+    err = peer ? uv_pipe_getpeername((uv_pipe_t *)s->o.h, path, &n)
+               : uv_pipe_getsockname((uv_pipe_t *)s->o.h, path, &n);
+    if (err < 0) return tide_pushfail(L, err, NULL);
+    lua_pushlstring(L, path, n);
+    return 1;
+  }
+  return tide_pushfail(L, UV_ENOTSUP, NULL);
+}
+
+/* s:getpeername() -> host, port (TCP) or path (Unix socket) */
+static int stream_getpeername (lua_State *L) { return stream_name(L, 1); }
+static int stream_getsockname (lua_State *L) { return stream_name(L, 0); }
+
+/* s:setoption(name, value): "nodelay" (bool), "keepalive" (bool or
+** seconds), "sndbuf" / "rcvbuf" (bytes) -> true | nil, msg, code */
+static int stream_setoption (lua_State *L) {
+  static const char *const names[] = {
+    "nodelay", "keepalive", "sndbuf", "rcvbuf", NULL
+  };
+  Stream *s = checkopen(L, 1);
+  int opt = luaL_checkoption(L, 2, NULL, names), err, v;
+  int istcp = s->o.h->type == UV_TCP;
+  switch (opt) {
+    case 0:
+      luaL_argcheck(L, istcp, 2, "a TCP option");
+      err = uv_tcp_nodelay((uv_tcp_t *)s->o.h, lua_toboolean(L, 3));
+      break;
+    case 1:
+      luaL_argcheck(L, istcp, 2, "a TCP option");
+      v = lua_isinteger(L, 3) ? (int)lua_tointeger(L, 3) : 60;
+      err = uv_tcp_keepalive((uv_tcp_t *)s->o.h,
+                             lua_toboolean(L, 3), (unsigned)v);
+      break;
+    default:
+      v = (int)luaL_checkinteger(L, 3);
+      luaL_argcheck(L, v > 0, 3, "positive size expected");
+      err = opt == 2 ? uv_send_buffer_size(s->o.h, &v)
+                     : uv_recv_buffer_size(s->o.h, &v);
+  }
+  if (err < 0) return tide_pushfail(L, err, NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- Creating streams (for tcp.c, pipe.c, ...) ---------------------------- */
+
+/* Push a new Stream whose uv handle (size bytes) the caller initialises. */
+uv_stream_t *tide__newstream (lua_State *L, tide_Runtime *rt, size_t size) {
+  Stream *s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  luaL_setmetatable(L, TIDE_STREAM);
+  return tide__handleinit(L, rt, &s->o, size, stream_onclose);
+}
+
+/* The Stream at index i is done for (its handle never opened): close it. */
+void tide__streamfail (lua_State *L, int i) {
+  tide__handleclose(&checkstream(L, i)->o);
+}
+
+static const luaL_Reg stream_methods[] = {
+  {"read", stream_read},
+  {"read_exactly", stream_read_exactly},
+  {"read_until", stream_read_until},
+  {"lines", stream_lines},
+  {"write", stream_write},
+  {"drain", stream_drain},
+  {"shutdown", stream_shutdown},
+  {"close", stream_close},
+  {"getpeername", stream_getpeername},
+  {"getsockname", stream_getsockname},
+  {"setoption", stream_setoption},
+  {NULL, NULL}
+};
+
+static const luaL_Reg stream_meta[] = {
+  {"__gc", stream_gc},
+  {"__close", stream_close},
+  {"__tostring", stream_tostring},
+  {"__index", NULL},
+  {NULL, NULL}
+};
+
+int tide__open_stream (lua_State *L) {
+  if (luaL_newmetatable(L, TIDE_STREAM)) {
+    luaL_setfuncs(L, stream_meta, 0);
+    luaL_newlib(L, stream_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  return 0;
+}

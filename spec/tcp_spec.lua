@@ -1,0 +1,433 @@
+-- tcp_spec.lua: TCP connections and servers, streams and DNS on 127.0.0.1
+-- (bindings/tcp.c, stream.c, dns.c, runtime/lua/net.lua), against tide
+-- itself and against python3 as a peer.
+
+-- Start a python3 program in the background; it prints its port first.
+-- Returns the port and a function that waits for it to exit.
+local function python (src)
+  local path = tmpfile(src)
+  local f = assert(io.popen("python3 -u " .. path .. " 2>&1", "r"))
+  local port = tonumber(f:read("l"))
+  return port, function ()
+    local rest = f:read("a")
+    f:close()
+    os.remove(path)
+    return rest
+  end
+end
+
+local function echo_server (opts)
+  return assert(tide.tcp.serve("127.0.0.1", 0, function (s)
+    while true do
+      local data = s:read()
+      if not data then return end
+      s:write(data)
+    end
+  end, opts))
+end
+
+describe("tide.tcp.connect", function ()
+  it("connects to a python3 server and exchanges lines", async(function ()
+    local port, done = python([[
+import socket
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+print(srv.getsockname()[1])
+c, _ = srv.accept()
+f = c.makefile("rwb")
+line = f.readline()
+f.write(b"got " + line); f.flush()
+c.close()
+]])
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    assert.equal(s, s:write("ping", "\n"))
+    assert.equal("got ping\n", s:read_until("\n"))
+    assert.is_nil(s:read())                -- the peer closed: EOF
+    assert.is_nil(s:read())
+    done()
+  end))
+
+  it("resolves host names (localhost)", async(function ()
+    local srv <close> = echo_server()
+    local _, port = srv:getsockname()
+    local s <close> = assert(tide.tcp.connect("localhost", port))
+    s:write("x")
+    assert.equal("x", s:read())
+  end))
+
+  it("returns nil, message and ECONNREFUSED when nothing listens", async(function ()
+    local srv = assert(tide.tcp.listen("127.0.0.1", 0))
+    local _, port = srv:getsockname()
+    srv:close()
+    local s, err, code = tide.tcp.connect("127.0.0.1", port)
+    assert.is_nil(s)
+    assert.equal("ECONNREFUSED", code)
+    assert.matches("connection refused", err)
+  end))
+
+  it("returns a resolver error for an unknown host name", async(function ()
+    local s, err, code = tide.tcp.connect("no-such-host.invalid", 80)
+    assert.is_nil(s)
+    assert.matches("^EAI_", code)
+    assert.matches("no%-such%-host%.invalid", err)
+  end))
+
+  it("raises on bad arguments", async(function ()
+    assert.has_error(function () tide.tcp.connect(1, 2) end)
+    assert.has_error(function () tide.tcp.connect("127.0.0.1", 70000) end)
+    assert.has_error(function () tide.tcp.connect("127.0.0.1") end)
+  end))
+
+  it("is cancelled cleanly while resolving or connecting", async(function ()
+    local t = tide.spawn(tide.tcp.connect, "localhost", 9)
+    t:cancel()
+    assert.has_error(function () t:await() end)
+    local srv <close> = echo_server()
+    local _, port = srv:getsockname()
+    t = tide.spawn(tide.tcp.connect, "127.0.0.1", port)
+    tide.yield()
+    t:cancel()
+    pcall(t.await, t)
+    assert.is_true(t:done())
+  end))
+end)
+
+describe("tide.Stream", function ()
+  it("reads exactly n bytes across several segments", async(function ()
+    local srv <close> = echo_server()
+    local _, port = srv:getsockname()
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    local w = tide.spawn(function ()
+      for i = 1, 10 do s:write(("%03d"):format(i)); tide.sleep(0.001) end
+    end)
+    assert.equal("001002003004005006007008009010", s:read_exactly(30))
+    w:await()
+    assert.equal("", s:read_exactly(0))
+  end))
+
+  it("reads until a separator, keeping it, within a limit", async(function ()
+    local srv <close> = echo_server()
+    local _, port = srv:getsockname()
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    s:write("a,b,,c")
+    assert.equal("a,", s:read_until(","))
+    assert.equal("b,", s:read_until(","))
+    assert.equal(",", s:read_until(","))
+    s:write(("x"):rep(100))
+    local v, err, code = s:read_until("\n", 50)
+    assert.same({ nil, "line too long", "E2BIG" }, { v, err, code })
+    assert.equal("c" .. ("x"):rep(9), s:read(10))   -- nothing was lost
+  end))
+
+  it("iterates lines; the last one may lack a newline", async(function ()
+    local port, done = python([[
+import socket
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+print(srv.getsockname()[1])
+c, _ = srv.accept()
+c.sendall(b"one\ntwo\n\nthree")
+c.close()
+]])
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    local lines = {}
+    for line in s:lines() do lines[#lines + 1] = line end
+    assert.same({ "one", "two", "", "three" }, lines)
+    done()
+  end))
+
+  it("reports EOF before the count in read_exactly and keeps the data", async(function ()
+    local port, done = python([[
+import socket
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+print(srv.getsockname()[1])
+c, _ = srv.accept()
+c.sendall(b"abc"); c.close()
+]])
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    local v, err, code = s:read_exactly(10)
+    assert.same({ nil, "unexpected end of stream", "EOF" }, { v, err, code })
+    assert.equal("abc", s:read())
+    assert.is_nil(s:read_until("\n"))
+    done()
+  end))
+
+  it("carries 16 MiB both ways intact, with backpressure", async(function ()
+    local srv <close> = echo_server()
+    local _, port = srv:getsockname()
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    local chunk = ("0123456789abcdef"):rep(4096)    -- 64 KiB
+    local n = 256
+    local writer = tide.spawn(function ()
+      for i = 1, n do assert(s:write(chunk)) end
+      assert(s:drain())
+      assert(s:shutdown())
+    end)
+    local got, total = 0, 0
+    while true do
+      local data = s:read()
+      if not data then break end
+      total = total + #data
+      got = got + select(2, data:gsub("f", ""))
+    end
+    writer:await()
+    assert.equal(n * #chunk, total)
+    assert.equal(n * 4096, got)
+  end))
+
+  it("wakes a blocked reader with nil, 'stream closed' when closed", async(function ()
+    local srv <close> = echo_server()
+    local _, port = srv:getsockname()
+    local s = assert(tide.tcp.connect("127.0.0.1", port))
+    local r = tide.spawn(function () return s:read() end)
+    tide.sleep(0.01)
+    s:close()
+    assert.same({ nil, "stream closed", "ECANCELED" }, { r:await() })
+    s:close()                                -- harmless twice
+    assert.has_error(function () s:read() end, "attempt to use a closed stream")
+    assert.matches("closed", tostring(s))
+  end))
+
+  it("raises when two tasks read at once", async(function ()
+    local srv <close> = echo_server()
+    local _, port = srv:getsockname()
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    local r = tide.spawn(s.read, s)
+    tide.yield()
+    assert.has_error(function () s:read() end)
+    s:write("z")
+    assert.equal("z", r:await())
+  end))
+
+  it("stays usable after a read is cancelled", async(function ()
+    local srv <close> = echo_server()
+    local _, port = srv:getsockname()
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    local r = tide.spawn(s.read, s)
+    tide.sleep(0.005)
+    r:cancel()
+    assert.has_error(function () r:await() end)
+    s:write("after")
+    assert.equal("after", s:read_exactly(5))
+  end))
+
+  it("returns an error when writing to a peer that reset", async(function ()
+    local port, done = python([[
+import socket, struct
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+print(srv.getsockname()[1])
+c, _ = srv.accept()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+c.close()
+]])
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    done()
+    local ok, err, code
+    for _ = 1, 100 do
+      ok, err, code = s:write(("x"):rep(65536))
+      if not ok then break end
+      tide.sleep(0.001)
+    end
+    assert.is_nil(ok)
+    assert.is_truthy(code == "ECONNRESET" or code == "EPIPE", code)
+    local v, _, rcode = s:read()
+    assert.is_true(v == nil and (rcode == nil or rcode == "ECONNRESET"))
+  end))
+
+  it("tells addresses and sets options", async(function ()
+    local srv <close> = echo_server()
+    local _, port = srv:getsockname()
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port, { nodelay = true }))
+    local h, p = s:getpeername()
+    assert.same({ "127.0.0.1", port }, { h, p })
+    local lh, lp = s:getsockname()
+    assert.equal("127.0.0.1", lh)
+    assert.is_true(lp > 0)
+    assert.is_true(s:setoption("keepalive", true))
+    assert.is_true(s:setoption("sndbuf", 65536))
+    assert.has_error(function () s:setoption("nosuch", 1) end)
+  end))
+end)
+
+describe("tide.tcp.listen", function ()
+  it("accepts connections from python3 clients", async(function ()
+    local srv <close> = assert(tide.tcp.listen("127.0.0.1", 0))
+    local _, port = srv:getsockname()
+    local _, done = python(([[
+import socket
+print(0)
+s = socket.create_connection(("127.0.0.1", %d))
+s.sendall(b"from python")
+s.close()
+]]):format(port))
+    local c <close> = assert(srv:accept())
+    assert.equal("from python", c:read_exactly(11))
+    done()
+  end))
+
+  it("returns EADDRINUSE for a port in use", async(function ()
+    local a <close> = assert(tide.tcp.listen("127.0.0.1", 0))
+    local _, port = a:getsockname()
+    local b, err, code = tide.tcp.listen("127.0.0.1", port)
+    assert.is_nil(b)
+    assert.equal("EADDRINUSE", code)
+    assert.matches(tostring(port), err)
+  end))
+
+  it("shares a port with reuseport", async(function ()
+    local a <close> = assert(tide.tcp.listen("127.0.0.1", 0, { reuseport = true }))
+    local _, port = a:getsockname()
+    local b <close> = assert(tide.tcp.listen("127.0.0.1", port, { reuseport = true }))
+    assert.equal(port, select(2, b:getsockname()))
+  end))
+
+  it("wakes a waiting accept with an error when closed, and cancels cleanly", async(function ()
+    local srv = assert(tide.tcp.listen("127.0.0.1", 0))
+    local t = tide.spawn(srv.accept, srv)
+    tide.sleep(0.005)
+    srv:close()
+    assert.same({ nil, "server closed", "ECANCELED" }, { t:await() })
+    local srv2 <close> = assert(tide.tcp.listen("127.0.0.1", 0))
+    local t2 = tide.spawn(srv2.accept, srv2)
+    tide.sleep(0.005)
+    t2:cancel()
+    assert.has_error(function () t2:await() end)
+  end))
+
+  it("listens on IPv6 loopback where the machine has it", async(function ()
+    local srv, _, code = tide.tcp.listen("::1", 0)
+    if not srv then
+      assert.equal("EADDRNOTAVAIL", code)     -- no IPv6 here: a clear error
+      return
+    end
+    local _, port = srv:getsockname()
+    local c <close> = assert(tide.tcp.connect("::1", port))
+    local a <close> = assert(srv:accept())
+    c:write("v6")
+    assert.equal("v6", a:read_exactly(2))
+    srv:close()
+  end))
+end)
+
+describe("tide.tcp.serve", function ()
+  it("serves 1,000 concurrent connections, one task each", async(function ()
+    local srv <close> = echo_server()
+    local _, port = srv:getsockname()
+    local clients = {}
+    for i = 1, 1000 do
+      clients[i] = tide.spawn(function ()
+        local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+        s:write("msg" .. i)
+        return s:read_exactly(#("msg" .. i))
+      end)
+    end
+    for i = 1, 1000 do assert.equal("msg" .. i, clients[i]:await()) end
+  end))
+
+  it("answers curl as a tiny HTTP server", async(function ()
+    local srv <close> = assert(tide.tcp.serve("127.0.0.1", 0, function (s)
+      local request = s:read_until("\r\n\r\n")
+      local path = request:match("^GET (%S+)")
+      local body = "you asked for " .. path
+      s:write("HTTP/1.1 200 OK\r\nContent-Length: ", #body,
+              "\r\nConnection: close\r\n\r\n", body)
+      s:drain()
+    end))
+    local _, port = srv:getsockname()
+    -- curl runs in a thread-pool-free way: a task waits on it through a file
+    local out = os.tmpname()
+    local t = tide.spawn(function ()
+      os.execute(("curl -s http://127.0.0.1:%d/hello > %s &"):format(port, out))
+    end)
+    t:await()
+    local body
+    for _ = 1, 200 do
+      tide.sleep(0.01)
+      local f = io.open(out)
+      body = f and f:read("a")
+      if f then f:close() end
+      if body and #body > 0 then break end
+    end
+    os.remove(out)
+    assert.equal("you asked for /hello", body)
+  end))
+
+  it("reports a handler's error and keeps serving", async(function ()
+    local calls = 0
+    local srv <close> = assert(tide.tcp.serve("127.0.0.1", 0, function (s)
+      calls = calls + 1
+      if calls == 1 then error("handler failed") end
+      s:write("ok")
+    end))
+    local _, port = srv:getsockname()
+    local a <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    assert.is_nil(a:read())                  -- closed by the failing handler
+    local b <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    assert.equal("ok", b:read())
+  end))
+
+  it("caps concurrent connections", async(function ()
+    local live, peak = 0, 0
+    local srv <close> = assert(tide.tcp.serve("127.0.0.1", 0, function (s)
+      live = live + 1
+      peak = math.max(peak, live)
+      tide.sleep(0.02)
+      s:write("done")
+      live = live - 1
+    end, { max_connections = 2 }))
+    local _, port = srv:getsockname()
+    local ts = {}
+    for i = 1, 6 do
+      ts[i] = tide.spawn(function ()
+        local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+        return s:read()
+      end)
+    end
+    for i = 1, 6 do assert.equal("done", ts[i]:await()) end
+    assert.equal(2, peak)
+  end))
+
+  it("closes gracefully: handlers get the grace period, then are cancelled", async(function ()
+    local finished, cancelled = 0, 0
+    local srv = assert(tide.tcp.serve("127.0.0.1", 0, function (s)
+      local ok, err = pcall(tide.sleep, s:read() == "quick" and 0.01 or 10)
+      if ok then finished = finished + 1
+      elseif tide.iscancelled(err) then cancelled = cancelled + 1; error(err, 0) end
+    end))
+    local _, port = srv:getsockname()
+    local a <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    local b <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    a:write("quick")
+    b:write("slow")
+    tide.sleep(0.005)
+    local t0 = tide.now()
+    srv:close(0.1)
+    assert.is_true(tide.now() - t0 < 5)
+    assert.same({ 1, 1 }, { finished, cancelled })
+    local c = tide.tcp.connect("127.0.0.1", port)
+    assert.is_nil(c)                         -- no longer accepting
+  end))
+end)
+
+describe("tide.dns", function ()
+  it("resolves localhost to loopback addresses with their family", async(function ()
+    local addrs = assert(tide.dns.resolve("localhost"))
+    assert.is_true(#addrs >= 1)
+    local seen = {}
+    for _, a in ipairs(addrs) do seen[a.addr] = a.family end
+    assert.is_true(seen["127.0.0.1"] == "inet" or seen["::1"] == "inet6")
+    local v4 = assert(tide.dns.resolve("localhost", { family = "inet" }))
+    for _, a in ipairs(v4) do assert.equal("inet", a.family) end
+  end))
+
+  it("returns nil, message, code for a name that does not exist", async(function ()
+    local r, err, code = tide.dns.resolve("no-such-host.invalid")
+    assert.is_nil(r)
+    assert.matches("^EAI_", code)
+    assert.matches("no%-such%-host", err)
+  end))
+
+  it("maps an address back to a name", async(function ()
+    local name = assert(tide.dns.reverse("127.0.0.1"))
+    assert.equal("string", type(name))
+    assert.has_error(function () tide.dns.reverse("not an address") end)
+  end))
+end)
