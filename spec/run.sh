@@ -8,7 +8,8 @@ fail=0
 runone () {
   label=$1
   shift
-  out=$("$@" -o TAP 2>&1)
+  # A hung run must end: it is counted as a failure.
+  out=$(timeout 1500 "$@" -o TAP 2>&1)
   code=$?
   printf '%s\n' "$out" | sed "s|^|[$label] |"
   p=$(printf '%s\n' "$out" | grep -c '^ok ')

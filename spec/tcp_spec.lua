@@ -6,8 +6,14 @@
 -- Returns the port and a function that waits for it to exit.
 local function python (src)
   local path = tmpfile(src)
-  local f = assert(io.popen("python3 -u " .. path .. " 2>&1", "r"))
-  local port = tonumber(f:read("l"))
+  -- Without LD_PRELOAD: the sanitizer runtimes are for lua5.4, not python3.
+  local f = assert(io.popen("env -u LD_PRELOAD timeout 60 python3 -u "
+    .. path .. " 2>&1", "r"))
+  local first = f:read("l")
+  local port = tonumber(first)
+  if not port then
+    error("python3 peer did not start: " .. tostring(first) .. (f:read("a") or ""))
+  end
   return port, function ()
     local rest = f:read("a")
     f:close()
@@ -335,7 +341,7 @@ describe("tide.tcp.serve", function ()
     -- curl runs in a thread-pool-free way: a task waits on it through a file
     local out = os.tmpname()
     local t = tide.spawn(function ()
-      os.execute(("curl -s http://127.0.0.1:%d/hello > %s &"):format(port, out))
+      os.execute(("env -u LD_PRELOAD curl -s -m 20 http://127.0.0.1:%d/hello > %s &"):format(port, out))
     end)
     t:await()
     local body
