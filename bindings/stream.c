@@ -446,17 +446,49 @@ static void stream_onclose (tide_Handle *o) {
   tide__wakeall(&s->writers);
 }
 
-/* s:close(): close now (queued writes are dropped; use drain first to keep
-** them); tasks waiting on the stream get nil, "stream closed". */
+/* A stream closed with writes still queued lingers: its handle passes to
+** a Linger, which shuts the write side down once the queue is sent (the
+** peer reads all of it, then EOF) and then closes the handle. The Linger
+** stays in the runtime's handle list, so tide_close ends it in any case. */
+typedef struct Linger {
+  tide_Handle o;
+  uv_shutdown_t req;
+} Linger;
+
+static void linger_done (uv_shutdown_t *req, int status) {
+  Linger *l = req->data;
+  (void)status;                    /* sent, failed or cancelled: done */
+  tide__handleclose(&l->o);
+  free(l);
+}
+
+/* Close s for its users now; its queued writes still go out. */
+static void closestream (Stream *s) {
+  Linger *l;
+  if (s->o.h == NULL || s->o.rt->closing || s->werr || queued(s) == 0 ||
+      (l = malloc(sizeof *l)) == NULL) {
+    tide__handleclose(&s->o);
+    return;
+  }
+  read_stop(s);
+  tide__handlemove(&s->o, &l->o);
+  l->req.data = l;
+  if (uv_shutdown(&l->req, (uv_stream_t *)l->o.h, linger_done) < 0) {
+    tide__handleclose(&l->o);      /* already shut down: close now */
+    free(l);
+  }
+}
+
+/* s:close(): tasks waiting on the stream get nil, "stream closed"; data
+** already written is still sent, then the connection closes. */
 static int stream_close (lua_State *L) {
-  Stream *s = checkstream(L, 1);
-  tide__handleclose(&s->o);
+  closestream(checkstream(L, 1));
   return 0;
 }
 
 static int stream_gc (lua_State *L) {
   Stream *s = checkstream(L, 1);
-  tide__handleclose(&s->o);
+  closestream(s);
   free(s->buf);
   s->buf = NULL;
   s->len = s->cap = s->off = 0;

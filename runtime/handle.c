@@ -46,6 +46,26 @@ void tide__handleclose (tide_Handle *o) {
   else uv_close(h, handle_freed);
 }
 
+/* Hand o's open handle over to n, a new owner in the runtime's list, and
+** close o as far as its users see (onclose wakes its waiters). The handle's
+** data becomes NULL, so its callbacks see no object; n ends it with
+** tide__handleclose, or tide_close does. */
+void tide__handlemove (tide_Handle *o, tide_Handle *n) {
+  tide_Runtime *rt = o->rt;
+  n->h = o->h;
+  n->rt = rt;
+  n->onclose = NULL;
+  n->prev = o->prev;
+  n->next = o->next;
+  if (n->prev) n->prev->next = n;
+  else rt->handles = n;
+  if (n->next) n->next->prev = n;
+  n->h->data = NULL;
+  o->h = NULL;
+  o->prev = o->next = NULL;
+  if (o->onclose) o->onclose(o);
+}
+
 /* Close every handle still open (tide_close). */
 void tide__closehandles (tide_Runtime *rt) {
   while (rt->handles != NULL)

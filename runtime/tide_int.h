@@ -128,6 +128,7 @@ void tide__hugeheap (lua_State *L);
 void *tide__handleinit (lua_State *L, tide_Runtime *rt, tide_Handle *o,
                         size_t size, void (*onclose) (tide_Handle *));
 void tide__handleclose (tide_Handle *o);
+void tide__handlemove (tide_Handle *o, tide_Handle *n);
 void tide__closehandles (tide_Runtime *rt);
 void tide__wakeall (Task **list);
 void tide__waitlist_add (Task **list, tide_Wait *w);

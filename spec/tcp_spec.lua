@@ -179,6 +179,24 @@ c.sendall(b"abc"); c.close()
     assert.equal(n * 4096, got)
   end))
 
+  it("still sends what was written when closed at once, then EOF", async(function ()
+    local chunk = ("x"):rep(1024 * 1024)
+    local srv <close> = assert(tide.tcp.serve("127.0.0.1", 0, function (s)
+      for _ = 1, 4 do s:write(chunk) end     -- queued: the reader is asleep
+    end))                                    -- the handler returns: closed
+    local _, port = srv:getsockname()
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    tide.sleep(0.05)
+    collectgarbage()                         -- the server's stream is garbage
+    local total = 0
+    while true do
+      local data = s:read()
+      if not data then break end
+      total = total + #data
+    end
+    assert.equal(4 * #chunk, total)
+  end))
+
   it("wakes a blocked reader with nil, 'stream closed' when closed", async(function ()
     local srv <close> = echo_server()
     local _, port = srv:getsockname()
