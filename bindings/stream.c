@@ -563,7 +563,7 @@ static int stream_setoption (lua_State *L) {
   return 1;
 }
 
-/* ---- Creating streams (for tcp.c, pipe.c, ...) ---------------------------- */
+/* ---- Creating streams (for tcp.c, pipe.c, server.c) ----------------------- */
 
 /* Push a new Stream whose uv handle (size bytes) the caller initialises. */
 uv_stream_t *tide__newstream (lua_State *L, tide_Runtime *rt, size_t size) {
@@ -573,10 +573,76 @@ uv_stream_t *tide__newstream (lua_State *L, tide_Runtime *rt, size_t size) {
   return tide__handleinit(L, rt, &s->o, size, stream_onclose);
 }
 
+/* The uv stream of the Stream at index i. */
+uv_stream_t *tide__tostream (lua_State *L, int i) {
+  return H(checkstream(L, i));
+}
+
 /* The Stream at index i is done for (its handle never opened): close it. */
 void tide__streamfail (lua_State *L, int i) {
   tide__handleclose(&checkstream(L, i)->o);
 }
+
+/* ---- Connecting (for tcp.c and pipe.c) ----------------------------------- */
+
+typedef struct ConnReq {
+  uv_connect_t req;
+  tide_Wait *w;            /* NULL until awaited, or once the task stopped */
+  tide_Handle *o;          /* the stream being connected */
+} ConnReq;
+
+/* The request to start connecting the new Stream on top of L with; its
+** callback is tide__connected. */
+uv_connect_t *tide__connreq (lua_State *L) {
+  ConnReq *r = malloc(sizeof *r);
+  if (r == NULL) {
+    tide__streamfail(L, -1);
+    luaL_error(L, "not enough memory");
+  }
+  r->w = NULL;
+  r->o = &checkstream(L, -1)->o;
+  return &r->req;
+}
+
+void tide__connected (uv_connect_t *req, int status) {
+  ConnReq *r = (ConnReq *)req;
+  if (r->w) {
+    lua_pushinteger(tide_thread(r->w), status);
+    tide_wake(r->w, 1);
+  }
+  free(r);
+}
+
+static void connect_cancel (tide_Wait *w) {
+  ConnReq *r = tide_waitdata(w);
+  r->w = NULL;
+  tide__handleclose(r->o);         /* tide__connected runs with ECANCELED */
+}
+
+static int connect_k (lua_State *L, int status, lua_KContext ctx) {
+  int err = (int)lua_tointeger(L, -1);
+  (void)status; (void)ctx;
+  lua_pop(L, 1);
+  if (err < 0) {
+    tide__streamfail(L, -1);
+    return tide_pushfail(L, err, lua_tostring(L, 1));
+  }
+  return 1;                        /* the stream */
+}
+
+/* Wait for the connect of req (err: the error starting it, or 0); the
+** stream, or nil, msg (naming argument 1), code. */
+int tide__connwait (lua_State *L, uv_connect_t *req, int err) {
+  ConnReq *r = (ConnReq *)req;
+  if (err < 0) {
+    free(r);
+    tide__streamfail(L, -1);
+    return tide_pushfail(L, err, lua_tostring(L, 1));
+  }
+  r->w = tide_wait(L);
+  return tide_awaitk(L, r->w, connect_cancel, r, connect_k, 0);
+}
+
 
 static const luaL_Reg stream_methods[] = {
   {"read", stream_read},

@@ -238,7 +238,10 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   tide__opendebug(L);
   tide__open_stream(L);
   tide__open_dns(L);
+  tide__open_server(L);
   tide__open_tcp(L);
+  tide__open_pipe(L);
+  tide__open_udp(L);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, rt_runmain, 1);
   lua_setfield(L, -3, "runmain");

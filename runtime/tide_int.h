@@ -12,6 +12,7 @@
 #define TIDE_TASK "tide.Task"
 #define TIDE_CANCELLED "tide.Cancelled"
 #define TIDE_STREAM "tide.Stream"
+#define TIDE_SERVER "tide.Server"
 
 typedef struct Task Task;
 
@@ -139,10 +140,25 @@ void tide__waitlist_remove (Task **list, tide_Wait *w);
 int tide__open_stream (lua_State *L);
 int tide__open_dns (lua_State *L);
 int tide__open_tcp (lua_State *L);
+int tide__open_server (lua_State *L);
+int tide__open_pipe (lua_State *L);
+int tide__open_udp (lua_State *L);
 
-/* stream.c: a new Stream pushed, its uv handle for the caller to init */
+/* stream.c: a new Stream pushed, its uv handle for the caller to init;
+** connecting it: start the connect with tide__connreq's request and
+** tide__connected as callback, then return tide__connwait */
 uv_stream_t *tide__newstream (lua_State *L, tide_Runtime *rt, size_t size);
+uv_stream_t *tide__tostream (lua_State *L, int i);
 void tide__streamfail (lua_State *L, int i);
+uv_connect_t *tide__connreq (lua_State *L);
+void tide__connected (uv_connect_t *req, int status);
+int tide__connwait (lua_State *L, uv_connect_t *req, int err);
+
+/* server.c: a new Server pushed, its uv handle for the caller to init and
+** bind; then tide__listen (0 or an error, the server closed) */
+void *tide__newserver (lua_State *L, tide_Runtime *rt, size_t size);
+int tide__listen (lua_State *L, int backlog);
+void tide__serverfail (lua_State *L, int i);
 
 /* dns.c: addresses */
 int tide__pushaddr (lua_State *L, const struct sockaddr *sa);

@@ -332,6 +332,63 @@ s.close()
 end)
 
 describe("tide.tcp.serve", function ()
+  it("returns EMFILE from connect when descriptors run out, and recovers", function ()
+    local script = tmpfile([[
+local srv = assert(tide.tcp.serve("127.0.0.1", 0, function (s) s:write(s:read() or "") end))
+local _, port = srv:getsockname()
+local conns = {}
+while #conns < 1000 do
+  local s, err, code = tide.tcp.connect("127.0.0.1", port)
+  if not s then print(code, err) break end
+  conns[#conns + 1] = s
+end
+for _, s in ipairs(conns) do s:close() end
+local s = assert(tide.tcp.connect("127.0.0.1", port))
+s:write("again")
+print(s:read())
+srv:close()
+]])
+    local out, code = sh("ulimit -n 64; " .. TIDE .. " " .. script)
+    os.remove(script)
+    assert.equal(0, code, out)
+    assert.matches("^EMFILE\t127.0.0.1: too many open files\nagain\n$", out)
+  end)
+
+  it("keeps serving when accept runs out of descriptors", function ()
+    local server = tmpfile([[
+local srv = assert(tide.tcp.serve("127.0.0.1", 0, function (s) s:write(s:read() or "") end))
+print(select(2, srv:getsockname()))
+io.stdout:flush()
+tide.sleep(4)
+srv:close()
+]])
+    local client = tmpfile(([[
+import socket, subprocess, sys
+p = subprocess.Popen(["sh", "-c", "ulimit -n 32; exec %s %s"], stdout=subprocess.PIPE)
+port = int(p.stdout.readline())
+socks = [socket.create_connection(("127.0.0.1", port)) for i in range(100)]
+echoed = closed = 0
+for s in socks:
+    s.settimeout(5)
+    try:
+        s.sendall(b"x")
+        if s.recv(1) == b"x": echoed += 1
+        else: closed += 1
+    except OSError:
+        closed += 1
+    s.close()
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"alive")
+print(echoed > 0, closed > 0, echoed + closed, s.recv(10).decode())
+p.wait()
+]]):format(TIDE, server))
+    local out, code = sh("env -u LD_PRELOAD timeout 60 python3 " .. client)
+    os.remove(server)
+    os.remove(client)
+    assert.equal(0, code, out)
+    assert.equal("True True 100 alive\n", out)
+  end)
+
   it("serves 1,000 concurrent connections, one task each", async(function ()
     local srv <close> = echo_server()
     local _, port = srv:getsockname()

@@ -1,11 +1,17 @@
--- net.lua: tide.tcp.connect, listen and serve: name resolution, trying each
--- address, the connect timeout, and one task per connection, on top of the
--- numeric primitives of bindings/tcp.c.
+-- net.lua: tide.tcp, tide.pipe and tide.udp as users see them: name
+-- resolution, trying each address, the connect timeout, and serve (one task
+-- per connection), on top of the numeric primitives of bindings/tcp.c,
+-- pipe.c and udp.c.
 local tide, sched = ...
 
-local tcp, dns = tide.tcp, tide.dns
+local tcp, pipe, udp, dns = tide.tcp, tide.pipe, tide.udp, tide.dns
 local connect, listen = tcp._connect, tcp._listen
-tcp._connect, tcp._listen = nil, nil
+local pipe_connect, pipe_listen = pipe._connect, pipe._listen
+local udp_bind = udp._bind
+local Socket = sched.UdpSocket
+local udp_send, udp_connect = Socket._send, Socket._connect
+tcp._connect, tcp._listen, pipe._connect, pipe._listen = nil, nil, nil, nil
+udp._bind, Socket._send, Socket._connect = nil, nil, nil
 
 local error, pairs, tostring, type = error, pairs, tostring, type
 
@@ -19,13 +25,31 @@ local function addresses (host, family)
   return dns.resolve(host, family and { family = family })
 end
 
-local function checkhostport (fname, host, port)
+local function argerror (i, fname, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), 3)
+end
+
+local function checkhostport (fname, host, port, i)
+  i = i or 1
   if type(host) ~= "string" then
-    error(("bad argument #1 to '%s' (string expected, got %s)"):format(fname, type(host)), 3)
+    argerror(i, fname, "string expected, got " .. type(host))
   end
   if math.type(port) ~= "integer" or port < 0 or port > 65535 then
-    error(("bad argument #2 to '%s' (port expected)"):format(fname), 3)
+    argerror(i + 1, fname, "port expected")
   end
+end
+
+local function checkpath (fname, path)
+  if type(path) ~= "string" then
+    argerror(1, fname, "string expected, got " .. type(path))
+  end
+end
+
+-- The first address of host (of the family given, if any).
+local function address (host, family)
+  local addrs, err, code = addresses(host, family)
+  if not addrs then return nil, err, code end
+  return addrs[1].addr
 end
 
 local function setoptions (s, opts)
@@ -104,16 +128,16 @@ end
 
 Serving.__close = Serving.close
 
-local function handle (self, s, handler)
+local function handle (fname, s, handler)
   local ok, err = pcall(handler, s)
   s:close()
   if not ok and not tide.iscancelled(err) then
-    io.stderr:write("tide.tcp.serve: error in a connection handler: ",
+    io.stderr:write(fname, ": error in a connection handler: ",
                     tostring(err), "\n")
   end
 end
 
-local function accept_loop (self, handler, max)
+local function accept_loop (self, handler, max, fname)
   while true do
     while self.count >= max do
       self.me, self.gen = sched.token()
@@ -122,11 +146,11 @@ local function accept_loop (self, handler, max)
     local s, err, code = self.server:accept()
     if not s then
       if code == "ECANCELED" then return end          -- closed
-      io.stderr:write("tide.tcp.serve: accept: ", err, "\n")
+      io.stderr:write(fname, ": accept: ", err, "\n")
       tide.sleep(0.1)                                 -- EMFILE: let it pass
     else
       self.count = self.count + 1
-      local t = tide.spawn(handle, self, s, handler)
+      local t = tide.spawn(handle, fname, s, handler)
       self.handlers[t] = true
       t:on_done(function ()
         self.handlers[t] = nil
@@ -137,19 +161,97 @@ local function accept_loop (self, handler, max)
   end
 end
 
+-- Serve the connections of server with handler; fname names it in reports.
+local function serve (server, handler, opts, fname)
+  local self = setmetatable({ server = server, handlers = {}, count = 0 }, Serving)
+  local max = opts and opts.max_connections or math.huge
+  self.loop = tide.spawn(accept_loop, self, handler, max, fname)
+  return self
+end
+
+local function checkhandler (fname, handler, i)
+  if type(handler) ~= "function" then
+    argerror(i, fname, "function expected, got " .. type(handler))
+  end
+end
+
 -- tide.tcp.serve(host, port, handler [, opts]) -> server | nil, msg, code.
 -- handler(stream) runs in a task of its own for each connection; its errors
 -- are reported and the server goes on; the stream is closed when it
 -- returns. opts: those of listen, plus max_connections.
 function tcp.serve (host, port, handler, opts)
   checkhostport("serve", host, port)
-  if type(handler) ~= "function" then
-    error("bad argument #3 to 'serve' (function expected)", 2)
-  end
+  checkhandler("serve", handler, 3)
   local server, err, code = tcp.listen(host, port, opts)
   if not server then return nil, err, code end
-  local self = setmetatable({ server = server, handlers = {}, count = 0 }, Serving)
-  local max = opts and opts.max_connections or math.huge
-  self.loop = tide.spawn(accept_loop, self, handler, max)
-  return self
+  return serve(server, handler, opts, "tide.tcp.serve")
+end
+
+-- ---- Unix domain sockets ---------------------------------------------------
+
+-- tide.pipe.connect(path [, {timeout =}]) -> Stream | nil, msg, code
+function pipe.connect (path, opts)
+  checkpath("connect", path)
+  if not (opts and opts.timeout) then return pipe_connect(path) end
+  local s, err, code = tide.timeout(opts.timeout, pipe_connect, path)
+  if s == nil and err == "timeout" then
+    return nil, path .. ": connection timed out", "ETIMEDOUT"
+  end
+  return s, err, code
+end
+
+-- tide.pipe.listen(path [, {backlog =}]) -> Server | nil, msg, code. A
+-- socket file nobody listens on any more is replaced; the file is removed
+-- when the server closes.
+function pipe.listen (path, opts)
+  checkpath("listen", path)
+  local backlog = opts and opts.backlog
+  local server, err, code = pipe_listen(path, backlog)
+  if code == "EADDRINUSE" then
+    local _, _, ccode = pipe_connect(path)
+    if ccode == "ECONNREFUSED" then          -- stale: no one listens
+      os.remove(path)
+      server, err, code = pipe_listen(path, backlog)
+    end
+  end
+  return server, err, code
+end
+
+-- tide.pipe.serve(path, handler [, opts]) -> server | nil, msg, code, as
+-- tide.tcp.serve.
+function pipe.serve (path, handler, opts)
+  checkpath("serve", path)
+  checkhandler("serve", handler, 2)
+  local server, err, code = pipe.listen(path, opts)
+  if not server then return nil, err, code end
+  return serve(server, handler, opts, "tide.pipe.serve")
+end
+
+-- ---- UDP -------------------------------------------------------------------
+
+-- tide.udp.bind(host, port [, {reuseaddr =, family =}]) -> Socket |
+-- nil, msg, code. Port 0 picks a free port (sock:getsockname()).
+function udp.bind (host, port, opts)
+  checkhostport("bind", host, port)
+  local addr, err, code = address(host, opts and opts.family)
+  if not addr then return nil, err, code end
+  return udp_bind(addr, port, opts and opts.reuseaddr)
+end
+
+-- sock:send(data [, host, port]) -> true | nil, msg, code; without an
+-- address, to the peer given to connect.
+function Socket.send (self, data, host, port)
+  if host == nil then return udp_send(self, data) end
+  checkhostport("send", host, port, 2)
+  local addr, err, code = address(host)
+  if not addr then return nil, err, code end
+  return udp_send(self, data, addr, port)
+end
+
+-- sock:connect(host, port) -> true | nil, msg, code
+function Socket.connect (self, host, port)
+  checkhostport("connect", host, port)
+  local addr, err, code = address(host)
+  if not addr then return nil, err, code end
+  return udp_connect(self, addr, port)
 end
