@@ -179,6 +179,66 @@ c.sendall(b"abc"); c.close()
     assert.equal(n * 4096, got)
   end))
 
+  it("round-trips 64 MiB through a python3 asyncio echo server intact", async(function ()
+    local port, done = python([[
+import asyncio
+async def echo(r, w):
+    while data := await r.read(65536):
+        w.write(data)
+        await w.drain()
+    w.close()
+async def main():
+    srv = await asyncio.start_server(echo, "127.0.0.1", 0)
+    print(srv.sockets[0].getsockname()[1])
+    async with srv:
+        await asyncio.sleep(60)
+asyncio.run(main())
+]])
+    local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    -- 64 chunks of 1 MiB, each different, so that misplaced data shows
+    local function chunk (i)
+      return (string.pack(">I4", i * 2654435761 % 2^32) .. "tide"):rep(131072)
+    end
+    local writer = tide.spawn(function ()
+      for i = 1, 64 do assert(s:write(chunk(i))) end
+      assert(s:shutdown())
+    end)
+    for i = 1, 64 do
+      assert.is_true(s:read_exactly(1048576) == chunk(i), "chunk " .. i)
+    end
+    assert.is_nil(s:read())
+    writer:await()
+    done()
+  end))
+
+  it("keeps a fast writer's memory bounded while the reader is slow", async(function ()
+    local srv <close> = assert(tide.tcp.listen("127.0.0.1", 0))
+    local _, port = srv:getsockname()
+    local w <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    local r <close> = assert(srv:accept())
+    local chunk = ("z"):rep(65536)
+    local accepted = 0
+    local writer = tide.spawn(function ()
+      for _ = 1, 1024 do                     -- 64 MiB
+        assert(w:write(chunk))
+        accepted = accepted + #chunk
+      end
+      assert(w:shutdown())
+    end)
+    tide.sleep(0.3)                          -- the reader reads nothing yet
+    local before = collectgarbage("count")
+    assert.is_true(accepted < 32 * 1048576, "write took " .. accepted .. " bytes")
+    local total = 0
+    while true do
+      local data = r:read()
+      if not data then break end
+      total = total + #data
+    end
+    writer:await()
+    assert.equal(64 * 1048576, total)
+    assert.is_true(collectgarbage("count") - before < 64 * 1024)  -- KiB
+  end))
+
   it("still sends what was written when closed at once, then EOF", async(function ()
     local chunk = ("x"):rep(1024 * 1024)
     local srv <close> = assert(tide.tcp.serve("127.0.0.1", 0, function (s)
