@@ -26,7 +26,9 @@ OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
 HEADERS  = runtime/tide.h runtime/tide_int.h
 
+VERSION   = 0.1.0
 SOVERSION = 0
+LUAMODDIR = $(PREFIX)/lib/lua/5.4
 
 .PHONY: all deps run test asan bench install uninstall clean
 
@@ -50,8 +52,9 @@ $(BUILD)/obj/tide_lua.o: $(BUILD)/tide_lua.c runtime/tide_int.h
 $(BUILD)/obj:
 	mkdir -p $@
 
+# The command exports the tide and Lua API to the C modules it loads.
 $(BUILD)/tide: $(BUILD)/obj/main.o $(BUILD)/obj/heap.o $(OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -lm
+	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -lm
 
 $(BUILD)/libtide.a: $(OBJS)
 	rm -f $@
@@ -88,6 +91,29 @@ bench: deps
 	@sh tools/deps.sh $(BENCHDEPS)
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh $(BUILD)
+
+# The command, the library (static and shared, with its soname), the header,
+# the pkg-config file and the Lua module; DESTDIR is honoured.
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(LUAMODDIR)
+	install -m 755 $(BUILD)/tide $(DESTDIR)$(PREFIX)/bin/tide
+	install -m 644 $(BUILD)/libtide.a $(DESTDIR)$(PREFIX)/lib/libtide.a
+	install -m 755 $(BUILD)/libtide.so \
+	  $(DESTDIR)$(PREFIX)/lib/libtide.so.$(VERSION)
+	ln -sf libtide.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtide.so.$(SOVERSION)
+	ln -sf libtide.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libtide.so
+	install -m 644 runtime/tide.h $(DESTDIR)$(PREFIX)/include/tide.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/tide.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tide.pc
+	install -m 755 $(BUILD)/tide.so $(DESTDIR)$(LUAMODDIR)/tide.so
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/tide $(DESTDIR)$(PREFIX)/lib/libtide.a \
+	  $(DESTDIR)$(PREFIX)/lib/libtide.so $(DESTDIR)$(PREFIX)/lib/libtide.so.$(SOVERSION) \
+	  $(DESTDIR)$(PREFIX)/lib/libtide.so.$(VERSION) \
+	  $(DESTDIR)$(PREFIX)/include/tide.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/tide.pc \
+	  $(DESTDIR)$(LUAMODDIR)/tide.so
 
 clean:
 	rm -rf build

@@ -526,10 +526,6 @@ static int pmain (lua_State *L) {
   runtime = tide_open(L, NULL);
   if (runtime == NULL)
     return luaL_error(L, "cannot open the tide runtime");
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, -1, "tide");
-  lua_setglobal(L, "tide");
-  lua_pop(L, 1);
   createargtable(L, argv, argc, script);  /* create table 'arg' */
   lua_gc(L, LUA_GCGEN, 0, 0);  /* GC in generational mode */
   if (!(args & has_E)) {  /* no option '-E'? */

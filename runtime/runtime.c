@@ -257,9 +257,11 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_pop(L, 2);
 }
 
+/* (loop, setglobal) -> the runtime, opened */
 static int open_protected (lua_State *L) {
-  tide_Runtime *rt = lua_touserdata(L, 1);
-  uv_loop_t *loop = lua_touserdata(L, 2);
+  tide_Runtime *rt;
+  uv_loop_t *loop = lua_touserdata(L, 1);
+  int setglobal = lua_toboolean(L, 2);
   lua_settop(L, 0);
   rt = lua_newuserdatauv(L, sizeof *rt, 0);
   memset(rt, 0, sizeof *rt);
@@ -287,16 +289,23 @@ static int open_protected (lua_State *L) {
     rt->loop = loop;
   tide__inittimer(rt);
   open_module(L, rt);
+  if (setglobal) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "tide");
+    lua_setglobal(L, "tide");
+    lua_pop(L, 1);
+  }
   lua_pushlightuserdata(L, rt);
   return 1;
 }
 
-TIDE_API tide_Runtime *tide_open (lua_State *L, uv_loop_t *loop) {
+static tide_Runtime *open_runtime (lua_State *L, uv_loop_t *loop,
+                                   int setglobal) {
   tide_Runtime *rt = tide_runtime(L);
   if (rt != NULL) return rt;
   lua_pushcfunction(L, open_protected);
-  lua_pushnil(L);
   lua_pushlightuserdata(L, loop);
+  lua_pushboolean(L, setglobal);
   if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
     fprintf(stderr, "tide: %s\n", lua_tostring(L, -1));
     lua_pop(L, 1);
@@ -307,8 +316,13 @@ TIDE_API tide_Runtime *tide_open (lua_State *L, uv_loop_t *loop) {
   return rt;
 }
 
+TIDE_API tide_Runtime *tide_open (lua_State *L, uv_loop_t *loop) {
+  return open_runtime(L, loop, 1);
+}
+
+/* require "tide" in stock Lua: no global, as modules do. */
 TIDE_API int luaopen_tide (lua_State *L) {
-  if (tide_runtime(L) == NULL && tide_open(L, NULL) == NULL)
+  if (open_runtime(L, NULL, 0) == NULL)
     return luaL_error(L, "tide: cannot open the runtime");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, "tide");

@@ -1,6 +1,8 @@
--- embed_spec.lua: C hosts embedding tide through runtime/tide.h, built
--- against the build's libtide.a (spec/embed/*.c). Memory is checked with
--- valgrind, or with LeakSanitizer when the build is sanitized.
+-- embed_spec.lua: C hosts embedding tide through tide.h. spec/embed/host.c
+-- is built against the build's libtide.a; the examples/ are built against
+-- a copy installed with `make install` in a temporary prefix, found with
+-- pkg-config only. Memory is checked with valgrind, or with LeakSanitizer
+-- when the build is sanitized.
 
 local sanitized = BUILD:match("asan") ~= nil
 local sanflags = sanitized and "-fsanitize=address,undefined " or ""
@@ -14,10 +16,11 @@ local function build (name)
   return exe
 end
 
--- Run exe under the memory checker; return its output and exit code.
-local function memcheck (exe)
-  if sanitized then return sh("ASAN_OPTIONS=detect_leaks=1 " .. exe) end
-  return sh("valgrind -q --leak-check=full --errors-for-leak-kinds=all --error-exitcode=9 " .. exe)
+-- Run cmd under the memory checker; return its output and exit code.
+local function memcheck (cmd, env)
+  env = env or ""
+  if sanitized then return sh(env .. " ASAN_OPTIONS=detect_leaks=1 " .. cmd) end
+  return sh(env .. " valgrind -q --leak-check=full --errors-for-leak-kinds=all --error-exitcode=9 " .. cmd)
 end
 
 describe("embedding tide in a C host", function ()
@@ -35,5 +38,80 @@ describe("embedding tide in a C host", function ()
     assert.equal(0, code, out)
     assert.equal("ok\n", out)
     os.remove(exe)
+  end)
+end)
+
+describe("the examples, built against an installed tide", function ()
+  local prefix, dir, env
+
+  setup(function ()
+    prefix = os.tmpname()
+    os.remove(prefix)
+    dir = prefix .. "/examples"
+    local out, code = sh(("env -u LD_PRELOAD make -s install BUILD=%s PREFIX=%s && cp -r examples %s")
+      :format(BUILD, prefix, dir))
+    assert(code == 0, out)
+    env = ("env -u LD_PRELOAD PKG_CONFIG_PATH=%s/lib/pkgconfig LD_LIBRARY_PATH=%s/lib")
+      :format(prefix, prefix)
+    out, code = sh(("%s make -s -C %s CFLAGS='-O1 -g %s'"):format(env, dir, sanflags))
+    assert(code == 0, out)
+  end)
+
+  teardown(function ()
+    sh("rm -rf " .. prefix)
+  end)
+
+  it("installs the command, the libraries, the header, tide.pc and the module", function ()
+    for _, f in ipairs { "bin/tide", "lib/libtide.a", "lib/libtide.so",
+                         "lib/libtide.so.0", "include/tide.h",
+                         "lib/pkgconfig/tide.pc", "lib/lua/5.4/tide.so" } do
+      assert.is_truthy(io.open(prefix .. "/" .. f), f)
+    end
+    local out = sh(("PKG_CONFIG_PATH=%s/lib/pkgconfig pkg-config --libs tide"):format(prefix))
+    assert.matches("-ltide", out, 1, true)
+    local _, code = sh(("env -u LD_PRELOAD make -s uninstall BUILD=%s PREFIX=%s/other && make -s install BUILD=%s PREFIX=%s/other && make -s uninstall BUILD=%s PREFIX=%s/other")
+      :format(BUILD, prefix, BUILD, prefix, BUILD, prefix))
+    assert.equal(0, code)
+    assert.equal("", (sh("find " .. prefix .. "/other -type f")))
+  end)
+
+  it("runs a script from the smallest host", function ()
+    local script = tmpfile("tide.sleep(0.01) print('ran', select('#', ...))")
+    local out, code = memcheck(dir .. "/run_script " .. script, env)
+    os.remove(script)
+    assert.equal(0, code, out)
+    assert.equal("ran\t0\n", out)
+  end)
+
+  it("interleaves the host's own timer with tasks on the host's loop", function ()
+    local out, code = memcheck(dir .. "/own_loop", env)
+    assert.equal(0, code, out)
+    local c, l = 0, 0
+    for line in out:gmatch("[^\n]+") do
+      if line:match("^C tick") then c = c + 1 end
+      if line:match("^lua tick") then l = l + 1 end
+    end
+    assert.same({ 3, 3 }, { c, l })
+  end)
+
+  it("steps tide once per frame with NOWAIT", function ()
+    local out, code = memcheck(dir .. "/frame_loop", env)
+    assert.equal(0, code, out)
+    assert.matches("frame %d+: x = 5\ndone after %d+ frames\n$", out)
+  end)
+
+  it("runs two runtimes in two threads at once", function ()
+    local out, code = memcheck(dir .. "/two_threads", env)
+    assert.equal(0, code, out)
+    assert.equal("runtime 1: 5050\nruntime 2: 10100\n", out)
+  end)
+
+  it("loads a C module with an awaitable, cancellable call on the thread pool", function ()
+    local out, code = sh(("%s LUA_CPATH='%s/?.so' %s/bin/tide %s/primes_ticker.lua")
+      :format(env, dir, prefix, dir))
+    assert.equal(0, code, out)
+    assert.matches("tick 1\n", out, 1, true)             -- the loop went on
+    assert.matches("primes below 3,000,000:\t216816\n", out, 1, true)
+    assert.matches("the same within 0.01 s:\tnil\ttimeout\n", out, 1, true)
   end)
 end)

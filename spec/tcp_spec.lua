@@ -299,10 +299,12 @@ import socket, struct
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
 print(srv.getsockname()[1])
 c, _ = srv.accept()
+c.recv(2)
 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 c.close()
 ]])
     local s <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    s:write("go")                            -- connected: now reset it
     done()
     local ok, err, code
     for _ = 1, 100 do

@@ -1,7 +1,7 @@
 /*
 ** host.c: a host program embedding tide on its own loop. It runs a chunk
 ** that starts tasks, steps the loop with UV_RUN_NOWAIT as a frame loop
-** would, closes tide while tasks still sleep, and checks that its own loop
+** would, closes tide while tasks still sleep and read, and checks that its own loop
 ** closes cleanly (no handle of tide's left). Exit 0 on success.
 */
 #include <stdio.h>
@@ -20,7 +20,14 @@ static const char *script =
   "local tide = require 'tide'\n"
   "ticks = 0\n"
   "tide.spawn(function () for i = 1, 3 do tide.sleep(0.01); ticks = i end end)\n"
-  "tide.spawn(function () tide.sleep(60) end)\n";   /* still asleep at close */
+  "tide.spawn(function () tide.sleep(60) end)\n"    /* still asleep at close */
+  "srv = assert(tide.tcp.listen('127.0.0.1', 0))\n"
+  "local _, port = srv:getsockname()\n"
+  "tide.spawn(function ()\n"                      /* still reading at close */
+  "  local c = assert(tide.tcp.connect('127.0.0.1', port))\n"
+  "  c:write(('x'):rep(100000))\n"                /* queued: nobody reads */
+  "  c:read()\n"
+  "end)\n";
 
 int main (void) {
   uv_loop_t loop;
@@ -34,7 +41,7 @@ int main (void) {
   CHECK(rt != NULL && tide_loop(rt) == &loop);
   CHECK(luaL_loadstring(L, script) == LUA_OK);
   CHECK(tide_call(rt, 0, 0) == LUA_OK);
-  CHECK(tide_ntasks(rt) == 2);
+  CHECK(tide_ntasks(rt) == 3);
   for (;;) {                        /* the host's frame loop */
     lua_Integer ticks;
     tide_run(rt, UV_RUN_NOWAIT);
@@ -46,7 +53,7 @@ int main (void) {
     uv_sleep(1);
   }
   CHECK(frames > 3);
-  CHECK(tide_ntasks(rt) == 1);
+  CHECK(tide_ntasks(rt) == 2);
   /* a task as a function call: results come back on the stack */
   CHECK(luaL_loadstring(L, "tide.sleep(0.001) return 6 * 7") == LUA_OK);
   lua_getglobal(L, "require");
