@@ -207,16 +207,19 @@ static void task_finish (tide_Runtime *rt, Task *t, int status, int nres) {
     t->nres = nres;
   else {
     lua_State *L = rt->cbL;
+    Task *prev = rt->current;
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1);           /* L: error */
     if (t->cancelreq && tide__israised(L, -1))
       lua_pushnil(L);
     else
       pushtraceback(L, co);        /* L: error, traceback */
+    rt->current = t;               /* its __close handlers run as it */
     if (lua_resetthread(co) != LUA_OK) {  /* a __close raised: it wins */
       lua_xmove(co, L, 1);
       lua_replace(L, -3);
     }
+    rt->current = prev;
     lua_settop(co, 0);
     lua_xmove(L, co, 2);           /* co: error, traceback */
     t->failed = 1;
@@ -611,6 +614,18 @@ static int task_state (lua_State *L) {
   return 1;
 }
 
+/* task:traceback([msg]) -> where the task is (waits), as debug.traceback */
+static int task_traceback (lua_State *L) {
+  Task *t = tide__checktask(L, 1);
+  const char *msg = luaL_optstring(L, 2, NULL);
+  if (t->state == T_DONE || t->co == NULL) {
+    lua_pushstring(L, msg ? msg : "stack traceback:\n\t(the task has ended)");
+    return 1;
+  }
+  luaL_traceback(L, t->co, msg, 0);
+  return 1;
+}
+
 /* An error nobody awaited is reported when its task is collected. */
 static int task_gc (lua_State *L) {
   Task *t = lua_touserdata(L, 1);
@@ -652,7 +667,9 @@ static int sched_wake (lua_State *L) {
     return 1;
   }
   lua_xmove(L, t->w.L, n);
-  tide_wake(&t->w, n);
+  t->rt->depth++;                  /* through the ready queue, never now: */
+  tide_wake(&t->w, n);             /* the waker's Lua code goes on first */
+  t->rt->depth--;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -718,6 +735,7 @@ static const luaL_Reg task_methods[] = {
   {"result", task_result},
   {"on_done", task_on_done},
   {"state", task_state},
+  {"traceback", task_traceback},
   {NULL, NULL}
 };
 

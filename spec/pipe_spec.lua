@@ -68,23 +68,10 @@ describe("tide.pipe", function ()
     local srv <close> = assert(tide.pipe.serve(path, function (s)
       s:write("got ", s:read_until("\n"))
     end))
-    local out = os.tmpname()
-    local t = tide.spawn(function ()
-      os.execute(("env -u LD_PRELOAD timeout 20 python3 -c '%s' %s > %s &"):format(
-        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n" ..
-        "s.sendall(b\"ping\\n\")\nprint(s.makefile().readline(), end=\"\")",
-        path, out))
-    end)
-    t:await()
-    local got
-    for _ = 1, 500 do
-      tide.sleep(0.01)
-      local f = io.open(out)
-      got = f and f:read("a")
-      if f then f:close() end
-      if got and #got > 0 then break end
-    end
-    os.remove(out)
+    local client = background(("python3 -c '%s' %s"):format(
+      "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n" ..
+      "s.sendall(b\"ping\\n\")\nprint(s.makefile().readline(), end=\"\")", path))
+    local got = client()
     assert.equal("got ping\n", got)
   end))
 

@@ -475,21 +475,8 @@ p.wait()
       s:drain()
     end))
     local _, port = srv:getsockname()
-    -- curl runs in a thread-pool-free way: a task waits on it through a file
-    local out = os.tmpname()
-    local t = tide.spawn(function ()
-      os.execute(("env -u LD_PRELOAD curl -s -m 20 http://127.0.0.1:%d/hello > %s &"):format(port, out))
-    end)
-    t:await()
-    local body
-    for _ = 1, 200 do
-      tide.sleep(0.01)
-      local f = io.open(out)
-      body = f and f:read("a")
-      if f then f:close() end
-      if body and #body > 0 then break end
-    end
-    os.remove(out)
+    local curl = background(("curl -s -m 20 http://127.0.0.1:%d/hello"):format(port))
+    local body = curl()
     assert.equal("you asked for /hello", body)
   end))
 

@@ -134,6 +134,18 @@ describe("task:cancel", function ()
     assert.equal("cancelled", tostring(err))
   end))
 
+  it("runs the <close> variables of a failing task as that task", async(function ()
+    local seen
+    local t = tide.spawn(function ()
+      local _ <close> = setmetatable({}, { __close = function ()
+        seen = tide.current()
+      end })
+      error("boom")
+    end)
+    assert.has_error(function () t:await() end)
+    assert.equal(t, seen)
+  end))
+
   it("carries the message given to cancel", async(function ()
     local t = tide.spawn(tide.sleep, 10)
     tide.yield()

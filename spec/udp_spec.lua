@@ -49,18 +49,16 @@ describe("tide.udp", function ()
   it("exchanges datagrams with python3", async(function ()
     local a <close> = assert(tide.udp.bind("127.0.0.1", 0))
     local _, pa = a:getsockname()
-    local t = tide.spawn(function ()
-      os.execute(("env -u LD_PRELOAD timeout 20 python3 -c '%s' %d &"):format(
-        "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n" ..
-        "s.settimeout(10)\ns.sendto(b\"ping\",(\"127.0.0.1\",int(sys.argv[1])))\n" ..
-        "d,a=s.recvfrom(100)\ns.sendto(d+b\"!\",a)", pa))
-    end)
-    t:await()
+    local peer = background(("python3 -c '%s' %d"):format(
+      "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n" ..
+      "s.settimeout(10)\ns.sendto(b\"ping\",(\"127.0.0.1\",int(sys.argv[1])))\n" ..
+      "d,a=s.recvfrom(100)\ns.sendto(d+b\"!\",a)", pa))
     local data, host, port = a:recv()
     assert.equal("ping", data)
     assert.equal("127.0.0.1", host)
     a:send("pong", host, port)
     assert.equal("pong!", (a:recv()))
+    assert.equal("", peer())
   end))
 
   it("wakes a waiting recv with nil, 'socket closed' when closed", async(function ()

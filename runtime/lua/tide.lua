@@ -167,6 +167,7 @@ function tide.timeout (s, f, ...)
   shield(1)
   pcall(shieldawait, t)
   shield(-1)
+  if not t:cancelled() then return t:await() end  -- it ended first after all
   return nil, "timeout"
 end
 
