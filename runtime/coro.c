@@ -167,11 +167,25 @@ static int co_wrap (lua_State *L) {
   return 1;
 }
 
-/* Replace coroutine.resume and coroutine.wrap. Stack: runtime userdata. */
+/* coroutine.yield: as Lua's, except that a task's own thread cannot yield
+** (it has no resumer but the scheduler): raise where the yield is, as Lua
+** does for its main thread, so that a pcall around it catches the error. */
+static int co_yield (lua_State *L) {
+  Task *t = tide__rt(L)->current;
+  if (t != NULL && t->co == L) {
+    lua_pushliteral(L, "attempt to yield from outside a coroutine");
+    return lua_error(L);
+  }
+  return lua_yield(L, lua_gettop(L));
+}
+
+/* Replace coroutine.resume, coroutine.wrap and coroutine.yield.
+** Stack: runtime userdata. */
 int tide__opencoro (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"resume", co_resume},
     {"wrap", co_wrap},
+    {"yield", co_yield},
     {NULL, NULL}
   };
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

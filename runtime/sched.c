@@ -135,22 +135,31 @@ static int raise_cancelled (lua_State *L, Task *t) {
   return lua_error(L);
 }
 
+static int calltostring (lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
 /* Push "msg\nstack traceback:..." for the error on top of co, as lua.c's
-** message handler does for the main chunk. */
+** message handler does for the main chunk. co is dead (no call may run on
+** it): a __tostring runs on L, in a protected call. */
 static void pushtraceback (lua_State *L, lua_State *co) {
   const char *msg = lua_tostring(co, -1);
   if (msg == NULL) {
-    if (luaL_callmeta(co, -1, "__tostring") && lua_type(co, -1) == LUA_TSTRING)
-      msg = lua_pushfstring(L, "%s", lua_tostring(co, -1)), lua_pop(co, 1);
-    else {
-      if (lua_gettop(co) > 0 && !lua_isnoneornil(co, -1) &&
-          luaL_getmetafield(co, -1, "__tostring") != LUA_TNIL)
-        lua_pop(co, 2);
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, calltostring);
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    if (luaL_getmetafield(L, -1, "__tostring") != LUA_TNIL &&
+        (lua_pop(L, 1), lua_pcall(L, 1, 1, 0) == LUA_OK) &&
+        lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
       msg = lua_pushfstring(L, "(error object is a %s value)",
                             luaL_typename(co, -1));
-    }
     luaL_traceback(L, co, msg, 0);
-    lua_remove(L, -2);
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
     return;
   }
   luaL_traceback(L, co, msg, 0);
@@ -208,6 +217,7 @@ static void task_finish (tide_Runtime *rt, Task *t, int status, int nres) {
   else {
     lua_State *L = rt->cbL;
     Task *prev = rt->current;
+    lua_checkstack(co, 2);         /* a dead thread has no free slot */
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1);           /* L: error */
     if (t->cancelreq && tide__israised(L, -1))
@@ -300,6 +310,8 @@ Task *tide__spawn (tide_Runtime *rt, lua_State *L, int nargs) {
   t->co = co;
   lua_setiuservalue(L, -2, 1);
   lua_rotate(L, -(nargs + 2), 1);   /* Task, function, arguments */
+  if (!lua_checkstack(co, nargs + 1))
+    luaL_error(L, "too many arguments to spawn");
   lua_xmove(L, co, nargs + 1);
   t->state = T_NEW;
   t->w.nres = nargs;
@@ -666,6 +678,8 @@ static int sched_wake (lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  if (!lua_checkstack(t->w.L, n))
+    return luaL_error(L, "too many values to wake");
   lua_xmove(L, t->w.L, n);
   t->rt->depth++;                  /* through the ready queue, never now: */
   tide_wake(&t->w, n);             /* the waker's Lua code goes on first */

@@ -42,6 +42,13 @@ describe("tide.Queue", function ()
     assert.same({ 1, 2, 3, 4, 5 }, got)
   end))
 
+  it("returns the item alone from a get that waited", async(function ()
+    for _, q in ipairs { tide.Queue(), tide.LifoQueue(), tide.PriorityQueue() } do
+      tide.spawn(function () tide.sleep(0.001) q:put("x") end)
+      assert.same({ n = 1, "x" }, table.pack(q:get()))
+    end
+  end))
+
   it("reports its size, emptiness and fullness", async(function ()
     local q = tide.Queue(2)
     assert.same({ 0, true, false, 2 }, { q:size(), q:empty(), q:full(), q:maxsize() })

@@ -47,6 +47,27 @@ describe("tide.spawn", function ()
     assert.same({ 1, 2, 3, 4, 5 }, order)
   end))
 
+  it("passes a thousand arguments", async(function ()
+    local t = tide.spawn(function (...) return select("#", ...) end,
+                         table.unpack({}, 1, 1000))
+    assert.equal(1000, t:await())
+  end))
+
+  it("keeps going when a failed task's error object cannot be printed", async(function ()
+    local bad = setmetatable({}, { __tostring = function () error("no") end })
+    local t = tide.spawn(error, bad)
+    local ok, err = pcall(t.await, t)
+    assert.is_false(ok)
+    assert.equal(bad, err)
+    tide.sleep(0)                            -- the runtime still works
+  end))
+
+  it("raises a catchable error when a task body yields itself", async(function ()
+    local t = tide.spawn(function () return pcall(coroutine.yield) end)
+    assert.same({ false, "attempt to yield from outside a coroutine" },
+                { t:await() })
+  end))
+
   it("runs ten thousand tasks at once", async(function ()
     local n, ts = 0, {}
     for i = 1, 10000 do

@@ -292,7 +292,8 @@ function Queue:get ()
   if h == t then
     if self.closed then return nil, "closed" end
     local v, e = park(self.getters, "Queue:get")
-    return v, e
+    if v == nil then return nil, e end   -- closed
+    return v
   end
   local v = self[h]                      -- fifo_take, inlined
   self[h] = nil
@@ -443,7 +444,8 @@ local function stackclass (name, push, pop, check)
     if n > 0 then return take(self, n) end
     if self.closed then return nil, "closed" end
     local v, e = park(self.getters, sget)
-    return v, e
+    if v == nil then return nil, e end
+    return v
   end
 
   function Q:get_nowait ()
