@@ -167,25 +167,49 @@ static int co_wrap (lua_State *L) {
   return 1;
 }
 
+/* Is co the thread of the running task: to Lua code, a main thread. */
+static int istaskthread (lua_State *L, lua_State *co) {
+  Task *t = tide__rt(L)->current;
+  return t != NULL && t->co == co;
+}
+
 /* coroutine.yield: as Lua's, except that a task's own thread cannot yield
 ** (it has no resumer but the scheduler): raise where the yield is, as Lua
 ** does for its main thread, so that a pcall around it catches the error. */
 static int co_yield (lua_State *L) {
-  Task *t = tide__rt(L)->current;
-  if (t != NULL && t->co == L) {
+  if (istaskthread(L, L)) {
     lua_pushliteral(L, "attempt to yield from outside a coroutine");
     return lua_error(L);
   }
   return lua_yield(L, lua_gettop(L));
 }
 
-/* Replace coroutine.resume, coroutine.wrap and coroutine.yield.
+/* coroutine.running() -> thread, ismain: a task's own thread counts as a
+** main thread, as it cannot yield to Lua code. */
+static int co_running (lua_State *L) {
+  int ismain = lua_pushthread(L);
+  lua_pushboolean(L, ismain || istaskthread(L, L));
+  return 2;
+}
+
+/* coroutine.isyieldable([co]): false for a task's own thread, as for the
+** main thread (tide's waits suspend it; coroutine.yield does not). */
+static int co_isyieldable (lua_State *L) {
+  lua_State *co = lua_isnone(L, 1) ? L : lua_tothread(L, 1);
+  luaL_argexpected(L, co != NULL, 1, "coroutine");
+  lua_pushboolean(L, lua_isyieldable(co) && !istaskthread(L, co));
+  return 1;
+}
+
+/* Replace coroutine.resume, wrap, yield, running and isyieldable.
 ** Stack: runtime userdata. */
 int tide__opencoro (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"resume", co_resume},
     {"wrap", co_wrap},
     {"yield", co_yield},
+    {"running", co_running},
+    {"isyieldable", co_isyieldable},
     {NULL, NULL}
   };
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

@@ -657,6 +657,7 @@ static int task_gc (lua_State *L) {
 **                         returns ..., or returns nothing after s seconds
 ** wake(task, gen, ...)    -> true if the task was still in that wait
 ** shield(delta)           holds back (or releases) the caller's cancellation
+** canwait()               whether the caller may wait (see below)
 */
 
 static int sched_token (lua_State *L) {
@@ -782,7 +783,15 @@ static const luaL_Reg sched_funcs[] = {
   {NULL, NULL}
 };
 
+/* canwait() -> whether the caller could wait here (not inside a C call
+** such as table.sort) */
+static int sched_canwait (lua_State *L) {
+  lua_pushboolean(L, lua_isyieldable(L));
+  return 1;
+}
+
 static const luaL_Reg sched_private[] = {
+  {"canwait", sched_canwait},
   {"token", sched_token},
   {"wake", sched_wake},
   {"shield", sched_shield},

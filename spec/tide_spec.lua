@@ -62,6 +62,15 @@ describe("tide.spawn", function ()
     tide.sleep(0)                            -- the runtime still works
   end))
 
+  it("looks like a main thread to coroutine.running and isyieldable", async(function ()
+    local t = tide.spawn(function ()
+      local co, ismain = coroutine.running()
+      local inner = coroutine.wrap(function () return coroutine.isyieldable() end)()
+      return type(co), ismain, coroutine.isyieldable(), inner
+    end)
+    assert.same({ "thread", true, false, true }, { t:await() })
+  end))
+
   it("raises a catchable error when a task body yields itself", async(function ()
     local t = tide.spawn(function () return pcall(coroutine.yield) end)
     assert.same({ false, "attempt to yield from outside a coroutine" },

@@ -36,12 +36,9 @@
 # not, 2 on a usage error.
 
 # Intended differences of tide (see the comments of the tests there):
-#   coroutine.lua:11  the main chunk runs as a task, so coroutine.running()
-#                     is not the main thread and coroutine.isyieldable() is
-#                     true (line 13 too)
 #   main.lua:403      `tide -v` prints tide's and libuv's versions on a line
 #                     after Lua's banner
-expected='coroutine.lua:11 main.lua:403'
+expected='main.lua:403'
 
 usage () {
   echo "usage: $0 [-n] [-t SECONDS] [-k DIR] [-x 'FILE:LINE ...']" \

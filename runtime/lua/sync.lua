@@ -6,11 +6,11 @@ local tide, sched = ...
 local error, getmetatable, ipairs, pcall, setmetatable, type =
       error, getmetatable, ipairs, pcall, setmetatable, type
 local mathtype, huge, move = math.type, math.huge, table.move
-local isyieldable = coroutine.isyieldable
 
 local current = tide.current
 local token, suspend, wake, shield = sched.token, sched.suspend, sched.wake,
                                      sched.shield
+local canwait = sched.canwait
 
 local function argerror (i, fname, msg, level)
   error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), level or 3)
@@ -633,7 +633,7 @@ end
 -- raised.
 function Condition:wait ()
   checkheld(self, "Condition:wait")
-  if not isyieldable() then
+  if not canwait() then
     error("Condition:wait: cannot wait inside a C call such as table.sort", 2)
   end
   local l = self.lock
