@@ -1,0 +1,409 @@
+#!/bin/sh
+# bench/run.sh BUILD: run every benchmark for tide (BUILD/tide) and its peers
+# in one go, print the table and write it to BUILD/bench.txt.
+# Each benchmark program prints "<metric>\t<value>" lines; this script
+# collects them, takes peak RSS from /usr/bin/time, and hands everything to
+# table.awk. Each benchmark runs in passes (every peer once a pass) and
+# keeps each peer's best pass. A peer that cannot run is listed as n/a with
+# the reason.
+# Environment: LUA (lua5.4), NODE (node), PYTHON (Debian's /usr/bin/python3),
+# BENCH_REPEAT (3 passes), BENCH_TIMEOUT (300 s per program),
+# BENCH_ONLY (some of "tasks startup switch echo queue"; all by default).
+set -u
+
+BUILD=${1:-build}
+BENCH=$(dirname "$0")
+TIDE=$BUILD/tide
+LUA=${LUA:-lua5.4}
+NODE=${NODE:-node}
+PYTHON=${PYTHON:-/usr/bin/python3}
+[ -x "$PYTHON" ] || PYTHON=$(command -v python3 || echo python3)
+REPEAT=${BENCH_REPEAT:-3}
+TIMEOUT=${BENCH_TIMEOUT:-300}
+LIMIT=$TIMEOUT
+ONLY=${BENCH_ONLY:-tasks startup switch echo queue}
+BIN=$BUILD/bench
+OUT=$BUILD/bench.txt
+
+if [ ! -x /usr/bin/time ]; then
+  echo "bench: /usr/bin/time is missing (Debian package time; make bench installs it)" >&2
+  exit 1
+fi
+
+TMP=$(mktemp -d)
+SERVER_PID=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+DEFS=$TMP/defs
+RESULTS=$TMP/results
+: > "$RESULTS"
+START=$(date +%s)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+say() { echo "bench: $*" >&2; }
+want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
+record() { printf 'val\t%s\t%s\t%s\n' "$1" "$2" "$3" >> "$RESULTS"; }
+failed() { printf 'fail\t%s\t%s\t%s\n' "$1" "$2" "$3" >> "$RESULTS"; }
+
+# attempt CMD...: run CMD once under the time limit (LIMIT seconds) and
+# /usr/bin/time.
+# Leaves its output in $TMP/out and its peak RSS (KiB) in $TMP/rss; on
+# failure returns 1 with a one-line reason in $TMP/why.
+attempt() {
+  /usr/bin/time -f %M -o "$TMP/time" timeout "$LIMIT" "$@" > "$TMP/out" 2> "$TMP/err"
+  rc=$?
+  tail -n 1 "$TMP/time" > "$TMP/rss"
+  if [ "$rc" -eq 124 ]; then
+    echo "timed out after $LIMIT s" > "$TMP/why"
+  elif [ "$rc" -ne 0 ]; then
+    { grep -v '^[[:space:]]*$' "$TMP/err" | grep -v '^stack traceback' | head -n 1 |
+        cut -c1-90; echo "exit status $rc"; } | head -n 1 > "$TMP/why"
+  else
+    return 0
+  fi
+  return 1
+}
+
+# get KEY [FILE]: the value printed for KEY.
+get() { awk -F '\t' -v k="$1" '$1 == k { v = $2 } END { print v }' "${2:-$TMP/out}"; }
+
+# Runs of a benchmark go in passes, each pass running every peer once, so
+# that a burst of load on this machine does not fall on one peer's runs only.
+# trial SEC PEER KEY lower|higher CMD...: one more run of CMD for PEER in
+# section SEC, kept if its KEY is the best so far; after a failure the peer
+# is not run again in that section.
+trial() {
+  _k=$TMP/keep.$1.$2 _key=$3 _dir=$4
+  shift 4
+  [ -f "$_k.fail" ] && return 1
+  if attempt "$@"; then
+    _v=$(get "$_key")
+    if [ -n "$_v" ]; then
+      if [ ! -f "$_k.out" ] || awk -v a="$_v" -v b="$(get "$_key" "$_k.out")" -v d="$_dir" \
+          'BEGIN { exit !(d == "lower" ? a + 0 < b + 0 : a + 0 > b + 0) }'; then
+        cp "$TMP/out" "$_k.out"
+        cp "$TMP/rss" "$_k.rss"
+      fi
+      return 0
+    fi
+    echo "printed no $_key" > "$TMP/why"
+  fi
+  cp "$TMP/why" "$_k.fail"
+  return 1
+}
+
+# skip SEC PEER REASON: PEER does not run in section SEC.
+skip() { [ -f "$TMP/keep.$1.$2.fail" ] || echo "$3" > "$TMP/keep.$1.$2.fail"; }
+
+# kept SEC PEER: put PEER's best run in $TMP/out and $TMP/rss, or record
+# why there is none and return 1.
+kept() {
+  _k=$TMP/keep.$1.$2
+  if [ -f "$_k.fail" ]; then failed "$1" "$2" "$(cat "$_k.fail")"; return 1; fi
+  if [ ! -f "$_k.out" ]; then failed "$1" "$2" "did not run"; return 1; fi
+  cp "$_k.out" "$TMP/out"
+  cp "$_k.rss" "$TMP/rss"
+}
+
+# Which peers can run here; unavailable() prints why not (nothing if they can).
+check() {
+  case $1 in
+    tide) [ -x "$TIDE" ] || echo "$TIDE not built" ;;
+    lua|floor) command -v "$LUA" >/dev/null || echo "$LUA not found" ;;
+    luv|cqueues)
+      command -v "$LUA" >/dev/null || { echo "$LUA not found"; return; }
+      mod=$1
+      msg=$("$LUA" -e "require '$mod'" 2>&1) ||
+        echo "$LUA cannot load $mod: $(echo "$msg" | head -n 1 | cut -c1-80)" ;;
+    node*) command -v "$NODE" >/dev/null || echo "$NODE not found" ;;
+    python*) "$PYTHON" -c '' 2>/dev/null || echo "$PYTHON not found" ;;
+    c) [ -x "$BIN/echo_uv" ] || echo "bench/echo_uv.c did not compile" ;;
+  esac
+}
+for p in tide lua floor luv cqueues node python c; do
+  check "$p" > "$TMP/na.$p"
+done
+# Variants (tide_sleep0, node_await, python_protocol) need what their base needs.
+unavailable() { cat "$TMP/na.${1%%_*}" 2>/dev/null; }
+
+# ---------------------------------------------------------------- C helpers
+mkdir -p "$BIN"
+UV=$(pkg-config --cflags --libs libuv)
+for prog in startup load_uv bulk_uv echo_uv; do
+  # shellcheck disable=SC2086
+  cc -O2 -o "$BIN/$prog" "$BENCH/$prog.c" $UV 2> "$TMP/cc.$prog" ||
+    { say "cc $prog.c failed:"; cat "$TMP/cc.$prog" >&2; rm -f "$BIN/$prog"; }
+done
+check c > "$TMP/na.c"
+
+# ------------------------------------------------------------------- tasks
+# tasks_cmd PEER: the command for the tasks benchmark (N follows).
+tasks_cmd() {
+  case $1 in
+    tide) echo "$TIDE $BENCH/tasks.lua" ;;
+    floor) echo "$LUA $BENCH/tasks_floor.lua" ;;
+    luv) echo "$LUA $BENCH/tasks_luv.lua" ;;
+    cqueues) echo "$LUA $BENCH/tasks_cqueues.lua" ;;
+    node) echo "$NODE $BENCH/tasks.js" ;;
+    python) echo "$PYTHON $BENCH/tasks.py" ;;
+  esac
+}
+TASK_PEERS="tide floor luv cqueues node python"
+BIG_REPEAT=$(( REPEAT < 2 ? REPEAT : 2 ))   # a million tasks take long: at most 2 passes
+
+if want tasks; then
+  for peer in $TASK_PEERS; do
+    why=$(unavailable "$peer")
+    # The same program with N = 0: the baseline the per-task memory is above.
+    # shellcheck disable=SC2046
+    if [ -z "$why" ] && attempt $(tasks_cmd "$peer") 0; then
+      cp "$TMP/rss" "$TMP/base.$peer"
+    else
+      [ -n "$why" ] || why=$(cat "$TMP/why")
+      skip tasks100k "$peer" "$why"
+      skip tasks1m "$peer" "$why"
+    fi
+  done
+  for n in 100000 1000000; do
+    if [ "$n" = 100000 ]; then sec=tasks100k passes=$REPEAT; else sec=tasks1m passes=$BIG_REPEAT; fi
+    r=1
+    while [ "$r" -le "$passes" ]; do
+      for peer in $TASK_PEERS; do
+        [ -f "$TMP/keep.$sec.$peer.fail" ] && continue
+        say "tasks, N = $n, pass $r/$passes: $peer"
+        # shellcheck disable=SC2046
+        trial "$sec" "$peer" tasks_wall_s lower $(tasks_cmd "$peer") "$n"
+      done
+      r=$((r + 1))
+    done
+    for peer in $TASK_PEERS; do
+      kept "$sec" "$peer" || continue
+      rss=$(cat "$TMP/rss")
+      record "${sec}_wall_s" "$peer" "$(get tasks_wall_s)"
+      record "${sec}_rss_mib" "$peer" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')"
+      record "${sec}_kib_per_task" "$peer" \
+        "$(awk -v r="$rss" -v b="$(cat "$TMP/base.$peer")" -v n="$n" 'BEGIN { print (r - b) / n }')"
+    done
+  done
+fi
+
+# ----------------------------------------------------------------- startup
+startup() {
+  peer=$1
+  shift
+  why=$(unavailable "$peer")
+  [ -z "$why" ] && [ ! -x "$BIN/startup" ] && why="bench/startup.c did not compile"
+  if [ -n "$why" ]; then failed startup "$peer" "$why"; return; fi
+  say "startup: $peer"
+  if attempt "$BIN/startup" 20 "$@"; then
+    record startup_ms "$peer" "$(get startup_ms)"
+  else
+    failed startup "$peer" "$(cat "$TMP/why")"
+  fi
+}
+if want startup; then
+  startup tide "$TIDE" -e ''
+  startup lua "$LUA" -e ''
+  startup node "$NODE" -e ''
+  startup python_plain "$PYTHON" -c ''
+fi
+
+# ------------------------------------------------------------ task switches
+ROUNDS=1000000
+SWITCH_PEERS="tide tide_sleep0 floor luv cqueues node_await node_immediate python"
+switch_cmd() {
+  case $1 in
+    tide) echo "$TIDE $BENCH/switch.lua $ROUNDS" ;;
+    tide_sleep0) echo "$TIDE $BENCH/switch_sleep0.lua $ROUNDS" ;;
+    floor) echo "$LUA $BENCH/switch_floor.lua $ROUNDS" ;;
+    luv) echo "$LUA $BENCH/switch_luv.lua $ROUNDS" ;;
+    cqueues) echo "$LUA $BENCH/switch_cqueues.lua $ROUNDS" ;;
+    node_await) echo "$NODE $BENCH/switch.js $ROUNDS await" ;;
+    node_immediate) echo "$NODE $BENCH/switch.js $ROUNDS immediate" ;;
+    python) echo "$PYTHON $BENCH/switch.py $ROUNDS" ;;
+  esac
+}
+if want switch; then
+  for peer in $SWITCH_PEERS; do
+    why=$(unavailable "$peer")
+    [ -n "$why" ] && skip switch "$peer" "$why"
+  done
+  r=1
+  while [ "$r" -le "$REPEAT" ]; do
+    for peer in $SWITCH_PEERS; do
+      [ -f "$TMP/keep.switch.$peer.fail" ] && continue
+      say "switch, pass $r/$REPEAT: $peer"
+      # shellcheck disable=SC2046
+      trial switch "$peer" switch_per_s higher $(switch_cmd "$peer")
+    done
+    r=$((r + 1))
+  done
+  for peer in $SWITCH_PEERS; do
+    kept switch "$peer" && record switch_per_s "$peer" "$(get switch_per_s)"
+  done
+fi
+
+# ---------------------------------------------------------------- TCP echo
+CONNS=100 SECONDS_RR=3 MSG=64 MIB=256
+ECHO_PEERS="tide luv cqueues node python python_protocol c"
+server_cmd() {
+  case $1 in
+    tide) echo "$TIDE $BENCH/echo_server.lua" ;;
+    luv) echo "$LUA $BENCH/echo_server_luv.lua" ;;
+    cqueues) echo "$LUA $BENCH/echo_server_cqueues.lua" ;;
+    node) echo "$NODE $BENCH/echo_server.js" ;;
+    python) echo "$PYTHON $BENCH/echo_server.py" ;;
+    python_protocol) echo "$PYTHON $BENCH/echo_server_protocol.py" ;;
+    c) echo "$BIN/echo_uv 127.0.0.1 0" ;;
+  esac
+}
+
+# echo_round PEER: start PEER's server, wait for the port it prints, run the
+# request/response and the bulk client against it once each, stop it.
+echo_round() {
+  peer=$1
+  # shellcheck disable=SC2046,SC2091  # the command is meant to be split and run
+  $(server_cmd "$peer") > "$TMP/port" 2> "$TMP/server.err" &
+  SERVER_PID=$!
+  port=""
+  tries=100
+  while [ -z "$port" ] && [ "$tries" -gt 0 ] && kill -0 "$SERVER_PID" 2>/dev/null; do
+    sleep 0.1
+    tries=$((tries - 1))
+    port=$(get port "$TMP/port")
+  done
+  if [ -z "$port" ]; then
+    why=$(grep -v '^[[:space:]]*$' "$TMP/server.err" | head -n 1 | cut -c1-90)
+    skip echo_rr "$peer" "server did not start${why:+: $why}"
+    skip echo_bulk "$peer" "server did not start${why:+: $why}"
+  else
+    trial echo_rr "$peer" rr_per_s higher \
+      "$BIN/load_uv" 127.0.0.1 "$port" "$CONNS" "$SECONDS_RR" "$MSG"
+    trial echo_bulk "$peer" bulk_mib_per_s higher "$BIN/bulk_uv" 127.0.0.1 "$port" "$MIB"
+  fi
+  kill "$SERVER_PID" 2>/dev/null
+  wait "$SERVER_PID" 2>/dev/null
+  SERVER_PID=""
+}
+
+if want echo; then
+  LIMIT=60  # a client that cannot get through is given up on sooner
+  for peer in $ECHO_PEERS; do
+    why=$(unavailable "$peer")
+    [ -z "$why" ] && [ ! -x "$BIN/load_uv" ] && why="bench/load_uv.c did not compile"
+    [ -z "$why" ] && [ ! -x "$BIN/bulk_uv" ] && why="bench/bulk_uv.c did not compile"
+    [ -n "$why" ] && skip echo_rr "$peer" "$why" && skip echo_bulk "$peer" "$why"
+  done
+  r=1
+  while [ "$r" -le "$REPEAT" ]; do
+    for peer in $ECHO_PEERS; do
+      [ -f "$TMP/keep.echo_rr.$peer.fail" ] && [ -f "$TMP/keep.echo_bulk.$peer.fail" ] && continue
+      say "echo, pass $r/$REPEAT: $peer"
+      echo_round "$peer"
+    done
+    r=$((r + 1))
+  done
+  for peer in $ECHO_PEERS; do
+    kept echo_rr "$peer" && record rr_per_s "$peer" "$(get rr_per_s)"
+    kept echo_bulk "$peer" && record bulk_mib_per_s "$peer" "$(get bulk_mib_per_s)"
+  done
+  LIMIT=$TIMEOUT
+fi
+
+# ----------------------------------------------------------- queue and lock
+queue() {
+  peer=$1 file=$2
+  shift 2
+  why=$(unavailable "$peer")
+  [ -z "$why" ] && [ ! -f "$BENCH/$file" ] && why="bench/$file not present"
+  if [ -n "$why" ]; then failed queue "$peer" "$why"; return; fi
+  say "queue: $peer"
+  if ! attempt "$@" "$BENCH/$file"; then
+    failed queue "$peer" "$(cat "$TMP/why")"
+    return
+  fi
+  for m in queue1_items_per_s queue100_items_per_s lock_uncontended_per_s lock_contended_per_s; do
+    v=$(get "$m")
+    [ -n "$v" ] && record "$m" "$peer" "$v"
+  done
+  [ -n "$(get queue1_items_per_s)" ] || failed queue "$peer" "bench/$file printed no queue1_items_per_s"
+}
+if want queue; then
+  queue tide queue.lua "$TIDE"
+  queue luv queue_luv.lua "$LUA"
+  queue node queue.js "$NODE"
+  queue python queue.py "$PYTHON"
+fi
+
+# ------------------------------------------------------------------- table
+version() { "$@" 2>&1 | head -n 1; }
+cat > "$DEFS" <<EOF
+peer	tide	tide
+peer	tide_sleep0	tide with tide.sleep(0)
+peer	floor	lua5.4 bare coroutines (floor)
+peer	lua	lua5.4
+peer	luv	lua5.4 + luv
+peer	cqueues	lua5.4 + cqueues
+peer	node	node
+peer	node_await	node, await null (microtasks)
+peer	node_immediate	node, setImmediate
+peer	python	python3 asyncio
+peer	python_plain	python3
+peer	python_protocol	python3 asyncio Protocol
+peer	c	libuv in C (ceiling)
+section	tasks100k	Tasks: 100,000 tasks each sleep 100 ms, then all are awaited	tide floor luv cqueues node python
+metric	tasks100k	tasks100k_wall_s	wall time (s)	lower
+metric	tasks100k	tasks100k_rss_mib	peak RSS (MiB)	lower
+metric	tasks100k	tasks100k_kib_per_task	KiB per task	lower
+note	tasks100k	wall: from the first spawn to the last task's end, the 100 ms included. The floor has
+note	tasks100k	no timer and does not sleep: it creates, resumes and finishes bare coroutines, timed
+note	tasks100k	by os.clock (CPU time: stock Lua has no finer wall clock, and the floor never waits).
+note	tasks100k	Peak RSS from /usr/bin/time; KiB per task: (peak RSS - peak RSS of the same program
+note	tasks100k	with N = 0) / N. Best of $REPEAT passes.
+section	tasks1m	Tasks: 1,000,000 tasks each sleep 100 ms, then all are awaited	tide floor luv cqueues node python
+metric	tasks1m	tasks1m_wall_s	wall time (s)	lower
+metric	tasks1m	tasks1m_rss_mib	peak RSS (MiB)	lower
+metric	tasks1m	tasks1m_kib_per_task	KiB per task	lower
+note	tasks1m	measured as for 100,000; best of $BIG_REPEAT passes.
+section	startup	Startup: run an empty script (-e '' / -c ''), median of 20 runs	tide lua node python_plain
+metric	startup	startup_ms	startup (ms)	lower
+section	switch	Switch cost: two tasks take turns, 1,000,000 rounds	tide tide_sleep0 floor luv cqueues node_await node_immediate python
+metric	switch	switch_per_s	switches/s	higher
+note	switch	a switch is one task handing over to the other, two a round; best of $REPEAT passes.
+note	switch	tide: tide.yield; luv: an idle handle per coroutine; cqueues and asyncio: sleep(0);
+note	switch	the floor resumes two bare coroutines in turn from a loop, timed by os.clock.
+section	echo_rr	TCP echo, request/response: $CONNS connections, $MSG-byte messages, $SECONDS_RR s	tide luv cqueues node python python_protocol c
+metric	echo_rr	rr_per_s	requests/s	higher
+note	echo_rr	client: bench/load_uv.c (C, libuv), one request in flight per connection; best of
+note	echo_rr	$REPEAT passes. 127.0.0.1 only; client and server share the machine's $(nproc) cores.
+section	echo_bulk	TCP echo, bulk: one connection, $MIB MiB sent and echoed back	tide luv cqueues node python python_protocol c
+metric	echo_bulk	bulk_mib_per_s	MiB/s	higher
+note	echo_bulk	client: bench/bulk_uv.c (C, libuv), writing and reading at once; MiB echoed per
+note	echo_bulk	second; best of $REPEAT passes.
+section	queue	Queue and lock: 1,000,000 items or acquire/release pairs (bench/queue*)	tide luv node python
+metric	queue	queue1_items_per_s	Queue(1) items/s	higher
+metric	queue	queue100_items_per_s	Queue(100) items/s	higher
+metric	queue	lock_uncontended_per_s	Lock uncontended pairs/s	higher
+metric	queue	lock_contended_per_s	Lock contended pairs/s	higher
+note	queue	Queue(n): one producer task to one consumer task through a queue bounded at n.
+note	queue	Lock: acquire/release pairs in one task, or shared by 4 tasks that each yield while
+note	queue	holding it. luv has no queue or lock: bench/queue_luv.lua brings a minimal one. One run each.
+EOF
+
+{
+  echo "tide benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load average before: $LOAD_BEFORE"
+  echo "$("$TIDE" -v 2>&1 | grep -m1 '^tide');" \
+    "$(version "$LUA" -v | cut -d' ' -f1-2); node $(version "$NODE" --version);" \
+    "$(version "$PYTHON" --version); luv $("$LUA" -e 'io.write(require"luv".version_string())' 2>/dev/null || echo n/a);" \
+    "cqueues $("$LUA" -e 'io.write(require"cqueues".VERSION)' 2>/dev/null || echo n/a); libuv $(pkg-config --modversion libuv)"
+  echo
+  awk -v only="$ONLY" -f "$BENCH/table.awk" "$DEFS" "$RESULTS"
+  echo
+  echo "total time $(( $(date +%s) - START )) s; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$TMP/table"
+cat "$TMP/table"
+cp "$TMP/table" "$OUT"
