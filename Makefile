@@ -6,14 +6,15 @@ DESTDIR ?=
 CC      ?= cc
 BUILD   ?= build
 
-PKGS     = lua5.4 libuv
-DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev lua5.4 lua-busted valgrind \
+PKGS     = lua5.4 libuv libedit
+DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev libedit-dev lua5.4 lua-busted valgrind tmux \
            python3 curl
-BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind
+BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
+EDIT_LIBS  := $(shell pkg-config --libs libedit 2>/dev/null)
 
 OPT     ?= -O2 -g
 WARN     = -Wall -Wextra -Werror
@@ -21,7 +22,7 @@ CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
 CORE     = sched timer coro debug handle runtime
-BINDINGS = stream server dns tcp pipe udp
+BINDINGS = stream server dns tcp pipe udp signal process fs work tty
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
 HEADERS  = runtime/tide.h runtime/tide_int.h
@@ -41,10 +42,18 @@ $(BUILD)/obj/%.o: bindings/%.c $(HEADERS) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # The Lua-side library, in load order.
-LUALIB   = tide sync net
+LUALIB   = tide sync net process fs
 
 $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
-	lua5.4 runtime/lua/embed.lua $@ $(foreach m,$(LUALIB),$(m)=runtime/lua/$(m).lua)
+	lua5.4 runtime/lua/embed.lua $@ tide__luasources \
+	  $(foreach m,$(LUALIB),$(m)=runtime/lua/$(m).lua)
+
+# The interactive prompt, part of the command only.
+$(BUILD)/repl_lua.c: runtime/lua/repl.lua runtime/lua/embed.lua | $(BUILD)/obj
+	lua5.4 runtime/lua/embed.lua $@ tide__replsources repl=runtime/lua/repl.lua
+
+$(BUILD)/obj/repl_lua.o: $(BUILD)/repl_lua.c runtime/tide_int.h
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/tide_lua.o: $(BUILD)/tide_lua.c runtime/tide_int.h
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -53,8 +62,9 @@ $(BUILD)/obj:
 	mkdir -p $@
 
 # The command exports the tide and Lua API to the C modules it loads.
-$(BUILD)/tide: $(BUILD)/obj/main.o $(BUILD)/obj/heap.o $(OBJS)
-	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -lm
+CMDOBJS  = main heap repl repl_lua
+$(BUILD)/tide: $(CMDOBJS:%=$(BUILD)/obj/%.o) $(OBJS)
+	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_LIBS) $(UV_LIBS) $(EDIT_LIBS) -lm
 
 $(BUILD)/libtide.a: $(OBJS)
 	rm -f $@

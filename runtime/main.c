@@ -6,6 +6,7 @@
 ** this file follows closely so that the two behave alike.
 */
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,59 @@
 static const char *progname = LUA_PROGNAME;
 
 static tide_Runtime *runtime = NULL;
+
+
+/*
+** SIGINT and SIGTERM: the first cancels the main task (or, once it has
+** ended, every task) so that <close> variables and cleanup run, and the
+** program exits with 128 + the signal's number soon after; a second one
+** exits at once, even while the program blocks or computes. A script's
+** own tide.signal wait or handler for the signal takes precedence (see
+** bindings/signal.c).
+*/
+static int interrupted = 0;  /* the signal that stops the program, or 0 */
+
+/* Cancel the task tide_call is driving; 0 if there is none. */
+static int cancel_main (tide_Runtime *rt) {
+  lua_State *L = rt->cbL;
+  uint32_t i;
+  int found = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
+  for (i = 1; i <= rt->nlive && !found; i++) {
+    Task *t;
+    lua_rawgeti(L, -1, i);
+    t = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (t->main) found = tide__cancel(t);
+  }
+  lua_pop(L, 1);
+  return found;
+}
+
+static void exit_now (int signum) {
+  _exit(128 + signum);
+}
+
+/* Once the loop has let go of signum, a second one ends the program. */
+static void exit_on_next (tide_Runtime *rt, int signum) {
+  struct sigaction sa;
+  tide__signaldefault(rt, signum, NULL);
+  if (sigaction(signum, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = exit_now;
+    sigaction(signum, &sa, NULL);
+  }
+}
+
+static void on_interrupt (tide_Runtime *rt, int signum) {
+  interrupted = signum;
+  exit_on_next(rt, SIGINT);
+  exit_on_next(rt, SIGTERM);
+  if (!cancel_main(rt)) {
+    tide__cancelall(rt);
+    uv_stop(tide_loop(rt));
+  }
+}
 
 
 static void print_usage (const char *badoption) {
@@ -79,6 +133,10 @@ static void l_message (const char *pname, const char *msg) {
 static int report (lua_State *L, int status) {
   if (status != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
+    if (msg == NULL && interrupted) {  /* cancelled by SIGINT or SIGTERM */
+      lua_pop(L, 1);
+      return status;
+    }
     l_message(progname, msg);
     lua_pop(L, 1);  /* remove message */
   }
@@ -91,7 +149,11 @@ static int report (lua_State *L, int status) {
 ** until it ends. On errors the message carries the task's traceback.
 */
 static int docall (lua_State *L, int narg, int nres) {
-  (void)L;
+  if (interrupted) {  /* nothing more runs */
+    lua_pop(L, narg + 1);
+    lua_pushnil(L);
+    return LUA_ERRRUN;
+  }
   return tide_call(runtime, narg, nres);
 }
 
@@ -307,194 +369,36 @@ static int handle_luainit (lua_State *L) {
 ** ===================================================================
 */
 
-#if !defined(LUA_PROMPT)
-#define LUA_PROMPT		"> "
-#define LUA_PROMPT2		">> "
-#endif
-
-#if !defined(LUA_MAXINPUT)
-#define LUA_MAXINPUT		512
-#endif
-
-
-/*
-** lua_stdin_is_tty detects whether the standard input is a 'tty' (that
-** is, whether we're running lua interactively).
-*/
+/* whether the standard input is a terminal (lua runs interactively) */
 #define lua_stdin_is_tty()	isatty(0)
 
-#define lua_initreadline(L)  ((void)L)
-
-/* Show the prompt and read a line; when stdin is not a terminal, echo the
-** line as a line editor does, so that a transcript reads the same. */
-static int readline_plain (char *b, const char *prompt) {
-  fputs(prompt, stdout);
-  fflush(stdout);
-  if (fgets(b, LUA_MAXINPUT, stdin) == NULL) return 0;
-  if (!lua_stdin_is_tty()) {
-    fputs(b, stdout);
-    if (b[0] == '\0' || b[strlen(b) - 1] != '\n') fputs("\n", stdout);
-    fflush(stdout);
-  }
-  return 1;
-}
-#define lua_readline(L,b,p)	((void)L, readline_plain(b, p))
-#define lua_saveline(L,line)	{ (void)L; (void)line; }
-#define lua_freeline(L,b)	{ (void)L; (void)b; }
-
 
 /*
-** Return the string to be used as a prompt by the interpreter. Leave
-** the string (or nil, if using the default value) on the stack, to keep
-** it anchored.
-*/
-static const char *get_prompt (lua_State *L, int firstline) {
-  if (lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2") == LUA_TNIL)
-    return (firstline ? LUA_PROMPT : LUA_PROMPT2);  /* use the default */
-  else {  /* apply 'tostring' over the value */
-    const char *p = luaL_tolstring(L, -1, NULL);
-    lua_remove(L, -2);  /* remove original value */
-    return p;
-  }
-}
-
-/* mark in error messages for incomplete statements */
-#define EOFMARK		"<eof>"
-#define marklen		(sizeof(EOFMARK)/sizeof(char) - 1)
-
-
-/*
-** Check whether 'status' signals a syntax error and the error
-** message at the top of the stack ends with the above mark for
-** incomplete statements.
-*/
-static int incomplete (lua_State *L, int status) {
-  if (status == LUA_ERRSYNTAX) {
-    size_t lmsg;
-    const char *msg = lua_tolstring(L, -1, &lmsg);
-    if (lmsg >= marklen && strcmp(msg + lmsg - marklen, EOFMARK) == 0) {
-      lua_pop(L, 1);
-      return 1;
-    }
-  }
-  return 0;  /* else... */
-}
-
-
-/*
-** Prompt the user, read a line, and push it into the Lua stack.
-*/
-static int pushline (lua_State *L, int firstline) {
-  char buffer[LUA_MAXINPUT];
-  char *b = buffer;
-  size_t l;
-  const char *prmt = get_prompt(L, firstline);
-  int readstatus = lua_readline(L, b, prmt);
-  if (readstatus == 0)
-    return 0;  /* no input (prompt will be popped by caller) */
-  lua_pop(L, 1);  /* remove prompt */
-  l = strlen(b);
-  if (l > 0 && b[l-1] == '\n')  /* line ends with newline? */
-    b[--l] = '\0';  /* remove it */
-  if (firstline && b[0] == '=')  /* for compatibility with 5.2, ... */
-    lua_pushfstring(L, "return %s", b + 1);  /* change '=' to 'return' */
-  else
-    lua_pushlstring(L, b, l);
-  lua_freeline(L, b);
-  return 1;
-}
-
-
-/*
-** Try to compile line on the stack as 'return <line>;'; on return, stack
-** has either compiled chunk or original line (if compilation failed).
-*/
-static int addreturn (lua_State *L) {
-  const char *line = lua_tostring(L, -1);  /* original line */
-  const char *retline = lua_pushfstring(L, "return %s;", line);
-  int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
-  if (status == LUA_OK) {
-    lua_remove(L, -2);  /* remove modified line */
-    if (line[0] != '\0')  /* non empty? */
-      lua_saveline(L, line);  /* keep history */
-  }
-  else
-    lua_pop(L, 2);  /* pop result from 'luaL_loadbuffer' and modified line */
-  return status;
-}
-
-
-/*
-** Read multiple lines until a complete Lua statement
-*/
-static int multiline (lua_State *L) {
-  for (;;) {  /* repeat until gets a complete statement */
-    size_t len;
-    const char *line = lua_tolstring(L, 1, &len);  /* get what it has */
-    int status = luaL_loadbuffer(L, line, len, "=stdin");  /* try it */
-    if (!incomplete(L, status) || !pushline(L, 0)) {
-      lua_saveline(L, line);  /* keep history */
-      return status;  /* cannot or should not try to add continuation line */
-    }
-    lua_pushliteral(L, "\n");  /* add newline... */
-    lua_insert(L, -2);  /* ...between the two lines */
-    lua_concat(L, 3);  /* join them */
-  }
-}
-
-
-/*
-** Read a line and try to load (compile) it first as an expression (by
-** adding "return " in front of it) and second as a statement. Return
-** the final status of load/call with the resulting function (if any)
-** in the top of the stack.
-*/
-static int loadline (lua_State *L) {
-  int status;
-  lua_settop(L, 0);
-  if (!pushline(L, 1))
-    return -1;  /* no input */
-  if ((status = addreturn(L)) != LUA_OK)  /* 'return ...' did not work? */
-    status = multiline(L);  /* try as command, maybe with continuation lines */
-  lua_remove(L, 1);  /* remove line from the stack */
-  lua_assert(lua_gettop(L) == 1);
-  return status;
-}
-
-
-/*
-** Prints (calling the Lua 'print' function) any values on the stack
-*/
-static void l_print (lua_State *L) {
-  int n = lua_gettop(L);
-  if (n > 0) {  /* any result to be printed? */
-    luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
-    lua_getglobal(L, "print");
-    lua_insert(L, 1);
-    if (lua_pcall(L, n, 0, 0) != LUA_OK)
-      l_message(progname, lua_pushfstring(L, "error calling 'print' (%s)",
-                                             lua_tostring(L, -1)));
-  }
-}
-
-
-/*
-** Do the REPL: repeatedly read (load) a line, evaluate (call) it, and
-** print any results.
+** Do the REPL: runtime/lua/repl.lua as a task, on the line input of
+** repl.c; background tasks run while it waits for input.
 */
 static void doREPL (lua_State *L) {
+  const tide_LuaSource *src = &tide__replsources[0];
+  const char *err;
   int status;
   const char *oldprogname = progname;
   progname = NULL;  /* no 'progname' on errors in interactive mode */
-  lua_initreadline(L);
-  while ((status = loadline(L)) != -1) {
-    if (status == LUA_OK)
-      status = docall(L, 0, LUA_MULTRET);
-    if (status == LUA_OK) l_print(L);
-    else report(L, status);
+  tide__signaldefault(runtime, SIGINT, NULL);  /* Ctrl-C is the prompt's */
+  lua_settop(L, 0);
+  status = luaL_loadbufferx(L, src->source, src->size, "=repl", "t");
+  if (status == LUA_OK) {
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "tide");
+    lua_remove(L, -2);
+    if ((err = tide__replinput(runtime, L)) != NULL) {
+      l_message(oldprogname, err);
+      lua_settop(L, 0);
+      return;
+    }
+    status = tide_call(runtime, 2, 0);
   }
+  report(L, status);
   lua_settop(L, 0);  /* clear stack */
-  lua_writeline();
   progname = oldprogname;
 }
 
@@ -526,6 +430,8 @@ static int pmain (lua_State *L) {
   runtime = tide_open(L, NULL);
   if (runtime == NULL)
     return luaL_error(L, "cannot open the tide runtime");
+  tide__signaldefault(runtime, SIGINT, on_interrupt);
+  tide__signaldefault(runtime, SIGTERM, on_interrupt);
   createargtable(L, argv, argc, script);  /* create table 'arg' */
   lua_gc(L, LUA_GCGEN, 0, 0);  /* GC in generational mode */
   if (!(args & has_E)) {  /* no option '-E'? */
@@ -537,12 +443,19 @@ static int pmain (lua_State *L) {
   if (script < argc &&  /* execute main script (if there is one) */
       handle_script(L, argv + script) != LUA_OK)
     return 0;
-  if (args & has_i)  /* -i option? */
-    doREPL(L);  /* do read-eval-print loop */
+  if (interrupted)
+    return 0;
+  if (args & has_i) {  /* -i option? */
+    doREPL(L);  /* do read-eval-print loop; its end ends the program */
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   else if (script == argc && !(args & (has_e | has_v))) {  /* no arguments? */
     if (lua_stdin_is_tty()) {  /* running in interactive mode? */
       print_version();
-      doREPL(L);  /* do read-eval-print loop */
+      doREPL(L);
+      lua_pushboolean(L, 1);
+      return 1;
     }
     else dofile(L, NULL);  /* executes stdin as a file */
   }
@@ -569,6 +482,7 @@ int main (int argc, char **argv) {
   report(L, status);
   if (runtime != NULL) tide_close(runtime);
   lua_close(L);
+  if (interrupted) return 128 + interrupted;
   return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 

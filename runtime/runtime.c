@@ -173,6 +173,8 @@ TIDE_API void tide_close (tide_Runtime *rt) {
     uv_walk(rt->loop, close_own, &pending);
   while (pending > 0)
     uv_run(rt->loop, UV_RUN_NOWAIT);
+  if (rt->ownsloop)                /* thread-pool requests (tide.fs, tide.work) */
+    uv_run(rt->loop, UV_RUN_DEFAULT);  /* finish; their callbacks only free */
   if (rt->ownsloop) uv_loop_close(rt->loop);
   free(rt->ready);
   free(rt->heap.a);
@@ -242,6 +244,11 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   tide__open_tcp(L);
   tide__open_pipe(L);
   tide__open_udp(L);
+  tide__open_signal(L);
+  tide__open_process(L);
+  tide__open_fs(L);
+  tide__open_work(L);
+  tide__open_tty(L);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, rt_runmain, 1);
   lua_setfield(L, -3, "runmain");

@@ -119,6 +119,10 @@ typedef struct tide_LuaSource {
 } tide_LuaSource;
 extern const tide_LuaSource tide__luasources[];
 
+/* repl.c and repl.lua (the tide command only): the interactive prompt */
+extern const tide_LuaSource tide__replsources[];
+const char *tide__replinput (tide_Runtime *rt, lua_State *L);
+
 /* runtime.c */
 tide_Runtime *tide__rt (lua_State *L);   /* from upvalue 1 */
 
@@ -143,6 +147,14 @@ int tide__open_tcp (lua_State *L);
 int tide__open_server (lua_State *L);
 int tide__open_pipe (lua_State *L);
 int tide__open_udp (lua_State *L);
+int tide__open_process (lua_State *L);
+int tide__open_signal (lua_State *L);
+int tide__open_fs (lua_State *L);
+int tide__open_work (lua_State *L);
+int tide__open_tty (lua_State *L);
+
+/* fs.c: a File on fd (which it owns), named name in messages */
+void tide__newfile (lua_State *L, int fd, const char *name);
 
 /* stream.c: a new Stream pushed, its uv handle for the caller to init;
 ** connecting it: start the connect with tide__connreq's request and
@@ -164,6 +176,13 @@ void tide__serverfail (lua_State *L, int i);
 int tide__pushaddr (lua_State *L, const struct sockaddr *sa);
 int tide__toaddr (const char *ip, int port, struct sockaddr_storage *ss);
 int tide__checkport (lua_State *L, int i);
+
+/* signal.c: names and numbers; the host's default action for a signal
+** (run when no task waits for it and no handler takes it) */
+typedef void (*tide_SignalF) (tide_Runtime *rt, int signum);
+const char *tide__signame (int signum);
+int tide__checksignal (lua_State *L, int arg, int def);
+int tide__signaldefault (tide_Runtime *rt, int signum, tide_SignalF fn);
 
 /* debug.c */
 int tide__opendebug (lua_State *L);

@@ -1,0 +1,853 @@
+/*
+** process.c: tide.process.spawn and the Process it returns: a child
+** program whose stdin, stdout and stderr are pipes (tide.Stream), files,
+** the parent's fds or /dev/null. Children start with posix_spawn (a vfork:
+** no copy of the parent's page tables, twice as fast as fork from a large
+** program) and are watched through a pidfd polled by the loop; without
+** pidfds (Linux before 5.3), or with TIDE_SPAWN=fork, libuv's uv_spawn
+** starts them and its exit callback reports. Either way the Process owns
+** the handle until the exit callback reaps the child and closes it; a
+** Process collected while its child runs hands the handle over to a copy
+** that lives until then, so every child is reaped (a closing runtime kills
+** and reaps what is left). _pipeline starts children connected stdout to
+** stdin by their fds; exec and the Pipeline object are in
+** runtime/lua/process.lua.
+*/
+#define _GNU_SOURCE              /* posix_spawn_file_actions_addchdir_np */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tide_int.h"
+
+#define TIDE_PROCESS "tide.Process"
+#define PIPE_ROOM (256 * 1024)   /* socket buffer of a process pipe */
+
+extern char **environ;
+
+/* How children start: posix_spawn and pidfds, or uv_spawn (see above). */
+static _Thread_local int usepidfd = -1;
+
+/* The handle a Process owns: a poll on its pidfd, or libuv's process. */
+typedef union ProcHandle {
+  uv_poll_t poll;
+  uv_process_t proc;
+} ProcHandle;
+
+typedef struct Process {
+  tide_Handle o;           /* o.h: the ProcHandle until the child is reaped */
+  Task *waiters;           /* tasks in wait() */
+  int pid;                 /* 0 until started */
+  int pidfd;               /* the pidfd polled by o.h, or -1 */
+  uv_poll_t *poll;         /* o.h when it polls the pidfd */
+  int code, signal;        /* how it ended, once exited */
+  unsigned exited : 1;
+  unsigned detached : 1;
+  unsigned orphan : 1;     /* a malloc'ed copy: its Process was collected */
+  unsigned moving : 1;     /* the handle is being handed to an orphan */
+} Process;
+
+/* How one of the child's fds 0-2 is set up. */
+enum { IO_INHERIT, IO_NULL, IO_PIPE, IO_STDOUT, IO_FD, IO_STREAM, IO_FILE };
+
+typedef struct Stdio {
+  int kind;
+  int fd;                  /* IO_INHERIT, IO_FD: the parent's fd to give */
+  const char *path;        /* IO_FILE */
+  uv_stream_t *stream;     /* IO_STREAM; IO_PIPE: the parent's end */
+  int closefd;             /* opened for the child, closed after the spawn */
+} Stdio;
+
+/* One child to start. */
+typedef struct Child {
+  uv_process_options_t opts;
+  uv_stdio_container_t c[3];
+  Stdio io[3];
+  Process *p;
+} Child;
+
+static const char *const stdnames[] = { "stdin", "stdout", "stderr" };
+
+static Process *checkprocess (lua_State *L, int i) {
+  return luaL_checkudata(L, i, TIDE_PROCESS);
+}
+
+/* ---- Exit and reaping ------------------------------------------------------ */
+
+/* The child has been reaped: keep how it ended and close the handle. */
+static void exited (Process *p, int code, int signum) {
+  p->exited = 1;
+  p->code = code;
+  p->signal = signum;
+  tide__handleclose(&p->o);
+}
+
+/* waitpid's status, as exited wants it; -1 and 0 if unknown (ECHILD:
+** SIGCHLD is ignored, and the system reaped it). */
+static void decode (Process *p, pid_t r, int st) {
+  if (r == p->pid && WIFEXITED(st)) exited(p, WEXITSTATUS(st), 0);
+  else if (r == p->pid && WIFSIGNALED(st)) exited(p, 0, WTERMSIG(st));
+  else exited(p, -1, 0);
+}
+
+/* uv_spawn's exit callback. */
+static void process_exit_cb (uv_process_t *h, int64_t status, int signum) {
+  exited(h->data, (int)status, signum);
+}
+
+/* The pidfd is readable: the child has ended; reap it. */
+static void pidfd_cb (uv_poll_t *h, int status, int events) {
+  Process *p = h->data;
+  pid_t r;
+  int st = 0;
+  (void)status; (void)events;
+  do r = waitpid(p->pid, &st, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r != 0) decode(p, r, st);
+}
+
+/* Kill the child and reap it now (a closing runtime, a failed start). */
+static void reap (Process *p) {
+  int st = 0;
+  pid_t r;
+  kill(p->pid, SIGKILL);
+  do r = waitpid(p->pid, &st, 0);
+  while (r < 0 && errno == EINTR);
+  p->exited = 1;
+  if (r == p->pid && WIFEXITED(st)) p->code = WEXITSTATUS(st);
+  else if (r == p->pid && WIFSIGNALED(st)) p->signal = WTERMSIG(st);
+  else p->signal = SIGKILL;
+}
+
+/* The handle closes. The waiters are woken last: a woken task may run at
+** once, drop the Process and have it collected. */
+static void process_onclose (tide_Handle *o) {
+  Process *p = (Process *)o;
+  if (p->moving) return;
+  if (!p->exited && p->pid > 0 && !p->detached) reap(p);
+  if (p->pidfd >= 0) {             /* stop polling before the fd goes */
+    uv_poll_stop(p->poll);
+    close(p->pidfd);
+    p->pidfd = -1;
+  }
+  if (p->orphan) free(p);          /* nobody waits on an orphan */
+  else tide__wakeall(&p->waiters);
+}
+
+/* p is being collected with its child still running: a copy takes over
+** the handle until the exit callback. */
+static void orphan (Process *p) {
+  Process *r = malloc(sizeof *r);
+  if (r == NULL) {                 /* reap now */
+    tide__handleclose(&p->o);
+    return;
+  }
+  *r = *p;
+  r->orphan = 1;
+  r->waiters = NULL;
+  p->moving = 1;
+  tide__handlemove(&p->o, &r->o);
+  p->moving = 0;
+  r->o.onclose = process_onclose;
+  r->o.h->data = r;
+}
+
+/* ---- Options ---------------------------------------------------------------- */
+
+static int fielderror (lua_State *L, int arg, const char *field,
+                       const char *msg) {
+  return luaL_argerror(L, arg, lua_pushfstring(L, "'%s': %s", field, msg));
+}
+
+/* The string on top, kept alive in the anchor table; pops it. */
+static const char *anchored (lua_State *L, int anchor) {
+  const char *s = lua_tostring(L, -1);
+  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+  return s;
+}
+
+/* The strings of the list at t (program and arguments) as a NULL-ended
+** array; arg is the argument it came in. */
+static char **checkargv (lua_State *L, int t, int arg, int anchor) {
+  lua_Integer i, n = luaL_len(L, t);
+  char **argv;
+  if (n < 1) luaL_argerror(L, arg, "program name expected");
+  argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
+  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+  for (i = 1; i <= n; i++) {
+    size_t len;
+    int tt = lua_geti(L, t, i);
+    if (tt != LUA_TSTRING && tt != LUA_TNUMBER)
+      luaL_argerror(L, arg, lua_pushfstring(L, "string expected at [%d], "
+                    "got %s", (int)i, luaL_typename(L, -1)));
+    lua_tolstring(L, -1, &len);
+    argv[i - 1] = (char *)anchored(L, anchor);
+    if (strlen(argv[i - 1]) != len)
+      luaL_argerror(L, arg, "an argument contains a zero byte");
+  }
+  argv[n] = NULL;
+  return argv;
+}
+
+/* Add "name=value" (on top) to the environment being built in list. */
+static void addenv (lua_State *L, int list) {
+  lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
+}
+
+/* The child's environment from opts.env (NULL: the parent's). With
+** env_extend, the parent's with opts.env over it; false removes. */
+static char **checkenv (lua_State *L, int opts, int arg, int anchor) {
+  int env, list;
+  lua_Integer i, n;
+  char **e;
+  if (lua_getfield(L, opts, "env") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (!lua_istable(L, -1)) fielderror(L, arg, "env", "table expected");
+  env = lua_gettop(L);
+  lua_newtable(L);
+  list = env + 1;
+  lua_getfield(L, opts, "env_extend");
+  if (lua_toboolean(L, -1)) {
+    char **p;
+    for (p = environ; *p != NULL; p++) {
+      const char *eq = strchr(*p, '=');
+      if (eq == NULL) continue;
+      lua_pushlstring(L, *p, (size_t)(eq - *p));
+      if (lua_rawget(L, env) == LUA_TNIL) {
+        lua_pushstring(L, *p);
+        addenv(L, list);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  while (lua_next(L, env)) {
+    int vt = lua_type(L, -1);
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    if (k == NULL || *k == '\0' || strchr(k, '=') != NULL)
+      fielderror(L, arg, "env", "names must be strings without '='");
+    if (vt == LUA_TSTRING || vt == LUA_TNUMBER) {
+      lua_pushfstring(L, "%s=%s", k, lua_tostring(L, -1));
+      addenv(L, list);
+    }
+    else if (!(vt == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
+      fielderror(L, arg, "env", "values must be strings, numbers or false");
+    lua_pop(L, 1);
+  }
+  n = (lua_Integer)lua_rawlen(L, list);
+  e = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *e, 0);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    e[i - 1] = (char *)lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  e[n] = NULL;
+  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+  lua_pop(L, 1);                   /* env */
+  return e;
+}
+
+/* What opts.stdin, .stdout or .stderr (i) asks for: "pipe", "inherit",
+** "null", "stdout" (stderr only), a Stream, a Lua file, an fd, or a path. */
+static void checkstdio (lua_State *L, int opts, int arg, int anchor, int i,
+                        Stdio *s) {
+  luaL_Stream *ls;
+  s->kind = IO_INHERIT;
+  s->fd = i;
+  s->path = NULL;
+  s->stream = NULL;
+  s->closefd = -1;
+  switch (lua_getfield(L, opts, stdnames[i])) {
+    case LUA_TNIL:
+      break;
+    case LUA_TSTRING: {
+      const char *v = lua_tostring(L, -1);
+      if (strcmp(v, "pipe") == 0) s->kind = IO_PIPE;
+      else if (strcmp(v, "inherit") == 0) s->kind = IO_INHERIT;
+      else if (strcmp(v, "null") == 0) s->kind = IO_NULL;
+      else if (strcmp(v, "stdout") == 0 && i == 2) s->kind = IO_STDOUT;
+      else if (*v == '\0') fielderror(L, arg, stdnames[i], "empty path");
+      else {
+        s->kind = IO_FILE;
+        s->path = v;
+      }
+      break;
+    }
+    case LUA_TNUMBER:
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+        fielderror(L, arg, stdnames[i], "file descriptor expected");
+      s->kind = IO_FD;
+      s->fd = (int)lua_tointeger(L, -1);
+      break;
+    default:
+      if (luaL_testudata(L, -1, TIDE_STREAM)) {
+        if ((s->stream = tide__tostream(L, -1)) == NULL)
+          fielderror(L, arg, stdnames[i], "closed stream");
+        s->kind = IO_STREAM;
+      }
+      else if ((ls = luaL_testudata(L, -1, LUA_FILEHANDLE)) != NULL) {
+        if (ls->closef == NULL) fielderror(L, arg, stdnames[i], "closed file");
+        fflush(ls->f);
+        s->kind = IO_FD;
+        s->fd = fileno(ls->f);
+      }
+      else
+        fielderror(L, arg, stdnames[i], lua_pushfstring(L, "\"pipe\", "
+                   "\"inherit\", \"null\", a path, a stream or a file "
+                   "expected, got %s", luaL_typename(L, -2)));
+  }
+  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+}
+
+/* Program, arguments, env, cwd and detached of ch: argv from the list at
+** t, the rest from the table at opts (argument arg). */
+static void checkchild (lua_State *L, int t, int opts, int arg, int anchor,
+                        Child *ch) {
+  char **argv = checkargv(L, t, t == opts ? arg : 1, anchor);
+  memset(ch, 0, sizeof *ch);
+  ch->opts.file = argv[0];
+  ch->opts.args = argv;
+  ch->opts.env = checkenv(L, opts, arg, anchor);
+  ch->opts.exit_cb = process_exit_cb;
+  ch->opts.stdio = ch->c;
+  ch->opts.stdio_count = 3;
+  switch (lua_getfield(L, opts, "cwd")) {
+    case LUA_TNIL: lua_pop(L, 1); break;
+    case LUA_TSTRING: ch->opts.cwd = anchored(L, anchor); break;
+    default: fielderror(L, arg, "cwd", "string expected");
+  }
+  lua_getfield(L, opts, "detached");
+  if (lua_toboolean(L, -1)) ch->opts.flags |= UV_PROCESS_DETACHED;
+  lua_pop(L, 1);
+}
+
+/* ---- Starting ------------------------------------------------------------ */
+
+/* Push a new Process for ch, with a Stream for each pipe (user values
+** 1-3); nothing is opened yet. */
+static void newprocess (lua_State *L, tide_Runtime *rt, Child *ch) {
+  Process *p = lua_newuserdatauv(L, sizeof *p, 3);
+  int i;
+  memset(p, 0, sizeof *p);
+  p->pidfd = -1;
+  luaL_setmetatable(L, TIDE_PROCESS);
+  tide__handleinit(L, rt, &p->o, sizeof(ProcHandle), process_onclose);
+  p->detached = (ch->opts.flags & UV_PROCESS_DETACHED) != 0;
+  ch->p = p;
+  for (i = 0; i < 3; i++) {
+    if (ch->io[i].kind == IO_PIPE) {
+      uv_pipe_t *h = (uv_pipe_t *)tide__newstream(L, rt, sizeof *h);
+      uv_pipe_init(rt->loop, h, 0);
+      ch->io[i].stream = (uv_stream_t *)h;
+      lua_setiuservalue(L, -2, i + 1);
+    }
+  }
+}
+
+/* Make the pipe of a Stream: a socket pair, so that shutdown() on the
+** child's stdin works, with room for PIPE_ROOM bytes each way (fewer wake-
+** ups than the default when much goes through). 0 or a UV error. */
+static int openpipe (uv_stream_t *stream, int *childfd) {
+  uv_os_sock_t fds[2];
+  int size = PIPE_ROOM;
+  int err = uv_socketpair(SOCK_STREAM, 0, fds, UV_NONBLOCK_PIPE, 0);
+  if (err < 0) return err;
+  setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+  if ((err = uv_pipe_open((uv_pipe_t *)stream, fds[0])) < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return err;
+  }
+  *childfd = fds[1];
+  return 0;
+}
+
+/* Open what the child's fd i needs; 0 or a UV error (*what: a path). */
+static int openstdio (Child *ch, int i, const char **what) {
+  Stdio *s = &ch->io[i];
+  uv_stdio_container_t *c = &ch->c[i];
+  int err;
+  switch (s->kind) {
+    case IO_NULL:
+      c->flags = UV_IGNORE;        /* libuv gives the child /dev/null */
+      return 0;
+    case IO_STDOUT:
+      *c = ch->c[1];
+      return 0;
+    case IO_STREAM:
+      c->flags = UV_INHERIT_STREAM;
+      c->data.stream = s->stream;
+      return 0;
+    case IO_FILE:
+      s->closefd = open(s->path, i == 0 ? O_RDONLY | O_CLOEXEC :
+                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+      if (s->closefd < 0) {
+        *what = s->path;
+        return uv_translate_sys_error(errno);
+      }
+      c->flags = UV_INHERIT_FD;
+      c->data.fd = s->closefd;
+      return 0;
+    case IO_PIPE:
+      if ((err = openpipe(s->stream, &s->closefd)) < 0) return err;
+      c->flags = UV_INHERIT_FD;
+      c->data.fd = s->closefd;
+      return 0;
+    default:                       /* IO_INHERIT, IO_FD */
+      c->flags = UV_INHERIT_FD;
+      c->data.fd = s->fd;
+      return 0;
+  }
+}
+
+/* ---- posix_spawn and pidfds --------------------------------------------------- */
+
+/* Watch the child pid through a pidfd polled by p's handle; if it cannot
+** be watched, it is killed and reaped, and the error returned. */
+static int watch (uv_loop_t *loop, Process *p, pid_t pid) {
+  uv_poll_t *h = (uv_poll_t *)p->o.h;
+  int err;
+  p->pid = pid;
+  if ((p->pidfd = pidfd_open(pid, 0)) < 0)
+    err = uv_translate_sys_error(errno);
+  else if ((err = uv_poll_init(loop, h, p->pidfd)) == 0 &&
+           (err = uv_poll_start(h, UV_READABLE, pidfd_cb)) == 0) {
+    p->poll = h;
+    return 0;
+  }
+  if (p->pidfd >= 0) close(p->pidfd);
+  p->pidfd = -1;
+  reap(p);
+  return err;
+}
+
+/* The child's fds 0-2 as file actions, from the containers openstdio
+** filled. An fd below i would be read after the action for it replaced
+** it: it is copied above 2 first (moved[i], closed after the spawn). The
+** child's stdio must block, as programs expect: what it shares with the
+** parent is made blocking (uv_spawn does the same from the child). */
+static int setactions (Child *ch, posix_spawn_file_actions_t *fa,
+                       int moved[3]) {
+  int i, fd, fl, err = 0;
+  if (ch->opts.cwd)
+    err = posix_spawn_file_actions_addchdir_np(fa, ch->opts.cwd);
+  for (i = 0; i < 3 && err == 0; i++) {
+    uv_stdio_container_t *c = &ch->c[i];
+    uv_os_fd_t sfd;
+    if (c->flags == UV_IGNORE) {
+      err = posix_spawn_file_actions_addopen(fa, i, "/dev/null",
+                                             i == 0 ? O_RDONLY : O_RDWR, 0);
+      continue;
+    }
+    if (!(c->flags & UV_INHERIT_STREAM)) fd = c->data.fd;
+    else if (uv_fileno((uv_handle_t *)c->data.stream, &sfd) == 0) fd = sfd;
+    else return EBADF;
+    if ((fl = fcntl(fd, F_GETFL)) < 0) {
+      if (fd == i) continue;       /* closed here: closed there too */
+      return errno;
+    }
+    if (fl & O_NONBLOCK) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    if (fd == i) {                 /* inherited as it is */
+      err = posix_spawn_file_actions_adddup2(fa, fd, fd);
+      continue;
+    }
+    if (fd < i) {
+      if ((moved[i] = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) return errno;
+      fd = moved[i];
+    }
+    err = posix_spawn_file_actions_adddup2(fa, fd, i);
+  }
+  return err;
+}
+
+/* Signals as libuv leaves them to a child: default actions, none blocked;
+** a session of its own if detached. */
+static int setattr (Child *ch, posix_spawnattr_t *a) {
+  sigset_t all, none;
+  short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+  if (ch->opts.flags & UV_PROCESS_DETACHED) flags |= POSIX_SPAWN_SETSID;
+  sigfillset(&all);
+  sigemptyset(&none);
+  if (posix_spawnattr_setsigdefault(a, &all) != 0 ||
+      posix_spawnattr_setsigmask(a, &none) != 0)
+    return EINVAL;
+  return posix_spawnattr_setflags(a, flags);
+}
+
+/* Start ch's child with posix_spawnp; 0 or a UV error. */
+static int spawn_posix (uv_loop_t *loop, Child *ch) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  int moved[3] = { -1, -1, -1 }, i, err;
+  pid_t pid;
+  if ((err = posix_spawn_file_actions_init(&fa)) != 0)
+    return uv_translate_sys_error(err);
+  if ((err = posix_spawnattr_init(&attr)) == 0) {
+    if ((err = setactions(ch, &fa, moved)) == 0 &&
+        (err = setattr(ch, &attr)) == 0)
+      err = posix_spawnp(&pid, ch->opts.file, &fa, &attr, ch->opts.args,
+                         ch->opts.env ? ch->opts.env : environ);
+    posix_spawnattr_destroy(&attr);
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  for (i = 0; i < 3; i++)
+    if (moved[i] >= 0) close(moved[i]);
+  if (err != 0) return uv_translate_sys_error(err);
+  return watch(loop, ch->p, pid);
+}
+
+/* Start ch's child with uv_spawn; 0 or a UV error. */
+static int spawn_uv (uv_loop_t *loop, Child *ch) {
+  uv_process_t *h = (uv_process_t *)ch->p->o.h;
+  int err = uv_spawn(loop, h, &ch->opts);
+  if (err == 0) ch->p->pid = h->pid;
+  return err;
+}
+
+/* Whether pidfds work, found out at the first spawn of each thread. */
+static int checkpidfd (void) {
+  if (usepidfd < 0) {
+    const char *how = getenv("TIDE_SPAWN");
+    int fd = how && strcmp(how, "fork") == 0 ? -1 : pidfd_open(getpid(), 0);
+    usepidfd = fd >= 0;
+    if (fd >= 0) close(fd);
+  }
+  return usepidfd;
+}
+
+/* Start ch's child; 0, or a UV error with *what naming what failed: the
+** program, the cwd or a file. The fds opened for it are closed. */
+static int startchild (lua_State *L, Child *ch, const char **what) {
+  uv_loop_t *loop = tide_getloop(L);
+  int i, err = 0;
+  *what = ch->opts.file;
+  for (i = 0; i < 3 && err == 0; i++) err = openstdio(ch, i, what);
+  if (err == 0) {
+    err = checkpidfd() ? spawn_posix(loop, ch) : spawn_uv(loop, ch);
+    if (err == 0 && ch->p->detached)
+      uv_unref(ch->p->o.h);        /* see wait_k */
+    else if (err < 0 && ch->opts.cwd && access(ch->opts.cwd, X_OK) != 0)
+      *what = lua_pushfstring(L, "cwd %s", ch->opts.cwd);
+  }
+  for (i = 0; i < 3; i++) {
+    if (ch->io[i].closefd >= 0) close(ch->io[i].closefd);
+    ch->io[i].closefd = -1;
+  }
+  return err;
+}
+
+/* ch's child did not start: close its Process (at idx) and its Streams. */
+static void failchild (lua_State *L, int idx, Child *ch) {
+  int i;
+  for (i = 0; i < 3; i++) {
+    if (lua_getiuservalue(L, idx, i + 1) == LUA_TUSERDATA)
+      tide__streamfail(L, -1);
+    lua_pop(L, 1);
+  }
+  tide__handleclose(&ch->p->o);
+}
+
+/* tide.process.spawn{ prog, args..., env =, env_extend =, cwd =, stdin =,
+** stdout =, stderr =, detached = } -> Process | nil, msg, code */
+static int process_spawn (lua_State *L) {
+  Child ch;
+  const char *what;
+  int err;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_newtable(L);                 /* 2: anchors */
+  checkchild(L, 1, 1, 1, 2, &ch);
+  for (err = 0; err < 3; err++) checkstdio(L, 1, 1, 2, err, &ch.io[err]);
+  newprocess(L, tide__rt(L), &ch); /* 3 */
+  if ((err = startchild(L, &ch, &what)) < 0) {
+    failchild(L, 3, &ch);
+    return tide_pushfail(L, err, what);
+  }
+  lua_settop(L, 3);
+  return 1;
+}
+
+/* ---- Pipelines ------------------------------------------------------------- */
+
+/* The fd of a pipe from one child to the next, or a UV error. */
+static int pipefds (int fds[2]) {
+  return uv_pipe(fds, 0, 0);
+}
+
+/* Stop the children of a pipeline that failed part way: those started are
+** killed (and reaped by their exit callbacks), the others closed. */
+static void failpipeline (lua_State *L, int list, Child *chs, lua_Integer n) {
+  lua_Integer i;
+  for (i = 0; i < n; i++) {
+    int j;
+    lua_rawgeti(L, list, i + 1);
+    if (chs[i].p->pid == 0) failchild(L, lua_gettop(L), &chs[i]);
+    else {
+      kill(chs[i].p->pid, SIGKILL);
+      for (j = 1; j <= 3; j++) {
+        if (lua_getiuservalue(L, -1, j) == LUA_TUSERDATA)
+          tide__streamfail(L, -1);
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* Start the children of a pipeline in turn; the pipe to the next one is
+** made just before each spawn. errfd: the shared stderr's child end, or
+** -1. 0 or a UV error (*what). */
+static int startpipeline (lua_State *L, Child *chs, lua_Integer n,
+                          int errfd, const char **what) {
+  lua_Integer i;
+  int prev = -1, fds[2], err = 0;
+  *what = NULL;
+  for (i = 0; i < n && err == 0; i++) {
+    Child *ch = &chs[i];
+    fds[0] = fds[1] = -1;
+    if (i > 0) ch->io[0].fd = prev;
+    if (i < n - 1 && (err = pipefds(fds)) < 0) break;
+    if (i < n - 1) ch->io[1].fd = fds[1];
+    if (errfd >= 0) ch->io[2].fd = errfd;
+    err = startchild(L, ch, what);
+    if (prev >= 0) close(prev);
+    if (fds[1] >= 0) close(fds[1]);
+    prev = fds[0];
+  }
+  if (prev >= 0) close(prev);
+  return err;
+}
+
+/* process._pipeline(stages, opts) -> { Process }, stderr Stream or false
+** | nil, msg, code. Each child's stdout is the next one's stdin; opts.stdin
+** is the first's, opts.stdout the last's, opts.stderr everyone's (one
+** pipe for all with "pipe"); env, cwd and detached apply to each. */
+static int process_pipeline (lua_State *L) {
+  tide_Runtime *rt = tide__rt(L);
+  Stdio in, out, errio;
+  const char *what;
+  lua_Integer i, n;
+  Child *chs;
+  int err, errfd = -1;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = luaL_len(L, 1);
+  luaL_argcheck(L, n >= 1, 1, "a list of commands expected");
+  lua_settop(L, 2);
+  lua_newtable(L);                 /* 3: anchors */
+  chs = lua_newuserdatauv(L, (size_t)n * sizeof *chs, 0);   /* 4 */
+  checkstdio(L, 2, 2, 3, 0, &in);
+  checkstdio(L, 2, 2, 3, 1, &out);
+  checkstdio(L, 2, 2, 3, 2, &errio);
+  for (i = 0; i < n; i++) {
+    Child *ch = &chs[i];
+    if (lua_geti(L, 1, i + 1) != LUA_TTABLE)
+      luaL_argerror(L, 1, lua_pushfstring(L, "command (a table) expected at "
+                    "[%d]", (int)i + 1));
+    checkchild(L, lua_gettop(L), 2, 2, 3, ch);
+    lua_pop(L, 1);
+    ch->io[0] = in;
+    ch->io[1] = out;
+    ch->io[2] = errio;
+    if (i > 0) ch->io[0].kind = IO_FD;
+    if (i < n - 1) ch->io[1].kind = IO_FD;
+    if (errio.kind == IO_PIPE) ch->io[2].kind = IO_FD;
+  }
+  lua_createtable(L, (int)n, 0);   /* 5: the Processes */
+  for (i = 0; i < n; i++) {
+    newprocess(L, rt, &chs[i]);
+    lua_rawseti(L, 5, i + 1);
+  }
+  if (errio.kind == IO_PIPE) {     /* 6: the shared stderr */
+    uv_pipe_t *h = (uv_pipe_t *)tide__newstream(L, rt, sizeof *h);
+    uv_pipe_init(rt->loop, h, 0);
+    if ((err = openpipe((uv_stream_t *)h, &errfd)) < 0) {
+      tide__streamfail(L, 6);
+      failpipeline(L, 5, chs, n);
+      return tide_pushfail(L, err, NULL);
+    }
+  }
+  else
+    lua_pushboolean(L, 0);
+  err = startpipeline(L, chs, n, errfd, &what);
+  if (errfd >= 0) close(errfd);
+  if (err < 0) {
+    if (errio.kind == IO_PIPE) tide__streamfail(L, 6);
+    failpipeline(L, 5, chs, n);
+    return tide_pushfail(L, err, what);
+  }
+  lua_settop(L, 6);
+  return 2;
+}
+
+/* ---- Methods --------------------------------------------------------------- */
+
+static int pushexited (lua_State *L) {
+  luaL_pushfail(L);
+  lua_pushliteral(L, "process has exited");
+  lua_pushliteral(L, "ESRCH");
+  return 3;
+}
+
+/* code, signal name: a signal's death is 128 + its number, as in sh. */
+static int pushstatus (lua_State *L, Process *p) {
+  const char *name;
+  if (!p->exited) return tide_pushfail(L, UV_ESRCH, NULL);  /* untracked */
+  if (p->signal == 0) {
+    lua_pushinteger(L, p->code);
+    return 1;
+  }
+  lua_pushinteger(L, 128 + p->signal);
+  if ((name = tide__signame(p->signal)) != NULL) lua_pushstring(L, name);
+  else lua_pushinteger(L, p->signal);
+  return 2;
+}
+
+static void wait_cancel (tide_Wait *w) {
+  Process *p = tide_waitdata(w);
+  tide__waitlist_remove(&p->waiters, w);
+  if (p->detached && p->waiters == NULL && p->o.h) uv_unref(p->o.h);
+}
+
+static int wait_k (lua_State *L, int status, lua_KContext ctx) {
+  Process *p = checkprocess(L, 1);
+  tide_Wait *w;
+  (void)status; (void)ctx;
+  lua_settop(L, 1);
+  if (p->exited || p->o.h == NULL) return pushstatus(L, p);
+  w = tide_wait(L);
+  tide__waitlist_add(&p->waiters, w);
+  if (p->detached) uv_ref(p->o.h);  /* otherwise it does not hold the loop */
+  return tide_awaitk(L, w, wait_cancel, p, wait_k, 0);
+}
+
+/* p:wait() -> code, signal: waits for the child to exit. */
+static int process_wait (lua_State *L) {
+  checkprocess(L, 1);
+  return wait_k(L, LUA_OK, 0);
+}
+
+/* p:kill([sig]) -> true | nil, msg, code: sends sig (default SIGTERM). */
+static int process_kill (lua_State *L) {
+  Process *p = checkprocess(L, 1);
+  int signum = tide__checksignal(L, 2, SIGTERM), err;
+  if (p->o.h == NULL || p->exited || p->pid == 0) return pushexited(L);
+  if ((err = uv_kill(p->pid, signum)) < 0)
+    return tide_pushfail(L, err, NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:close(): kills the child (SIGKILL) unless it has exited or is
+** detached, and closes its pipes. It is reaped when it exits. */
+static int process_close (lua_State *L) {
+  Process *p = checkprocess(L, 1);
+  int i;
+  if (p->o.h != NULL && !p->exited && !p->detached && p->pid > 0)
+    kill(p->pid, SIGKILL);
+  for (i = 1; i <= 3; i++) {
+    if (lua_getiuservalue(L, 1, i) == LUA_TUSERDATA) {
+      lua_getfield(L, -1, "close");
+      lua_insert(L, -2);
+      lua_call(L, 1, 0);
+    }
+    else lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int process_gc (lua_State *L) {
+  Process *p = checkprocess(L, 1);
+  if (p->o.h == NULL) return 0;    /* reaped, or failed to start */
+  if (p->pid == 0) {               /* never started (an error on the way) */
+    tide__handleclose(&p->o);
+    return 0;
+  }
+  if (p->detached) uv_unref(p->o.h);
+  else kill(p->pid, SIGKILL);
+  orphan(p);
+  return 0;
+}
+
+/* p.pid, p.stdin, p.stdout, p.stderr, then the methods. */
+static int process_index (lua_State *L) {
+  Process *p = checkprocess(L, 1);
+  const char *k = lua_tostring(L, 2);
+  int i;
+  if (k != NULL) {
+    if (strcmp(k, "pid") == 0) {
+      lua_pushinteger(L, p->pid);
+      return 1;
+    }
+    for (i = 0; i < 3; i++)
+      if (strcmp(k, stdnames[i]) == 0) {
+        lua_getiuservalue(L, 1, i + 1);
+        return 1;
+      }
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static int process_tostring (lua_State *L) {
+  Process *p = checkprocess(L, 1);
+  if (!p->exited)
+    lua_pushfstring(L, "tide.Process (pid %d, running)", p->pid);
+  else if (p->signal)
+    lua_pushfstring(L, "tide.Process (pid %d, %s)", p->pid,
+                    tide__signame(p->signal) ? tide__signame(p->signal) : "signal");
+  else
+    lua_pushfstring(L, "tide.Process (pid %d, exited %d)", p->pid, p->code);
+  return 1;
+}
+
+static const luaL_Reg process_methods[] = {
+  {"wait", process_wait},
+  {"kill", process_kill},
+  {"close", process_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg process_meta[] = {
+  {"__gc", process_gc},
+  {"__close", process_close},
+  {"__tostring", process_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg process_funcs[] = {
+  {"spawn", process_spawn},
+  {"_pipeline", process_pipeline},
+  {NULL, NULL}
+};
+
+/* Stack: tide table, private table, runtime userdata. private.Process is
+** the metatable. */
+int tide__open_process (lua_State *L) {
+  lua_newtable(L);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, process_funcs, 1);
+  lua_setfield(L, -4, "process");
+  if (luaL_newmetatable(L, TIDE_PROCESS)) {
+    luaL_setfuncs(L, process_meta, 0);
+    luaL_newlib(L, process_methods);
+    lua_pushcclosure(L, process_index, 1);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_setfield(L, -3, "Process");
+  return 0;
+}

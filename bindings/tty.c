@@ -1,0 +1,101 @@
+/*
+** tty.c: the standard streams as tide objects (tide.stdin, tide.stdout,
+** tide.stderr, made on first use by runtime/lua/fs.lua): a Stream on a
+** terminal (uv_tty_t), a pipe or a socket, a File on a file. Each works on
+** a duplicate of the fd, so closing it leaves fds 0-2 to print and io.
+** Writing to a pipe stays blocking, as print's writes are, since the two
+** share the pipe's open file; a pipe read from is made non-blocking, and
+** its flags are put back when the state closes.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "tide_int.h"
+
+static const char *const names[] = { "<stdin>", "<stdout>", "<stderr>" };
+
+typedef struct Restore {
+  int fd, flags;           /* fd's file status flags before, or fd -1 */
+} Restore;
+
+static int restore_gc (lua_State *L) {
+  Restore *r = lua_touserdata(L, 1);
+  if (r->fd >= 0) fcntl(r->fd, F_SETFL, r->flags);
+  r->fd = -1;
+  return 0;
+}
+
+/* Put fd's flags back when the state closes: a userdata in the registry,
+** which is collected at the end. */
+static void restore_at_close (lua_State *L, int fd) {
+  Restore *r = lua_newuserdatauv(L, sizeof *r, 0);
+  r->fd = fd;
+  r->flags = fcntl(fd, F_GETFL);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, restore_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Push a Stream on dup, a duplicate of fd; 0, or an error (dup is then
+** still ours). */
+static int openstream (lua_State *L, int fd, uv_handle_type type, int dup) {
+  tide_Runtime *rt = tide__rt(L);
+  uv_loop_t *loop = tide_getloop(L);
+  uv_stream_t *h;
+  int err;
+  switch (type) {
+    case UV_TTY:
+      h = tide__newstream(L, rt, sizeof(uv_tty_t));
+      err = uv_tty_init(loop, (uv_tty_t *)h, dup, 0);
+      break;
+    case UV_TCP:
+      if (fd == 0) restore_at_close(L, fd);
+      h = tide__newstream(L, rt, sizeof(uv_tcp_t));
+      if ((err = uv_tcp_init(loop, (uv_tcp_t *)h)) == 0)
+        err = uv_tcp_open((uv_tcp_t *)h, dup);
+      break;
+    default:
+      if (fd == 0) restore_at_close(L, fd);
+      h = tide__newstream(L, rt, sizeof(uv_pipe_t));
+      if ((err = uv_pipe_init(loop, (uv_pipe_t *)h, 0)) == 0 &&
+          (err = uv_pipe_open((uv_pipe_t *)h, dup)) == 0 && fd > 0)
+        uv_stream_set_blocking(h, 1);
+  }
+  if (err < 0) tide__streamfail(L, -1);
+  return err;
+}
+
+/* stdio(fd) -> Stream | File | nil (fd not open), msg, code */
+static int tty_stdio (lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  uv_handle_type type;
+  int dup, err;
+  luaL_argcheck(L, fd >= 0 && fd <= 2, 1, "0, 1 or 2 expected");
+  type = uv_guess_handle((int)fd);
+  if (type == UV_UNKNOWN_HANDLE)
+    return tide_pushfail(L, UV_EBADF, names[fd]);
+  if (type == UV_UDP)
+    return tide_pushfail(L, UV_ENOTSUP, names[fd]);
+  if ((dup = fcntl((int)fd, F_DUPFD_CLOEXEC, 3)) < 0)
+    return tide_pushfail(L, uv_translate_sys_error(errno), names[fd]);
+  if (type == UV_FILE) {
+    tide__newfile(L, dup, names[fd]);
+    return 1;
+  }
+  if ((err = openstream(L, (int)fd, type, dup)) < 0) {
+    close(dup);
+    return tide_pushfail(L, err, names[fd]);
+  }
+  return 1;
+}
+
+/* Stack: tide table, private table, runtime userdata. */
+int tide__open_tty (lua_State *L) {
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, tty_stdio, 1);
+  lua_setfield(L, -3, "stdio");
+  return 0;
+}

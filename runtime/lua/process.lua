@@ -1,0 +1,211 @@
+-- process.lua: tide.process.pipeline (children connected stdout to stdin by
+-- their fds, never through Lua) and tide.process.exec (run to the end,
+-- collecting the output, with input, timeout and max_output), on top of
+-- bindings/process.c's spawn and _pipeline.
+local tide = ...
+
+local process = tide.process
+local spawn, c_pipeline = process.spawn, process._pipeline
+process._pipeline = nil
+
+local error, ipairs, setmetatable, tostring, type =
+      error, ipairs, setmetatable, tostring, type
+local concat = table.concat
+
+local function argerror (i, fname, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), 3)
+end
+
+-- ---- Pipelines ---------------------------------------------------------------
+
+-- What tide.process.pipeline returns: the processes, the first one's stdin,
+-- the last one's stdout, and the stderr they share.
+local Pipeline = {}
+Pipeline.__index = Pipeline
+
+-- Wait for every child: the last one's code and signal (as a shell gives),
+-- then a list of { code =, signal = } for each.
+function Pipeline:wait ()
+  local all = {}
+  for i, p in ipairs(self.processes) do
+    local code, signal = p:wait()
+    all[i] = { code = code, signal = signal }
+  end
+  local last = all[#all]
+  return last.code, last.signal, all
+end
+
+-- Send sig to every child still running; true if any got it.
+function Pipeline:kill (sig)
+  local any = false
+  for _, p in ipairs(self.processes) do
+    if p:kill(sig) then any = true end
+  end
+  return any
+end
+
+-- Kill the children still running and close the pipes.
+function Pipeline:close ()
+  for _, p in ipairs(self.processes) do p:close() end
+  if self.stderr then self.stderr:close() end
+end
+
+Pipeline.__close = Pipeline.close
+
+function Pipeline:__tostring ()
+  local pids = {}
+  for i, p in ipairs(self.processes) do pids[i] = tostring(p.pid) end
+  return "tide.Pipeline (pids " .. concat(pids, ", ") .. ")"
+end
+
+local function checkcommands (fname, cmds)
+  if type(cmds) ~= "table" or #cmds == 0 then
+    argerror(1, fname, "a list of commands expected")
+  end
+  for i = 1, #cmds do
+    if type(cmds[i]) ~= "table" then
+      argerror(1, fname, ("command (a table) expected at [%d]"):format(i))
+    end
+  end
+end
+
+-- tide.process.pipeline({ {prog, args...}, ... } [, opts]) -> Pipeline |
+-- nil, msg, code. opts: those of spawn; stdin is the first child's, stdout
+-- the last one's, stderr everyone's ("pipe": one pipe for all).
+function process.pipeline (cmds, opts)
+  checkcommands("pipeline", cmds)
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror(2, "pipeline", "table expected, got " .. type(opts))
+  end
+  local procs, stderr, code = c_pipeline(cmds, opts or {})
+  if not procs then return nil, stderr, code end
+  return setmetatable({
+    processes = procs,
+    stdin = procs[1].stdin,
+    stdout = procs[#procs].stdout,
+    stderr = stderr or nil,
+  }, Pipeline)
+end
+
+-- ---- exec ------------------------------------------------------------------------
+
+-- Read stream to its end into buf (a list with a byte count), up to max
+-- bytes in all; over max, call over() and stop.
+local function collect (stream, buf, max, over)
+  while true do
+    local data = stream:read()
+    if not data then return end
+    local room = max - buf.size
+    if #data > room then
+      buf[#buf + 1] = data:sub(1, room)
+      buf.size = max
+      return over()
+    end
+    buf[#buf + 1] = data
+    buf.size = buf.size + #data
+  end
+end
+
+-- Write input to the child's stdin and close it (a child that exits
+-- without reading it is no error).
+local function feed (stream, input)
+  stream:write(input)
+  stream:close()
+end
+
+local function spawnopts (argv, opts)
+  local o = {
+    env = opts.env, env_extend = opts.env_extend, cwd = opts.cwd,
+    stdin = opts.input and "pipe" or "null",
+    stdout = "pipe",
+    stderr = opts.stderr or "pipe",
+  }
+  if argv then
+    for i = 1, #argv do o[i] = argv[i] end
+  end
+  return o
+end
+
+local function start (cmd, opts)
+  if type(cmd) == "string" then
+    return spawn(spawnopts({ "/bin/sh", "-c", cmd }, opts))
+  elseif type(cmd[1]) == "table" then
+    checkcommands("exec", cmd)
+    return process.pipeline(cmd, spawnopts(nil, opts))
+  end
+  return spawn(spawnopts(cmd, opts))
+end
+
+local function checkexec (cmd, opts)
+  local t = type(cmd)
+  if t ~= "string" and (t ~= "table" or cmd[1] == nil) then
+    argerror(1, "exec", "command string or list expected, got " .. t)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror(2, "exec", "table expected, got " .. type(opts))
+  end
+  opts = opts or {}
+  if opts.input ~= nil and type(opts.input) ~= "string" then
+    argerror(2, "exec", "'input': string expected")
+  end
+  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or
+                              not (opts.timeout >= 0)) then
+    argerror(2, "exec", "'timeout': non-negative number expected")
+  end
+  if opts.max_output ~= nil and (math.type(opts.max_output) ~= "integer" or
+                                 opts.max_output < 0) then
+    argerror(2, "exec", "'max_output': non-negative integer expected")
+  end
+  return opts
+end
+
+-- tide.process.exec(cmd [, opts]) -> stdout, stderr, code, signal. cmd: a
+-- string (run by /bin/sh -c), a list (the program and its arguments, run
+-- directly), or a list of lists (a pipeline). opts: input (a string for
+-- stdin; else stdin is /dev/null), timeout (s), max_output (bytes, each of
+-- stdout and stderr), env, env_extend, cwd, stderr ("pipe", "stdout",
+-- "inherit", "null"). A child that cannot start: nil, msg, code. On time-
+-- out, or over max_output, the child is killed and reaped, and the result
+-- is nil, "timeout" (or "output limit exceeded"), stdout, stderr so far.
+function process.exec (cmd, opts)
+  opts = checkexec(cmd, opts)
+  local proc, err, code = start(cmd, opts)
+  if not proc then return nil, err, code end
+  local p <close> = proc
+  local max = opts.max_output or math.huge
+  local out, errs = { size = 0 }, { size = 0 }
+  local exceeded = false
+  local function over ()
+    exceeded = true
+    p:kill("SIGKILL")
+    p.stdout:close()
+    if p.stderr then p.stderr:close() end
+  end
+  local function run ()
+    local jobs = { function () collect(p.stdout, out, max, over) end }
+    if p.stderr then
+      jobs[#jobs + 1] = function () collect(p.stderr, errs, max, over) end
+    end
+    if opts.input then
+      jobs[#jobs + 1] = function () feed(p.stdin, opts.input) end
+    end
+    tide.gather(table.unpack(jobs))
+    return p:wait()
+  end
+  local status, signal
+  if opts.timeout then
+    status, signal = tide.timeout(opts.timeout, run)
+    if status == nil then
+      p:kill("SIGKILL")
+      p:wait()
+      return nil, "timeout", concat(out), concat(errs)
+    end
+  else
+    status, signal = run()
+  end
+  if exceeded then
+    return nil, "output limit exceeded", concat(out), concat(errs)
+  end
+  return concat(out), concat(errs), status, signal
+end
+

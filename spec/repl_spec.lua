@@ -1,0 +1,167 @@
+-- repl_spec.lua: the interactive prompt (runtime/repl.c, runtime/lua/repl.lua)
+-- through a pipe, and through a real terminal: a tmux session whose keys
+-- are sent and whose screen is read back.
+
+local function repl (input, env)
+  local f = tmpfile(input)
+  local out, code = sh(("%s %s -i < %s"):format(env or "", TIDE, f))
+  os.remove(f)
+  return out, code
+end
+
+describe("the REPL through a pipe", function ()
+  it("prints expression values, runs statements and continues lines", function ()
+    local out, code = repl("x = 1 + 1\nx\n1, nil, 's'\nfunction f (a)\n  return a * 2\nend\nf(21)\n=x + 1\n")
+    assert.equal(0, code, out)
+    assert.matches("> x\n2\n", out, 1, true)
+    assert.matches("1\tnil\ts\n", out, 1, true)
+    assert.matches("> function f (a)\n>>   return a * 2\n>> end\n> f(21)\n42\n", out, 1, true)
+    assert.matches("> =x + 1\n3\n", out, 1, true)
+  end)
+
+  it("awaits at the prompt and keeps background tasks running", function ()
+    local out, code = repl("t = tide.spawn(function () tide.sleep(0.05) return 'bg' end)\n" ..
+                           "tide.sleep(0.1) return 'slept'\nt:done(), t:await()\n")
+    assert.equal(0, code, out)
+    assert.matches("slept\n", out, 1, true)
+    assert.matches("true\tbg\n", out, 1, true)
+  end)
+
+  it("reports an error with its traceback and goes on", function ()
+    local out, code = repl("error('boom')\nprint('after')\nfor\n")
+    assert.equal(0, code, out)
+    assert.matches("stdin:1: boom\nstack traceback:", out, 1, true)
+    assert.matches("stdin:1: <name> expected near", out, 1, true)
+    assert.matches("after\n", out, 1, true)
+  end)
+
+  it("honours _PROMPT and _PROMPT2", function ()
+    local out = repl("_PROMPT = 'tide$ ' _PROMPT2 = '...$ '\nif true then\nend\n")
+    assert.matches("tide$ if true then\n...$ end\n", out, 1, true)
+  end)
+
+  it("lists running tasks and where they wait with :tasks", function ()
+    local out = repl("t = tide.spawn(tide.sleep, 5)\n:tasks\n")
+    assert.matches("tide.Task: 0x%x+ %(waiting%)\nstack traceback:\n%s+%[C%]: in function 'tide.sleep'", out)
+  end)
+end)
+
+-- A tide REPL in a tmux session with HOME set to home.
+local Term = {}
+Term.__index = Term
+
+local function term (home)
+  local name = "tide" .. math.random(1e9)
+  local self = setmetatable({ name = name }, Term)
+  local _, code = sh(("env -u LD_PRELOAD tmux new-session -d -s %s -x 120 -y 40 'HOME=%s %s'")
+    :format(name, home, TIDE))
+  assert.equal(0, code)
+  self:expect("\n>$")
+  return self
+end
+
+function Term:keys (...)
+  local args = {}
+  for i = 1, select("#", ...) do
+    args[i] = "'" .. select(i, ...):gsub("'", "'\\''") .. "'"
+  end
+  sh(("tmux send-keys -t %s %s"):format(self.name, table.concat(args, " ")))
+end
+
+function Term:screen ()
+  local screen = sh(("tmux capture-pane -p -t %s"):format(self.name))
+  return (screen:gsub("[ \t]+\n", "\n"):gsub("\n+$", ""))
+end
+
+-- Wait (up to 10 s) until the screen matches pattern; return the screen.
+function Term:expect (pattern, plain)
+  local screen
+  for _ = 1, 200 do
+    screen = self:screen()
+    if screen:find(pattern, 1, plain) then return screen end
+    os.execute("sleep 0.05")
+  end
+  error("screen never showed " .. pattern .. ":\n" .. screen, 2)
+end
+
+function Term:close ()
+  sh(("tmux kill-session -t %s"):format(self.name))
+end
+
+local function tempdir ()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir " .. d))
+  return d
+end
+
+describe("the REPL on a terminal", function ()
+  local home
+  before_each(function () home = tempdir() end)
+  after_each(function () sh("rm -rf " .. home) end)
+
+  it("prints a background ticker above the line being typed", function ()
+    local t = term(home)
+    finally(function () t:close() end)
+    t:keys("n = 0 tide.spawn(function () while true do tide.sleep(0.1) n = n + 1 print('tick ' .. n) end end)", "Enter")
+    t:keys("half typed")
+    t:expect("tick 3\n")
+    local screen = t:expect("tick %d+\n> half typed$")  -- the line, redrawn
+    assert.is_nil(screen:find("tick %d+>"))       -- never inside the line
+    assert.is_nil(screen:find("typedtick"))
+  end)
+
+  it("cancels a running input with Ctrl-C, running its <close> variables", function ()
+    local t = term(home)
+    finally(function () t:close() end)
+    t:keys("do local _ <close> = setmetatable({}, {__close = function () print('cleaned up') end}) tide.sleep(30) end", "Enter")
+    os.execute("sleep 0.3")
+    t:keys("C-c")
+    t:expect("cleaned up\ncancelled\n>$")
+    t:keys("1 + 1", "Enter")
+    t:expect("\n2\n>$")
+  end)
+
+  it("clears the line with Ctrl-C at the prompt and exits on Ctrl-D", function ()
+    local t = term(home)
+    finally(function () t:close() end)
+    t:keys("never run")
+    t:keys("C-c")
+    t:expect("> never run%^C\n>$")
+    t:keys("tide.spawn(tide.sleep, 30)", "Enter")
+    t:keys("C-d")
+    t:expect("1 task still running; Ctrl%-D again to exit\n>$")
+    t:keys("C-d")
+    for _ = 1, 100 do
+      local _, code = sh("tmux has-session -t " .. t.name)
+      if code ~= 0 then return end                -- the program ended
+      os.execute("sleep 0.05")
+    end
+    error("the REPL did not exit")
+  end)
+
+  it("completes globals and fields", function ()
+    local t = term(home)
+    finally(function () t:close() end)
+    t:keys("tide.tc", "Tab")
+    t:expect("> tide.tcp$")
+    t:keys(".conn", "Tab")
+    t:expect("> tide.tcp.connect$")
+  end)
+
+  it("keeps history across runs in ~/.tide_history", function ()
+    local t = term(home)
+    t:keys("remembered = 42", "Enter")
+    t:expect("> remembered = 42\n>$")
+    t:keys("C-d")
+    os.execute("sleep 0.3")
+    t:close()
+    local f = assert(io.open(home .. "/.tide_history"))
+    assert.matches("remembered", f:read("a"), 1, true)
+    f:close()
+    local t2 = term(home)
+    finally(function () t2:close() end)
+    t2:keys("Up")
+    t2:expect("> remembered = 42$")
+  end)
+end)

@@ -1,0 +1,173 @@
+-- work_spec.lua: tide.work (bindings/work.c): Lua functions run in a state
+-- of their own on the thread pool, with copied arguments and results.
+
+-- Busy for s seconds of wall time (in the worker: no tide there).
+local function spin (s)
+  local t = os.time() + 0.0
+  local c = os.clock()
+  local n = 0
+  while os.clock() - c < s and os.time() - t < s + 2 do n = n + 1 end
+  return n
+end
+
+describe("tide.work", function ()
+  it("returns the results of a function run in another Lua state", async(function ()
+    local a, b, c, d = tide.work(function (x, y)
+      return x + y, x .. y, nil, tide == nil
+    end, 20, 22)
+    assert.same({ 42, "2022", nil, true }, { a, b, c, d })
+    assert.equal(0, select("#", tide.work(function () end)))
+  end))
+
+  it("copies nil, booleans, integers, floats, strings and nested tables both ways", async(function ()
+    local input = {
+      1, 2.5, "three", true, false, { nested = { deeper = { 1, 2, 3 } } },
+      [10] = "sparse", key = "value", [2.5] = "float key", [true] = "bool key",
+      bin = "\0\1\255", big = math.maxinteger, tiny = math.mininteger,
+      neg = -0.5, huge = math.huge,
+    }
+    local out, t1, t2 = tide.work(function (t, n, s)
+      return t, math.type(n), math.type(s)
+    end, input, 3, 3.0)
+    assert.same(input, out)
+    assert.equal("integer", t1)
+    assert.equal("float", t2)
+    assert.equal(math.maxinteger, out.big)
+    assert.not_equal(input, out)                      -- a copy
+  end))
+
+  it("passes nils among the arguments and results", async(function ()
+    local r = table.pack(tide.work(function (...)
+      return select("#", ...), ...
+    end, nil, 2, nil))
+    assert.same({ n = 4, 3, nil, 2, nil }, r)
+  end))
+
+  it("copies arguments: the function's changes do not reach the caller", async(function ()
+    local t = { n = 1 }
+    local r = tide.work(function (x) x.n = 2 return x end, t)
+    assert.equal(1, t.n)
+    assert.equal(2, r.n)
+  end))
+
+  it("raises the function's error with its message", async(function ()
+    local ok, err = pcall(tide.work, function () error("boom") end)
+    assert.is_false(ok)
+    assert.matches("work_spec.lua:%d+: boom$", err)
+    ok, err = pcall(tide.work, function () error({ code = 7 }) end)
+    assert.is_false(ok)
+    assert.same({ code = 7 }, err)
+    ok, err = pcall(tide.work, function () local x = nil; return x.y end)
+    assert.is_false(ok)
+    assert.matches("attempt to index a nil value", err)
+  end))
+
+  it("gives the function its own globals and standard libraries", async(function ()
+    _G.work_spec_global = "caller's"
+    local g, s, got = tide.work(function ()
+      local before = work_spec_global             -- luacheck: ignore
+      work_spec_global = "worker's"               -- luacheck: ignore
+      return before, string.rep("ab", 2), type(io.open) == "function"
+    end)
+    assert.same({ nil, "abab", true }, { g, s, got })
+    assert.equal("caller's", _G.work_spec_global)
+    _G.work_spec_global = nil
+  end))
+
+  it("raises, naming tide.work, for what cannot be copied", async(function ()
+    local function check (msg, fn, ...)
+      local ok, err = pcall(tide.work, fn, ...)
+      assert.is_false(ok)
+      assert.matches("tide.work", err)
+      assert.matches(msg, err, 1, true)
+    end
+    local id = function (...) return ... end
+    check("cannot copy a function (argument #3)", id, 1, print)
+    check("cannot copy a userdata (argument #2)", id, io.stdout)
+    check("cannot copy a thread (argument #2)", id, coroutine.create(id))
+    local cyc = {}
+    cyc.self = cyc
+    check("a table that contains itself cannot be copied (argument #2)", id, cyc)
+    check("cannot copy a function (result #2)", function () return 1, print end)
+    local up = 1
+    check("uses 'up', a local variable of an enclosing function", function () return up end)
+    local ok, err = pcall(tide.work, print)
+    assert.is_false(ok)
+    assert.equal("bad argument #1 to 'tide.work' (Lua function expected, got a C function)", err)
+    assert.has_error(function () tide.work(42) end)
+  end))
+
+  it("copies shared subtables as separate copies, and deep ones up to a limit", async(function ()
+    local shared = { 1 }
+    local r = tide.work(function (t) return t end, { a = shared, b = shared })
+    assert.same({ 1 }, r.a)
+    assert.same({ 1 }, r.b)
+    local deep = {}
+    for _ = 1, 200 do deep = { deep } end
+    local ok, err = pcall(tide.work, function (t) return t end, deep)
+    assert.is_false(ok)
+    assert.matches("tables nested too deeply", err)
+  end))
+
+  it("raises outside any task, naming it", async(function ()
+    local ok, err
+    local t = tide.spawn(function () end)
+    t:await()
+    t:on_done(function ()                 -- callbacks run outside tasks
+      ok, err = pcall(tide.work, function () end)
+    end)
+    assert.is_false(ok)
+    assert.matches("'tide.work' must be called inside a task", err, 1, true)
+  end))
+
+  it("leaves the loop free: a ticker keeps its rhythm while work computes", async(function ()
+    local ticks, gaps, last = 0, 0, tide.now()
+    local ticker = tide.spawn(function ()
+      while true do
+        tide.sleep(0.01)
+        local now = tide.now()
+        gaps = math.max(gaps, now - last)
+        last, ticks = now, ticks + 1
+      end
+    end)
+    local n = tide.work(spin, 0.5)
+    ticker:cancel()
+    pcall(ticker.await, ticker)
+    assert.is_true(n > 0)
+    assert.is_true(ticks >= 10, "only " .. ticks .. " ticks in 0.5 s")
+    assert.is_true(gaps < 0.25, "a gap of " .. gaps .. " s between ticks")
+  end))
+
+  it("runs several calls at once on the pool", async(function ()
+    local r = { tide.gather(
+      function () return tide.work(function (x) return x * 2 end, 1) end,
+      function () return tide.work(function (x) return x * 2 end, 2) end,
+      function () return tide.work(function (x) return x * 2 end, 3) end) }
+    assert.same({ 2, 4, 6 }, r)
+  end))
+
+  it("drops the result of a call cancelled while it runs", async(function ()
+    local t = tide.spawn(tide.work, spin, 0.3)
+    tide.sleep(0.05)
+    local started = tide.now()
+    t:cancel()
+    assert.has_error(function () t:await() end)
+    assert.is_true(t:cancelled())
+    assert.is_true(tide.now() - started < 0.2)        -- not waiting for it
+    tide.sleep(0.35)                                  -- it has ended meanwhile
+    assert.equal(3, tide.work(function () return 3 end))
+  end))
+
+  it("drops a cancelled call before it starts", async(function ()
+    local t = tide.spawn(tide.work, function () return 1 end)
+    t:cancel()
+    assert.has_error(function () t:await() end)
+    assert.is_true(t:cancelled())
+  end))
+
+  it("copies megabyte strings both ways", async(function ()
+    local big = ("x"):rep(1000000)
+    assert.equal(1000000, tide.work(function (s) return #s end, big))
+    assert.equal(big, tide.work(function (s) return s end, big))
+  end))
+end)
