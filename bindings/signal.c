@@ -201,6 +201,12 @@ static Watch *checkwatch (lua_State *L, tide_Runtime *rt, int signum) {
   return w;
 }
 
+/* Does a task wait for signum or a handler take it? */
+int tide__signaltaken (tide_Runtime *rt, int signum) {
+  Watch *w = findwatch(rt, signum);
+  return w != NULL && (w->waiters != NULL || w->handlers > 0);
+}
+
 /* Set (or, with fn NULL, remove) the host's default action for signum: it
 ** runs when no task waits for the signal and no handler takes it. The
 ** watch does not keep the loop alive for it. 0 or a UV error. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lua.h"
@@ -81,7 +82,92 @@ static void exit_on_next (tide_Runtime *rt, int signum) {
   }
 }
 
+/*
+** SIGINT while a task computes (a busy loop the loop cannot preempt): the
+** signal goes on to libuv's handler as any other, for the loop to act on
+** when it next polls (on_interrupt, or the script's own tide.signal wait or
+** handler). If the loop has not polled 50 ms later, a hook raises
+** "interrupted!" in the running task, as lua.c does, and that signal is
+** spent. A SIGINT while one is pending ends the program at once.
+*/
+static struct sigaction uv_action;          /* libuv's handler */
+static timer_t check_timer;                 /* SIGINT to laction, 50 ms on */
+static int has_timer = 0;
+static volatile sig_atomic_t pending = 0;   /* a SIGINT the loop has not seen */
+static uint64_t pending_since;              /* the loop's time at it */
+static lua_State *hooked = NULL;            /* where the hook waits */
+static int spent = 0;                       /* the hook took that SIGINT */
+
+static void lstop (lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  hooked = NULL;
+  spent = 1;
+  luaL_error(L, "interrupted!");
+}
+
+/* The timer's signal: is the task still running, the loop not polled? */
+static void check_stuck (void) {
+  Task *t = runtime->current;
+  if (pending && t != NULL && uv_now(tide_loop(runtime)) == pending_since) {
+    hooked = t->co;
+    lua_sethook(t->co, lstop,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+  }
+}
+
+static void laction (int signum, siginfo_t *info, void *ctx) {
+  struct itimerspec in50ms = {{0, 0}, {0, 50 * 1000 * 1000}};
+  if (info != NULL && info->si_code == SI_TIMER) {
+    check_stuck();
+    return;
+  }
+  if (pending || hooked != NULL) exit_now(signum);
+  if (runtime->current != NULL && has_timer &&
+      !tide__signaltaken(runtime, signum)) {
+    pending = 1;
+    pending_since = uv_now(tide_loop(runtime));
+    timer_settime(check_timer, 0, &in50ms, NULL);
+  }
+  if (uv_action.sa_flags & SA_SIGINFO)
+    uv_action.sa_sigaction(signum, info, ctx);
+  else if (uv_action.sa_handler != SIG_DFL && uv_action.sa_handler != SIG_IGN)
+    uv_action.sa_handler(signum);
+}
+
+/* The loop has the SIGINT: 0 if the hook took it already. */
+static int interrupt_seen (void) {
+  pending = 0;
+  if (spent) {
+    spent = 0;
+    return 0;
+  }
+  if (hooked != NULL) {              /* not fired yet: the loop acts */
+    lua_sethook(hooked, NULL, 0, 0);
+    hooked = NULL;
+  }
+  return 1;
+}
+
+/* Put laction in front of the handler libuv has installed for SIGINT. */
+static void hook_interrupts (void) {
+  struct sigaction sa;
+  struct sigevent ev;
+  if (sigaction(SIGINT, NULL, &uv_action) != 0) return;
+  memset(&ev, 0, sizeof ev);
+  ev.sigev_notify = SIGEV_SIGNAL;
+  ev.sigev_signo = SIGINT;
+  has_timer = timer_create(CLOCK_MONOTONIC, &ev, &check_timer) == 0;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = laction;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+}
+
+
 static void on_interrupt (tide_Runtime *rt, int signum) {
+  if (signum == SIGINT && !interrupt_seen()) return;
   interrupted = signum;
   exit_on_next(rt, SIGINT);
   exit_on_next(rt, SIGTERM);
@@ -136,6 +222,10 @@ static int report (lua_State *L, int status) {
     if (msg == NULL && interrupted) {  /* cancelled by SIGINT or SIGTERM */
       lua_pop(L, 1);
       return status;
+    }
+    if (msg == NULL) {  /* tide.Cancelled */
+      msg = luaL_tolstring(L, -1, NULL);
+      lua_remove(L, -2);
     }
     l_message(progname, msg);
     lua_pop(L, 1);  /* remove message */
@@ -385,7 +475,7 @@ static void doREPL (lua_State *L) {
   progname = NULL;  /* no 'progname' on errors in interactive mode */
   tide__signaldefault(runtime, SIGINT, NULL);  /* Ctrl-C is the prompt's */
   lua_settop(L, 0);
-  status = luaL_loadbufferx(L, src->source, src->size, "=repl", "t");
+  status = luaL_loadbufferx(L, src->source, src->size, "=repl", "b");
   if (status == LUA_OK) {
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "tide");
@@ -432,6 +522,7 @@ static int pmain (lua_State *L) {
     return luaL_error(L, "cannot open the tide runtime");
   tide__signaldefault(runtime, SIGINT, on_interrupt);
   tide__signaldefault(runtime, SIGTERM, on_interrupt);
+  hook_interrupts();
   createargtable(L, argv, argc, script);  /* create table 'arg' */
   lua_gc(L, LUA_GCGEN, 0, 0);  /* GC in generational mode */
   if (!(args & has_E)) {  /* no option '-E'? */

@@ -68,10 +68,12 @@ static void on_line (char *line) {   /* libedit: a line, or NULL at EOF */
 ** transcript reads as on a terminal), or nil at the end of input; 0 if
 ** more must be read first. */
 static int plain_take (lua_State *T) {
-  char *nl = memchr(in.plain, '\n', in.plainlen);
+  char *nl = in.plainlen ? memchr(in.plain, '\n', in.plainlen) : NULL;
   size_t n;
   if (nl == NULL && !in.eof && in.plainlen <= PLAIN_MAX) return 0;
   if (nl == NULL && in.plainlen == 0) {
+    fputs("\n", stdout);
+    fflush(stdout);
     lua_pushnil(T);
     return 1;
   }

@@ -69,10 +69,8 @@ static int run_until (tide_Runtime *rt, Task *t) {
 }
 
 /* The function below nargs arguments on L runs as a task to its end. On
-** LUA_OK its results are pushed (all of them); otherwise the error is. With
-** tracebacks, the error is the traceback string when there is one. */
-static int call_main (tide_Runtime *rt, lua_State *L, int nargs,
-                      int tracebacks) {
+** LUA_OK its results are pushed (all of them); otherwise the error is. */
+static int call_main (tide_Runtime *rt, lua_State *L, int nargs) {
   Task *t;
   int top, status;
   if (rt->depth > 0 || rt->current)
@@ -93,16 +91,49 @@ static int call_main (tide_Runtime *rt, lua_State *L, int nargs,
     lua_remove(L, top);
     return LUA_OK;
   }
-  lua_pushvalue(t->co, tracebacks && !lua_isnil(t->co, 2) ? 2 : 1);
+  lua_pushvalue(t->co, 1);
   lua_xmove(t->co, L, 1);
   lua_remove(L, top);
   return LUA_ERRRUN;
 }
 
+/* The message handler of tide_call, as lua.c's: the traceback is taken
+** where the error is raised, before <close> variables run; an object with
+** a __tostring gives its string. tide.Cancelled goes through as it is. */
+static int msghandler (lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (tide__israised(L, 1)) return 1;
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+static int traced_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
+  return lua_gettop(L) - 1;
+}
+
+/* traced(f, ...): f(...) under msghandler (which sits in slot 1). */
+static int traced (lua_State *L) {
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, 1);
+  return traced_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 1, 0,
+                                traced_k), 0);
+}
+
 TIDE_API int tide_call (tide_Runtime *rt, int nargs, int nres) {
   lua_State *L = rt->L;
   int base = lua_gettop(L) - nargs - 1;
-  int status = call_main(rt, L, nargs, 1);
+  int status;
+  lua_pushcfunction(L, traced);
+  lua_insert(L, base + 1);
+  status = call_main(rt, L, nargs + 1);
   if (status == LUA_OK && nres != LUA_MULTRET)
     lua_settop(L, base + nres);
   return status;
@@ -132,7 +163,7 @@ static int rt_runmain (lua_State *L) {
   uint32_t left;
   int status, n;
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  status = call_main(rt, L, lua_gettop(L) - 1, 0);
+  status = call_main(rt, L, lua_gettop(L) - 1);
   left = rt->nlive;
   if (left > 0) {
     fprintf(stderr, "tide.run: %u task%s still running at the end; "
@@ -219,7 +250,7 @@ static void open_lualib (lua_State *L) {
   const tide_LuaSource *s;
   for (s = tide__luasources; s->name != NULL; s++) {
     lua_pushfstring(L, "=%s", s->name);
-    if (luaL_loadbufferx(L, s->source, s->size, lua_tostring(L, -1), "t"))
+    if (luaL_loadbufferx(L, s->source, s->size, lua_tostring(L, -1), "b"))
       lua_error(L);
     lua_pushvalue(L, -4);
     lua_pushvalue(L, -4);

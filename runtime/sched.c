@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lualib.h>
+
 #include "tide_int.h"
 
 char tide__luawait;
@@ -257,6 +259,37 @@ static void task_badyield (tide_Runtime *rt, Task *t, int nres) {
   task_finish(rt, t, LUA_ERRRUN, 0);
 }
 
+/* os.exit(status, true) in a task: its pending <close> variables run, with
+** no error, as lua5.4 runs the main chunk's; then the state is closed and
+** the process exits. */
+static void task_exit (tide_Runtime *rt, Task *t) {
+  rt->current = t;
+  lua_resetthread(t->co);
+  lua_rawgetp(t->co, LUA_REGISTRYINDEX, &rt->exiting);  /* Lua's os.exit: */
+  lua_pushinteger(t->co, rt->exitstatus);  /* it does not return here, to */
+  lua_pushboolean(t->co, 1);               /* code that lua_close may have */
+  lua_call(t->co, 2, 0);                   /* unloaded (tide.so) */
+}
+
+static int os_exit (lua_State *L) {
+  tide_Runtime *rt = tide__rt(L);
+  Task *t = rt->current;
+  if (!lua_toboolean(L, 2) || t == NULL || t->co != L) {
+    lua_pushvalue(L, lua_upvalueindex(2));     /* Lua's own */
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 0);
+    return 0;
+  }
+  if (lua_isboolean(L, 1))
+    rt->exitstatus = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else
+    rt->exitstatus = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  rt->exiting = 1;
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt->exiting);
+  return lua_yield(L, 0);                      /* to task_run */
+}
+
 static void task_run (tide_Runtime *rt, Task *t) {
   lua_State *co = t->co;
   int nargs = 0, nres, status, timed = rt->debug;
@@ -288,7 +321,8 @@ static void task_run (tide_Runtime *rt, Task *t) {
   if (timed) tide__famineend(rt, t);
   rt->current = prev;
   if (status == LUA_YIELD) {
-    if (t->state == T_RUNNING) task_badyield(rt, t, nres);
+    if (rt->exiting) task_exit(rt, t);
+    else if (t->state == T_RUNNING) task_badyield(rt, t, nres);
   }
   else
     task_finish(rt, t, status, nres);
@@ -834,5 +868,16 @@ int tide__opensched (lua_State *L) {
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, sched_funcs, 1);
   lua_pop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, LUA_OSLIBNAME) == LUA_TTABLE) {
+    if (lua_getfield(L, -1, "exit") == LUA_TFUNCTION) {
+      lua_pushvalue(L, -4);        /* os.exit(runtime, Lua's os.exit) */
+      lua_insert(L, -2);
+      lua_pushcclosure(L, os_exit, 2);
+      lua_setfield(L, -2, "exit");
+    }
+    else lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
   return 0;
 }

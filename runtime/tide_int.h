@@ -87,6 +87,8 @@ struct tide_Runtime {
   int debug;               /* famine detection on */
   double famine;           /* seconds a resume may take before a report */
   int closing;
+  int exiting;             /* os.exit(status, true) was called by a task */
+  int exitstatus;
   tide_Handle *handles;    /* open handles, closed by tide_close */
 };
 
@@ -183,6 +185,7 @@ typedef void (*tide_SignalF) (tide_Runtime *rt, int signum);
 const char *tide__signame (int signum);
 int tide__checksignal (lua_State *L, int arg, int def);
 int tide__signaldefault (tide_Runtime *rt, int signum, tide_SignalF fn);
+int tide__signaltaken (tide_Runtime *rt, int signum);
 
 /* debug.c */
 int tide__opendebug (lua_State *L);

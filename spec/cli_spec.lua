@@ -86,16 +86,30 @@ describe("the tide command, side by side with lua5.4", function ()
     same("echo 'print(...)' | %s - a b")
   end)
 
-  it("reports errors as lua does, with exit code 1", function ()
-    local lua, tide_ = same_start("%s -e 'error(\"boom\")'")
+  it("reports errors as lua does, traceback and all, with exit code 1", function ()
+    local lua, tide_ = same("%s -e 'error(\"boom\")'")
     assert.equal(1, lua.code)
     assert.matches("stack traceback:", tide_.out)
-    same_start("%s -e 'error({})'")
-    same_start("%s -e 'error(setmetatable({}, {__tostring = function () return \"obj\" end}))'")
+    same("%s -e 'error({})'")
+    same("%s -e 'error(setmetatable({}, {__tostring = function () return \"obj\" end}))'")
     same_start("%s -e 'x ='")
     same_start("%s /nonexistent/script.lua")
     local f = tmpfile("local x = 1\nerror('at line two')")
-    same_start("%s " .. f)
+    same("%s " .. f)
+    os.remove(f)
+  end)
+
+  it("turns an error object into its message where it is raised", function ()
+    -- __tostring runs in the message handler, on the stack of the error.
+    local f = tmpfile([[
+local m = setmetatable({}, { __tostring = function ()
+  return "line " .. debug.getinfo(4).currentline
+end })
+local function f () error(m) end
+f()
+]])
+    local lua = same("%s " .. f)
+    assert.equal("PROG: line 4\n", lua.out)
     os.remove(f)
   end)
 
@@ -115,6 +129,35 @@ describe("the tide command, side by side with lua5.4", function ()
     same("%s -e 'os.exit(3)'")
     same("%s -e 'os.exit(false)'")
     same("%s -e 'os.exit(true, true)'")
+  end)
+
+  it("closes the main chunk's <close> variables on os.exit(code, true)", function ()
+    local f = tmpfile([[
+local x <close> = setmetatable({}, { __close = function (_, err)
+  print("x closed", err)
+end })
+local y <close> = setmetatable({}, { __close = function () print("y closed") end })
+os.exit(3, true)
+]])
+    local lua = same("%s " .. f)
+    assert.equal("y closed\nx closed\tnil\n", lua.out)
+    assert.equal(3, lua.code)
+    os.remove(f)
+  end)
+
+  it("interrupts a busy loop on SIGINT with the error lua raises", function ()
+    local cmd = "%s -e 'pcall(function () print(12) io.stdout:flush() " ..
+                "while true do end end) print(42)' & pid=$!; sleep 0.5; " ..
+                "kill -INT $pid; wait $pid; echo code $?"
+    local lua = same(cmd)
+    assert.equal("12\n42\ncode 0\n", lua.out)
+    lua = same("%s -e 'print(1) io.stdout:flush() while true do end' 2>&1 & " ..
+               "pid=$!; sleep 0.5; kill -INT $pid; wait $pid; echo code $?")
+    assert.matches("^1\nPROG: interrupted!\n.*code 1\n$", lua.out)
+  end)
+
+  it("reports an error of print at the prompt", function ()
+    same("echo 10 | %s -e 'print = nil' -i 2>&1 >/dev/null")
   end)
 
   it("runs -i with a piped stdin like lua -i", function ()
@@ -161,6 +204,12 @@ a:await()
     assert.matches("in method 'await'", out)
     assert.matches(f:gsub("%p", "%%%0") .. ":2:", out)
     os.remove(f)
+  end)
+
+  it("names the cancellation when the main task is cancelled, exit code 1", function ()
+    local out, code = sh(TIDE .. " -e 'tide.current():cancel(\"bye\") tide.sleep(1)'")
+    assert.equal(1, code)
+    assert.equal(TIDE .. ": cancelled: bye\n", out)
   end)
 
   it("reports a task stuck forever after the main chunk ended", function ()

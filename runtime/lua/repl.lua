@@ -107,6 +107,15 @@ local function msghandler (e)
   return e
 end
 
+-- Print values with the global print, whatever it is now.
+local function show (...)
+  local ok, err = pcall(_G.print, ...)
+  if not ok then
+    io.stderr:write(("error calling 'print' (%s)\n"):format(tostring(err)))
+    io.stderr:flush()
+  end
+end
+
 -- Run f as a task (Ctrl-C cancels it) and print its values or its error.
 local function run (f)
   local t = tide.spawn(xpcall, f, msghandler)
@@ -114,7 +123,7 @@ local function run (f)
   local r = table.pack(pcall(t.await, t))
   input.running(nil)
   if r[1] and r[2] then
-    if r.n > 2 then print(table.unpack(r, 3, r.n)) end
+    if r.n > 2 then show(table.unpack(r, 3, r.n)) end
     return
   end
   local err = r[1] and r[3] or r[2]
