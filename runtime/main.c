@@ -166,8 +166,14 @@ static void hook_interrupts (void) {
 }
 
 
+static int in_repl = 0;  /* the prompt takes SIGINT */
+
 static void on_interrupt (tide_Runtime *rt, int signum) {
   if (signum == SIGINT && !interrupt_seen()) return;
+  if (signum == SIGINT && in_repl) {
+    tide__replinterrupt();
+    return;
+  }
   interrupted = signum;
   exit_on_next(rt, SIGINT);
   exit_on_next(rt, SIGTERM);
@@ -473,7 +479,6 @@ static void doREPL (lua_State *L) {
   int status;
   const char *oldprogname = progname;
   progname = NULL;  /* no 'progname' on errors in interactive mode */
-  tide__signaldefault(runtime, SIGINT, NULL);  /* Ctrl-C is the prompt's */
   lua_settop(L, 0);
   status = luaL_loadbufferx(L, src->source, src->size, "=repl", "b");
   if (status == LUA_OK) {
@@ -485,7 +490,9 @@ static void doREPL (lua_State *L) {
       lua_settop(L, 0);
       return;
     }
+    in_repl = 1;  /* Ctrl-C is the prompt's */
     status = tide_call(runtime, 2, 0);
+    in_repl = 0;
   }
   report(L, status);
   lua_settop(L, 0);  /* clear stack */

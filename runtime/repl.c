@@ -21,7 +21,7 @@
 typedef struct Input {
   tide_Runtime *rt;
   uv_poll_t poll;          /* stdin readable */
-  uv_signal_t sigint;
+  int open;                /* poll not closed yet */
   tide_Wait *reader;       /* the prompt task waiting for a line, or NULL */
   int tty;                 /* line editing (else plain lines) */
   int editing;             /* libedit's handler is installed */
@@ -200,9 +200,10 @@ static char **complete (const char *text, int start, int end) {
 
 /* ---- Ctrl-C ------------------------------------------------------------------ */
 
-static void sigint_cb (uv_signal_t *h, int signum) {
+/* The command hands the prompt its SIGINT: cancel the input that runs,
+** or drop the line being typed. */
+void tide__replinterrupt (void) {
   lua_State *L = in.rt->cbL;
-  (void)h; (void)signum;
   if (in.taskref != LUA_NOREF) {         /* an input runs: cancel it */
     lua_rawgeti(L, LUA_REGISTRYINDEX, in.taskref);
     tide__cancel(tide__checktask(L, -1));
@@ -296,9 +297,9 @@ static int l_finish (lua_State *L) {
   stop_reading();
   luaL_unref(L, LUA_REGISTRYINDEX, in.taskref);
   in.taskref = LUA_NOREF;
-  if (!uv_is_closing((uv_handle_t *)&in.sigint)) {
-    if (in.pollable) uv_close((uv_handle_t *)&in.poll, closed_cb);
-    uv_close((uv_handle_t *)&in.sigint, closed_cb);
+  if (in.open) {
+    uv_close((uv_handle_t *)&in.poll, closed_cb);
+    in.open = 0;
   }
   while (nmatches > 0) free(matches[--nmatches]);
   free(matches);
@@ -333,11 +334,8 @@ const char *tide__replinput (tide_Runtime *rt, lua_State *L) {
   in.rt = rt;
   in.taskref = LUA_NOREF;
   in.tty = isatty(0);
-  in.pollable = uv_poll_init(rt->loop, &in.poll, 0) == 0;
+  in.pollable = in.open = uv_poll_init(rt->loop, &in.poll, 0) == 0;
   if (!in.pollable && in.tty) return "cannot watch the standard input";
-  uv_signal_init(rt->loop, &in.sigint);
-  uv_signal_start(&in.sigint, sigint_cb, SIGINT);
-  uv_unref((uv_handle_t *)&in.sigint);
   if (in.tty) {
     rl_readline_name = "tide";
     rl_attempted_completion_function = complete;

@@ -124,6 +124,7 @@ extern const tide_LuaSource tide__luasources[];
 /* repl.c and repl.lua (the tide command only): the interactive prompt */
 extern const tide_LuaSource tide__replsources[];
 const char *tide__replinput (tide_Runtime *rt, lua_State *L);
+void tide__replinterrupt (void);
 
 /* runtime.c */
 tide_Runtime *tide__rt (lua_State *L);   /* from upvalue 1 */
