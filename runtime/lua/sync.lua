@@ -550,7 +550,9 @@ function Lock:release ()
     error(owner and "Lock:release: lock held by another task"
                 or "Lock:release: lock not held", 2)
   end
-  self.owner = wakefirst(self.waiting) or false
+  local waiting = self.waiting
+  if waiting.h == waiting.t then self.owner = false
+  else self.owner = wakefirst(waiting) or false end
 end
 local release = Lock.release
 
