@@ -2,7 +2,7 @@
 // (10,000 of 1 KiB) with readFile, 64 at a time; then read one MIB MiB file
 // (256) from start to end in 1 MiB reads into one buffer. The files are
 // made in DIR (default $TMPDIR/tide-bench-fs) on the first run and shared
-// with bench/fs.lua and bench/fs.py.
+// with bench/fs.lua, bench/fs_luv.lua and bench/fs.py.
 // Usage: node bench/fs.js [DIR [N [MIB]]]. Prints small_files_per_s and
 // bigfile_mb_per_s (MB = 10^6 bytes).
 'use strict';

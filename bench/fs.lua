@@ -2,7 +2,7 @@
 -- (10,000 of 1 KiB) with read_file, 64 at a time; then read one MIB MiB
 -- file (256) from start to end in 1 MiB reads. The files are made in DIR
 -- (default $TMPDIR/tide-bench-fs) on the first run and shared with
--- bench/fs.js and bench/fs.py.
+-- bench/fs.js, bench/fs_luv.lua and bench/fs.py.
 -- Usage: tide bench/fs.lua [DIR [N [MIB]]]. Prints small_files_per_s and
 -- bigfile_mb_per_s (MB = 10^6 bytes).
 local dir = arg[1] or (os.getenv("TMPDIR") or "/tmp") .. "/tide-bench-fs"

@@ -2,8 +2,8 @@
 # read N small files (10,000 of 1 KiB), 64 at a time, each read whole in a
 # thread; then read one MIB MiB file (256) from start to end in 1 MiB reads,
 # each in a thread. The files are made in DIR (default
-# $TMPDIR/tide-bench-fs) on the first run and shared with bench/fs.lua and
-# bench/fs.js.
+# $TMPDIR/tide-bench-fs) on the first run and shared with bench/fs.lua,
+# bench/fs_luv.lua and bench/fs.js.
 # Usage: python3 bench/fs.py [DIR [N [MIB]]]. Prints small_files_per_s and
 # bigfile_mb_per_s (MB = 10^6 bytes).
 import os

@@ -8,7 +8,9 @@
 # the reason.
 # Environment: LUA (lua5.4), NODE (node), PYTHON (Debian's /usr/bin/python3),
 # BENCH_REPEAT (3 passes), BENCH_TIMEOUT (300 s per program),
-# BENCH_ONLY (some of "tasks startup switch echo queue"; all by default).
+# BENCH_ONLY (some of "tasks startup switch echo queue process fs"; all by
+# default). The fs section writes 266 MiB of files under a temporary
+# directory (TMPDIR), removed at the end.
 set -u
 
 BUILD=${1:-build}
@@ -21,7 +23,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 REPEAT=${BENCH_REPEAT:-3}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 LIMIT=$TIMEOUT
-ONLY=${BENCH_ONLY:-tasks startup switch echo queue}
+ONLY=${BENCH_ONLY:-tasks startup switch echo queue process fs}
 BIN=$BUILD/bench
 OUT=$BUILD/bench.txt
 
@@ -73,26 +75,56 @@ get() { awk -F '\t' -v k="$1" '$1 == k { v = $2 } END { print v }' "${2:-$TMP/ou
 
 # Runs of a benchmark go in passes, each pass running every peer once, so
 # that a burst of load on this machine does not fall on one peer's runs only.
+# keep SEC PEER KEY lower|higher: keep the run in $TMP/out as PEER's best in
+# section SEC if its KEY is the best so far; if it printed no KEY, record
+# that and return 1.
+keep() {
+  _k=$TMP/keep.$1.$2 _key=$3 _dir=$4
+  _v=$(get "$_key")
+  if [ -z "$_v" ]; then
+    echo "printed no $_key" > "$_k.fail"
+    return 1
+  fi
+  if [ ! -f "$_k.out" ] || awk -v a="$_v" -v b="$(get "$_key" "$_k.out")" -v d="$_dir" \
+      'BEGIN { exit !(d == "lower" ? a + 0 < b + 0 : a + 0 > b + 0) }'; then
+    cp "$TMP/out" "$_k.out"
+    cp "$TMP/rss" "$_k.rss"
+  fi
+}
+
 # trial SEC PEER KEY lower|higher CMD...: one more run of CMD for PEER in
 # section SEC, kept if its KEY is the best so far; after a failure the peer
 # is not run again in that section.
 trial() {
-  _k=$TMP/keep.$1.$2 _key=$3 _dir=$4
+  _sec=$1 _peer=$2 _tkey=$3 _tdir=$4
   shift 4
-  [ -f "$_k.fail" ] && return 1
+  [ -f "$TMP/keep.$_sec.$_peer.fail" ] && return 1
   if attempt "$@"; then
-    _v=$(get "$_key")
-    if [ -n "$_v" ]; then
-      if [ ! -f "$_k.out" ] || awk -v a="$_v" -v b="$(get "$_key" "$_k.out")" -v d="$_dir" \
-          'BEGIN { exit !(d == "lower" ? a + 0 < b + 0 : a + 0 > b + 0) }'; then
-        cp "$TMP/out" "$_k.out"
-        cp "$TMP/rss" "$_k.rss"
-      fi
-      return 0
-    fi
-    echo "printed no $_key" > "$TMP/why"
+    keep "$_sec" "$_peer" "$_tkey" "$_tdir"
+    return
   fi
-  cp "$TMP/why" "$_k.fail"
+  cp "$TMP/why" "$TMP/keep.$_sec.$_peer.fail"
+  return 1
+}
+
+# trials PEER "SEC:KEY:lower|higher ..." CMD...: one more run of CMD, a
+# program printing the metrics of several sections, for PEER; each
+# section keeps its own best run. A failed run fails them all.
+trials() {
+  _peer=$1 _list=$2
+  shift 2
+  if attempt "$@"; then
+    for _s in $_list; do
+      _sec=${_s%%:*} _rest=${_s#*:}
+      _skey=${_rest%%:*} _sdir=${_rest#*:}
+      [ -f "$TMP/keep.$_sec.$_peer.fail" ] || keep "$_sec" "$_peer" "$_skey" "$_sdir"
+    done
+    return 0
+  fi
+  for _s in $_list; do
+    _sec=${_s%%:*}
+    [ -f "$TMP/keep.$_sec.$_peer.fail" ] || cp "$TMP/why" "$TMP/keep.$_sec.$_peer.fail"
+  done
   return 1
 }
 
@@ -339,6 +371,90 @@ if want queue; then
   queue python queue.py "$PYTHON"
 fi
 
+# ------------------------------------------------------------- subprocesses
+# One run of bench/process* does both parts: the spawns, then the cat.
+PROCESS_PEERS="tide luv node python"
+process_cmd() {
+  case $1 in
+    tide) echo "$TIDE $BENCH/process.lua 1000 100" ;;
+    luv) echo "$LUA $BENCH/process_luv.lua 1000 100" ;;
+    node) echo "$NODE $BENCH/process.js 1000 100" ;;
+    python) echo "$PYTHON $BENCH/process.py 1000 100" ;;
+  esac
+}
+PROCESS_KEYS="process_spawn:spawn1000_s:lower process_cat:cat100m_mb_per_s:higher"
+if want process; then
+  if ! command -v true >/dev/null || ! command -v cat >/dev/null; then
+    for peer in $PROCESS_PEERS; do
+      skip process_spawn "$peer" "true or cat not found"
+      skip process_cat "$peer" "true or cat not found"
+    done
+  fi
+  for peer in $PROCESS_PEERS; do
+    why=$(unavailable "$peer")
+    [ -n "$why" ] && skip process_spawn "$peer" "$why" && skip process_cat "$peer" "$why"
+  done
+  r=1
+  while [ "$r" -le "$REPEAT" ]; do
+    for peer in $PROCESS_PEERS; do
+      [ -f "$TMP/keep.process_spawn.$peer.fail" ] && [ -f "$TMP/keep.process_cat.$peer.fail" ] &&
+        continue
+      say "process, pass $r/$REPEAT: $peer"
+      # shellcheck disable=SC2046
+      trials "$peer" "$PROCESS_KEYS" $(process_cmd "$peer")
+    done
+    r=$((r + 1))
+  done
+  for peer in $PROCESS_PEERS; do
+    kept process_spawn "$peer" && record spawn1000_s "$peer" "$(get spawn1000_s)"
+    kept process_cat "$peer" && record cat100m_mb_per_s "$peer" "$(get cat100m_mb_per_s)"
+  done
+fi
+
+# -------------------------------------------------------------------- files
+# The files (10,000 of 1 KiB and one of 256 MiB) are made once, by the first
+# peer that runs (an unrecorded warm-up run), and then shared by all: every
+# measured run reads them from the page cache.
+FS_PEERS="tide luv node python"
+FS_DIR=$TMP/fs
+fs_cmd() {
+  case $1 in
+    tide) echo "$TIDE $BENCH/fs.lua $FS_DIR 10000 256" ;;
+    luv) echo "$LUA $BENCH/fs_luv.lua $FS_DIR 10000 256" ;;
+    node) echo "$NODE $BENCH/fs.js $FS_DIR 10000 256" ;;
+    python) echo "$PYTHON $BENCH/fs.py $FS_DIR 10000 256" ;;
+  esac
+}
+FS_KEYS="fs_small:small_files_per_s:higher fs_big:bigfile_mb_per_s:higher"
+if want fs; then
+  for peer in $FS_PEERS; do
+    why=$(unavailable "$peer")
+    [ -n "$why" ] && skip fs_small "$peer" "$why" && skip fs_big "$peer" "$why"
+  done
+  for peer in $FS_PEERS; do
+    [ -f "$TMP/keep.fs_small.$peer.fail" ] && continue
+    say "fs, making the files: $peer"
+    # shellcheck disable=SC2046
+    attempt $(fs_cmd "$peer") && break
+  done
+  sync
+  r=1
+  while [ "$r" -le "$REPEAT" ]; do
+    for peer in $FS_PEERS; do
+      [ -f "$TMP/keep.fs_small.$peer.fail" ] && [ -f "$TMP/keep.fs_big.$peer.fail" ] && continue
+      say "fs, pass $r/$REPEAT: $peer"
+      # shellcheck disable=SC2046
+      trials "$peer" "$FS_KEYS" $(fs_cmd "$peer")
+    done
+    r=$((r + 1))
+  done
+  for peer in $FS_PEERS; do
+    kept fs_small "$peer" && record small_files_per_s "$peer" "$(get small_files_per_s)"
+    kept fs_big "$peer" && record bigfile_mb_per_s "$peer" "$(get bigfile_mb_per_s)"
+  done
+  rm -rf "$FS_DIR"
+fi
+
 # ------------------------------------------------------------------- table
 version() { "$@" 2>&1 | head -n 1; }
 cat > "$DEFS" <<EOF
@@ -392,6 +508,29 @@ metric	queue	lock_contended_per_s	Lock contended pairs/s	higher
 note	queue	Queue(n): one producer task to one consumer task through a queue bounded at n.
 note	queue	Lock: acquire/release pairs in one task, or shared by 4 tasks that each yield while
 note	queue	holding it. luv has no queue or lock: bench/queue_luv.lua brings a minimal one. One run each.
+section	process_spawn	Subprocesses, spawn: run \`true\` 1,000 times, 50 at a time, waiting for every exit	tide luv node python
+metric	process_spawn	spawn1000_s	wall time (s)	lower
+note	process_spawn	stdin, stdout and stderr inherited. tide: tide.process.spawn (posix_spawn, exit seen
+note	process_spawn	through a pidfd); luv: uv.spawn; node: child_process.spawn; python3:
+note	process_spawn	asyncio.create_subprocess_exec. Best of $REPEAT passes; this machine's $(nproc) cores run
+note	process_spawn	the children too, so the kernel's fork/exec cost is most of it.
+section	process_cat	Subprocesses, pipe: 100 MiB through \`cat\`, written and read at once	tide luv node python
+metric	process_cat	cat100m_mb_per_s	MB/s (10^6 bytes)	higher
+note	process_cat	64 KiB writes to cat's stdin while a reader takes its stdout; from the spawn to the
+note	process_cat	last byte and the exit. Pipes: tide, luv and node socket pairs, python3 pipes (it reads
+note	process_cat	with StreamReader.read(65536)). Same run as the spawns; best of $REPEAT passes.
+section	fs_small	Files, small: read 10,000 files of 1 KiB whole, 64 at a time	tide luv node python
+metric	fs_small	small_files_per_s	files/s	higher
+note	fs_small	tide: tide.fs.read_file (open, fstat, read on libuv's thread pool; close); luv:
+note	fs_small	uv.fs_open/fstat/read/close callbacks; node: fs.promises.readFile; python3:
+note	fs_small	asyncio.to_thread(open + read) on the default executor. The files are in the page cache
+note	fs_small	(made before the first pass), so this measures the trips to the threads, not the disk.
+section	fs_big	Files, big: read one 256 MiB file from start to end in 1 MiB reads	tide luv node python
+metric	fs_big	bigfile_mb_per_s	MB/s (10^6 bytes)	higher
+note	fs_big	from the page cache, one read at a time. tide: File:read(1 MiB); luv: uv.fs_read;
+note	fs_big	python3: to_thread(f.read) on an unbuffered file: each returns a new string or bytes.
+note	fs_big	node: FileHandle.read into one reused Buffer. Same run as the small files; best of
+note	fs_big	$REPEAT passes.
 EOF
 
 {
