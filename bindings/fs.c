@@ -20,6 +20,8 @@
 #define TIDE_DIR "tide.Dir"
 #define READ_CHUNK (64 * 1024)     /* read() without a size */
 #define DIR_BATCH 64               /* entries per Dir:read */
+#define WRITE_MAX (1u << 30)       /* bytes per write call (a uv_buf_t holds
+                                      less than 4 GiB); more is a short write */
 
 /* A descriptor shared by its Lua object and the requests in flight on it;
 ** closed and freed when the last of them lets go. */
@@ -43,6 +45,7 @@ typedef struct FsReq {
   Res *res;                /* the file or directory used, or NULL */
   size_t len, done;        /* write: bytes to write, bytes written */
   int64_t off;             /* write: where (-1: at the file position) */
+  int excl;                /* open: creates the file (O_CREAT | O_EXCL) */
   char buf[];              /* read: the data read; write: a copy to write */
 } FsReq;
 
@@ -263,7 +266,10 @@ static void drop (FsReq *r) {
   uv_fs_t *req = &r->req;
   if (req->result < 0) return;
   switch (req->fs_type) {
-    case UV_FS_OPEN: closefd(req->loop, (uv_file)req->result); break;
+    case UV_FS_OPEN:               /* a file it made exclusively: remove it */
+      closefd(req->loop, (uv_file)req->result);
+      if (r->excl) unlink(req->path);
+      break;
     case UV_FS_OPENDIR: closedir_now(req->loop, req->ptr); break;
     case UV_FS_MKDTEMP: rmdir(req->path); break;
     default: break;
@@ -282,7 +288,9 @@ static void fs_cb (uv_fs_t *req);
 
 /* Write what is left of a short write; 0, or the error starting it. */
 static int write_more (FsReq *r) {
-  uv_buf_t b = uv_buf_init(r->buf + r->done, (unsigned)(r->len - r->done));
+  size_t left = r->len - r->done;
+  uv_buf_t b = uv_buf_init(r->buf + r->done,
+                           (unsigned)(left < WRITE_MAX ? left : WRITE_MAX));
   uv_loop_t *loop = r->req.loop;
   uv_fs_req_cleanup(&r->req);
   return uv_fs_write(loop, &r->req, r->res->fd, &b, 1,
@@ -293,10 +301,10 @@ static void fs_cb (uv_fs_t *req) {
   FsReq *r = req->data;
   tide_Wait *w = r->w;
   int n = 0;
-  if (req->fs_type == UV_FS_WRITE && req->result > 0 && w != NULL) {
+  if (req->fs_type == UV_FS_WRITE && req->result >= 0 && w != NULL) {
     r->done += (size_t)req->result;
-    if (r->done < r->len) {
-      int err = write_more(r);
+    if (r->done < r->len) {        /* a short write: go on (0: give up) */
+      int err = req->result > 0 ? write_more(r) : UV_EIO;
       if (err == 0) return;
       req->result = err;
     }
@@ -325,6 +333,7 @@ static FsReq *newreq (lua_State *L, Res *res, size_t size) {
   r->len = size;
   r->done = 0;
   r->off = -1;
+  r->excl = 0;
   if (res) res->refs++;
   return r;
 }
@@ -498,6 +507,7 @@ static int fs_open (lua_State *L) {
   luaL_argcheck(L, flags != -1, 2, "invalid mode");
   mode = checkmode(L, 3, 0666);
   r = newreq(L, NULL, 0);
+  r->excl = (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL);
   return fs_wait(L, r, uv_fs_open(LOOP(L), REQ(r), p, flags, mode, fs_cb));
 }
 
@@ -543,12 +553,11 @@ static int file_write (lua_State *L) {
   int64_t off = optoffset(L, 3);
   uv_buf_t b;
   FsReq *r;
-  luaL_argcheck(L, len <= INT32_MAX, 2, "data too long (2 GiB at most)");
   r = newreq(L, x, len);
   memcpy(r->buf, data, len);       /* libuv may still use it after a cancel */
   r->off = off;
   lua_settop(L, 1);                /* write_k's results go above f */
-  b = uv_buf_init(r->buf, (unsigned)len);
+  b = uv_buf_init(r->buf, (unsigned)(len < WRITE_MAX ? len : WRITE_MAX));
   return fs_waitk(L, r, uv_fs_write(LOOP(L), REQ(r), x->fd, &b, 1, off,
                                     fs_cb), write_k);
 }
@@ -730,7 +739,7 @@ static int watcher_read (lua_State *L) {
   w = tide_wait(L);
   wt->reader = tide__task(w);
   uv_ref(wt->o.h);
-  lua_settop(L, 0);
+  lua_settop(L, 1);                /* the watcher lives while it is read */
   return tide_await(L, w, watch_cancel, wt);
 }
 
@@ -773,13 +782,19 @@ static int watcher_tostring (lua_State *L) {
   return 1;
 }
 
-/* _watch(path [, recursive]) -> Watcher | nil, msg, code */
+/* _watch(path [, recursive]) -> Watcher | nil, msg, code; recursive is
+** ENOTSUP except on macOS and Windows. */
 static int fs_watch (lua_State *L) {
   const char *p = luaL_checkstring(L, 1);
   unsigned flags = lua_toboolean(L, 2) ? UV_FS_EVENT_RECURSIVE : 0;
-  Watcher *wt = lua_newuserdatauv(L, sizeof *wt, 0);
+  Watcher *wt;
   uv_fs_event_t *h;
   int err;
+#if !defined(__APPLE__) && !defined(_WIN32)
+  if (flags)                       /* libuv watches subdirectories only there */
+    return tide_pushfail(L, UV_ENOTSUP, p);
+#endif
+  wt = lua_newuserdatauv(L, sizeof *wt, 0);
   memset(wt, 0, sizeof *wt);
   luaL_setmetatable(L, TIDE_WATCHER);
   h = tide__handleinit(L, tide__rt(L), &wt->o, sizeof(uv_fs_event_t),

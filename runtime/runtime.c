@@ -3,9 +3,12 @@
 ** loop ownership; the `tide` module table and the Lua-side library;
 ** tide.run for stock Lua.
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tide_int.h"
 
@@ -295,6 +298,22 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_pop(L, 2);
 }
 
+/* Open /dev/null on fds 0, 1 and 2 where they are closed: a loop opened
+** without them would take them for its own fds, which libuv refuses to
+** close (an assertion), and tide.stdin would be one of them. */
+static void stdfds_open (void) {
+  int fd;
+  for (fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+      if (n >= 0 && n != fd) {     /* fd was the lowest free one: n == fd */
+        dup2(n, fd);
+        close(n);
+      }
+    }
+  }
+}
+
 /* (loop, setglobal) -> the runtime, opened */
 static int open_protected (lua_State *L) {
   tide_Runtime *rt;
@@ -317,7 +336,9 @@ static int open_protected (lua_State *L) {
   lua_newtable(L);
   rt->liveref = luaL_ref(L, LUA_REGISTRYINDEX);
   if (loop == NULL) {
-    int err = uv_loop_init(&rt->ownloop);
+    int err;
+    stdfds_open();
+    err = uv_loop_init(&rt->ownloop);
     if (err) return luaL_error(L, "tide: cannot open a loop: %s",
                                uv_strerror(err));
     rt->loop = &rt->ownloop;

@@ -376,20 +376,23 @@ static int sched_current (lua_State *L) {
 /* ---- The wait/wake protocol ---------------------------------------------- */
 
 /* The name of the running C function, for error messages: from the call
-** site, or else from the tide table ("tide.sleep"). Leaves one value on the
-** stack (which keeps the name alive until the error is raised). */
+** site, or else from a tide module's table ("tide.sleep", "tide.fs.stat").
+** Leaves one value on the stack (which keeps the name alive until the
+** error is raised). */
 static const char *fname (lua_State *L) {
+  static const char *const mods[] = { "tide", "tide.fs", NULL };
   lua_Debug ar;
   const char *name = "?";
+  int m;
   if (!lua_getstack(L, 0, &ar)) return name;
-  if (lua_getinfo(L, "nf", &ar) && ar.name) name = ar.name;
-  else {
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    if (lua_getfield(L, -1, "tide") == LUA_TTABLE) {
+  if (lua_getinfo(L, "nf", &ar) && ar.name) return ar.name;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  for (m = 0; mods[m] != NULL && name[0] == '?'; m++) {
+    if (lua_getfield(L, -1, mods[m]) == LUA_TTABLE) {
       lua_pushnil(L);
       while (lua_next(L, -2)) {
         if (lua_rawequal(L, -1, -5) && lua_type(L, -2) == LUA_TSTRING) {
-          name = lua_pushfstring(L, "tide.%s", lua_tostring(L, -2));
+          name = lua_pushfstring(L, "%s.%s", mods[m], lua_tostring(L, -2));
           lua_replace(L, -6);        /* keep the string alive below */
           lua_pop(L, 2);
           break;
@@ -397,8 +400,9 @@ static const char *fname (lua_State *L) {
         lua_pop(L, 1);
       }
     }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
+  lua_pop(L, 1);
   return name;
 }
 

@@ -26,7 +26,7 @@ while args[1] and args[1]:sub(1, 1) == "-" do
 end
 if #args == 0 then args[1] = "." end
 
-local sizes, seen = {}, {}
+local sizes, seen, found = {}, {}, {}
 local files, dirs, errors = 0, 0, 0
 local queue = tide.Queue()
 
@@ -39,6 +39,7 @@ end
 local function visit (path, i)
   local st, err = fs.lstat(path)
   if not st then return warn(err) end
+  found[i] = true
   local key = st.dev .. ":" .. st.ino
   if st.nlink > 1 and st.type ~= "directory" then
     if seen[key] then return end
@@ -87,7 +88,7 @@ for i, root in ipairs(args) do
   local n = sizes[i]
   if unit == "-k" then n = (n + 1023) // 1024
   elseif unit == "human" then n = human(n) end
-  print(("%s\t%s"):format(n, root))
+  if found[i] then print(("%s\t%s"):format(n, root)) end
 end
 io.stderr:write(("%d files, %d directories in %.2f s, %d at a time\n")
                 :format(files, dirs, tide.now() - start, jobs))

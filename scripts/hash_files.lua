@@ -19,8 +19,11 @@ local function fnv1a (path)
   if not f then error(err, 0) end
   local byte, h, size = string.byte, 0x811c9dc5, 0
   while true do
-    local block = f:read(65536)
-    if not block then break end
+    local block, rerr = f:read(65536)
+    if not block then
+      if rerr then f:close() error(path .. ": " .. rerr, 0) end  -- a directory
+      break
+    end
     size = size + #block
     for i = 1, #block do
       h = ((h ~ byte(block, i)) * 16777619) & 0xffffffff

@@ -1,6 +1,6 @@
 -- fs_spec.lua: files and directories (bindings/fs.c, runtime/lua/fs.lua)
--- against a temporary directory, and the standard streams (bindings/tty.c)
--- of a tide child process.
+-- against a temporary directory, and the scripts built on them. The
+-- standard streams are in stdio_spec.lua.
 
 local fs = tide.fs
 
@@ -33,11 +33,14 @@ local PID = (function ()
   return pid
 end)()
 
--- The count of this process's open fds.
-local function nfds ()
-  local n = 0
-  local p = assert(io.popen("ls /proc/" .. PID .. "/fd"))
-  for _ in p:lines() do n = n + 1 end
+-- The count of this process's fds open on path (a file, a directory or a
+-- FIFO), whatever else the process opens meanwhile.
+local function fds_on (path)
+  local n, tail = 0, " -> " .. path
+  local p = assert(io.popen("ls -l /proc/" .. PID .. "/fd"))
+  for line in p:lines() do
+    if line:sub(-#tail) == tail then n = n + 1 end
+  end
   p:close()
   return n
 end
@@ -66,29 +69,40 @@ end
 local POOL = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
 
 -- Hold every thread of the pool until the returned function is called:
--- each runs a tide.work that blocks opening a FIFO for reading.
+-- each runs a tide.work that leaves a mark, then blocks opening a FIFO for
+-- reading. Returns once all of them are there, so every call queued before
+-- has ended, and every call queued after waits.
 local function holdpool (dir)
   local fifo = dir .. "/gate"
   assert(os.execute("mkfifo '" .. fifo .. "'"))
   local holders = {}
   for i = 1, POOL do
-    holders[i] = tide.spawn(tide.work, function (path)
-      local f = io.open(path, "r")
-      f:close()
+    holders[i] = tide.spawn(tide.work, function (path, mark)
+      io.open(mark, "w"):close()
+      io.open(path, "r"):close()
       return true
-    end, fifo)
+    end, fifo, fifo .. "." .. i)
   end
-  tide.sleep(0.05)                 -- they have reached the open
-  local released = false
-  local function open_gate ()
-    if released then return end
-    released = true
-    io.open(fifo, "w"):close()     -- the readers' open returns; they end
+  local waiting, start = 0, tide.now()
+  while waiting < POOL do
+    assert(tide.now() - start < 10, "the pool was not free within 10 s")
+    tide.sleep(0.005)
+    waiting = 0
+    for i = 1, POOL do
+      local m = io.open(fifo .. "." .. i)
+      if m then m:close() waiting = waiting + 1 end
+    end
+  end
+  local gate
+  local function open_gate ()      -- a writer: each open for reading returns
+    gate = gate or io.open(fifo, "r+")
   end
   finally(open_gate)               -- if the test failed before
   return function ()
     open_gate()
     for i = 1, POOL do holders[i]:await() end
+    gate:close()
+    for i = 1, POOL do os.remove(fifo .. "." .. i) end
   end
 end
 
@@ -142,10 +156,18 @@ describe("tide.fs.read_file and write_file", function ()
   end))
 
   it("write_file fails with EACCES in a directory it may not write", async(function ()
-    if io.popen("id -u"):read("n") == 0 then return end   -- root may write
     local d = tmpdir()
     assert(fs.mkdir(d .. "/ro", "555"))
-    fail("EACCES", fs.write_file(d .. "/ro/f", "x"))
+    if io.popen("id -u"):read("n") ~= 0 then
+      fail("EACCES", fs.write_file(d .. "/ro/f", "x"))
+      return
+    end
+    -- root may write anywhere: the call runs in a child as nobody
+    assert(fs.chmod(d, "755"))
+    local out = sh("setpriv --reuid=65534 --regid=65534 --clear-groups " .. TIDE ..
+                   " -e 'print(select(3, tide.fs.write_file(\"" .. d .. "/ro/f\", \"x\")))'")
+    assert.equal("EACCES\n", out)
+    assert.same({}, names(d .. "/ro"))
   end))
 
   it("write_file cancelled leaves the old content and no temporary file", async(function ()
@@ -161,11 +183,56 @@ describe("tide.fs.read_file and write_file", function ()
     assert.same({ "f" }, names(d))
   end))
 
-  it("raises on wrong arguments", async(function ()
+  it("write_file cancelled at any point leaves the whole file or none, and no temporary", async(function ()
+    local d = tmpdir()
+    local n, tasks = 600, {}
+    for i = 1, n do tasks[i] = tide.spawn(fs.write_file, d .. "/f" .. i, "data " .. i) end
+    for i = 1, n do                  -- each at another step of its work
+      tasks[i]:cancel()
+      if i % 3 == 0 then tide.sleep(0.0005) else tide.yield() end
+    end
+    for i = 1, n do pcall(tasks[i].await, tasks[i]) end
+    local release = holdpool(d)       -- every request still queued has ended
+    release()
+    for name in fs.scandir(d) do
+      if name ~= "gate" then
+        local i = assert(tonumber(name:match("^f(%d+)$")), "a stray file: " .. name)
+        assert.equal("data " .. i, get(d .. "/" .. name))
+      end
+    end
+  end))
+
+  it("raise on wrong arguments, naming the function", async(function ()
     assert.has_error(function () fs.read_file(1) end,
       "bad argument #1 to 'read_file' (string expected, got number)")
     assert.has_error(function () fs.write_file("x", {}) end,
       "bad argument #2 to 'write_file' (string expected, got table)")
+    assert.has_error(function () fs.write_file("x", "", "8") end,
+      'bad argument #3 to \'write_file\' (mode expected (an integer or octal digits), got "8")')
+    assert.has_error(function () fs.mkdir("x", { mode = 8 ^ 5 }) end,
+      "bad argument #2 to 'mkdir' (mode expected (an integer or octal digits), got number)")
+    assert.has_error(function () fs.mkdir("x", 4096) end,
+      "bad argument #2 to 'mkdir' (mode out of range)")
+    local ok, err = pcall(fs.stat)
+    assert.is_false(ok)
+    assert.equal("bad argument #1 to 'tide.fs.stat' (string expected, got no value)", err)
+  end))
+
+  it("raise outside a task and inside a C call, naming the function", async(function ()
+    local errs = {}
+    local t = tide.spawn(function () end)
+    t:await()
+    t:on_done(function ()             -- callbacks run outside tasks
+      for _, f in ipairs({ "read_file", "write_file", "mkdir", "exists", "scandir", "readdir", "mkdtemp" }) do
+        errs[f] = select(2, pcall(fs[f], "/tmp/x", f == "write_file" and "data" or nil))
+      end
+    end)
+    for f, err in pairs(errs) do
+      assert.equal("'tide.fs." .. f .. "' must be called inside a task (use tide.run or tide.spawn)", err)
+    end
+    local ok, err = pcall(table.sort, { 1, 2 }, function () return fs.exists("/") end)
+    assert.is_false(ok)
+    assert.matches("'tide.fs.exists' cannot wait inside a C call", err, 1, true)
   end))
 
   it("1,000 concurrent read_file calls each get their file", async(function ()
@@ -230,7 +297,7 @@ describe("tide.fs.open and File", function ()
     fail("ENOTDIR", fs.open("/etc/passwd/x"))
   end))
 
-  it("raises on a bad mode, a closed file and outside a task", async(function ()
+  it("raises on a bad mode and a closed file; waits through coroutine.wrap", async(function ()
     local d = tmpdir()
     assert.has_error(function () fs.open(d .. "/f", "q") end,
       "bad argument #2 to 'open' (invalid mode)")
@@ -246,20 +313,62 @@ describe("tide.fs.open and File", function ()
   end))
 
   it("closes its fd with <close> and when collected", async(function ()
-    local d = tmpdir()
+    local d = fs.realpath(tmpdir())
     put(d .. "/f", "x")
-    local before = nfds()
     do
       local f <close> = assert(fs.open(d .. "/f"))
-      assert.equal(before + 1, nfds())
+      assert.equal(1, fds_on(d .. "/f"))
     end
-    assert.equal(before, nfds())
+    assert.equal(0, fds_on(d .. "/f"))
     local g = assert(fs.open(d .. "/f"))
     assert.matches("tide.File %(" .. lit(d) .. "/f%)", tostring(g))
+    assert.equal(1, fds_on(d .. "/f"))
     g = nil                                           -- luacheck: ignore
     collectgarbage()
     collectgarbage()
-    assert.equal(before, nfds())
+    assert.equal(0, fds_on(d .. "/f"))
+  end))
+
+  it("seek and truncate fail with nil, message, code", async(function ()
+    local d = tmpdir()
+    put(d .. "/f", "abc")
+    local f <close> = assert(fs.open(d .. "/f"))
+    fail("EINVAL", f:seek("set", -1))
+    assert.equal(0, f:seek())
+    local r = table.pack(f:truncate(1))               -- not open for writing
+    assert.is_nil(r[1])
+    assert.truthy(r[3] == "EINVAL" or r[3] == "EBADF", r[3])
+    assert.has_error(function () f:truncate(-1) end,
+      "bad argument #1 to 'truncate' (non-negative size expected)")
+    assert.has_error(function () f:read(-1) end,
+      "bad argument #1 to 'read' (size out of range)")
+  end))
+
+  it("keeps its fd for a read in flight when closed, then closes it", async(function ()
+    local d = fs.realpath(tmpdir())
+    put(d .. "/f", "abc")
+    local f = assert(fs.open(d .. "/f"))
+    local release = holdpool(d)
+    local t = tide.spawn(f.read, f, 10)
+    tide.sleep(0.01)
+    assert.is_true(f:close())
+    assert.equal(1, fds_on(d .. "/f"))       -- the read still has the fd
+    release()
+    assert.equal("abc", t:await())
+    assert.equal(0, fds_on(d .. "/f"))
+  end))
+
+  it("a cancelled read leaves the file usable", async(function ()
+    local d = tmpdir()
+    put(d .. "/f", "abc")
+    local f <close> = assert(fs.open(d .. "/f"))
+    local release = holdpool(d)
+    local t = tide.spawn(f.read, f, 10, 0)
+    tide.sleep(0.01)
+    t:cancel()
+    assert.has_error(function () t:await() end)
+    release()
+    assert.equal("abc", f:read(10, 0))
   end))
 
   it("lines gives each line without its newline, long ones too", async(function ()
@@ -301,21 +410,21 @@ describe("tide.fs.open and File", function ()
   end))
 
   it("a cancelled open leaves no fd open, even when the open had begun", async(function ()
-    local d = tmpdir()
-    local fifo = d .. "/fifo"
+    local fifo = fs.realpath(tmpdir()) .. "/fifo"
     assert(os.execute("mkfifo '" .. fifo .. "'"))
-    local before = nfds()
     local t = tide.spawn(fs.open, fifo, "r")       -- blocks on a pool thread
     tide.sleep(0.05)
     t:cancel()
     assert.has_error(function () t:await() end)
     local w = io.open(fifo, "w")                    -- the open completes now
-    for _ = 1, 200 do
-      if nfds() == before + 1 then break end
+    tide.sleep(0.05)
+    for _ = 1, 200 do                               -- w's fd, and the open's
+      if fds_on(fifo) == 1 then break end           -- until it is closed
       tide.sleep(0.01)
     end
+    assert.equal(1, fds_on(fifo))
     w:close()
-    assert.equal(before, nfds())
+    assert.equal(0, fds_on(fifo))
   end))
 
   it("a pending call is cancelled before it runs", async(function ()
@@ -361,6 +470,8 @@ describe("tide.fs paths", function ()
     assert.is_true(fs.exists(d .. "/f"))
     assert.is_false(fs.exists(d .. "/nope"))
     assert.is_false(fs.exists(d .. "/f/under"))
+    assert(fs.symlink("loop", d .. "/loop"))
+    fail("ELOOP", fs.exists(d .. "/loop"))            -- neither yes nor no
   end))
 
   it("mkdir makes one level, or every missing parent", async(function ()
@@ -478,12 +589,12 @@ describe("tide.fs directories", function ()
       seen[name], n = true, n + 1
     end
     assert.equal(1000, n)
-    local before = nfds()
+    d = fs.realpath(d)
     for _ in fs.readdir(d) do
-      assert.equal(before + 1, nfds())
+      assert.equal(1, fds_on(d))
       break
     end
-    assert.equal(before, nfds())
+    assert.equal(0, fds_on(d))
   end))
 
   it("scandir and readdir fail with nil, message, code", async(function ()
@@ -532,44 +643,72 @@ describe("tide.fs.watch", function ()
     assert.same({ nil, "watcher closed", "ECANCELED" }, { w:read() })
   end))
 
-  it("fails with nil, message, code for a missing path", async(function ()
-    fail("ENOENT", fs.watch(tmpdir() .. "/nope"))
+  it("reports changes to a file and its renaming", async(function ()
+    local d = tmpdir()
+    put(d .. "/f", "x")
+    local w <close> = assert(fs.watch(d .. "/f"))
+    tide.spawn(function ()
+      tide.sleep(0.02)
+      local f = io.open(d .. "/f", "a")
+      f:write("more")
+      f:close()
+      tide.sleep(0.02)
+      os.rename(d .. "/f", d .. "/g")
+    end)
+    local seen = {}
+    while not seen.rename do
+      local name, event = tide.timeout(5, w.read, w)
+      assert.equal("f", name, "no event within 5 s")
+      seen[event] = true
+    end
+    assert.is_true(seen.change)
   end))
-end)
 
-describe("tide.stdin, tide.stdout and tide.stderr", function ()
-  local function tide_e (code, redirect)
-    return sh(("%s -e '%s' %s"):format(TIDE, code, redirect or ""))
-  end
+  it("a cancelled read leaves the watcher usable; one reader at a time", async(function ()
+    local d = tmpdir()
+    local w <close> = assert(fs.watch(d))
+    local t = tide.spawn(w.read, w)
+    tide.sleep(0.01)
+    assert.has_error(function () w:read() end,
+      "another task is already reading this watcher")
+    t:cancel()
+    assert.has_error(function () t:await() end)
+    tide.spawn(function () tide.sleep(0.01) put(d .. "/new", "") end)
+    local name = tide.timeout(5, w.read, w)
+    assert.equal("new", name)
+  end))
 
-  it("reads piped input as a stream, line by line", function ()
-    local out = sh(("printf 'one\\ntwo\\nthree' | %s -e '%s'"):format(TIDE,
-      'for l in tide.stdin:lines() do print("<" .. l .. ">") end print(tostring(tide.stdin):match("%(%a+%)"))'))
-    assert.equal("<one>\n<two>\n<three>\n(pipe)\n", out)
-  end)
+  it("lives while a task reads it, however it was dropped", async(function ()
+    local d = tmpdir()
+    local w = assert(fs.watch(d))
+    local t = tide.spawn(w.read, w)
+    tide.sleep(0.01)
+    w = nil                                           -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    tide.spawn(function () tide.sleep(0.01) put(d .. "/new", "") end)
+    assert.same({ "new", "rename" }, { tide.timeout(5, t.await, t) })
+  end))
 
-  it("is a File when redirected from a file", function ()
-    local path = tmpfile("a\nb\n")
-    local out = tide_e('print(tostring(tide.stdin):match("tide.File")) for l in tide.stdin:lines() do print(l) end', "< " .. path)
-    os.remove(path)
-    assert.equal("tide.File\na\nb\n", out)
-  end)
+  it("wakes a waiting reader with nil, message, code when closed", async(function ()
+    local w = assert(fs.watch(tmpdir()))
+    local t = tide.spawn(w.read, w)
+    tide.sleep(0.01)
+    w:close()
+    assert.same({ nil, "watcher closed", "ECANCELED" }, { t:await() })
+    assert.matches("closed", tostring(w))
+  end))
 
-  it("writes to stdout and stderr in order with print and io.write", function ()
-    local out = sh(("%s -e '%s' 2>&1 | cat"):format(TIDE,
-      'print(1) io.stdout:flush() tide.stdout:write("2\\n") io.write("3\\n") io.stdout:flush() tide.stderr:write("4\\n") print(5)'))
-    assert.equal("1\n2\n3\n4\n5\n", out)
-    local path = os.tmpname()
-    sh(("%s -e '%s' > %s"):format(TIDE, 'io.write("a") io.stdout:flush() tide.stdout:write("b") print("c")', path))
-    assert.equal("abc\n", get(path))
-    os.remove(path)
-  end)
-
-  it("leave stdin to io.read when untouched, and to print when closed", function ()
-    local out = sh(("printf 'abc' | %s -e '%s'"):format(TIDE,
-      'tide.stdout:close() print(io.read("a"), tide.stdout)'))
-    assert.matches("^abc\ttide.Stream %(closed%)\n$", out)
-  end)
+  it("fails with nil, message, code for a missing path or an unsupported option", async(function ()
+    local d = tmpdir()
+    fail("ENOENT", fs.watch(d .. "/nope"))
+    local os_name = sh("uname -s"):match("%S+")
+    if os_name ~= "Darwin" then
+      fail("ENOTSUP", fs.watch(d, { recursive = true }))
+    end
+    assert.has_error(function () fs.watch() end,
+      "bad argument #1 to 'watch' (string expected, got nil)")
+  end))
 end)
 
 describe("scripts/du.lua and scripts/hash_files.lua", function ()

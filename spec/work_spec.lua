@@ -10,6 +10,53 @@ local function spin (s)
   return n
 end
 
+local POOL = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
+
+-- A new temporary directory, removed at the end of the test.
+local function tmpdir ()
+  local d = assert(tide.fs.mkdtemp())
+  finally(function () os.execute("rm -rf '" .. d .. "'") end)
+  return d
+end
+
+-- Hold every thread of the pool until the returned function is called:
+-- each runs a tide.work that leaves a mark, then blocks opening a FIFO for
+-- reading. Returns once all of them are there, so every call queued before
+-- has ended, and every call queued after waits.
+local function holdpool (dir)
+  local fifo = dir .. "/gate"
+  assert(os.execute("mkfifo '" .. fifo .. "'"))
+  local holders = {}
+  for i = 1, POOL do
+    holders[i] = tide.spawn(tide.work, function (path, mark)
+      io.open(mark, "w"):close()
+      io.open(path, "r"):close()
+      return true
+    end, fifo, fifo .. "." .. i)
+  end
+  local waiting, start = 0, tide.now()
+  while waiting < POOL do
+    assert(tide.now() - start < 10, "the pool was not free within 10 s")
+    tide.sleep(0.005)
+    waiting = 0
+    for i = 1, POOL do
+      local m = io.open(fifo .. "." .. i)
+      if m then m:close() waiting = waiting + 1 end
+    end
+  end
+  local gate
+  local function open_gate ()      -- a writer: each open for reading returns
+    gate = gate or io.open(fifo, "r+")
+  end
+  finally(open_gate)               -- if the test failed before
+  return function ()
+    open_gate()
+    for i = 1, POOL do holders[i]:await() end
+    gate:close()
+    for i = 1, POOL do os.remove(fifo .. "." .. i) end
+  end
+end
+
 describe("tide.work", function ()
   it("returns the results of a function run in another Lua state", async(function ()
     local a, b, c, d = tide.work(function (x, y)
@@ -144,25 +191,116 @@ describe("tide.work", function ()
       function () return tide.work(function (x) return x * 2 end, 2) end,
       function () return tide.work(function (x) return x * 2 end, 3) end) }
     assert.same({ 2, 4, 6 }, r)
+    -- Two calls that can only end together: each opens one end of a FIFO,
+    -- which blocks until the other end is opened.
+    local fifo = tmpdir() .. "/fifo"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    local function meet (path, mode)
+      local f = io.open(path, mode)
+      f:close()
+      return mode
+    end
+    local pair = tide.spawn(tide.gather,
+      function () return tide.work(meet, fifo, "r") end,
+      function () return tide.work(meet, fifo, "w") end)
+    local ok = tide.timeout(5, pair.await, pair)
+    if not ok then                   -- unblock the one that waits, then fail
+      local f = io.open(fifo, "r+")
+      tide.sleep(0.1)
+      f:close()
+      pair:cancel()
+    end
+    assert.equal("r", ok, "the two calls did not run at the same time")
   end))
 
+  it("has UV_THREADPOOL_SIZE threads", function ()
+    -- A child starts 8 calls that each leave a mark and wait at a FIFO of
+    -- their own, counts the marks (the calls running at once), then lets
+    -- each marked one go, until all have run. No tide.fs call: they would
+    -- queue behind the waiting calls.
+    local src = [[
+local d = assert(io.popen("mktemp -d")):read("l")
+local tasks = {}
+for i = 1, 8 do
+  assert(os.execute("mkfifo " .. d .. "/" .. i))
+  tasks[i] = tide.spawn(tide.work, function (path)
+    io.open(path .. ".mark", "w"):close()
+    local f = io.open(path, "r")
+    f:read("a")
+    f:close()
+  end, d .. "/" .. i)
+end
+local done, ndone = {}, 0
+local function marks ()
+  local n = 0
+  for i = 1, 8 do
+    local m = io.open(d .. "/" .. i .. ".mark")
+    if m then m:close() n = n + 1 end
+  end
+  return n
+end
+local running, since, start = -1, tide.now(), tide.now()
+repeat                               -- until the count has held for 0.3 s
+  tide.sleep(0.05)
+  local n = marks()
+  if n ~= running then running, since = n, tide.now() end
+until (running > 0 and tide.now() - since >= 0.3) or tide.now() - start > 20
+for _ = 1, 500 do
+  for i = 1, 8 do
+    local m = not done[i] and io.open(d .. "/" .. i .. ".mark")
+    if m then
+      m:close()
+      io.open(d .. "/" .. i, "w"):close()      -- its reader is there: EOF
+      done[i], ndone = true, ndone + 1
+    end
+  end
+  if ndone == 8 then break end
+  tide.sleep(0.05)
+end
+for i = 1, 8 do tasks[i]:await() end
+os.execute("rm -rf " .. d)
+print(running)
+]]
+    local path = tmpfile(src)
+    finally(function () os.remove(path) end)
+    assert.equal("2\n", sh(("UV_THREADPOOL_SIZE=2 timeout 60 %s %s"):format(TIDE, path)))
+    assert.equal("5\n", sh(("UV_THREADPOOL_SIZE=5 timeout 60 %s %s"):format(TIDE, path)))
+  end)
+
   it("drops the result of a call cancelled while it runs", async(function ()
-    local t = tide.spawn(tide.work, spin, 0.3)
+    local d = tmpdir()
+    local t = tide.spawn(tide.work, function (s, path)
+      local c = os.clock()
+      while os.clock() - c < s do end
+      io.open(path, "w"):close()
+      return ("x"):rep(1000), { big = ("y"):rep(1000) }
+    end, 0.3, d .. "/ended")
     tide.sleep(0.05)
     local started = tide.now()
     t:cancel()
-    assert.has_error(function () t:await() end)
+    local ok, err = pcall(t.await, t)
+    assert.is_false(ok)
+    assert.is_true(tide.iscancelled(err))
     assert.is_true(t:cancelled())
     assert.is_true(tide.now() - started < 0.2)        -- not waiting for it
-    tide.sleep(0.35)                                  -- it has ended meanwhile
+    while not io.open(d .. "/ended") do tide.sleep(0.02) end  -- it went on
     assert.equal(3, tide.work(function () return 3 end))
   end))
 
   it("drops a cancelled call before it starts", async(function ()
-    local t = tide.spawn(tide.work, function () return 1 end)
+    local d = tmpdir()
+    local release = holdpool(d)
+    local t = tide.spawn(tide.work, function (path)
+      io.open(path, "w"):close()
+    end, d .. "/ran")
+    tide.sleep(0.01)
+    assert.equal("waiting", t:state())             -- queued behind the holders
     t:cancel()
     assert.has_error(function () t:await() end)
     assert.is_true(t:cancelled())
+    release()
+    assert.equal(2, tide.work(function () return 2 end))
+    assert.is_nil(io.open(d .. "/ran"))              -- it never ran
   end))
 
   it("copies megabyte strings both ways", async(function ()

@@ -6,21 +6,33 @@
 local tide, sched = ...
 
 local fs = tide.fs
-local open, stat, rename, unlink, chmod = fs.open, fs.stat, fs.rename,
-                                          fs.unlink, fs.chmod
+local open, stat, rename, chmod = fs.open, fs.stat, fs.rename, fs.chmod
 local c_mkdir, c_mkdtemp, c_scandir, c_opendir, c_watch =
       fs._mkdir, fs._mkdtemp, fs._scandir, fs._opendir, fs._watch
 fs._mkdir, fs._mkdtemp, fs._scandir, fs._opendir, fs._watch =
       nil, nil, nil, nil, nil
 local File, WatcherMeta, stdio = sched.File, sched.WatcherMeta, sched.stdio
+local current, canwait = tide.current, sched.canwait
 
 local error, setmetatable, type = error, setmetatable, type
 local concat = table.concat
+local mathtype = math.type
 
 local CHUNK = 64 * 1024
+local BIG = 1 << 30                -- the most read_file asks for at once
+local min = math.min
 
+-- As a loaded module, tide.fs lends its functions their names in messages
+-- about calls made through pcall ("bad argument #1 to 'tide.fs.stat'"),
+-- and require "tide.fs" gives it.
+if type(package) == "table" and type(package.loaded) == "table" then
+  package.loaded["tide.fs"] = fs
+end
+
+-- Raise for argument i of fname, at the place that called fname (the
+-- check functions below are called by fname itself).
 local function argerror (i, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), 3)
+  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), 4)
 end
 
 local function checkpath (fname, path, i)
@@ -29,11 +41,38 @@ local function checkpath (fname, path, i)
   end
 end
 
+-- A mode argument (nil, an integer or a string of octal digits), checked
+-- here so that a message names the function called, not the one inside.
+local function checkmode (fname, mode, i)
+  if mode == nil then return end
+  local m = mode
+  if type(m) == "string" then m = m:match("^[0-7]+$") and tonumber(m, 8) end
+  if mathtype(m) == "integer" and (m < 0 or m > 4095) then
+    argerror(i, fname, "mode out of range")
+  elseif mathtype(m) ~= "integer" then
+    argerror(i, fname, "mode expected (an integer or octal digits), got "
+             .. (type(mode) == "string" and ("%q"):format(mode) or type(mode)))
+  end
+end
+
+-- Raise, naming fname, where the calls inside it could not wait.
+local function checkwait (fname)
+  if not current() then
+    error(("'tide.fs.%s' must be called inside a task (use tide.run or "
+           .. "tide.spawn)"):format(fname), 3)
+  end
+  if not canwait() then
+    error(("'tide.fs.%s' cannot wait inside a C call such as table.sort, "
+           .. "string.gsub or require"):format(fname), 3)
+  end
+end
+
 -- ---- Whole files ---------------------------------------------------------------
 
 -- tide.fs.read_file(path) -> data | nil, msg, code
 function fs.read_file (path)
   checkpath("read_file", path)
+  checkwait("read_file")
   local f <close>, err, code = open(path, "r")
   if not f then return nil, err, code end
   local st
@@ -43,7 +82,7 @@ function fs.read_file (path)
   local parts, n, got = {}, 0, 0
   while size == 0 or got < size do
     local data
-    data, err, code = f:read(size > 0 and size - got or CHUNK)
+    data, err, code = f:read(size > 0 and min(size - got, BIG) or CHUNK)
     if data == nil then
       if err then return nil, err, code end
       break
@@ -92,9 +131,9 @@ end
 -- file keeps its mode when none is given.
 function fs.write_file (path, data, mode)
   checkpath("write_file", path)
-  if type(data) ~= "string" then
-    argerror(2, "write_file", "string expected, got " .. type(data))
-  end
+  checkpath("write_file", data, 2)
+  checkmode("write_file", mode, 3)
+  checkwait("write_file")
   local keepmode
   if mode == nil then
     local st = stat(path)
@@ -133,6 +172,8 @@ function fs.mkdir (path, opts)
   checkpath("mkdir", path)
   local mode, parents = opts, false
   if type(opts) == "table" then mode, parents = opts.mode, opts.parents end
+  checkmode("mkdir", mode, 2)
+  checkwait("mkdir")
   local ok, err, code = c_mkdir(path, mode)
   if ok or not parents then return ok, err, code end
   if code == "EEXIST" then
@@ -152,6 +193,7 @@ end
 -- "no such file", such as EACCES). Follows links.
 function fs.exists (path)
   checkpath("exists", path)
+  checkwait("exists")
   local st, err, code = stat(path)
   if st then return true end
   if code == "ENOENT" or code == "ENOTDIR" then return false end
@@ -164,6 +206,7 @@ end
 function fs.mkdtemp (prefix)
   if prefix == nil then prefix = (os.getenv("TMPDIR") or "/tmp") .. "/tide-" end
   checkpath("mkdtemp", prefix)
+  checkwait("mkdtemp")
   if prefix:sub(-6) ~= "XXXXXX" then prefix = prefix .. "XXXXXX" end
   return c_mkdtemp(prefix)
 end
@@ -173,6 +216,7 @@ end
 -- "socket", "char", "block" or "unknown". nil, msg, code on failure.
 function fs.scandir (path)
   checkpath("scandir", path)
+  checkwait("scandir")
   local list, err, code = c_scandir(path)
   if not list then return nil, err, code end
   local i = -1
@@ -187,6 +231,7 @@ end
 -- end of the loop, a break included. Read errors raise.
 function fs.readdir (path)
   checkpath("readdir", path)
+  checkwait("readdir")
   local d, err, code = c_opendir(path)
   if not d then return nil, err, code end
   local batch, i = nil, 0
