@@ -10,12 +10,13 @@
 ** Process collected while its child runs hands the handle over to a copy
 ** that lives until then, so every child is reaped (a closing runtime kills
 ** and reaps what is left). _pipeline starts children connected stdout to
-** stdin by their fds; exec and the Pipeline object are in
-** runtime/lua/process.lua.
+** stdin by their fds; _spawn and _pipeline serve exec and pipeline, whose
+** Lua side (and the Pipeline object) is in runtime/lua/process.lua.
 */
 #define _GNU_SOURCE              /* posix_spawn_file_actions_addchdir_np */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -82,11 +83,23 @@ static Process *checkprocess (lua_State *L, int i) {
 
 /* ---- Exit and reaping ------------------------------------------------------ */
 
-/* The child has been reaped: keep how it ended and close the handle. */
+/* Stop polling p's pidfd and close it (once). */
+static void closepidfd (Process *p) {
+  if (p->pidfd < 0) return;
+  uv_poll_stop(p->poll);           /* epoll forgets it while it is open */
+  close(p->pidfd);
+  p->pidfd = -1;
+}
+
+/* The child has been reaped: keep how it ended and close the handle. The
+** pidfd is closed before the waiters wake (they may run at once, and find
+** no fd left open); a new fd a woken task gets under its number is only
+** added to epoll at the next poll, after the uv_close that follows. */
 static void exited (Process *p, int code, int signum) {
   p->exited = 1;
   p->code = code;
   p->signal = signum;
+  closepidfd(p);
   tide__handleclose(&p->o);
 }
 
@@ -133,11 +146,7 @@ static void process_onclose (tide_Handle *o) {
   Process *p = (Process *)o;
   if (p->moving) return;
   if (!p->exited && p->pid > 0 && !p->detached) reap(p);
-  if (p->pidfd >= 0) {             /* stop polling before the fd goes */
-    uv_poll_stop(p->poll);
-    close(p->pidfd);
-    p->pidfd = -1;
-  }
+  closepidfd(p);
   if (p->orphan) free(p);          /* nobody waits on an orphan */
   else tide__wakeall(&p->waiters);
 }
@@ -162,36 +171,68 @@ static void orphan (Process *p) {
 
 /* ---- Options ---------------------------------------------------------------- */
 
-static int fielderror (lua_State *L, int arg, const char *field,
+/* Where the options being checked came from, for wrong-use errors: spawn
+** called by the user (fname NULL: luaL_argerror, as any library function),
+** or exec and pipeline in process.lua (fname: the message names it and has
+** no position; process.lua raises it again at its caller's). argv and opts
+** are the argument numbers of the command lists and of the options. */
+typedef struct Check {
+  const char *fname;
+  int argv, opts;
+  int anchor;              /* stack index of a table keeping strings alive */
+  lua_Integer cmd;         /* pipeline: the command's index, else 0 */
+} Check;
+
+static int argerror (lua_State *L, const Check *k, int arg, const char *msg) {
+  if (k->fname == NULL) return luaL_argerror(L, arg, msg);
+  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", arg, k->fname, msg);
+  return lua_error(L);
+}
+
+static int fielderror (lua_State *L, const Check *k, const char *field,
                        const char *msg) {
-  return luaL_argerror(L, arg, lua_pushfstring(L, "'%s': %s", field, msg));
+  return argerror(L, k, k->opts, lua_pushfstring(L, "'%s': %s", field, msg));
 }
 
 /* The string on top, kept alive in the anchor table; pops it. */
-static const char *anchored (lua_State *L, int anchor) {
+static const char *anchored (lua_State *L, const Check *k) {
   const char *s = lua_tostring(L, -1);
-  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+  lua_rawseti(L, k->anchor, (lua_Integer)lua_rawlen(L, k->anchor) + 1);
   return s;
 }
 
+/* Does the string on top hold a zero byte (which the system would take
+** for its end)? */
+static int haszero (lua_State *L) {
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  return strlen(s) != len;
+}
+
 /* The strings of the list at t (program and arguments) as a NULL-ended
-** array; arg is the argument it came in. */
-static char **checkargv (lua_State *L, int t, int arg, int anchor) {
+** array. */
+static char **checkargv (lua_State *L, int t, const Check *k) {
   lua_Integer i, n = luaL_len(L, t);
+  char at[32] = "";
   char **argv;
-  if (n < 1) luaL_argerror(L, arg, "program name expected");
+  if (k->cmd) snprintf(at, sizeof at, "[%d]", (int)k->cmd);
+  if (n < 1)
+    argerror(L, k, k->argv, lua_pushfstring(L, "program name expected%s%s",
+                                            k->cmd ? " at " : "", at));
   argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
-  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+  lua_rawseti(L, k->anchor, (lua_Integer)lua_rawlen(L, k->anchor) + 1);
   for (i = 1; i <= n; i++) {
-    size_t len;
     int tt = lua_geti(L, t, i);
     if (tt != LUA_TSTRING && tt != LUA_TNUMBER)
-      luaL_argerror(L, arg, lua_pushfstring(L, "string expected at [%d], "
-                    "got %s", (int)i, luaL_typename(L, -1)));
-    lua_tolstring(L, -1, &len);
-    argv[i - 1] = (char *)anchored(L, anchor);
-    if (strlen(argv[i - 1]) != len)
-      luaL_argerror(L, arg, "an argument contains a zero byte");
+      argerror(L, k, k->argv, lua_pushfstring(L, "string expected at %s[%d], "
+               "got %s", at, (int)i, luaL_typename(L, -1)));
+    if (haszero(L))
+      argerror(L, k, k->argv, lua_pushfstring(L, "zero byte in the string "
+               "at %s[%d]", at, (int)i));
+    if (i == 1 && lua_rawlen(L, -1) == 0)
+      argerror(L, k, k->argv, lua_pushfstring(L, "program name expected%s%s"
+               ", got an empty string", k->cmd ? " at " : "", at));
+    argv[i - 1] = (char *)anchored(L, k);
   }
   argv[n] = NULL;
   return argv;
@@ -204,7 +245,7 @@ static void addenv (lua_State *L, int list) {
 
 /* The child's environment from opts.env (NULL: the parent's). With
 ** env_extend, the parent's with opts.env over it; false removes. */
-static char **checkenv (lua_State *L, int opts, int arg, int anchor) {
+static char **checkenv (lua_State *L, int opts, const Check *k) {
   int env, list;
   lua_Integer i, n;
   char **e;
@@ -212,7 +253,7 @@ static char **checkenv (lua_State *L, int opts, int arg, int anchor) {
     lua_pop(L, 1);
     return NULL;
   }
-  if (!lua_istable(L, -1)) fielderror(L, arg, "env", "table expected");
+  if (!lua_istable(L, -1)) fielderror(L, k, "env", "table expected");
   env = lua_gettop(L);
   lua_newtable(L);
   list = env + 1;
@@ -234,15 +275,24 @@ static char **checkenv (lua_State *L, int opts, int arg, int anchor) {
   lua_pushnil(L);
   while (lua_next(L, env)) {
     int vt = lua_type(L, -1);
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    if (k == NULL || *k == '\0' || strchr(k, '=') != NULL)
-      fielderror(L, arg, "env", "names must be strings without '='");
+    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                      : NULL;
+    size_t klen = key ? lua_rawlen(L, -2) : 0;
+    if (key == NULL || klen == 0 || strlen(key) != klen ||
+        strchr(key, '=') != NULL)
+      fielderror(L, k, "env", "names must be strings without '=' or zero "
+                 "bytes");
     if (vt == LUA_TSTRING || vt == LUA_TNUMBER) {
-      lua_pushfstring(L, "%s=%s", k, lua_tostring(L, -1));
+      lua_pushvalue(L, -1);          /* not lua_tostring on the value: next */
+      if (haszero(L))
+        fielderror(L, k, "env", lua_pushfstring(L, "zero byte in the value "
+                   "of %s", key));
+      lua_pushfstring(L, "%s=%s", key, lua_tostring(L, -1));
+      lua_remove(L, -2);
       addenv(L, list);
     }
     else if (!(vt == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
-      fielderror(L, arg, "env", "values must be strings, numbers or false");
+      fielderror(L, k, "env", "values must be strings, numbers or false");
     lua_pop(L, 1);
   }
   n = (lua_Integer)lua_rawlen(L, list);
@@ -253,15 +303,15 @@ static char **checkenv (lua_State *L, int opts, int arg, int anchor) {
     lua_pop(L, 1);
   }
   e[n] = NULL;
-  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
-  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+  lua_rawseti(L, k->anchor, (lua_Integer)lua_rawlen(L, k->anchor) + 1);
+  lua_rawseti(L, k->anchor, (lua_Integer)lua_rawlen(L, k->anchor) + 1);
   lua_pop(L, 1);                   /* env */
   return e;
 }
 
 /* What opts.stdin, .stdout or .stderr (i) asks for: "pipe", "inherit",
 ** "null", "stdout" (stderr only), a Stream, a Lua file, an fd, or a path. */
-static void checkstdio (lua_State *L, int opts, int arg, int anchor, int i,
+static void checkstdio (lua_State *L, int opts, const Check *k, int i,
                         Stdio *s) {
   luaL_Stream *ls;
   s->kind = IO_INHERIT;
@@ -277,8 +327,13 @@ static void checkstdio (lua_State *L, int opts, int arg, int anchor, int i,
       if (strcmp(v, "pipe") == 0) s->kind = IO_PIPE;
       else if (strcmp(v, "inherit") == 0) s->kind = IO_INHERIT;
       else if (strcmp(v, "null") == 0) s->kind = IO_NULL;
-      else if (strcmp(v, "stdout") == 0 && i == 2) s->kind = IO_STDOUT;
-      else if (*v == '\0') fielderror(L, arg, stdnames[i], "empty path");
+      else if (strcmp(v, "stdout") == 0) {
+        if (i != 2) fielderror(L, k, stdnames[i], "\"stdout\" is for stderr "
+                               "only (a file named so: \"./stdout\")");
+        s->kind = IO_STDOUT;
+      }
+      else if (*v == '\0') fielderror(L, k, stdnames[i], "empty path");
+      else if (haszero(L)) fielderror(L, k, stdnames[i], "zero byte in path");
       else {
         s->kind = IO_FILE;
         s->path = v;
@@ -286,47 +341,55 @@ static void checkstdio (lua_State *L, int opts, int arg, int anchor, int i,
       break;
     }
     case LUA_TNUMBER:
-      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-        fielderror(L, arg, stdnames[i], "file descriptor expected");
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
+          lua_tointeger(L, -1) > INT_MAX)
+        fielderror(L, k, stdnames[i], "file descriptor expected");
       s->kind = IO_FD;
       s->fd = (int)lua_tointeger(L, -1);
+      if (s->fd != i && fcntl(s->fd, F_GETFD) < 0)
+        fielderror(L, k, stdnames[i], lua_pushfstring(L, "file descriptor %d "
+                   "is not open", s->fd));
       break;
     default:
       if (luaL_testudata(L, -1, TIDE_STREAM)) {
         if ((s->stream = tide__tostream(L, -1)) == NULL)
-          fielderror(L, arg, stdnames[i], "closed stream");
+          fielderror(L, k, stdnames[i], "closed stream");
         s->kind = IO_STREAM;
       }
       else if ((ls = luaL_testudata(L, -1, LUA_FILEHANDLE)) != NULL) {
-        if (ls->closef == NULL) fielderror(L, arg, stdnames[i], "closed file");
+        if (ls->closef == NULL)
+          fielderror(L, k, stdnames[i], "closed file");
         fflush(ls->f);
         s->kind = IO_FD;
         s->fd = fileno(ls->f);
       }
       else
-        fielderror(L, arg, stdnames[i], lua_pushfstring(L, "\"pipe\", "
-                   "\"inherit\", \"null\", a path, a stream or a file "
-                   "expected, got %s", luaL_typename(L, -2)));
+        fielderror(L, k, stdnames[i], lua_pushfstring(L, "\"pipe\", "
+                   "\"inherit\", \"null\", a path, a stream, a file or an "
+                   "fd expected, got %s", luaL_typename(L, -2)));
   }
-  lua_rawseti(L, anchor, (lua_Integer)lua_rawlen(L, anchor) + 1);
+  lua_rawseti(L, k->anchor, (lua_Integer)lua_rawlen(L, k->anchor) + 1);
 }
 
 /* Program, arguments, env, cwd and detached of ch: argv from the list at
-** t, the rest from the table at opts (argument arg). */
-static void checkchild (lua_State *L, int t, int opts, int arg, int anchor,
+** t, the rest from the table at opts. */
+static void checkchild (lua_State *L, int t, int opts, const Check *k,
                         Child *ch) {
-  char **argv = checkargv(L, t, t == opts ? arg : 1, anchor);
+  char **argv = checkargv(L, t, k);
   memset(ch, 0, sizeof *ch);
   ch->opts.file = argv[0];
   ch->opts.args = argv;
-  ch->opts.env = checkenv(L, opts, arg, anchor);
+  ch->opts.env = checkenv(L, opts, k);
   ch->opts.exit_cb = process_exit_cb;
   ch->opts.stdio = ch->c;
   ch->opts.stdio_count = 3;
   switch (lua_getfield(L, opts, "cwd")) {
     case LUA_TNIL: lua_pop(L, 1); break;
-    case LUA_TSTRING: ch->opts.cwd = anchored(L, anchor); break;
-    default: fielderror(L, arg, "cwd", "string expected");
+    case LUA_TSTRING:
+      if (haszero(L)) fielderror(L, k, "cwd", "zero byte in path");
+      ch->opts.cwd = anchored(L, k);
+      break;
+    default: fielderror(L, k, "cwd", "string expected");
   }
   lua_getfield(L, opts, "detached");
   if (lua_toboolean(L, -1)) ch->opts.flags |= UV_PROCESS_DETACHED;
@@ -487,7 +550,44 @@ static int setattr (Child *ch, posix_spawnattr_t *a) {
   return posix_spawnattr_setflags(a, flags);
 }
 
-/* Start ch's child with posix_spawnp; 0 or a UV error. */
+/* The PATH of the environment env, or execvp's default when it has none. */
+static const char *envpath (char **env) {
+  for (; *env != NULL; env++)
+    if (strncmp(*env, "PATH=", 5) == 0) return *env + 5;
+  return "/bin:/usr/bin";
+}
+
+/* posix_spawnp, but searching the child's PATH rather than ours, as execvp
+** does in the child after a fork (and uv_spawn): each directory in turn,
+** past those where the program is missing; EACCES if one was found that
+** could not run. An absolute directory is checked first without a spawn. */
+static int spawnpath (pid_t *pid, Child *ch, posix_spawn_file_actions_t *fa,
+                      posix_spawnattr_t *attr) {
+  const char *file = ch->opts.file, *dir = envpath(ch->opts.env), *end;
+  size_t flen = strlen(file);
+  int err, denied = 0;
+  char buf[PATH_MAX];
+  for (;; dir = end + 1) {
+    size_t dlen;
+    end = strchr(dir, ':');
+    if (end == NULL) end = dir + strlen(dir);
+    dlen = (size_t)(end - dir);
+    if (dlen + flen + 2 <= sizeof buf) {   /* an empty entry: the cwd */
+      memcpy(buf, dir, dlen);
+      buf[dlen] = '/';
+      memcpy(buf + dlen + (dlen > 0), file, flen + 1);
+      if (buf[0] == '/' && access(buf, F_OK) != 0) err = errno;
+      else err = posix_spawn(pid, buf, fa, attr, ch->opts.args, ch->opts.env);
+      if (err == 0) return 0;
+      if (err == EACCES) denied = 1;
+      else if (err != ENOENT && err != ENOTDIR) return err;
+    }
+    if (*end == '\0') break;
+  }
+  return denied ? EACCES : ENOENT;
+}
+
+/* Start ch's child with posix_spawn; 0 or a UV error. */
 static int spawn_posix (uv_loop_t *loop, Child *ch) {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
@@ -498,8 +598,12 @@ static int spawn_posix (uv_loop_t *loop, Child *ch) {
   if ((err = posix_spawnattr_init(&attr)) == 0) {
     if ((err = setactions(ch, &fa, moved)) == 0 &&
         (err = setattr(ch, &attr)) == 0)
-      err = posix_spawnp(&pid, ch->opts.file, &fa, &attr, ch->opts.args,
-                         ch->opts.env ? ch->opts.env : environ);
+      err = ch->opts.env == NULL ?
+        posix_spawnp(&pid, ch->opts.file, &fa, &attr, ch->opts.args, environ) :
+        strchr(ch->opts.file, '/') != NULL ?
+        posix_spawn(&pid, ch->opts.file, &fa, &attr, ch->opts.args,
+                    ch->opts.env) :
+        spawnpath(&pid, ch, &fa, &attr);
     posix_spawnattr_destroy(&attr);
   }
   posix_spawn_file_actions_destroy(&fa);
@@ -560,24 +664,41 @@ static void failchild (lua_State *L, int idx, Child *ch) {
   tide__handleclose(&ch->p->o);
 }
 
-/* tide.process.spawn{ prog, args..., env =, env_extend =, cwd =, stdin =,
-** stdout =, stderr =, detached = } -> Process | nil, msg, code */
-static int process_spawn (lua_State *L) {
+/* spawn's body: the table at 1 (2: the name k->fname points to, if any);
+** k says who called (see Check). */
+static int spawn (lua_State *L, Check *k) {
   Child ch;
   const char *what;
   int err;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  lua_newtable(L);                 /* 2: anchors */
-  checkchild(L, 1, 1, 1, 2, &ch);
-  for (err = 0; err < 3; err++) checkstdio(L, 1, 1, 2, err, &ch.io[err]);
-  newprocess(L, tide__rt(L), &ch); /* 3 */
+  lua_settop(L, 2);
+  lua_newtable(L);                 /* 3: anchors */
+  k->anchor = 3;
+  checkchild(L, 1, 1, k, &ch);
+  for (err = 0; err < 3; err++) checkstdio(L, 1, k, err, &ch.io[err]);
+  newprocess(L, tide__rt(L), &ch); /* 4 */
   if ((err = startchild(L, &ch, &what)) < 0) {
-    failchild(L, 3, &ch);
+    failchild(L, 4, &ch);
     return tide_pushfail(L, err, what);
   }
-  lua_settop(L, 3);
+  lua_settop(L, 4);
   return 1;
+}
+
+/* tide.process.spawn{ prog, args..., env =, env_extend =, cwd =, stdin =,
+** stdout =, stderr =, detached = } -> Process | nil, msg, code */
+static int process_spawn (lua_State *L) {
+  Check k = { NULL, 1, 1, 0, 0 };
+  luaL_checktype(L, 1, LUA_TTABLE);
+  return spawn(L, &k);
+}
+
+/* process._spawn(t, fname): spawn for exec (program and arguments in t
+** are its argument 1, the options its argument 2). */
+static int process_spawnfor (lua_State *L) {
+  Check k = { NULL, 1, 2, 0, 0 };
+  k.fname = luaL_checkstring(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  return spawn(L, &k);
 }
 
 /* ---- Pipelines ------------------------------------------------------------- */
@@ -631,12 +752,42 @@ static int startpipeline (lua_State *L, Child *chs, lua_Integer n,
   return err;
 }
 
-/* process._pipeline(stages, opts) -> { Process }, stderr Stream or false
-** | nil, msg, code. Each child's stdout is the next one's stdin; opts.stdin
-** is the first's, opts.stdout the last's, opts.stderr everyone's (one
-** pipe for all with "pipe"); env, cwd and detached apply to each. */
+/* The stderr all children of a pipeline share: with "pipe", a Stream
+** pushed, its child end in *fd; with a path, the file opened once (each
+** child opening it would truncate what the others wrote), in *fd. Else
+** false pushed, *fd left -1. 0 or a UV error (*what). */
+static int openshared (lua_State *L, tide_Runtime *rt, Stdio *s, int *fd,
+                       const char **what) {
+  int err;
+  *what = NULL;
+  if (s->kind == IO_PIPE) {
+    uv_pipe_t *h = (uv_pipe_t *)tide__newstream(L, rt, sizeof *h);
+    uv_pipe_init(rt->loop, h, 0);
+    if ((err = openpipe((uv_stream_t *)h, fd)) < 0) {
+      tide__streamfail(L, -1);
+      return err;
+    }
+    return 0;
+  }
+  lua_pushboolean(L, 0);
+  if (s->kind == IO_FILE &&
+      (*fd = open(s->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                  0666)) < 0) {
+    *what = s->path;
+    return uv_translate_sys_error(errno);
+  }
+  return 0;
+}
+
+/* process._pipeline(stages, opts, fname) -> { Process }, stderr Stream or
+** false | nil, msg, code, for pipeline or exec (fname). Each child's
+** stdout is the next one's stdin; opts.stdin is the first's, opts.stdout
+** the last's, opts.stderr everyone's (one pipe for all with "pipe"); env,
+** cwd and detached apply to each. process.lua has checked the types of
+** stages and opts. */
 static int process_pipeline (lua_State *L) {
   tide_Runtime *rt = tide__rt(L);
+  Check k = { NULL, 1, 2, 4, 0 };
   Stdio in, out, errio;
   const char *what;
   lua_Integer i, n;
@@ -644,52 +795,48 @@ static int process_pipeline (lua_State *L) {
   int err, errfd = -1;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
+  k.fname = luaL_checkstring(L, 3);
   n = luaL_len(L, 1);
-  luaL_argcheck(L, n >= 1, 1, "a list of commands expected");
-  lua_settop(L, 2);
-  lua_newtable(L);                 /* 3: anchors */
-  chs = lua_newuserdatauv(L, (size_t)n * sizeof *chs, 0);   /* 4 */
-  checkstdio(L, 2, 2, 3, 0, &in);
-  checkstdio(L, 2, 2, 3, 1, &out);
-  checkstdio(L, 2, 2, 3, 2, &errio);
+  if (n < 1) argerror(L, &k, 1, "a list of commands expected");
+  lua_settop(L, 3);
+  lua_newtable(L);                 /* 4: anchors */
+  chs = lua_newuserdatauv(L, (size_t)n * sizeof *chs, 0);   /* 5 */
+  checkstdio(L, 2, &k, 0, &in);
+  checkstdio(L, 2, &k, 1, &out);
+  checkstdio(L, 2, &k, 2, &errio);
   for (i = 0; i < n; i++) {
     Child *ch = &chs[i];
     if (lua_geti(L, 1, i + 1) != LUA_TTABLE)
-      luaL_argerror(L, 1, lua_pushfstring(L, "command (a table) expected at "
-                    "[%d]", (int)i + 1));
-    checkchild(L, lua_gettop(L), 2, 2, 3, ch);
+      argerror(L, &k, 1, lua_pushfstring(L, "command (a table) expected at "
+               "[%d]", (int)i + 1));
+    k.cmd = i + 1;
+    checkchild(L, lua_gettop(L), 2, &k, ch);
     lua_pop(L, 1);
     ch->io[0] = in;
     ch->io[1] = out;
     ch->io[2] = errio;
     if (i > 0) ch->io[0].kind = IO_FD;
     if (i < n - 1) ch->io[1].kind = IO_FD;
-    if (errio.kind == IO_PIPE) ch->io[2].kind = IO_FD;
+    if (errio.kind == IO_PIPE || errio.kind == IO_FILE)
+      ch->io[2].kind = IO_FD;      /* one for all, opened below */
   }
-  lua_createtable(L, (int)n, 0);   /* 5: the Processes */
+  lua_createtable(L, (int)n, 0);   /* 6: the Processes */
   for (i = 0; i < n; i++) {
     newprocess(L, rt, &chs[i]);
-    lua_rawseti(L, 5, i + 1);
+    lua_rawseti(L, 6, i + 1);
   }
-  if (errio.kind == IO_PIPE) {     /* 6: the shared stderr */
-    uv_pipe_t *h = (uv_pipe_t *)tide__newstream(L, rt, sizeof *h);
-    uv_pipe_init(rt->loop, h, 0);
-    if ((err = openpipe((uv_stream_t *)h, &errfd)) < 0) {
-      tide__streamfail(L, 6);
-      failpipeline(L, 5, chs, n);
-      return tide_pushfail(L, err, NULL);
-    }
+  if ((err = openshared(L, rt, &errio, &errfd, &what)) < 0) {   /* 7 */
+    failpipeline(L, 6, chs, n);
+    return tide_pushfail(L, err, what);
   }
-  else
-    lua_pushboolean(L, 0);
   err = startpipeline(L, chs, n, errfd, &what);
   if (errfd >= 0) close(errfd);
   if (err < 0) {
-    if (errio.kind == IO_PIPE) tide__streamfail(L, 6);
-    failpipeline(L, 5, chs, n);
+    if (errio.kind == IO_PIPE) tide__streamfail(L, 7);
+    failpipeline(L, 6, chs, n);
     return tide_pushfail(L, err, what);
   }
-  lua_settop(L, 6);
+  lua_settop(L, 7);
   return 2;
 }
 
@@ -831,6 +978,7 @@ static const luaL_Reg process_meta[] = {
 
 static const luaL_Reg process_funcs[] = {
   {"spawn", process_spawn},
+  {"_spawn", process_spawnfor},
   {"_pipeline", process_pipeline},
   {NULL, NULL}
 };

@@ -83,17 +83,18 @@ static void exit_on_next (tide_Runtime *rt, int signum) {
 }
 
 /*
-** SIGINT while a task computes (a busy loop the loop cannot preempt): the
-** signal goes on to libuv's handler as any other, for the loop to act on
-** when it next polls (on_interrupt, or the script's own tide.signal wait or
-** handler). If the loop has not polled 50 ms later, a hook raises
-** "interrupted!" in the running task, as lua.c does, and that signal is
-** spent. A SIGINT while one is pending ends the program at once.
+** SIGINT or SIGTERM while a task computes (a busy loop the loop cannot
+** preempt): the signal goes on to libuv's handler as any other, for the
+** loop to act on when it next polls (on_interrupt, or the script's own
+** tide.signal wait or handler). If the loop has not polled 50 ms later, a
+** SIGINT raises "interrupted!" in the running task through a hook, as
+** lua.c does, and that signal is spent; a SIGTERM ends the program. A
+** signal while one is pending ends the program at once.
 */
-static struct sigaction uv_action;          /* libuv's handler */
+static struct sigaction uv_action[2];       /* libuv's: SIGINT, SIGTERM */
 static timer_t check_timer;                 /* SIGINT to laction, 50 ms on */
 static int has_timer = 0;
-static volatile sig_atomic_t pending = 0;   /* a SIGINT the loop has not seen */
+static volatile sig_atomic_t pending = 0;   /* a signal the loop has not seen */
 static uint64_t pending_since;              /* the loop's time at it */
 static lua_State *hooked = NULL;            /* where the hook waits */
 static int spent = 0;                       /* the hook took that SIGINT */
@@ -109,15 +110,21 @@ static void lstop (lua_State *L, lua_Debug *ar) {
 /* The timer's signal: is the task still running, the loop not polled? */
 static void check_stuck (void) {
   Task *t = runtime->current;
-  if (pending && t != NULL && uv_now(tide_loop(runtime)) == pending_since) {
-    hooked = t->co;
-    lua_sethook(t->co, lstop,
-                LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+  int signum = pending;
+  if (signum == 0) return;
+  if (t == NULL || uv_now(tide_loop(runtime)) != pending_since) {
+    pending = 0;                     /* the loop has the signal */
+    return;
   }
+  if (signum != SIGINT) exit_now(signum);
+  hooked = t->co;
+  lua_sethook(t->co, lstop,
+              LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
 }
 
 static void laction (int signum, siginfo_t *info, void *ctx) {
-  struct itimerspec in50ms = {{0, 0}, {0, 50 * 1000 * 1000}};
+  static const struct itimerspec in50ms = {{0, 0}, {0, 50 * 1000 * 1000}};
+  struct sigaction *uv = &uv_action[signum == SIGTERM];
   if (info != NULL && info->si_code == SI_TIMER) {
     check_stuck();
     return;
@@ -125,17 +132,17 @@ static void laction (int signum, siginfo_t *info, void *ctx) {
   if (pending || hooked != NULL) exit_now(signum);
   if (runtime->current != NULL && has_timer &&
       !tide__signaltaken(runtime, signum)) {
-    pending = 1;
+    pending = signum;
     pending_since = uv_now(tide_loop(runtime));
     timer_settime(check_timer, 0, &in50ms, NULL);
   }
-  if (uv_action.sa_flags & SA_SIGINFO)
-    uv_action.sa_sigaction(signum, info, ctx);
-  else if (uv_action.sa_handler != SIG_DFL && uv_action.sa_handler != SIG_IGN)
-    uv_action.sa_handler(signum);
+  if (uv->sa_flags & SA_SIGINFO)
+    uv->sa_sigaction(signum, info, ctx);
+  else if (uv->sa_handler != SIG_DFL && uv->sa_handler != SIG_IGN)
+    uv->sa_handler(signum);
 }
 
-/* The loop has the SIGINT: 0 if the hook took it already. */
+/* The loop has the signal: 0 if the hook took it already. */
 static int interrupt_seen (void) {
   pending = 0;
   if (spent) {
@@ -149,11 +156,12 @@ static int interrupt_seen (void) {
   return 1;
 }
 
-/* Put laction in front of the handler libuv has installed for SIGINT. */
+/* Put laction in front of the handlers libuv has installed. */
 static void hook_interrupts (void) {
   struct sigaction sa;
   struct sigevent ev;
-  if (sigaction(SIGINT, NULL, &uv_action) != 0) return;
+  if (sigaction(SIGINT, NULL, &uv_action[0]) != 0 ||
+      sigaction(SIGTERM, NULL, &uv_action[1]) != 0) return;
   memset(&ev, 0, sizeof ev);
   ev.sigev_notify = SIGEV_SIGNAL;
   ev.sigev_signo = SIGINT;
@@ -163,13 +171,14 @@ static void hook_interrupts (void) {
   sa.sa_flags = SA_SIGINFO;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
 }
 
 
 static int in_repl = 0;  /* the prompt takes SIGINT */
 
 static void on_interrupt (tide_Runtime *rt, int signum) {
-  if (signum == SIGINT && !interrupt_seen()) return;
+  if (!interrupt_seen()) return;
   if (signum == SIGINT && in_repl) {
     tide__replinterrupt();
     return;

@@ -11,19 +11,23 @@ local commands = {
   "ls / | wc -l",
   "echo seven >&2",                      -- stderr is collected too
   "printf 'eight\\n'; exit 3",           -- and the exit code
-  "sleep 0.4; echo nine",
+  "echo nine; exec sleep 10",            -- killed after 1 s
   "no-such-command-anywhere",            -- sh reports 127
 }
 
 local start = tide.now()
 local tasks = {}
 for i, cmd in ipairs(commands) do
-  tasks[i] = tide.spawn(tide.process.exec, cmd, { timeout = 5 })
+  tasks[i] = tide.spawn(tide.process.exec, cmd, { timeout = 1 })
 end
 for i, t in ipairs(tasks) do
-  local out, err, code = t:await()
-  io.write(("[%d] %s  (exit %s)\n"):format(i, commands[i], tostring(code)))
-  if out ~= "" then io.write(out) end
-  if err and err ~= "" then io.write("stderr: ", err) end
+  local out, err, code, signal = t:await()
+  if out == nil then                     -- nil, "timeout", stdout, stderr
+    out, err, code, signal = code, signal, err, nil
+  end
+  io.write(("[%d] %s  (%s%s)\n"):format(i, commands[i],
+    math.type(code) and "exit " or "", code, signal and " " .. signal or ""))
+  io.write(out)
+  if err ~= "" then io.write("stderr: ", err) end
 end
-print(("all done after %.2f s"):format(tide.now() - start))   -- about 0.5 s
+print(("all done after %.2f s"):format(tide.now() - start))   -- about 1 s

@@ -1,11 +1,16 @@
 -- pargrep.lua: a parallel grep. Each file is searched by its own `grep`
 -- process, at most JOBS at once (a Semaphore holds the others back);
--- matches are printed per file as each search finishes.
+-- matches are printed per file as each search finishes. The exit status
+-- is grep's: 0 if a line matched, 1 if none, 2 on an error.
 -- Run: tide scripts/pargrep.lua [-j JOBS] PATTERN FILE...
---      tide scripts/pargrep.lua -j 4 tide runtime/*.c bindings/*.c
+--      tide scripts/pargrep.lua -j 4 tide_wait runtime/*.c bindings/*.c
 local args, jobs = { ... }, 8
 if args[1] == "-j" then
-  jobs = assert(math.tointeger(tonumber(args[2])), "-j needs a number")
+  jobs = math.tointeger(tonumber(args[2]))
+  if not jobs or jobs < 1 then
+    io.stderr:write("pargrep: -j needs a positive number\n")
+    os.exit(2)
+  end
   table.remove(args, 1)
   table.remove(args, 1)
 end
@@ -17,6 +22,7 @@ end
 
 local slots = tide.Semaphore(jobs)
 local running, most = 0, 0
+local matched, failed = 0, false
 
 local function search (file)
   local _ <close> = slots:hold()           -- released when this returns
@@ -25,19 +31,19 @@ local function search (file)
   local out, err, code = tide.process.exec({ "grep", "-n", "--", pattern, file })
   running = running - 1
   if code == 0 then
+    matched = matched + 1
     for line in out:gmatch("[^\n]+") do print(file .. ":" .. line) end
   elseif code ~= 1 then                     -- 1: no match; else a failure
-    io.stderr:write(file, ": ", err or out or "grep failed", "\n")
+    failed = true
+    io.stderr:write(out == nil and ("pargrep: " .. err .. "\n") or err)
   end
-  return code == 0 and 1 or 0
 end
 
 local searches = {}
 for i, file in ipairs(args) do
-  searches[i] = function () return search(file) end
+  searches[i] = function () search(file) end
 end
-local found = { tide.gather(table.unpack(searches)) }
-local files = 0
-for _, n in ipairs(found) do files = files + n end
+tide.gather(table.unpack(searches))
 io.stderr:write(("%d of %d files match; at most %d greps ran at once\n")
-  :format(files, #args, most))
+  :format(matched, #args, most))
+os.exit(failed and 2 or matched > 0 and 0 or 1)

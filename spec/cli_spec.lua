@@ -156,6 +156,12 @@ os.exit(3, true)
     assert.matches("^1\nPROG: interrupted!\n.*code 1\n$", lua.out)
   end)
 
+  it("ends a busy loop on SIGTERM", function ()
+    local lua = same("%s -e 'print(1) io.stdout:flush() while true do end' & " ..
+                     "pid=$!; sleep 0.5; kill $pid; wait $pid; echo code $?")
+    assert.equal("1\ncode 143\n", lua.out)
+  end)
+
   it("reports an error of print at the prompt", function ()
     same("echo 10 | %s -e 'print = nil' -i 2>&1 >/dev/null")
   end)

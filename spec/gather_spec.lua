@@ -203,3 +203,22 @@ describe("tide.group", function ()
     assert.has_error(function () saved:spawn(after(0)) end)
   end))
 end)
+
+describe("the combinators outside any task", function ()
+  it("raise, naming the call, and start nothing", async(function ()
+    local t = tide.spawn(function () end)
+    t:await()
+    local results, before = {}, nil
+    t:on_done(function ()                 -- callbacks run outside tasks
+      before = #tide.tasks()
+      for _, name in ipairs({ "gather", "settle", "race", "shield", "group" }) do
+        results[name] = select(2, pcall(tide[name], function () end))
+      end
+      results.timeout = select(2, pcall(tide.timeout, 1, function () end))
+    end)
+    for _, name in ipairs({ "gather", "settle", "race", "timeout", "shield", "group" }) do
+      assert.matches("'tide%." .. name .. "' must be called inside a task", results[name])
+    end
+    assert.equal(before, #tide.tasks())
+  end))
+end)

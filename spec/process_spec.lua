@@ -16,12 +16,12 @@ local function mypid ()
   return pid
 end
 
--- The pids of our children (zombies included).
+-- The pids of our children (zombies included). Children start from the
+-- loop's thread, the main one.
 local function children ()
   local pid = mypid()
-  local f = io.open(("/proc/%d/task/%d/children"):format(pid, pid))
+  local f = assert(io.open(("/proc/%d/task/%d/children"):format(pid, pid)))
   local list = {}
-  if not f then return list end
   for c in f:read("a"):gmatch("%d+") do list[#list + 1] = tonumber(c) end
   f:close()
   return list
@@ -182,6 +182,34 @@ describe("tide.process.spawn", function ()
     assert.is_nil(out:find("\nHOME=", 1, true))
   end))
 
+  it("looks the program up on the PATH of the environment it is given", async(function ()
+    local dir = tmpname()
+    assert(tide.fs.mkdir(dir))
+    local f = assert(io.open(dir .. "/tide-hello", "w"))
+    f:write("#!/bin/sh\necho hello from $0\n")
+    f:close()
+    local noexec = assert(io.open(dir .. "/tide-noexec", "w"))
+    noexec:close()
+    os.execute("chmod +x " .. dir .. "/tide-hello")
+    local out = P.exec({ "tide-hello" }, { env = { PATH = "/nonexistent:" .. dir } })
+    assert.equal("hello from " .. dir .. "/tide-hello\n", out)
+    out = P.exec({ "tide-hello" }, { env = { PATH = dir .. ":" .. os.getenv("PATH") },
+                                     env_extend = true })
+    assert.equal("hello from " .. dir .. "/tide-hello\n", out)
+    assert.equal("hello from tide-hello\n",      -- an empty entry is the cwd
+                 (P.exec({ "tide-hello" }, { env = { PATH = "/nonexistent:" }, cwd = dir })))
+    assert.same({ nil, "tide-hello: no such file or directory", "ENOENT" },
+                { P.spawn { "tide-hello" } })                    -- not on ours
+    assert.same({ nil, "sh: no such file or directory", "ENOENT" },
+                { P.spawn { "sh", env = { PATH = dir } } })
+    assert.same({ nil, "tide-noexec: permission denied", "EACCES" },
+                { P.spawn { "tide-noexec", env = { PATH = dir .. ":/bin" } } })
+    assert.equal("ok\n", (P.exec({ "sh", "-c", "echo ok" }, { env = { A = "1" } })))  -- no PATH: /bin:/usr/bin
+    os.remove(dir .. "/tide-hello")
+    os.remove(dir .. "/tide-noexec")
+    os.remove(dir)
+  end))
+
   it("returns nil, msg, ENOENT for a missing program and leaves no zombie", async(function ()
     local fds = fdcount()
     local p, err, code = P.spawn { "no-such-program-tide", stdout = "pipe" }
@@ -229,6 +257,12 @@ describe("tide.process.spawn", function ()
     assert.matches("SIGINT", tostring(r))
   end))
 
+  it("lets several tasks wait for the same child", async(function ()
+    local p <close> = assert(P.spawn { "sh", "-c", "sleep 0.05; exit 4" })
+    local a, b = tide.spawn(p.wait, p), tide.spawn(p.wait, p)
+    assert.same({ 4, 4, 4 }, { a:await(), b:await(), p:wait() })
+  end))
+
   it("returns nil, ESRCH when killing a process that has exited", async(function ()
     local p <close> = assert(P.spawn { "true" })
     p:wait()
@@ -245,9 +279,37 @@ describe("tide.process.spawn", function ()
       "bad argument #1 to 'spawn' (program name expected)")
     assert.has_error(function () P.spawn { "ls", {} } end,
       "bad argument #1 to 'spawn' (string expected at [2], got table)")
-    assert.has_error(function () P.spawn { "ls", stdout = {} } end)
+    assert.has_error(function () P.spawn { "ls", stdout = {} } end,
+      "bad argument #1 to 'spawn' ('stdout': \"pipe\", \"inherit\", \"null\", a path, " ..
+      "a stream, a file or an fd expected, got table)")
     assert.has_error(function () P.spawn { "ls", env = { 1 } } end,
-      "bad argument #1 to 'spawn' ('env': names must be strings without '=')")
+      "bad argument #1 to 'spawn' ('env': names must be strings without '=' or zero bytes)")
+    assert.has_error(function () P.spawn { "ls", env = { A = "b\0c" } } end,
+      "bad argument #1 to 'spawn' ('env': zero byte in the value of A)")
+    assert.has_error(function () P.spawn { "ls", "a\0b" } end,
+      "bad argument #1 to 'spawn' (zero byte in the string at [2])")
+    assert.has_error(function () P.spawn { "" } end,
+      "bad argument #1 to 'spawn' (program name expected, got an empty string)")
+    assert.has_error(function () P.spawn { "ls", cwd = "/tmp\0x" } end,
+      "bad argument #1 to 'spawn' ('cwd': zero byte in path)")
+    assert.has_error(function () P.spawn { "ls", stdout = "/tmp/x\0y" } end,
+      "bad argument #1 to 'spawn' ('stdout': zero byte in path)")
+    assert.has_error(function () P.spawn { "ls", stdin = "stdout" } end,
+      "bad argument #1 to 'spawn' ('stdin': \"stdout\" is for stderr only " ..
+      "(a file named so: \"./stdout\"))")
+    assert.has_error(function () P.spawn { "ls", stdout = 1000 } end,
+      "bad argument #1 to 'spawn' ('stdout': file descriptor 1000 is not open)")
+    assert.has_error(function () P.spawn { "ls", stdout = -1 } end,
+      "bad argument #1 to 'spawn' ('stdout': file descriptor expected)")
+    local f = io.tmpfile()
+    f:close()
+    assert.has_error(function () P.spawn { "ls", stdout = f } end,
+      "bad argument #1 to 'spawn' ('stdout': closed file)")
+    local dead = assert(P.spawn { "cat", stdout = "pipe" })
+    dead.stdout:close()
+    assert.has_error(function () P.spawn { "ls", stdin = dead.stdout } end,
+      "bad argument #1 to 'spawn' ('stdin': closed stream)")
+    dead:close()
     assert.has_error(function () P.spawn { "ls", cwd = 1 } end,
       "bad argument #1 to 'spawn' ('cwd': string expected)")
     local p <close> = assert(P.spawn { "true" })
@@ -331,6 +393,20 @@ describe("tide.process.spawn", function ()
     assert.is_true(alive(p.pid))
     assert.is_true(tide.signal.kill(p.pid, "SIGKILL"))
     assert.same({ 137, "SIGKILL" }, { p:wait() })
+  end))
+
+  it("keeps the program running for a child, unless it is detached", async(function ()
+    local t0 = tide.now()
+    local out, err, code = P.exec { TIDE, "-e",
+      "print(tide.process.spawn{ 'sleep', '10', detached = true, stdout = 'null', stderr = 'null' }.pid)" }
+    assert.equal(0, code, err)
+    assert.is_true(tide.now() - t0 < 5)
+    local pid = assert(tonumber(out))
+    assert.is_true(alive(pid))
+    assert.is_true(tide.signal.kill(pid, "SIGKILL"))
+    t0 = tide.now()
+    assert.equal(0, select(3, P.exec { TIDE, "-e", "tide.process.spawn{ 'sleep', '0.3' }" }))
+    assert.is_true(tide.now() - t0 >= 0.3)
   end))
 
   it("passes 100 MiB through cat while writing and reading at once", async(function ()
@@ -498,6 +574,57 @@ describe("tide.process.exec", function ()
     assert.equal(0, nozombies())
   end))
 
+  it("gives the code and name of a signal that killed the child", async(function ()
+    local out, err, code, signal = P.exec("echo before; kill -TERM $$")
+    assert.same({ "before\n", "", 143, "SIGTERM" }, { out, err, code, signal })
+  end))
+
+  it("sends stderr to /dev/null or the parent's with \"null\" or \"inherit\"", async(function ()
+    assert.same({ "o\n", "", 0 }, { P.exec("echo e >&2; echo o", { stderr = "null" }) })
+    local path = tmpname()
+    local f = assert(io.open(path, "w"))
+    assert.same({ "o\n", "", 0 }, { P.exec("echo e >&2; echo o", { stderr = f }) })
+    f:close()
+    f = assert(io.open(path))
+    assert.equal("e\n", f:read("a"))
+    f:close()
+    os.remove(path)
+  end))
+
+  it("kills and reaps a pipeline on timeout, with the output so far", async(function ()
+    local out, err, stdout = P.exec({ { "sh", "-c", "echo x; exec sleep 10" }, { "cat" } },
+                                    { timeout = 0.2 })
+    assert.is_nil(out)
+    assert.equal("timeout", err)
+    assert.equal("x\n", stdout)
+    assert.equal(0, nozombies())
+  end))
+
+  it("kills and reaps the child when the task feeding it input is cancelled", async(function ()
+    local t = tide.spawn(P.exec, { "sleep", "10" }, { input = ("x"):rep(8 * 1024 * 1024) })
+    local pid
+    for _ = 1, 200 do
+      tide.sleep(0.01)
+      pid = children()[1]
+      if pid then break end
+    end
+    assert.is_truthy(pid)
+    tide.sleep(0.02)                             -- the input fills the pipe
+    t:cancel()
+    assert.has_error(function () t:await() end)
+    assert.is_true(t:cancelled())
+    assert.is_true(gone(pid))
+    assert.equal(0, nozombies())
+  end))
+
+  it("raises outside a task, before starting anything", function ()
+    local out = sh("LD_PRELOAD='" .. (os.getenv("TIDE_PRELOAD") or "") .. "' LUA_CPATH='" ..
+                   BUILD .. "/?.so;;' lua5.4 -e " ..
+                   "\"print(pcall(require('tide').process.exec, 'touch /tmp/tide-exec-ran'))\"")
+    assert.equal("false\t'exec' must be called inside a task (use tide.run or tide.spawn)\n", out)
+    assert.is_nil(io.open("/tmp/tide-exec-ran"))
+  end)
+
   it("runs a pipeline given a list of commands", async(function ()
     local out, _, code = P.exec({ { "printf", "b\\na\\nb\\n" }, { "sort" }, { "uniq", "-c" } },
                                   { env = NOPRELOAD, env_extend = true })
@@ -512,6 +639,25 @@ describe("tide.process.exec", function ()
       "bad argument #2 to 'exec' ('timeout': non-negative number expected)")
     assert.has_error(function () P.exec("true", { input = 1 }) end,
       "bad argument #2 to 'exec' ('input': string expected)")
+    assert.has_error(function () P.exec("true\0rm -rf /") end,
+      "bad argument #1 to 'exec' (zero byte in the command)")
+    assert.has_error(function () P.exec("true", { max_output = 1.5 }) end,
+      "bad argument #2 to 'exec' ('max_output': non-negative integer expected)")
+    assert.has_error(function () P.exec("true", { stdout = "pipe" }) end,
+      "bad argument #2 to 'exec' ('stdout': not an option of exec (input = gives stdin; " ..
+      "for more, use spawn))")
+    -- what spawn checks is reported as exec's, at the caller's line
+    assert.has_error(function () P.exec { "ls", {} } end,
+      "bad argument #1 to 'exec' (string expected at [2], got table)")
+    assert.has_error(function () P.exec("ls", { env = { A = {} } }) end,
+      "bad argument #2 to 'exec' ('env': values must be strings, numbers or false)")
+    assert.has_error(function () P.exec({ { "ls" }, { "sort", false } }) end,
+      "bad argument #1 to 'exec' (string expected at [2][2], got boolean)")
+    assert.has_error(function () P.exec({ { "ls" }, "sort" }) end,
+      "bad argument #1 to 'exec' (command (a table) expected at [2])")
+    local ok, err = pcall(function () P.exec("ls", { cwd = 1 }) end)
+    assert.is_false(ok)
+    assert.matches("^spec/process_spec.lua:%d+: bad argument #2 to 'exec' %('cwd': string expected%)$", err)
   end))
 end)
 
@@ -547,6 +693,49 @@ describe("tide.process.pipeline", function ()
     pl:wait()
   end))
 
+  it("shares one stderr file among its children", async(function ()
+    local path = tmpname()
+    local pl <close> = assert(P.pipeline({ { "sh", "-c", "echo one >&2" },
+                                           { "sh", "-c", "cat; sleep 0.05; echo two >&2" } },
+                                         { stderr = path, stdout = "null" }))
+    pl:wait()
+    local f = assert(io.open(path))
+    assert.equal("one\ntwo\n", f:read("a"))
+    f:close()
+    os.remove(path)
+  end))
+
+  it("merges each child's stderr into its stdout with stderr = \"stdout\"", async(function ()
+    local out, _, code = P.exec({ { "sh", "-c", "echo a; echo b >&2" }, { "sort", "-r" } },
+                                { stderr = "stdout", env = NOPRELOAD, env_extend = true })
+    assert.equal("b\na\n", out)
+    assert.equal(0, code)
+  end))
+
+  it("can cancel a task waiting for it; <close> kills and reaps every child", async(function ()
+    local pids = {}
+    local t = tide.spawn(function ()
+      local pl <close> = assert(P.pipeline { { "sleep", "10" }, { "cat" } })
+      for i, p in ipairs(pl.processes) do pids[i] = p.pid end
+      pl:wait()
+    end)
+    tide.sleep(0.02)
+    t:cancel()
+    assert.has_error(function () t:await() end)
+    assert.is_true(gone(pids[1]) and gone(pids[2]))
+    assert.equal(0, nozombies())
+  end))
+
+  it("returns nil, msg, code when the shared stderr file cannot be opened", async(function ()
+    local fds = fdcount()
+    local pl, err, code = P.pipeline({ { "true" }, { "true" } }, { stderr = "/nonexistent/dir/e" })
+    assert.is_nil(pl)
+    assert.equal("ENOENT", code)
+    assert.equal("/nonexistent/dir/e: no such file or directory", err)
+    assert.equal(0, nozombies())
+    assert.equal(fds, fdcount())
+  end))
+
   it("returns nil, msg, ENOENT when a command is missing, leaving no zombie", async(function ()
     local fds = fdcount()
     local pl, err, code = P.pipeline({ { "sleep", "10" }, { "no-such-program-tide" }, { "cat" } },
@@ -574,5 +763,57 @@ describe("tide.process.pipeline", function ()
       "bad argument #1 to 'pipeline' (a list of commands expected)")
     assert.has_error(function () P.pipeline { "ls" } end,
       "bad argument #1 to 'pipeline' (command (a table) expected at [1])")
+    assert.has_error(function () P.pipeline { { "ls" }, {} } end,
+      "bad argument #1 to 'pipeline' (program name expected at [2])")
+    assert.has_error(function () P.pipeline({ { "ls" } }, { stdin = 1.5 }) end,
+      "bad argument #2 to 'pipeline' ('stdin': file descriptor expected)")
+    assert.has_error(function () P.pipeline({ { "ls" } }, "pipe") end,
+      "bad argument #2 to 'pipeline' (table expected, got string)")
+  end))
+end)
+
+describe("scripts/commands.lua and scripts/pargrep.lua", function ()
+  it("commands.lua runs ten commands at once and prints them in order", async(function ()
+    local t0 = tide.now()
+    local out, err, code = P.exec { TIDE, "scripts/commands.lua" }
+    assert.equal(0, code, err)
+    assert.is_true(tide.now() - t0 < 3)          -- 1 s (a timeout), not the sum
+    local n = 0
+    for i in out:gmatch("%[(%d+)%]") do
+      n = n + 1
+      assert.equal(n, tonumber(i))
+    end
+    assert.equal(10, n)
+    assert.matches("[9] echo nine; exec sleep 10  (timeout)\nnine\n", out, 1, true)
+    assert.matches("[8] printf 'eight\\n'; exit 3  (exit 3)\neight\n", out, 1, true)
+    assert.matches("[7] echo seven >&2  (exit 0)\nstderr: seven\n", out, 1, true)
+    assert.matches("(exit 127)", out, 1, true)
+  end))
+
+  it("pargrep.lua greps files in parallel, at most JOBS at once", async(function ()
+    local dir = tmpname()
+    assert(tide.fs.mkdir(dir))
+    local files = {}
+    for i = 1, 12 do
+      files[i] = dir .. "/f" .. i
+      local f = assert(io.open(files[i], "w"))
+      f:write("a line\n", i % 3 == 0 and "needle here\n" or "nothing\n")
+      f:close()
+    end
+    local out, err, code = P.exec { TIDE, "scripts/pargrep.lua", "-j", "3", "needle", table.unpack(files) }
+    assert.equal(0, code, err)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    table.sort(lines)
+    assert.same({ dir .. "/f12:2:needle here", dir .. "/f3:2:needle here",
+                  dir .. "/f6:2:needle here", dir .. "/f9:2:needle here" }, lines)
+    assert.equal("4 of 12 files match; at most 3 greps ran at once\n", err)
+    local _, _, nomatch = P.exec { TIDE, "scripts/pargrep.lua", "zzz", files[1] }
+    assert.equal(1, nomatch)
+    local _, err2, code2 = P.exec { TIDE, "scripts/pargrep.lua", "x", dir .. "/missing" }
+    assert.equal(2, code2)
+    assert.matches("No such file", err2, 1, true)
+    for _, f in ipairs(files) do os.remove(f) end
+    os.remove(dir)
   end))
 end)

@@ -148,10 +148,11 @@ describe("tide.signal", function ()
     assert.equal("done\n", out)
     assert.equal(0, code)
     local p <close> = start [[
-      tide.spawn(function () print("got " .. tide.signal.wait("SIGHUP")) end)
+      local t = tide.spawn(function () print("got " .. tide.signal.wait("SIGHUP")) end)
+      while t:state() ~= "waiting" do tide.yield() end
       print("ready") io.stdout:flush()
     ]]
-    tide.sleep(0.05)
+    tide.sleep(0.05)                             -- the main chunk has ended
     p:kill("SIGHUP")
     assert.equal("got SIGHUP\n", rest(p))
     assert.equal(0, p:wait())
@@ -184,13 +185,14 @@ describe("the tide command on SIGINT and SIGTERM", function ()
 
   it("cancels the other tasks once the main chunk has ended", async(function ()
     local p <close> = start [[
+      local main = tide.current()
       tide.spawn(function ()
         local x <close> = setmetatable({}, { __close = function () print("bye") end })
+        while not main:done() do tide.yield() end
+        print("ready") io.stdout:flush()
         tide.sleep(30)
       end)
-      print("ready") io.stdout:flush()
     ]]
-    tide.sleep(0.05)
     p:kill("SIGINT")
     assert.equal("bye\n", rest(p))
     assert.same({ 130 }, { p:wait() })
@@ -214,8 +216,10 @@ describe("the tide command on SIGINT and SIGTERM", function ()
 
   it("leaves SIGINT to a script that waits for it", async(function ()
     local p <close> = start [[
+      local t = tide.spawn(tide.signal.wait, "SIGINT")
+      while t:state() ~= "waiting" do tide.yield() end
       print("ready") io.stdout:flush()
-      print("got " .. tide.signal.wait("SIGINT"))
+      print("got " .. t:await())
       tide.sleep(0.01)
       print("still here")
     ]]
@@ -258,5 +262,60 @@ describe("the tide command on SIGINT and SIGTERM", function ()
     p:kill("SIGTERM")
     assert.same({ 143 }, { p:wait() })
     assert.is_nil(io.open("/proc/" .. pid .. "/stat"))
+  end))
+end)
+
+describe("scripts/supervisor.lua", function ()
+  -- Start the supervisor on a program; its Process, stdout and stderr.
+  local function supervise (...)
+    local argv = { TIDE, "scripts/supervisor.lua", ... }
+    argv.stdout, argv.stderr = "pipe", "pipe"
+    return assert(P.spawn(argv))
+  end
+
+  local function alive (pid)
+    local f = io.open("/proc/" .. pid .. "/stat")
+    if not f then return false end
+    local state = f:read("a"):match("%) (%a)")
+    f:close()
+    return state ~= "Z"
+  end
+
+  it("restarts a crashing program with a growing back-off", async(function ()
+    local p <close> = supervise("sh", "-c", "echo up; exit 1")
+    local got = {}
+    for _ = 1, 4 do got[#got + 1] = p.stdout:read_until("\n") end
+    p:kill("SIGTERM")
+    assert.same({ 0 }, { p:wait() })
+    local log = rest({ stdout = p.stderr })
+    assert.same({ "up\n", "up\n", "up\n", "up\n" }, got)
+    assert.matches("restarting in 0.1 s\n.*restarting in 0.2 s\n.*restarting in 0.4 s\n", log)
+    assert.matches("supervisor: SIGTERM, stopping\n.*supervisor: stopped\n$", log)
+  end))
+
+  it("stops cleanly on SIGINT: the program gets SIGTERM and is reaped", async(function ()
+    local p <close> = supervise("sh", "-c", "echo $$; exec sleep 30")
+    local pid = tonumber(p.stdout:read_until("\n"))
+    assert.is_true(alive(pid))
+    p:kill("SIGINT")
+    assert.same({ 0 }, { p:wait() })
+    local log = rest({ stdout = p.stderr })
+    assert.equal("supervisor: SIGINT, stopping\nsupervisor: pid " .. pid ..
+                 " exited with 143 (SIGTERM)\nsupervisor: stopped\n", log)
+    assert.is_false(alive(pid))
+  end))
+
+  it("kills a program that ignores SIGTERM, and what it started, on a second SIGINT",
+     async(function ()
+    local p <close> = supervise("sh", "-c", "trap '' TERM; sleep 30 & echo $$ $!; wait")
+    local pid, sleeper = p.stdout:read_until("\n"):match("(%d+) (%d+)")
+    p:kill("SIGINT")
+    tide.sleep(0.2)
+    assert.is_true(alive(pid))                 -- it has 2 s to go
+    p:kill("SIGINT")
+    assert.same({ 0 }, { p:wait() })
+    assert.matches("exited with 137 (SIGKILL)", rest({ stdout = p.stderr }), 1, true)
+    assert.is_false(alive(pid))
+    assert.is_false(alive(sleeper))
   end))
 end)

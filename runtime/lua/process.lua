@@ -1,19 +1,32 @@
 -- process.lua: tide.process.pipeline (children connected stdout to stdin by
 -- their fds, never through Lua) and tide.process.exec (run to the end,
 -- collecting the output, with input, timeout and max_output), on top of
--- bindings/process.c's spawn and _pipeline.
+-- bindings/process.c's _spawn and _pipeline.
 local tide = ...
 
 local process = tide.process
-local spawn, c_pipeline = process.spawn, process._pipeline
-process._pipeline = nil
+local c_spawn, c_pipeline = process._spawn, process._pipeline
+process._spawn, process._pipeline = nil, nil
 
-local error, ipairs, setmetatable, tostring, type =
-      error, ipairs, setmetatable, tostring, type
+local error, ipairs, pcall, setmetatable, tostring, type =
+      error, ipairs, pcall, setmetatable, tostring, type
 local concat = table.concat
+local current = tide.current
 
-local function argerror (i, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), 3)
+-- Raise a wrong-use error of fname at the line of the code calling it:
+-- level, counted as error() counts from argerror's caller (2 from fname's
+-- own body, 3 from a helper it calls).
+local function argerror (i, fname, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), level + 1)
+end
+
+-- Call c_spawn or c_pipeline for fname. Their wrong-use errors name fname
+-- and come without a position: raise them again at level (counted from
+-- the caller of this function, as error() counts).
+local function cstart (level, f, ...)
+  local ok, a, b, c = pcall(f, ...)
+  if not ok then error(a, level + 1) end
+  return a, b, c
 end
 
 -- ---- Pipelines ---------------------------------------------------------------
@@ -58,26 +71,23 @@ function Pipeline:__tostring ()
   return "tide.Pipeline (pids " .. concat(pids, ", ") .. ")"
 end
 
-local function checkcommands (fname, cmds)
+-- Check the list of commands given to fname (level: as argerror's).
+local function checkcommands (fname, cmds, level)
   if type(cmds) ~= "table" or #cmds == 0 then
-    argerror(1, fname, "a list of commands expected")
+    argerror(1, fname, "a list of commands expected", level + 1)
   end
   for i = 1, #cmds do
     if type(cmds[i]) ~= "table" then
-      argerror(1, fname, ("command (a table) expected at [%d]"):format(i))
+      argerror(1, fname, ("command (a table) expected at [%d]"):format(i),
+               level + 1)
     end
   end
 end
 
--- tide.process.pipeline({ {prog, args...}, ... } [, opts]) -> Pipeline |
--- nil, msg, code. opts: those of spawn; stdin is the first child's, stdout
--- the last one's, stderr everyone's ("pipe": one pipe for all).
-function process.pipeline (cmds, opts)
-  checkcommands("pipeline", cmds)
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror(2, "pipeline", "table expected, got " .. type(opts))
-  end
-  local procs, stderr, code = c_pipeline(cmds, opts or {})
+-- Start a pipeline for fname; level: that of fname's caller, seen from
+-- here.
+local function startpipeline (level, fname, cmds, opts)
+  local procs, stderr, code = cstart(level + 1, c_pipeline, cmds, opts, fname)
   if not procs then return nil, stderr, code end
   return setmetatable({
     processes = procs,
@@ -85,6 +95,18 @@ function process.pipeline (cmds, opts)
     stdout = procs[#procs].stdout,
     stderr = stderr or nil,
   }, Pipeline)
+end
+
+-- tide.process.pipeline({ {prog, args...}, ... } [, opts]) -> Pipeline |
+-- nil, msg, code. opts: those of spawn; stdin is the first child's, stdout
+-- the last one's, stderr everyone's ("pipe": one pipe for all).
+function process.pipeline (cmds, opts)
+  checkcommands("pipeline", cmds, 2)
+  if opts ~= nil and type(opts) ~= "table" then
+    argerror(2, "pipeline", "table expected, got " .. type(opts), 2)
+  end
+  local pl, err, code = startpipeline(2, "pipeline", cmds, opts or {})
+  return pl, err, code
 end
 
 -- ---- exec ------------------------------------------------------------------------
@@ -126,35 +148,47 @@ local function spawnopts (argv, opts)
   return o
 end
 
-local function start (cmd, opts)
+-- Start exec's command; level: that of exec's caller, seen from here.
+local function start (level, cmd, opts)
+  local a, b, c
   if type(cmd) == "string" then
-    return spawn(spawnopts({ "/bin/sh", "-c", cmd }, opts))
+    a, b, c = cstart(level + 1, c_spawn, spawnopts({ "/bin/sh", "-c", cmd }, opts),
+                     "exec")
   elseif type(cmd[1]) == "table" then
-    checkcommands("exec", cmd)
-    return process.pipeline(cmd, spawnopts(nil, opts))
+    a, b, c = startpipeline(level + 1, "exec", cmd, spawnopts(nil, opts))
+  else
+    a, b, c = cstart(level + 1, c_spawn, spawnopts(cmd, opts), "exec")
   end
-  return spawn(spawnopts(cmd, opts))
+  return a, b, c
 end
 
 local function checkexec (cmd, opts)
   local t = type(cmd)
   if t ~= "string" and (t ~= "table" or cmd[1] == nil) then
-    argerror(1, "exec", "command string or list expected, got " .. t)
+    argerror(1, "exec", "command string or list expected, got " .. t, 3)
+  end
+  if t == "string" and cmd:find("\0", 1, true) then
+    argerror(1, "exec", "zero byte in the command", 3)
   end
   if opts ~= nil and type(opts) ~= "table" then
-    argerror(2, "exec", "table expected, got " .. type(opts))
+    argerror(2, "exec", "table expected, got " .. type(opts), 3)
   end
+  if t == "table" and type(cmd[1]) == "table" then checkcommands("exec", cmd, 3) end
   opts = opts or {}
+  if opts.stdin ~= nil or opts.stdout ~= nil then
+    argerror(2, "exec", ("'%s': not an option of exec (input = gives stdin; "
+      .. "for more, use spawn)"):format(opts.stdin ~= nil and "stdin" or "stdout"), 3)
+  end
   if opts.input ~= nil and type(opts.input) ~= "string" then
-    argerror(2, "exec", "'input': string expected")
+    argerror(2, "exec", "'input': string expected", 3)
   end
   if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or
                               not (opts.timeout >= 0)) then
-    argerror(2, "exec", "'timeout': non-negative number expected")
+    argerror(2, "exec", "'timeout': non-negative number expected", 3)
   end
   if opts.max_output ~= nil and (math.type(opts.max_output) ~= "integer" or
                                  opts.max_output < 0) then
-    argerror(2, "exec", "'max_output': non-negative integer expected")
+    argerror(2, "exec", "'max_output': non-negative integer expected", 3)
   end
   return opts
 end
@@ -169,7 +203,10 @@ end
 -- is nil, "timeout" (or "output limit exceeded"), stdout, stderr so far.
 function process.exec (cmd, opts)
   opts = checkexec(cmd, opts)
-  local proc, err, code = start(cmd, opts)
+  if not current() then
+    error("'exec' must be called inside a task (use tide.run or tide.spawn)", 2)
+  end
+  local proc, err, code = start(2, cmd, opts)
   if not proc then return nil, err, code end
   local p <close> = proc
   local max = opts.max_output or math.huge

@@ -31,6 +31,14 @@ local function checkfunction (f, i, fname)
   end
 end
 
+-- Raise for a waiting call made outside any task, before it starts anything.
+local function intask (fname)
+  if not current() then
+    error(("'tide.%s' must be called inside a task (use tide.run or "
+           .. "tide.spawn)"):format(fname), 3)
+  end
+end
+
 -- tide.run(fn, ...): fn as the main task; its results, or its error raised.
 -- Inside a task it is the same as spawn(fn, ...):await().
 function tide.run (fn, ...)
@@ -108,6 +116,7 @@ end
 -- tide.gather(f_or_task, ...) -> the first result of each, in order. The
 -- first error cancels the others and is raised once they have ended.
 function tide.gather (...)
+  intask("gather")
   local ts = tasklist("gather", ...)
   local n, bad = ts.n, nil
   waitfor(ts, function (ended, t)
@@ -126,6 +135,7 @@ end
 -- tide.settle(f_or_task, ...) -> { {ok = true, n = k, ...results} |
 -- {ok = false, err = e} }, in order, once every one has ended.
 function tide.settle (...)
+  intask("settle")
   local ts = tasklist("settle", ...)
   local n = ts.n
   waitfor(ts, function (ended) return ended == n end)
@@ -144,6 +154,7 @@ end
 -- tide.race(f_or_task, ...) -> the results of the first to end (or its error
 -- raised); the others are cancelled and have ended on return.
 function tide.race (...)
+  intask("race")
   local ts = tasklist("race", ...)
   if ts.n == 0 then argerror(1, "race", "function or task expected") end
   local first = waitfor(ts, function (ended) return ended > 0 end)
@@ -154,6 +165,7 @@ end
 -- tide.timeout(s, f_or_task, ...) -> its results, or nil, "timeout" once s
 -- seconds have passed (it is then cancelled, and has ended on return).
 function tide.timeout (s, f, ...)
+  intask("timeout")
   if type(s) ~= "number" or not (s >= 0) then
     argerror(1, "timeout", "non-negative number expected")
   end
@@ -174,6 +186,7 @@ end
 -- tide.shield(f_or_task) -> its results; if the caller is cancelled, the
 -- task goes on.
 function tide.shield (f, ...)
+  intask("shield")
   if type(f) == "function" then f = spawn(f, ...)
   elseif not istask(f) then
     argerror(1, "shield", "function or task expected, got " .. type(f))
@@ -219,6 +232,7 @@ local function waitchildren (g)
 end
 
 function tide.group (body)
+  intask("group")
   checkfunction(body, 1, "group")
   local g = setmetatable({ live = 0 }, Group)
   local b = g:spawn(body, g)
