@@ -71,13 +71,20 @@ static void exit_now (int signum) {
   _exit(128 + signum);
 }
 
+/* A second signal, not the check timer's (see laction) */
+static void exit_on_signal (int signum, siginfo_t *info, void *ctx) {
+  (void)ctx;
+  if (info == NULL || info->si_code != SI_TIMER) exit_now(signum);
+}
+
 /* Once the loop has let go of signum, a second one ends the program. */
 static void exit_on_next (tide_Runtime *rt, int signum) {
   struct sigaction sa;
   tide__signaldefault(rt, signum, NULL);
   if (sigaction(signum, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = exit_now;
+    sa.sa_sigaction = exit_on_signal;
+    sa.sa_flags = SA_SIGINFO;
     sigaction(signum, &sa, NULL);
   }
 }
@@ -144,6 +151,8 @@ static void laction (int signum, siginfo_t *info, void *ctx) {
 
 /* The loop has the signal: 0 if the hook took it already. */
 static int interrupt_seen (void) {
+  static const struct itimerspec off = {{0, 0}, {0, 0}};
+  if (pending && has_timer) timer_settime(check_timer, 0, &off, NULL);
   pending = 0;
   if (spent) {
     spent = 0;
