@@ -280,8 +280,20 @@ if want switch; then
 fi
 
 # ---------------------------------------------------------------- TCP echo
-CONNS=100 SECONDS_RR=3 MSG=64 MIB=256
+# Request/response rows, SECTION:CONNECTIONS:MESSAGE-BYTES each; every run
+# warms up for WARMUP_RR s, then measures SECONDS_RR s.
+RR_ROWS="echo_rr100b10:10:100 echo_rr100b100:100:100 echo_rr16k10:10:16384"
+SECONDS_RR=3 WARMUP_RR=1 MIB=256
+ECHO_SECS="echo_rr100b10 echo_rr100b100 echo_rr16k10 echo_bulk"
 ECHO_PEERS="tide luv cqueues node python python_protocol c"
+# With two cores or more, the server runs on CPU 0 and the clients on CPU 1.
+if [ "$(nproc)" -ge 2 ] && taskset -c 0,1 true 2>/dev/null; then
+  PIN_SERVER="taskset -c 0" PIN_CLIENT="taskset -c 1"
+  PINNED="Server pinned to CPU 0 and client to CPU 1 (taskset)."
+else
+  PIN_SERVER="" PIN_CLIENT=""
+  PINNED="Not pinned (fewer than 2 cores, or no taskset): client and server share the cores."
+fi
 server_cmd() {
   case $1 in
     tide) echo "$TIDE $BENCH/echo_server.lua" ;;
@@ -294,12 +306,26 @@ server_cmd() {
   esac
 }
 
-# echo_round PEER: start PEER's server, wait for the port it prints, run the
-# request/response and the bulk client against it once each, stop it.
+# cpu_ticks PID: utime + stime of process PID (all its threads) in clock
+# ticks, from /proc/PID/stat; fields 14 and 15, counted after the command
+# name, which is in parentheses and may hold spaces.
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
+HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# echo_skip PEER REASON: PEER runs in none of the echo sections.
+echo_skip() { for _s in $ECHO_SECS; do skip "$_s" "$1" "$2"; done; }
+# echo_failed PEER: every echo section has given up on PEER.
+echo_failed() {
+  for _s in $ECHO_SECS; do [ -f "$TMP/keep.$_s.$1.fail" ] || return 1; done
+}
+
+# echo_round PEER: start PEER's server, wait for the port it prints, run each
+# request/response row and the bulk client against it once, stop it.
 echo_round() {
   peer=$1
-  # shellcheck disable=SC2046,SC2091  # the command is meant to be split and run
-  $(server_cmd "$peer") > "$TMP/port" 2> "$TMP/server.err" &
+  # The server is started directly (taskset execs it), so $! is its pid.
+  # shellcheck disable=SC2046,SC2086,SC2091  # the command is meant to be split and run
+  $PIN_SERVER $(server_cmd "$peer") > "$TMP/port" 2> "$TMP/server.err" &
   SERVER_PID=$!
   port=""
   tries=100
@@ -310,12 +336,31 @@ echo_round() {
   done
   if [ -z "$port" ]; then
     why=$(grep -v '^[[:space:]]*$' "$TMP/server.err" | head -n 1 | cut -c1-90)
-    skip echo_rr "$peer" "server did not start${why:+: $why}"
-    skip echo_bulk "$peer" "server did not start${why:+: $why}"
+    echo_skip "$peer" "server did not start${why:+: $why}"
   else
-    trial echo_rr "$peer" rr_per_s higher \
-      "$BIN/load_uv" 127.0.0.1 "$port" "$CONNS" "$SECONDS_RR" "$MSG"
-    trial echo_bulk "$peer" bulk_mib_per_s higher "$BIN/bulk_uv" 127.0.0.1 "$port" "$MIB"
+    for row in $RR_ROWS; do
+      sec=${row%%:*} rest=${row#*:}
+      # load_uv reads the server's CPU time from /proc/$SERVER_PID/stat itself,
+      # at the start and the end of the measured interval.
+      # shellcheck disable=SC2086  # PIN_CLIENT is meant to be split
+      trial "$sec" "$peer" rr_per_s higher $PIN_CLIENT "$BIN/load_uv" 127.0.0.1 "$port" \
+        "${rest%%:*}" "$SECONDS_RR" "${rest#*:}" "$WARMUP_RR" "$SERVER_PID"
+    done
+    # bulk_uv makes one connection: the server's CPU time is read around the
+    # whole run and added to its output.
+    if [ ! -f "$TMP/keep.echo_bulk.$peer.fail" ]; then
+      c0=$(cpu_ticks "$SERVER_PID")
+      # shellcheck disable=SC2086
+      if attempt $PIN_CLIENT "$BIN/bulk_uv" 127.0.0.1 "$port" "$MIB"; then
+        c1=$(cpu_ticks "$SERVER_PID")
+        [ -n "$c0" ] && [ -n "$c1" ] &&
+          awk -v a="$c0" -v b="$c1" -v hz="$HZ" -v m="$MIB" \
+            'BEGIN { printf "cpu_ms_per_mib\t%.3f\n", (b - a) / hz * 1000 / m }' >> "$TMP/out"
+        keep echo_bulk "$peer" bulk_mib_per_s higher
+      else
+        cp "$TMP/why" "$TMP/keep.echo_bulk.$peer.fail"
+      fi
+    fi
   fi
   kill "$SERVER_PID" 2>/dev/null
   wait "$SERVER_PID" 2>/dev/null
@@ -328,20 +373,31 @@ if want echo; then
     why=$(unavailable "$peer")
     [ -z "$why" ] && [ ! -x "$BIN/load_uv" ] && why="bench/load_uv.c did not compile"
     [ -z "$why" ] && [ ! -x "$BIN/bulk_uv" ] && why="bench/bulk_uv.c did not compile"
-    [ -n "$why" ] && skip echo_rr "$peer" "$why" && skip echo_bulk "$peer" "$why"
+    [ -n "$why" ] && echo_skip "$peer" "$why"
   done
   r=1
   while [ "$r" -le "$REPEAT" ]; do
     for peer in $ECHO_PEERS; do
-      [ -f "$TMP/keep.echo_rr.$peer.fail" ] && [ -f "$TMP/keep.echo_bulk.$peer.fail" ] && continue
+      echo_failed "$peer" && continue
       say "echo, pass $r/$REPEAT: $peer"
       echo_round "$peer"
     done
     r=$((r + 1))
   done
   for peer in $ECHO_PEERS; do
-    kept echo_rr "$peer" && record rr_per_s "$peer" "$(get rr_per_s)"
-    kept echo_bulk "$peer" && record bulk_mib_per_s "$peer" "$(get bulk_mib_per_s)"
+    for row in $RR_ROWS; do
+      sec=${row%%:*}
+      kept "$sec" "$peer" || continue
+      for m in rr_per_s p50_us p99_us cpu_us_per_msg; do
+        v=$(get "$m")
+        [ -n "$v" ] && record "${sec}_$m" "$peer" "$v"
+      done
+    done
+    if kept echo_bulk "$peer"; then
+      record bulk_mib_per_s "$peer" "$(get bulk_mib_per_s)"
+      v=$(get cpu_ms_per_mib)
+      [ -n "$v" ] && record bulk_cpu_ms_per_mib "$peer" "$v"
+    fi
   done
   LIMIT=$TIMEOUT
 fi
@@ -492,14 +548,48 @@ metric	switch	switch_per_s	switches/s	higher
 note	switch	a switch is one task handing over to the other, two a round; best of $REPEAT passes.
 note	switch	tide: tide.yield; luv: an idle handle per coroutine; cqueues and asyncio: sleep(0);
 note	switch	the floor resumes two bare coroutines in turn from a loop, timed by os.clock.
-section	echo_rr	TCP echo, request/response: $CONNS connections, $MSG-byte messages, $SECONDS_RR s	tide luv cqueues node python python_protocol c
-metric	echo_rr	rr_per_s	requests/s	higher
-note	echo_rr	client: bench/load_uv.c (C, libuv), one request in flight per connection; best of
-note	echo_rr	$REPEAT passes. 127.0.0.1 only; client and server share the machine's $(nproc) cores.
+section	echo_rr100b10	TCP echo, request/response: 10 connections, 100-byte messages	tide luv cqueues node python python_protocol c
+ceiling	echo_rr100b10	c
+metric	echo_rr100b10	echo_rr100b10_rr_per_s	round trips/s	higher
+metric	echo_rr100b10	echo_rr100b10_p50_us	p50 latency (us)	lower
+metric	echo_rr100b10	echo_rr100b10_p99_us	p99 latency (us)	lower
+metric	echo_rr100b10	echo_rr100b10_cpu_us_per_msg	server CPU us/round trip	lower
+note	echo_rr100b10	client: bench/load_uv.c (C, libuv), the same for every server: each connection writes
+note	echo_rr100b10	one message, waits until all of its bytes have come back, and writes the next. After
+note	echo_rr100b10	every connection is up, $WARMUP_RR s of this go uncounted, then $SECONDS_RR s are measured. Round
+note	echo_rr100b10	trips/s: echoes completed in the measured interval / its length. Latency: from the
+note	echo_rr100b10	write of a message to the last byte of its echo, p50 and p99 (nearest rank) over every
+note	echo_rr100b10	round trip of the interval. Server CPU: utime + stime of the server process (all its
+note	echo_rr100b10	threads) from /proc/PID/stat, read by the client at the start and the end of the
+note	echo_rr100b10	measured interval (1/$HZ s ticks), divided by the round trips: the server's cost per
+note	echo_rr100b10	message, which holds even where the client, not the server, is the bottleneck (a
+note	echo_rr100b10	server that is not kept busy handles fewer messages per loop turn, so pays more each).
+note	echo_rr100b10	127.0.0.1. $PINNED
+note	echo_rr100b10	Best of $REPEAT passes by round trips/s; the other figures are from that run.
+note	echo_rr100b10	peer/C: the peer's value over the C server's (bench/echo_uv.c, the ceiling).
+section	echo_rr100b100	TCP echo, request/response: 100 connections, 100-byte messages	tide luv cqueues node python python_protocol c
+ceiling	echo_rr100b100	c
+metric	echo_rr100b100	echo_rr100b100_rr_per_s	round trips/s	higher
+metric	echo_rr100b100	echo_rr100b100_p50_us	p50 latency (us)	lower
+metric	echo_rr100b100	echo_rr100b100_p99_us	p99 latency (us)	lower
+metric	echo_rr100b100	echo_rr100b100_cpu_us_per_msg	server CPU us/round trip	lower
+note	echo_rr100b100	measured as for 10 connections and 100 bytes; peer/C: the peer's value over the C server's.
+section	echo_rr16k10	TCP echo, request/response: 10 connections, 16 KiB messages	tide luv cqueues node python python_protocol c
+ceiling	echo_rr16k10	c
+metric	echo_rr16k10	echo_rr16k10_rr_per_s	round trips/s	higher
+metric	echo_rr16k10	echo_rr16k10_p50_us	p50 latency (us)	lower
+metric	echo_rr16k10	echo_rr16k10_p99_us	p99 latency (us)	lower
+metric	echo_rr16k10	echo_rr16k10_cpu_us_per_msg	server CPU us/round trip	lower
+note	echo_rr16k10	measured as for 10 connections and 100 bytes; peer/C: the peer's value over the C server's.
 section	echo_bulk	TCP echo, bulk: one connection, $MIB MiB sent and echoed back	tide luv cqueues node python python_protocol c
+ceiling	echo_bulk	c
 metric	echo_bulk	bulk_mib_per_s	MiB/s	higher
+metric	echo_bulk	bulk_cpu_ms_per_mib	server CPU ms per MiB	lower
 note	echo_bulk	client: bench/bulk_uv.c (C, libuv), writing and reading at once; MiB echoed per
-note	echo_bulk	second; best of $REPEAT passes.
+note	echo_bulk	second. Server CPU: utime + stime from /proc/PID/stat before and after the client's
+note	echo_bulk	run (connect and close included), over the MiB echoed.
+note	echo_bulk	$PINNED
+note	echo_bulk	Best of $REPEAT passes (by MiB/s; its CPU figure is from the same run).
 section	queue	Queue and lock: 1,000,000 items or acquire/release pairs (bench/queue*)	tide luv node python
 metric	queue	queue1_items_per_s	Queue(1) items/s	higher
 metric	queue	queue100_items_per_s	Queue(100) items/s	higher

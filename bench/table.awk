@@ -1,11 +1,13 @@
 # table.awk DEFS RESULTS: print the benchmark table.
 # DEFS (tab-separated, written by run.sh):
 #   peer ID LABEL | section ID TITLE PEER-IDS | metric SECTION KEY LABEL lower|higher
-#   | note SECTION TEXT
+#   | note SECTION TEXT | ceiling SECTION PEER-ID
 # RESULTS: val KEY PEER VALUE | fail SECTION PEER REASON
 # Sections whose id does not start with a word of `only` are left out.
 # Each metric gets a row per peer with tide's value divided by the peer's and
-# a verdict that reads the same whichever direction is better.
+# a verdict that reads the same whichever direction is better. A section with
+# a ceiling peer gets one more column: each peer's value divided by the
+# ceiling's (peer/C).
 BEGIN { FS = "\t" }
 
 FNR == NR {
@@ -13,6 +15,7 @@ FNR == NR {
   else if ($1 == "section" && wanted($2)) { sections[++ns] = $2; title[$2] = $3; peers[$2] = $4 }
   else if ($1 == "metric") { metrics[$2, ++nm[$2]] = $3; mlabel[$3] = $4; better[$3] = $5 }
   else if ($1 == "note") notes[$2, ++nn[$2]] = $3
+  else if ($1 == "ceiling") ceil[$2] = $3
   next
 }
 $1 == "val" { val[$2, $3] = $4 }
@@ -30,7 +33,7 @@ function commas(s,    out) {
 }
 
 function fmt(v) {
-  if (v >= 1000) return commas(sprintf("%.0f", v))
+  if (v >= 999.5) return commas(sprintf("%.0f", v))
   if (v >= 100) return sprintf("%.0f", v)
   if (v >= 10) return sprintf("%.1f", v)
   if (v >= 1) return sprintf("%.2f", v)
@@ -61,7 +64,9 @@ END {
     s = sections[i]
     np = split(peers[s], plist, " ")
     printf "\n== %s ==\n", title[s]
-    printf "%-27s %-7s %11s  %-34s %11s %10s  %s\n", "metric", "better", "tide", "peer", "peer value", "tide/peer", "tide is"
+    c = (s in ceil) ? ceil[s] : ""
+    printf "%-27s %-7s %11s  %-34s %11s %10s%s  %s\n", "metric", "better", "tide", "peer", "peer value", "tide/peer",
+      (c != "" ? sprintf(" %7s", "peer/" toupper(c)) : ""), "tide is"
     if ((s, "tide") in fail) printf "%-27s %-7s %11s  %s\n", "tide", "", "n/a", fail[s, "tide"]
     for (j = 1; j <= nm[s]; j++) {
       k = metrics[s, j]
@@ -78,10 +83,13 @@ END {
           ratio = "-"
           v = (pv == "n/a") ? why(k, plist[p], s) : "-"
         }
+        cr = ""
+        if (c != "")
+          cr = sprintf(" %7s", (pv != "n/a" && (k, c) in val && val[k, c] > 0) ? sprintf("%.2f", val[k, plist[p]] / val[k, c]) : "-")
         if (first)
-          printf "%-27s %-7s %11s  %-34s %11s %10s  %s\n", mlabel[k], better[k], t, label[plist[p]], pv, ratio, v
+          printf "%-27s %-7s %11s  %-34s %11s %10s%s  %s\n", mlabel[k], better[k], t, label[plist[p]], pv, ratio, cr, v
         else
-          printf "%-27s %-7s %11s  %-34s %11s %10s  %s\n", "", "", "", label[plist[p]], pv, ratio, v
+          printf "%-27s %-7s %11s  %-34s %11s %10s%s  %s\n", "", "", "", label[plist[p]], pv, ratio, cr, v
         first = 0
       }
       if (first)  # a section where tide is the only entry
