@@ -1,5 +1,6 @@
 -- Echo server under cqueues (lua5.4 + lua-cqueues): a coroutine per
--- connection reads what is there (up to 64 KiB) and writes it back.
+-- connection (TCP_NODELAY, as every server here) reads what is there (up to
+-- 64 KiB) and writes it back.
 -- Usage: lua5.4 echo_server_cqueues.lua; prints "port\t<n>" once listening.
 local cqueues = require "cqueues"
 local socket = require "cqueues.socket"
@@ -25,7 +26,7 @@ local function echo(con)
 end
 
 cq:wrap(function ()
-  for con in server:clients() do
+  for con in server:clients({ nodelay = true }) do
     cq:wrap(echo, con)
   end
 end)
