@@ -66,45 +66,6 @@ local function fail (code, ...)
   return r[2]
 end
 
-local POOL = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
-
--- Hold every thread of the pool until the returned function is called:
--- each runs a tide.work that leaves a mark, then blocks opening a FIFO for
--- reading. Returns once all of them are there, so every call queued before
--- has ended, and every call queued after waits.
-local function holdpool (dir)
-  local fifo = dir .. "/gate"
-  assert(os.execute("mkfifo '" .. fifo .. "'"))
-  local holders = {}
-  for i = 1, POOL do
-    holders[i] = tide.spawn(tide.work, function (path, mark)
-      io.open(mark, "w"):close()
-      io.open(path, "r"):close()
-      return true
-    end, fifo, fifo .. "." .. i)
-  end
-  local waiting, start = 0, tide.now()
-  while waiting < POOL do
-    assert(tide.now() - start < 10, "the pool was not free within 10 s")
-    tide.sleep(0.005)
-    waiting = 0
-    for i = 1, POOL do
-      local m = io.open(fifo .. "." .. i)
-      if m then m:close() waiting = waiting + 1 end
-    end
-  end
-  local gate
-  local function open_gate ()      -- a writer: each open for reading returns
-    gate = gate or io.open(fifo, "r+")
-  end
-  finally(open_gate)               -- if the test failed before
-  return function ()
-    open_gate()
-    for i = 1, POOL do holders[i]:await() end
-    gate:close()
-    for i = 1, POOL do os.remove(fifo .. "." .. i) end
-  end
-end
 
 describe("tide.fs.read_file and write_file", function ()
   it("round-trip binary data", async(function ()
@@ -192,7 +153,7 @@ describe("tide.fs.read_file and write_file", function ()
       if i % 3 == 0 then tide.sleep(0.0005) else tide.yield() end
     end
     for i = 1, n do pcall(tasks[i].await, tasks[i]) end
-    local release = holdpool(d)       -- every request still queued has ended
+    local release = holdpool(d, finally) -- every request still queued has ended
     release()
     for name in fs.scandir(d) do
       if name ~= "gate" then
@@ -348,7 +309,7 @@ describe("tide.fs.open and File", function ()
     local d = fs.realpath(tmpdir())
     put(d .. "/f", "abc")
     local f = assert(fs.open(d .. "/f"))
-    local release = holdpool(d)
+    local release = holdpool(d, finally)
     local t = tide.spawn(f.read, f, 10)
     tide.sleep(0.01)
     assert.is_true(f:close())
@@ -362,7 +323,7 @@ describe("tide.fs.open and File", function ()
     local d = tmpdir()
     put(d .. "/f", "abc")
     local f <close> = assert(fs.open(d .. "/f"))
-    local release = holdpool(d)
+    local release = holdpool(d, finally)
     local t = tide.spawn(f.read, f, 10, 0)
     tide.sleep(0.01)
     t:cancel()
@@ -429,7 +390,7 @@ describe("tide.fs.open and File", function ()
 
   it("a pending call is cancelled before it runs", async(function ()
     local d = tmpdir()
-    local release = holdpool(d)
+    local release = holdpool(d, finally)
     local t = tide.spawn(fs.mkdir, d .. "/never")
     tide.sleep(0.01)
     assert.equal("waiting", t:state())

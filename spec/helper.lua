@@ -70,3 +70,45 @@ function _G.background (cmd)
     return output
   end
 end
+
+-- The size of libuv's thread pool in this process.
+_G.POOL = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
+
+-- Hold every thread of the pool until the returned function is called:
+-- each runs a tide.work that leaves a mark, then blocks opening a FIFO for
+-- reading. Returns once all of them are there, so every call queued before
+-- has ended, and every call queued after waits. finally is the calling
+-- spec's (busted gives it to spec files, not to this helper).
+function _G.holdpool (dir, finally)
+  local fifo = dir .. "/gate"
+  assert(os.execute("mkfifo '" .. fifo .. "'"))
+  local holders = {}
+  for i = 1, POOL do
+    holders[i] = tide.spawn(tide.work, function (path, mark)
+      io.open(mark, "w"):close()
+      io.open(path, "r"):close()
+      return true
+    end, fifo, fifo .. "." .. i)
+  end
+  local waiting, start = 0, tide.now()
+  while waiting < POOL do
+    assert(tide.now() - start < 10, "the pool was not free within 10 s")
+    tide.sleep(0.005)
+    waiting = 0
+    for i = 1, POOL do
+      local m = io.open(fifo .. "." .. i)
+      if m then m:close() waiting = waiting + 1 end
+    end
+  end
+  local gate
+  local function open_gate ()      -- a writer: each open for reading returns
+    gate = gate or io.open(fifo, "r+")
+  end
+  finally(open_gate)               -- if the test failed before
+  return function ()
+    open_gate()
+    for i = 1, POOL do holders[i]:await() end
+    gate:close()
+    for i = 1, POOL do os.remove(fifo .. "." .. i) end
+  end
+end

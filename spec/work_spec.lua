@@ -10,51 +10,12 @@ local function spin (s)
   return n
 end
 
-local POOL = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
 
 -- A new temporary directory, removed at the end of the test.
 local function tmpdir ()
   local d = assert(tide.fs.mkdtemp())
   finally(function () os.execute("rm -rf '" .. d .. "'") end)
   return d
-end
-
--- Hold every thread of the pool until the returned function is called:
--- each runs a tide.work that leaves a mark, then blocks opening a FIFO for
--- reading. Returns once all of them are there, so every call queued before
--- has ended, and every call queued after waits.
-local function holdpool (dir)
-  local fifo = dir .. "/gate"
-  assert(os.execute("mkfifo '" .. fifo .. "'"))
-  local holders = {}
-  for i = 1, POOL do
-    holders[i] = tide.spawn(tide.work, function (path, mark)
-      io.open(mark, "w"):close()
-      io.open(path, "r"):close()
-      return true
-    end, fifo, fifo .. "." .. i)
-  end
-  local waiting, start = 0, tide.now()
-  while waiting < POOL do
-    assert(tide.now() - start < 10, "the pool was not free within 10 s")
-    tide.sleep(0.005)
-    waiting = 0
-    for i = 1, POOL do
-      local m = io.open(fifo .. "." .. i)
-      if m then m:close() waiting = waiting + 1 end
-    end
-  end
-  local gate
-  local function open_gate ()      -- a writer: each open for reading returns
-    gate = gate or io.open(fifo, "r+")
-  end
-  finally(open_gate)               -- if the test failed before
-  return function ()
-    open_gate()
-    for i = 1, POOL do holders[i]:await() end
-    gate:close()
-    for i = 1, POOL do os.remove(fifo .. "." .. i) end
-  end
 end
 
 describe("tide.work", function ()
@@ -289,7 +250,7 @@ print(running)
 
   it("drops a cancelled call before it starts", async(function ()
     local d = tmpdir()
-    local release = holdpool(d)
+    local release = holdpool(d, finally)
     local t = tide.spawn(tide.work, function (path)
       io.open(path, "w"):close()
     end, d .. "/ran")
