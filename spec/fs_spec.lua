@@ -66,7 +66,6 @@ local function fail (code, ...)
   return r[2]
 end
 
-
 describe("tide.fs.read_file and write_file", function ()
   it("round-trip binary data", async(function ()
     local d = tmpdir()

@@ -10,7 +10,6 @@ local function spin (s)
   return n
 end
 
-
 -- A new temporary directory, removed at the end of the test.
 local function tmpdir ()
   local d = assert(tide.fs.mkdtemp())
