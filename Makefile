@@ -21,11 +21,16 @@ WARN     = -Wall -Wextra -Werror
 CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
-CORE     = sched timer coro debug handle runtime
+CORE     = sched task wait report timer coro debug handle runtime interrupt
 BINDINGS = stream server dns tcp pipe udp signal process fs work tty
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
 HEADERS  = runtime/tide.h runtime/tide_int.h
+
+# Outside the dynamic linker's own directories, programs built with
+# `pkg-config --libs tide` find libtide.so through an rpath.
+RPATH     = $(if $(filter /usr /usr/local,$(PREFIX)),,-Wl$(comma)-rpath$(comma)$(PREFIX)/lib)
+comma     = ,
 
 VERSION   = 0.1.0
 SOVERSION = 0
@@ -114,9 +119,11 @@ install: all
 	ln -sf libtide.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtide.so.$(SOVERSION)
 	ln -sf libtide.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libtide.so
 	install -m 644 runtime/tide.h $(DESTDIR)$(PREFIX)/include/tide.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/tide.pc.in \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	  -e 's|@RPATH@|$(RPATH)|' tools/tide.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tide.pc
 	install -m 755 $(BUILD)/tide.so $(DESTDIR)$(LUAMODDIR)/tide.so
+	@if [ -z "$(DESTDIR)$(RPATH)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/tide $(DESTDIR)$(PREFIX)/lib/libtide.a \

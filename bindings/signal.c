@@ -358,11 +358,20 @@ static const luaL_Reg handler_meta[] = {
 /* Stack: tide table, private table, runtime userdata. Writing to a pipe
 ** or socket whose reader has gone must fail with EPIPE rather than kill
 ** the program, so SIGPIPE is ignored unless the host set its own handler
-** (children get the default back when they start). */
+** (children get the default back when they start). A SIGCHLD ignored by
+** whoever started the program (or SA_NOCLDWAIT) would let the system reap
+** children before tide reads their status: it gets its default back. */
 int tide__open_signal (lua_State *L) {
   struct sigaction sa;
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
     signal(SIGPIPE, SIG_IGN);
+  if (sigaction(SIGCHLD, NULL, &sa) == 0 && (sa.sa_handler == SIG_IGN ||
+      (!(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL &&
+       (sa.sa_flags & SA_NOCLDWAIT)))) {
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+  }
   if (luaL_newmetatable(L, TIDE_SIGHANDLER)) {
     luaL_setfuncs(L, handler_meta, 0);
     luaL_newlib(L, handler_methods);

@@ -40,166 +40,9 @@ static const char *progname = LUA_PROGNAME;
 static tide_Runtime *runtime = NULL;
 
 
-/*
-** SIGINT and SIGTERM: the first cancels the main task (or, once it has
-** ended, every task) so that <close> variables and cleanup run, and the
-** program exits with 128 + the signal's number soon after; a second one
-** exits at once, even while the program blocks or computes. A script's
-** own tide.signal wait or handler for the signal takes precedence (see
-** bindings/signal.c).
-*/
-static int interrupted = 0;  /* the signal that stops the program, or 0 */
-
-/* Cancel the task tide_call is driving; 0 if there is none. */
-static int cancel_main (tide_Runtime *rt) {
-  lua_State *L = rt->cbL;
-  uint32_t i;
-  int found = 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
-  for (i = 1; i <= rt->nlive && !found; i++) {
-    Task *t;
-    lua_rawgeti(L, -1, i);
-    t = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    if (t->main) found = tide__cancel(t);
-  }
-  lua_pop(L, 1);
-  return found;
-}
-
-static void exit_now (int signum) {
-  _exit(128 + signum);
-}
-
-/* A second signal, not the check timer's (see laction) */
-static void exit_on_signal (int signum, siginfo_t *info, void *ctx) {
-  (void)ctx;
-  if (info == NULL || info->si_code != SI_TIMER) exit_now(signum);
-}
-
-/* Once the loop has let go of signum, a second one ends the program. */
-static void exit_on_next (tide_Runtime *rt, int signum) {
-  struct sigaction sa;
-  tide__signaldefault(rt, signum, NULL);
-  if (sigaction(signum, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = exit_on_signal;
-    sa.sa_flags = SA_SIGINFO;
-    sigaction(signum, &sa, NULL);
-  }
-}
-
-/*
-** SIGINT or SIGTERM while a task computes (a busy loop the loop cannot
-** preempt): the signal goes on to libuv's handler as any other, for the
-** loop to act on when it next polls (on_interrupt, or the script's own
-** tide.signal wait or handler). If the loop has not polled 50 ms later, a
-** SIGINT raises "interrupted!" in the running task through a hook, as
-** lua.c does, and that signal is spent; a SIGTERM ends the program. A
-** signal while one is pending ends the program at once.
-*/
-static struct sigaction uv_action[2];       /* libuv's: SIGINT, SIGTERM */
-static timer_t check_timer;                 /* SIGINT to laction, 50 ms on */
-static int has_timer = 0;
-static volatile sig_atomic_t pending = 0;   /* a signal the loop has not seen */
-static uint64_t pending_since;              /* the loop's time at it */
-static lua_State *hooked = NULL;            /* where the hook waits */
-static int spent = 0;                       /* the hook took that SIGINT */
-
-static void lstop (lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  lua_sethook(L, NULL, 0, 0);
-  hooked = NULL;
-  spent = 1;
-  luaL_error(L, "interrupted!");
-}
-
-/* The timer's signal: is the task still running, the loop not polled? */
-static void check_stuck (void) {
-  Task *t = runtime->current;
-  int signum = pending;
-  if (signum == 0) return;
-  if (t == NULL || uv_now(tide_loop(runtime)) != pending_since) {
-    pending = 0;                     /* the loop has the signal */
-    return;
-  }
-  if (signum != SIGINT) exit_now(signum);
-  hooked = t->co;
-  lua_sethook(t->co, lstop,
-              LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
-}
-
-static void laction (int signum, siginfo_t *info, void *ctx) {
-  static const struct itimerspec in50ms = {{0, 0}, {0, 50 * 1000 * 1000}};
-  struct sigaction *uv = &uv_action[signum == SIGTERM];
-  if (info != NULL && info->si_code == SI_TIMER) {
-    check_stuck();
-    return;
-  }
-  if (pending || hooked != NULL) exit_now(signum);
-  if (runtime->current != NULL && has_timer &&
-      !tide__signaltaken(runtime, signum)) {
-    pending = signum;
-    pending_since = uv_now(tide_loop(runtime));
-    timer_settime(check_timer, 0, &in50ms, NULL);
-  }
-  if (uv->sa_flags & SA_SIGINFO)
-    uv->sa_sigaction(signum, info, ctx);
-  else if (uv->sa_handler != SIG_DFL && uv->sa_handler != SIG_IGN)
-    uv->sa_handler(signum);
-}
-
-/* The loop has the signal: 0 if the hook took it already. */
-static int interrupt_seen (void) {
-  static const struct itimerspec off = {{0, 0}, {0, 0}};
-  if (pending && has_timer) timer_settime(check_timer, 0, &off, NULL);
-  pending = 0;
-  if (spent) {
-    spent = 0;
-    return 0;
-  }
-  if (hooked != NULL) {              /* not fired yet: the loop acts */
-    lua_sethook(hooked, NULL, 0, 0);
-    hooked = NULL;
-  }
-  return 1;
-}
-
-/* Put laction in front of the handlers libuv has installed. */
-static void hook_interrupts (void) {
-  struct sigaction sa;
-  struct sigevent ev;
-  if (sigaction(SIGINT, NULL, &uv_action[0]) != 0 ||
-      sigaction(SIGTERM, NULL, &uv_action[1]) != 0) return;
-  memset(&ev, 0, sizeof ev);
-  ev.sigev_notify = SIGEV_SIGNAL;
-  ev.sigev_signo = SIGINT;
-  has_timer = timer_create(CLOCK_MONOTONIC, &ev, &check_timer) == 0;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = laction;
-  sa.sa_flags = SA_SIGINFO;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-}
-
-
-static int in_repl = 0;  /* the prompt takes SIGINT */
-
-static void on_interrupt (tide_Runtime *rt, int signum) {
-  if (!interrupt_seen()) return;
-  if (signum == SIGINT && in_repl) {
-    tide__replinterrupt();
-    return;
-  }
-  interrupted = signum;
-  exit_on_next(rt, SIGINT);
-  exit_on_next(rt, SIGTERM);
-  if (!cancel_main(rt)) {
-    tide__cancelall(rt);
-    uv_stop(tide_loop(rt));
-  }
-}
+/* SIGINT and SIGTERM cancel the main task (runtime/interrupt.c); the
+** prompt takes SIGINT itself while it runs. */
+#define interrupted (runtime != NULL ? tide_interrupted(runtime) : 0)
 
 
 static void print_usage (const char *badoption) {
@@ -508,9 +351,9 @@ static void doREPL (lua_State *L) {
       lua_settop(L, 0);
       return;
     }
-    in_repl = 1;  /* Ctrl-C is the prompt's */
+    runtime->onsigint = tide__replinterrupt;  /* Ctrl-C is the prompt's */
     status = tide_call(runtime, 2, 0);
-    in_repl = 0;
+    runtime->onsigint = NULL;
   }
   report(L, status);
   lua_settop(L, 0);  /* clear stack */
@@ -545,9 +388,7 @@ static int pmain (lua_State *L) {
   runtime = tide_open(L, NULL);
   if (runtime == NULL)
     return luaL_error(L, "cannot open the tide runtime");
-  tide__signaldefault(runtime, SIGINT, on_interrupt);
-  tide__signaldefault(runtime, SIGTERM, on_interrupt);
-  hook_interrupts();
+  tide_catchsignals(runtime);
   createargtable(L, argv, argc, script);  /* create table 'arg' */
   lua_gc(L, LUA_GCGEN, 0, 0);  /* GC in generational mode */
   if (!(args & has_E)) {  /* no option '-E'? */
@@ -596,7 +437,10 @@ int main (int argc, char **argv) {
   status = lua_pcall(L, 2, 1, 0);  /* do the call */
   result = lua_toboolean(L, -1);  /* get result */
   report(L, status);
-  if (runtime != NULL) tide_close(runtime);
+  if (runtime != NULL) {
+    tide_close(runtime);
+    if (tide_unobserved(runtime) > 0) result = 0;  /* as node exits 1 */
+  }
   lua_close(L);
   if (interrupted) return 128 + interrupted;
   return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -289,12 +289,19 @@ static int l_show (lua_State *L) {
   return 0;
 }
 
+/* Around tide's own reports on stderr (errors nobody observed). */
+static void around_report (int after) {
+  if (after) l_show(NULL);
+  else l_hide(NULL);
+}
+
 static void closed_cb (uv_handle_t *h) { (void)h; }
 
 /* The end of the session: handles closed, the terminal as it was. */
 static int l_finish (lua_State *L) {
   (void)L;
   stop_reading();
+  in.rt->aroundreport = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, in.taskref);
   in.taskref = LUA_NOREF;
   if (in.open) {
@@ -333,6 +340,7 @@ const char *tide__replinput (tide_Runtime *rt, lua_State *L) {
   memset(&in, 0, sizeof in);
   in.rt = rt;
   in.taskref = LUA_NOREF;
+  rt->aroundreport = around_report;
   in.tty = isatty(0);
   in.pollable = in.open = uv_poll_init(rt->loop, &in.poll, 0) == 0;
   if (!in.pollable && in.tty) return "cannot watch the standard input";

@@ -5,6 +5,7 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ TIDE_API tide_Runtime *tide_runtime (lua_State *L) {
 TIDE_API uv_loop_t *tide_loop (tide_Runtime *rt) { return rt->loop; }
 TIDE_API lua_State *tide_state (tide_Runtime *rt) { return rt->L; }
 TIDE_API size_t tide_ntasks (tide_Runtime *rt) { return rt->nlive; }
+TIDE_API size_t tide_unobserved (tide_Runtime *rt) { return rt->nunobserved; }
 
 TIDE_API uv_loop_t *tide_getloop (lua_State *L) {
   tide_Runtime *rt = tide_runtime(L);
@@ -159,13 +161,27 @@ static void finish_leftovers (tide_Runtime *rt) {
   }
 }
 
+/* After a signal cancelled tide.run's main task: SIGINT raises
+** "interrupted!" as lua5.4 does; SIGTERM ends the process by that signal,
+** now that cleanup has run. */
+static int interrupted_error (lua_State *L, int signum) {
+  if (signum == SIGTERM) {
+    signal(SIGTERM, SIG_DFL);
+    raise(SIGTERM);
+  }
+  lua_pushliteral(L, "interrupted!");
+  return lua_error(L);
+}
+
 /* Private: run(fn, ...) from outside any task: fn as the main task, the loop
-** until it ends; then the tasks it left are cancelled and reported. */
+** until it ends, with SIGINT and SIGTERM cancelling it unless the host took
+** them; then the tasks it left are cancelled and reported. */
 static int rt_runmain (lua_State *L) {
   tide_Runtime *rt = tide__rt(L);
   uint32_t left;
-  int status, n;
+  int status, n, caught, signum;
   luaL_checktype(L, 1, LUA_TFUNCTION);
+  caught = !tide__signalscaught(rt) && tide_catchsignals(rt) == 0;
   status = call_main(rt, L, lua_gettop(L) - 1);
   left = rt->nlive;
   if (left > 0) {
@@ -173,6 +189,12 @@ static int rt_runmain (lua_State *L) {
             "cancelling\n", (unsigned)left, left == 1 ? " was" : "s were");
     finish_leftovers(rt);
   }
+  signum = rt->interrupted;
+  if (caught) {
+    tide__releasesignals(rt);
+    rt->interrupted = 0;
+  }
+  if (caught && signum != 0) return interrupted_error(L, signum);
   if (status != LUA_OK) return lua_error(L);
   n = lua_gettop(L);
   return n;
@@ -198,11 +220,14 @@ TIDE_API void tide_close (tide_Runtime *rt) {
   lua_State *L = rt->L;
   if (rt->closing) return;
   if (L != NULL) finish_leftovers(rt);
+  tide__reportfailed(rt);
+  tide__releasesignals(rt);
   rt->closing = 1;
   tide__closehandles(rt);
   uv_idle_stop(&rt->idle);
   close_own((uv_handle_t *)&rt->idle, &pending);
   close_own((uv_handle_t *)&rt->timer, &pending);
+  close_own((uv_handle_t *)&rt->prepare, &pending);
   if (rt->ownsloop)
     uv_walk(rt->loop, close_own, &pending);
   while (pending > 0)
@@ -228,6 +253,7 @@ static int rt_gc (lua_State *L) {
   tide_Runtime *rt = lua_touserdata(L, 1);
   if (!rt->closing) {
     uint32_t i;
+    tide__reportleft(rt);
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
     for (i = 1; i <= rt->nlive; i++) {
       Task *t;
@@ -347,6 +373,7 @@ static int open_protected (lua_State *L) {
   else
     rt->loop = loop;
   tide__inittimer(rt);
+  tide__initreport(rt);
   open_module(L, rt);
   if (setglobal) {
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

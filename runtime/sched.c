@@ -1,7 +1,7 @@
 /*
-** sched.c: tasks. Spawning, resuming, the wait/wake protocol every awaitable
-** function uses, cancellation, the ready queue, awaiting a task, and the
-** reports for errors nobody retrieved and for deadlocks.
+** sched.c: the scheduler. The live-task array, the ready queue, spawning,
+** resuming a task and ending it (results, errors, on_done callbacks).
+** The wait/wake protocol is in wait.c, the Task object in task.c.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,8 +10,6 @@
 #include <lualib.h>
 
 #include "tide_int.h"
-
-char tide__luawait;
 
 /* ---- The live-task array ------------------------------------------------
 ** Every task that has not ended sits in one registry array, so nothing that
@@ -45,7 +43,7 @@ static void live_remove (tide_Runtime *rt, lua_State *L, Task *t) {
 }
 
 /* Push the Task object of a live task. */
-static void pushtask (lua_State *L, Task *t) {
+void tide__pushtask (lua_State *L, Task *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->rt->liveref);
   lua_rawgeti(L, -1, t->slot);
   lua_remove(L, -2);
@@ -87,84 +85,14 @@ static Task *dequeue (tide_Runtime *rt) {
   return t;
 }
 
-static void task_run (tide_Runtime *rt, Task *t);
-
 /* Resume ready tasks until none is left, or until a budget is spent so that
 ** the loop gets to poll IO between long chains of wake-ups. */
 void tide__runready (tide_Runtime *rt) {
   int budget = 4096;
   while (rt->rcount > 0 && budget-- > 0)
-    task_run(rt, dequeue(rt));
+    tide__taskrun(rt, dequeue(rt));
   if (rt->rcount == 0)
     uv_idle_stop(&rt->idle);
-}
-
-/* ---- Errors of tasks ----------------------------------------------------- */
-
-/* Is the value at idx a tide.Cancelled error? */
-int tide__israised (lua_State *L, int idx) {
-  int r;
-  if (!lua_getmetatable(L, idx)) return 0;
-  luaL_getmetatable(L, TIDE_CANCELLED);
-  r = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return r;
-}
-
-/* Push the Cancelled object of task t (made on first use, with the message
-** given to cancel()). */
-static void pushcancelled (lua_State *L, Task *t) {
-  pushtask(L, t);
-  if (lua_getiuservalue(L, -1, 2) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, -3, 2);
-  }
-  if (lua_getfield(L, -1, "cancel") == LUA_TNIL) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
-    luaL_setmetatable(L, TIDE_CANCELLED);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "cancel");
-  }
-  lua_replace(L, -3);
-  lua_pop(L, 1);
-}
-
-static int raise_cancelled (lua_State *L, Task *t) {
-  pushcancelled(L, t);
-  return lua_error(L);
-}
-
-static int calltostring (lua_State *L) {
-  luaL_tolstring(L, 1, NULL);
-  return 1;
-}
-
-/* Push "msg\nstack traceback:..." for the error on top of co, as lua.c's
-** message handler does for the main chunk. co is dead (no call may run on
-** it): a __tostring runs on L, in a protected call. */
-static void pushtraceback (lua_State *L, lua_State *co) {
-  const char *msg = lua_tostring(co, -1);
-  if (msg == NULL) {
-    int top = lua_gettop(L);
-    lua_pushcfunction(L, calltostring);
-    lua_pushvalue(co, -1);
-    lua_xmove(co, L, 1);
-    if (luaL_getmetafield(L, -1, "__tostring") != LUA_TNIL &&
-        (lua_pop(L, 1), lua_pcall(L, 1, 1, 0) == LUA_OK) &&
-        lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)",
-                            luaL_typename(co, -1));
-    luaL_traceback(L, co, msg, 0);
-    lua_replace(L, top + 1);
-    lua_settop(L, top + 1);
-    return;
-  }
-  luaL_traceback(L, co, msg, 0);
 }
 
 /* ---- Ending a task ------------------------------------------------------- */
@@ -181,7 +109,7 @@ static void wake_awaiters (Task *t) {
 }
 
 /* Call fn(task) outside any task, in a protected call; report errors. */
-static void callback (tide_Runtime *rt, lua_State *L) {
+void tide__callback (tide_Runtime *rt, lua_State *L) {
   Task *prev = rt->current;
   rt->current = NULL;
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
@@ -197,13 +125,13 @@ static void callback (tide_Runtime *rt, lua_State *L) {
 static void run_callbacks (tide_Runtime *rt, Task *t) {
   lua_State *L = rt->cbL;
   lua_Integer i, n;
-  pushtask(L, t);
+  tide__pushtask(L, t);
   lua_getiuservalue(L, -1, 2);
   n = luaL_len(L, -1);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
     lua_pushvalue(L, -3);
-    callback(rt, L);
+    tide__callback(rt, L);
     lua_pushnil(L);
     lua_rawseti(L, -2, i);
   }
@@ -225,7 +153,7 @@ static void task_finish (tide_Runtime *rt, Task *t, int status, int nres) {
     if (t->cancelreq && tide__israised(L, -1))
       lua_pushnil(L);
     else
-      pushtraceback(L, co);        /* L: error, traceback */
+      tide__pushtraceback(L, co);        /* L: error, traceback */
     rt->current = t;               /* its __close handlers run as it */
     if (lua_resetthread(co) != LUA_OK) {  /* a __close raised: it wins */
       lua_xmove(co, L, 1);
@@ -243,6 +171,11 @@ static void task_finish (tide_Runtime *rt, Task *t, int status, int nres) {
   if (t->hascbs) {
     t->retrieved = 1;
     run_callbacks(rt, t);
+  }
+  if (t->failed) {
+    tide__pushtask(rt->cbL, t);
+    tide__failed(rt, rt->cbL, t);
+    lua_pop(rt->cbL, 1);
   }
   live_remove(rt, rt->cbL, t);
 }
@@ -290,7 +223,7 @@ static int os_exit (lua_State *L) {
   return lua_yield(L, 0);                      /* to task_run */
 }
 
-static void task_run (tide_Runtime *rt, Task *t) {
+void tide__taskrun (tide_Runtime *rt, Task *t) {
   lua_State *co = t->co;
   int nargs = 0, nres, status, timed = rt->debug;
   Task *prev = rt->current;
@@ -299,7 +232,7 @@ static void task_run (tide_Runtime *rt, Task *t) {
     nargs = t->w.nres;
     if (t->cancelreq) {            /* cancelled before it started */
       lua_settop(co, 0);
-      pushcancelled(co, t);
+      tide__pushcancelled(co, t);
       rt->depth++;
       task_finish(rt, t, LUA_ERRRUN, 0);
       rt->depth--;
@@ -369,395 +302,8 @@ static int sched_spawn (lua_State *L) {
 static int sched_current (lua_State *L) {
   tide_Runtime *rt = tide__rt(L);
   if (rt->current == NULL) lua_pushnil(L);
-  else pushtask(L, rt->current);
+  else tide__pushtask(L, rt->current);
   return 1;
-}
-
-/* ---- The wait/wake protocol ---------------------------------------------- */
-
-/* The name of the running C function, for error messages: from the call
-** site, or else from a tide module's table ("tide.sleep", "tide.fs.stat").
-** Leaves one value on the stack (which keeps the name alive until the
-** error is raised). */
-static const char *fname (lua_State *L) {
-  static const char *const mods[] = { "tide", "tide.fs", NULL };
-  lua_Debug ar;
-  const char *name = "?";
-  int m;
-  if (!lua_getstack(L, 0, &ar)) return name;
-  if (lua_getinfo(L, "nf", &ar) && ar.name) return ar.name;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  for (m = 0; mods[m] != NULL && name[0] == '?'; m++) {
-    if (lua_getfield(L, -1, mods[m]) == LUA_TTABLE) {
-      lua_pushnil(L);
-      while (lua_next(L, -2)) {
-        if (lua_rawequal(L, -1, -5) && lua_type(L, -2) == LUA_TSTRING) {
-          name = lua_pushfstring(L, "%s.%s", mods[m], lua_tostring(L, -2));
-          lua_replace(L, -6);        /* keep the string alive below */
-          lua_pop(L, 2);
-          break;
-        }
-        lua_pop(L, 1);
-      }
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return name;
-}
-
-static tide_Wait *wait_begin (tide_Runtime *rt, lua_State *L) {
-  Task *t = rt ? rt->current : NULL;
-  if (t == NULL)
-    luaL_error(L, "'%s' must be called inside a task "
-                  "(use tide.run or tide.spawn)", fname(L));
-  if (rt->closing)
-    luaL_error(L, "'%s': the tide runtime is closed", fname(L));
-  if (!lua_isyieldable(L))
-    luaL_error(L, "'%s' cannot wait inside a C call such as table.sort, "
-                  "string.gsub or require", fname(L));
-  if (t->cancelreq && !t->shield)
-    raise_cancelled(L, t);
-  t->w.L = L;
-  t->w.nres = 0;
-  return &t->w;
-}
-
-TIDE_API tide_Wait *tide_wait (lua_State *L) {
-  return wait_begin(tide_runtime(L), L);
-}
-
-static int await_k (lua_State *L, int status, lua_KContext ctx) {
-  tide_Wait *w = (tide_Wait *)ctx;
-  Task *t = tide__task(w);
-  (void)status;
-  if (t->interrupted) {
-    t->interrupted = 0;
-    if (t->badwait) {
-      t->badwait = 0;
-      return luaL_error(L, "cannot wait in a coroutine resumed inside a C "
-                           "call such as table.sort or string.gsub");
-    }
-    return raise_cancelled(L, t);
-  }
-  if (w->k) return w->k(L, LUA_YIELD, w->ctx);
-  return lua_gettop(L) - w->base;
-}
-
-TIDE_API int tide_awaitk (lua_State *L, tide_Wait *w, tide_CancelF cancel,
-                          void *data, lua_KFunction k, lua_KContext ctx) {
-  w->cancel = cancel;
-  w->data = data;
-  w->k = k;
-  w->ctx = ctx;
-  w->base = lua_gettop(L);
-  w->yielder = L;
-  tide__task(w)->state = T_WAITING;
-  return lua_yieldk(L, 0, (lua_KContext)w, await_k);
-}
-
-TIDE_API int tide_await (lua_State *L, tide_Wait *w, tide_CancelF cancel,
-                         void *data) {
-  return tide_awaitk(L, w, cancel, data, NULL, 0);
-}
-
-TIDE_API void *tide_waitdata (tide_Wait *w) { return w->data; }
-TIDE_API lua_State *tide_thread (tide_Wait *w) { return w->L; }
-
-TIDE_API void tide_wake (tide_Wait *w, int nres) {
-  Task *t = tide__task(w);
-  tide_Runtime *rt = t->rt;
-  if (t->state != T_WAITING) {     /* not waiting any more: drop the values */
-    lua_pop(w->L, nres);
-    return;
-  }
-  w->nres = nres;
-  w->cancel = NULL;
-  if (t->heapidx) tide__heapremove(rt, t);
-  t->gen++;
-  t->state = T_READY;
-  if (rt->depth > 0 || rt->closing)
-    tide__enqueue(rt, t);
-  else {                           /* from a libuv callback: resume now */
-    task_run(rt, t);
-    if (rt->rcount > 0) tide__runready(rt);
-  }
-}
-
-/* ---- Cancellation -------------------------------------------------------- */
-
-/* Cut the task's current wait: stop the operation, resume it to raise. */
-void tide__interrupt (Task *t) {
-  tide_CancelF cancel = t->w.cancel;
-  t->w.cancel = NULL;
-  t->interrupted = 1;
-  if (cancel) cancel(&t->w);
-  t->gen++;
-  t->state = T_READY;
-  tide__enqueue(t->rt, t);
-}
-
-/* Ask t to stop: its current or next wait raises tide.Cancelled (values
-** already handed to it by a wake are still delivered first). Returns 0 if
-** the task had already ended. */
-int tide__cancel (Task *t) {
-  if (t->state == T_DONE) return 0;
-  t->cancelreq = 1;
-  if (t->state == T_WAITING && !t->shield) tide__interrupt(t);
-  return 1;
-}
-
-static int task_cancel (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
-  if (!lua_isnoneornil(L, 2) && t->state != T_DONE && !t->cancelreq) {
-    luaL_checkstring(L, 2);
-    pushcancelled(L, t);
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "message");
-    lua_pop(L, 1);
-  }
-  lua_pushboolean(L, tide__cancel(t));
-  return 1;
-}
-
-/* ---- Task methods ---------------------------------------------------------- */
-
-Task *tide__checktask (lua_State *L, int i) {
-  return luaL_checkudata(L, i, TIDE_TASK);
-}
-
-/* Push the results of an ended task, or raise its error. */
-static int task_results (lua_State *L, Task *t) {
-  lua_State *co = t->co;
-  int i;
-  t->retrieved = 1;
-  if (t->failed) {
-    lua_pushvalue(co, 1);
-    lua_xmove(co, L, 1);
-    return lua_error(L);
-  }
-  luaL_checkstack(L, t->nres, "too many results");
-  luaL_checkstack(co, t->nres, "too many results");
-  for (i = 1; i <= t->nres; i++)
-    lua_pushvalue(co, i);
-  lua_xmove(co, L, t->nres);
-  return t->nres;
-}
-
-static void unlink_awaiter (Task *me) {
-  Task *t = tide__task(me->w.data), **p = &t->awaiters;
-  while (*p != NULL && *p != me) p = &(*p)->link;
-  if (*p) *p = me->link;
-  me->link = NULL;
-}
-
-static void await_cancel (tide_Wait *w) {
-  unlink_awaiter(tide__task(w));
-  tide__cancel(w->data);           /* cancelling the awaiter cancels the task */
-}
-
-static void shieldawait_cancel (tide_Wait *w) {
-  unlink_awaiter(tide__task(w));
-}
-
-static int await_done (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  return task_results(L, tide__checktask(L, 1));
-}
-
-static int awaittask (lua_State *L, tide_CancelF cancel) {
-  Task *t = tide__checktask(L, 1), *me;
-  tide_Wait *w;
-  lua_settop(L, 1);
-  if (t->state == T_DONE) return task_results(L, t);
-  w = wait_begin(t->rt, L);
-  me = tide__task(w);
-  if (me == t) return luaL_error(L, "a task cannot await itself");
-  me->link = t->awaiters;
-  t->awaiters = me;
-  return tide_awaitk(L, w, cancel, t, await_done, 0);
-}
-
-static int task_await (lua_State *L) {
-  return awaittask(L, await_cancel);
-}
-
-/* Await t; if the awaiting task is cancelled, t goes on. */
-static int sched_shieldawait (lua_State *L) {
-  return awaittask(L, shieldawait_cancel);
-}
-
-static int task_done (lua_State *L) {
-  lua_pushboolean(L, tide__checktask(L, 1)->state == T_DONE);
-  return 1;
-}
-
-static int task_cancelled (lua_State *L) {
-  lua_pushboolean(L, tide__checktask(L, 1)->cancelled);
-  return 1;
-}
-
-/* task:result() -> true, results... | false, err; raises if not done. */
-static int task_result (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
-  lua_State *co = t->co;
-  if (t->state != T_DONE)
-    return luaL_error(L, "task:result: the task has not ended");
-  t->retrieved = 1;
-  lua_pushboolean(L, !t->failed);
-  if (t->failed) {
-    lua_pushvalue(co, 1);
-    lua_xmove(co, L, 1);
-    return 2;
-  }
-  return 1 + task_results(L, t);
-}
-
-/* task:on_done(fn): fn(task) once the task ends (now, if it has). */
-static int task_on_done (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (t->state == T_DONE) {
-    lua_State *cbL = t->rt->cbL;
-    t->retrieved = 1;
-    lua_settop(L, 2);
-    lua_pushvalue(L, 1);
-    lua_xmove(L, cbL, 2);          /* cbL: fn, task */
-    callback(t->rt, cbL);
-    return 0;
-  }
-  if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, 1, 2);
-  }
-  lua_pushvalue(L, 2);
-  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
-  t->hascbs = 1;
-  return 0;
-}
-
-/* A task in a <close> variable is cancelled when the scope ends. */
-static int task_close (lua_State *L) {
-  tide__cancel(tide__checktask(L, 1));
-  return 0;
-}
-
-static const char *const statenames[] = {
-  "pending", "ready", "running", "waiting", "done"
-};
-
-static const char *task_statename (Task *t) {
-  if (t->state != T_DONE) return statenames[t->state];
-  return t->cancelled ? "cancelled" : t->failed ? "failed" : "done";
-}
-
-static int task_tostring (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
-  lua_pushfstring(L, "tide.Task: %p (%s)", (void *)t, task_statename(t));
-  return 1;
-}
-
-static int task_state (lua_State *L) {
-  lua_pushstring(L, task_statename(tide__checktask(L, 1)));
-  return 1;
-}
-
-/* task:traceback([msg]) -> where the task is (waits), as debug.traceback */
-static int task_traceback (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
-  const char *msg = luaL_optstring(L, 2, NULL);
-  if (t->state == T_DONE || t->co == NULL) {
-    lua_pushstring(L, msg ? msg : "stack traceback:\n\t(the task has ended)");
-    return 1;
-  }
-  luaL_traceback(L, t->co, msg, 0);
-  return 1;
-}
-
-/* An error nobody awaited is reported when its task is collected. */
-static int task_gc (lua_State *L) {
-  Task *t = lua_touserdata(L, 1);
-  if (t->state == T_DONE && t->failed && !t->cancelled && !t->retrieved &&
-      !t->main) {
-    const char *tb = lua_tostring(t->co, 2);
-    fprintf(stderr, "tide: error in a task nobody awaited: %s\n",
-            tb ? tb : "?");
-    fflush(stderr);
-  }
-  return 0;
-}
-
-/* ---- Lua-side waits: what the library written in Lua builds on ----------
-** token() -> task, gen    names the wait the calling task is about to do
-** suspend([s])            (timer.c) waits until wake(task, gen, ...) and
-**                         returns ..., or returns nothing after s seconds
-** wake(task, gen, ...)    -> true if the task was still in that wait
-** shield(delta)           holds back (or releases) the caller's cancellation
-** canwait()               whether the caller may wait (see below)
-*/
-
-static int sched_token (lua_State *L) {
-  tide_Runtime *rt = tide__rt(L);
-  if (rt->current == NULL)
-    return luaL_error(L, "'%s' must be called inside a task "
-                         "(use tide.run or tide.spawn)", "token");
-  pushtask(L, rt->current);
-  lua_pushinteger(L, rt->current->gen);
-  return 2;
-}
-
-static int sched_wake (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
-  lua_Integer gen = luaL_checkinteger(L, 2);
-  int n = lua_gettop(L) - 2;
-  if (t->state != T_WAITING || t->gen != (uint32_t)gen ||
-      t->w.data != TIDE_LUAWAIT) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  if (!lua_checkstack(t->w.L, n))
-    return luaL_error(L, "too many values to wake");
-  lua_xmove(L, t->w.L, n);
-  t->rt->depth++;                  /* through the ready queue, never now: */
-  tide_wake(&t->w, n);             /* the waker's Lua code goes on first */
-  t->rt->depth--;
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int sched_shield (lua_State *L) {
-  tide_Runtime *rt = tide__rt(L);
-  Task *t = rt->current;
-  lua_Integer d = luaL_checkinteger(L, 1);
-  if (t == NULL) return luaL_error(L, "shield: not inside a task");
-  t->shield = (unsigned char)(t->shield + d);
-  return 0;
-}
-
-/* ---- Reports ------------------------------------------------------------- */
-
-/* Nothing can wake the tasks that are left: show where each one waits. */
-void tide__reportstuck (tide_Runtime *rt) {
-  lua_State *L = rt->cbL;
-  uint32_t i;
-  fprintf(stderr, "tide: deadlock: %u task%s waiting and nothing left that "
-          "could wake %s\n", (unsigned)rt->nlive, rt->nlive == 1 ? "" : "s",
-          rt->nlive == 1 ? "it" : "them");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
-  for (i = 1; i <= rt->nlive; i++) {
-    Task *t;
-    const char *name;
-    lua_rawgeti(L, -1, i);
-    t = lua_touserdata(L, -1);
-    name = luaL_tolstring(L, -1, NULL);
-    luaL_traceback(L, t->co, NULL, 0);
-    fprintf(stderr, "%s is stuck; %s\n", name, lua_tostring(L, -1));
-    lua_pop(L, 3);
-  }
-  lua_pop(L, 1);
-  fflush(stderr);
 }
 
 /* Cancel every live task. */
@@ -773,34 +319,6 @@ void tide__cancelall (tide_Runtime *rt) {
   lua_pop(L, 1);
 }
 
-void tide__pushresult (lua_State *L, Task *t) {
-  int n = task_results(L, t);
-  (void)n;
-}
-
-/* ---- Registration ------------------------------------------------------- */
-
-static const luaL_Reg task_methods[] = {
-  {"await", task_await},
-  {"cancel", task_cancel},
-  {"done", task_done},
-  {"cancelled", task_cancelled},
-  {"result", task_result},
-  {"on_done", task_on_done},
-  {"state", task_state},
-  {"traceback", task_traceback},
-  {NULL, NULL}
-};
-
-static const luaL_Reg task_meta[] = {
-  {"__gc", task_gc},
-  {"__close", task_close},
-  {"__tostring", task_tostring},
-  {"__index", NULL},
-  {NULL, NULL}
-};
-
-/* tide.tasks() -> a list of the tasks that have not ended. */
 static int sched_tasks (lua_State *L) {
   tide_Runtime *rt = tide__rt(L);
   uint32_t i;
@@ -821,53 +339,14 @@ static const luaL_Reg sched_funcs[] = {
   {NULL, NULL}
 };
 
-/* canwait() -> whether the caller could wait here (not inside a C call
-** such as table.sort) */
-static int sched_canwait (lua_State *L) {
-  lua_pushboolean(L, lua_isyieldable(L));
-  return 1;
-}
-
-static const luaL_Reg sched_private[] = {
-  {"canwait", sched_canwait},
-  {"token", sched_token},
-  {"wake", sched_wake},
-  {"shield", sched_shield},
-  {"shieldawait", sched_shieldawait},
-  {NULL, NULL}
-};
-
-static int cancelled_tostring (lua_State *L) {
-  lua_getfield(L, 1, "message");
-  if (lua_isstring(L, -1))
-    lua_pushfstring(L, "cancelled: %s", lua_tostring(L, -1));
-  else
-    lua_pushliteral(L, "cancelled");
-  return 1;
-}
 
 /* Stack: tide table, private table, runtime userdata. */
 int tide__opensched (lua_State *L) {
   tide_Runtime *rt = lua_touserdata(L, -1);
   uv_idle_init(rt->loop, &rt->idle);
   rt->idle.data = rt;
-  if (luaL_newmetatable(L, TIDE_TASK)) {
-    luaL_setfuncs(L, task_meta, 0);
-    luaL_newlib(L, task_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_setfield(L, -3, "Task");     /* private.Task: the metatable */
-  if (luaL_newmetatable(L, TIDE_CANCELLED)) {
-    lua_pushcfunction(L, cancelled_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, TIDE_CANCELLED);
-    lua_setfield(L, -2, "__name");
-  }
-  lua_setfield(L, -4, "Cancelled");
-  lua_pushvalue(L, -2);            /* private table, runtime as upvalue */
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, sched_private, 1);
-  lua_pop(L, 1);
+  tide__opentask(L);
+  tide__openwait(L);
   lua_pushvalue(L, -3);            /* tide table, runtime as upvalue */
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, sched_funcs, 1);

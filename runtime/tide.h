@@ -55,10 +55,32 @@ TIDE_API lua_State *tide_state (tide_Runtime *rt);
 /* Number of tasks not yet ended. */
 TIDE_API size_t tide_ntasks (tide_Runtime *rt);
 
+/* Number of task errors that nobody observed: each was reported on stderr
+** with its traceback once the loop had run what was ready after it, and
+** no await, result() or on_done() has taken it since. The tide command
+** exits with status 1 when this is not 0 at the end. */
+TIDE_API size_t tide_unobserved (tide_Runtime *rt);
+
 /* Cancel every task still alive (their <close> variables and pcall handlers
 ** run), close the handles tide opened (never the host's), free everything.
 ** With tide's own loop the loop is closed too. Does not close L. */
 TIDE_API void tide_close (tide_Runtime *rt);
+
+/* Take SIGINT and SIGTERM as the tide command does, until tide_close: the
+** first cancels the task that tide_call, tide_dofile or tide.run drives
+** (its <close> variables and pcall handlers run), or every task and the
+** loop when none is driven; a second one exits the process at once with
+** 128 + its number. A task that computes without waiting gets the error
+** "interrupted!" raised where it runs 50 ms after a SIGINT the loop did
+** not pick up, as lua5.4 does (after a SIGTERM the process exits). A
+** task's own tide.signal wait or handler for the signal takes precedence.
+** Signals belong to the process: returns 0, or UV_EBUSY when another
+** runtime has them. */
+TIDE_API int tide_catchsignals (tide_Runtime *rt);
+
+/* The signal (SIGINT or SIGTERM) that cancelled the main task since
+** tide_catchsignals, or 0: the host should then exit with 128 + it. */
+TIDE_API int tide_interrupted (tide_Runtime *rt);
 
 /* The runtime opened on L (or a thread of it), or NULL. */
 TIDE_API tide_Runtime *tide_runtime (lua_State *L);

@@ -51,6 +51,7 @@ struct Task {
   unsigned hascbs : 1;     /* user value 2 holds on_done callbacks */
   unsigned main : 1;       /* driven by tide_call: errors go to the caller */
   unsigned badwait : 1;    /* the wait cannot go on: raise at its await */
+  unsigned reported : 1;   /* its error was reported as nobody's */
 };
 
 /* The C side of every object that owns a libuv handle starts with this. */
@@ -80,7 +81,14 @@ struct tide_Runtime {
   Task **ready;            /* ring buffer of tasks to resume */
   uint32_t rhead, rcount, rcap;
   uv_idle_t idle;          /* runs the ready queue while it is not empty */
-  uv_prepare_t prepare;    /* ... and before the loop blocks */
+  uv_prepare_t prepare;    /* reports errors nobody observed, once the
+                              ready queue is empty */
+  Task *failed, **failedtail;  /* ended with an error nobody observed yet */
+  int failedref;           /* registry: those tasks, kept until reported */
+  uint32_t nunobserved;    /* errors reported and still not observed */
+  void (*aroundreport) (int after);  /* the prompt's: hide and redraw */
+  void (*onsigint) (void); /* the prompt's: Ctrl-C while it shows */
+  int interrupted;         /* the signal that cancelled the main task */
   uv_timer_t timer;        /* fires the earliest entry of the heap */
   Heap heap;
   uint64_t seq;
@@ -92,18 +100,42 @@ struct tide_Runtime {
   tide_Handle *handles;    /* open handles, closed by tide_close */
 };
 
-/* sched.c */
+/* sched.c: spawning, running and ending tasks; the ready queue */
 int tide__opensched (lua_State *L);
-Task *tide__checktask (lua_State *L, int i);
 void tide__enqueue (tide_Runtime *rt, Task *t);
 void tide__runready (tide_Runtime *rt);
+void tide__taskrun (tide_Runtime *rt, Task *t);
+Task *tide__spawn (tide_Runtime *rt, lua_State *L, int nargs);
+void tide__pushtask (lua_State *L, Task *t);
+void tide__callback (tide_Runtime *rt, lua_State *L);
+void tide__cancelall (tide_Runtime *rt);
+
+/* task.c: the Task object */
+int tide__opentask (lua_State *L);
+Task *tide__checktask (lua_State *L, int i);
+void tide__pushresult (lua_State *L, Task *t);
+
+/* wait.c: the wait/wake protocol and cancellation */
+int tide__openwait (lua_State *L);
+tide_Wait *tide__waitbegin (tide_Runtime *rt, lua_State *L);
 int tide__cancel (Task *t);
 void tide__interrupt (Task *t);
-Task *tide__spawn (tide_Runtime *rt, lua_State *L, int nargs);
-void tide__reportstuck (tide_Runtime *rt);
-void tide__cancelall (tide_Runtime *rt);
-void tide__pushresult (lua_State *L, Task *t);
+void tide__pushcancelled (lua_State *L, Task *t);
+int tide__raisecancelled (lua_State *L, Task *t);
+
+/* interrupt.c: SIGINT and SIGTERM cancel the main task */
+void tide__releasesignals (tide_Runtime *rt);
+int tide__signalscaught (tide_Runtime *rt);
+
+/* report.c: tracebacks, unobserved errors, deadlocks */
 int tide__israised (lua_State *L, int idx);
+void tide__pushtraceback (lua_State *L, lua_State *co);
+void tide__reportstuck (tide_Runtime *rt);
+void tide__initreport (tide_Runtime *rt);
+void tide__failed (tide_Runtime *rt, lua_State *L, Task *t);
+void tide__observed (Task *t);
+void tide__reportfailed (tide_Runtime *rt);
+void tide__reportleft (tide_Runtime *rt);
 
 /* timer.c */
 int tide__opentimer (lua_State *L);

@@ -100,12 +100,18 @@ static void timer_cb (uv_timer_t *timer) {
   timer_rearm(rt);
 }
 
+/* The longest wait the heap can time: its key keeps 40 bits of loop time
+** in ms (34 years from the loop's start); a longer one is not timed at
+** all and lasts until cancelled, as math.huge does. */
+#define FOREVER_MS ((uint64_t)1 << 38)
+
 /* Put the calling task (wait w) on the heap for s seconds (s > 0). */
 static void timer_add (lua_State *L, tide_Runtime *rt, tide_Wait *w,
                        double s) {
-  uint64_t ms = (uint64_t)ceil(s * 1000.0);
+  double ms = ceil(s * 1000.0);
+  if (!(ms < (double)FOREVER_MS)) return;      /* math.huge, 2^53, 1e18 */
   uv_update_time(rt->loop);
-  heap_push(L, rt, tide__task(w), uv_now(rt->loop) + ms);
+  heap_push(L, rt, tide__task(w), uv_now(rt->loop) + (uint64_t)ms);
 }
 
 static void timer_cancel (tide_Wait *w) {
@@ -137,7 +143,7 @@ static int timer_sleep (lua_State *L) {
   if (s == 0) return yield_now(L, rt);
   w = tide_wait(L);
   lua_settop(L, 0);
-  if (s != HUGE_VAL) timer_add(L, rt, w, s);
+  timer_add(L, rt, w, s);
   return tide_await(L, w, timer_cancel, NULL);
 }
 
@@ -154,12 +160,14 @@ static int timer_suspend (lua_State *L) {
   double s = lua_isnoneornil(L, 1) ? HUGE_VAL : checkduration(L, 1);
   tide_Wait *w = tide_wait(L);
   lua_settop(L, 0);
-  if (s != HUGE_VAL) timer_add(L, rt, w, s);
+  timer_add(L, rt, w, s);
   return tide_await(L, w, suspend_cancel, TIDE_LUAWAIT);
 }
 
+/* tide.now() -> the monotonic clock in seconds, read now (not the loop's
+** cached time, which stands still while a task computes or blocks). */
 static int timer_now (lua_State *L) {
-  lua_pushnumber(L, (lua_Number)uv_now(tide__rt(L)->loop) / 1000.0);
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
   return 1;
 }
 

@@ -115,3 +115,19 @@ describe("the examples, built against an installed tide", function ()
     assert.matches("the same within 0.01 s:\tnil\ttimeout\n", out, 1, true)
   end)
 end)
+
+describe("a C host with tide_catchsignals", function ()
+  for _, case in ipairs({ { "SIGINT", 2 }, { "SIGTERM", 15 } }) do
+    it("cancels the main task on " .. case[1] .. " and tells which signal it was", async(function ()
+      local exe = build("signals")
+      local p <close> = assert(tide.process.spawn { "sh", "-c", "exec env -u LD_PRELOAD " .. exe,
+                                                    stdout = "pipe" })
+      assert.equal("ready\n", p.stdout:read_until("\n"))
+      p:kill(case[1])
+      assert.equal("cleanup\n", p.stdout:read_until("\n"))
+      assert.equal(("status error, signal %d\n"):format(case[2]), p.stdout:read_until("\n"))
+      assert.equal(128 + case[2], p:wait())
+      os.remove(exe)
+    end))
+  end
+end)

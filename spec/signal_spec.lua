@@ -319,3 +319,86 @@ describe("scripts/supervisor.lua", function ()
     assert.is_false(alive(sleeper))
   end))
 end)
+
+describe("tide.run in stock Lua on SIGINT and SIGTERM", function ()
+  -- Start the script under lua5.4 with tide.so, as start() does for tide.
+  local function startlua (script)
+    local path = tmpfile("local tide = require 'tide'\n" .. script)
+    local cmd = ("exec env LUA_CPATH='%s/?.so;;' LD_PRELOAD='%s' lua5.4 %s")
+      :format(BUILD, os.getenv("TIDE_PRELOAD") or "", path)
+    local p = assert(P.spawn { "sh", "-c", cmd, stdin = "pipe", stdout = "pipe",
+                               stderr = "stdout" })
+    assert.equal("ready", p.stdout:read_until("\n"):sub(1, -2))
+    os.remove(path)
+    return p
+  end
+
+  local script = [[
+    local ok, err = pcall(tide.run, function ()
+      local x <close> = setmetatable({}, { __close = function ()
+        print("cleanup") io.stdout:flush()
+      end })
+      print("ready") io.stdout:flush()
+      tide.sleep(30)
+    end)
+    print("tide.run:", ok, err)
+  ]]
+
+  it("cancels the main task on SIGINT and raises 'interrupted!'", async(function ()
+    local p <close> = startlua(script)
+    p:kill("SIGINT")
+    assert.equal("cleanup\ntide.run:\tfalse\tinterrupted!\n", rest(p))
+    assert.same({ 0 }, { p:wait() })
+  end))
+
+  it("interrupts a task that computes without waiting", async(function ()
+    local p <close> = startlua [[
+      print("ready") io.stdout:flush()
+      print(pcall(tide.run, function () while true do end end))
+    ]]
+    tide.sleep(0.05)
+    p:kill("SIGINT")
+    assert.matches("^false\t.*interrupted!\n$", rest(p))
+    assert.same({ 0 }, { p:wait() })
+  end))
+
+  it("takes SIGINT again in a later tide.run, then gives it back to lua5.4", async(function ()
+    local p <close> = startlua [[
+      print("ready") io.stdout:flush()
+      print(pcall(tide.run, tide.sleep, 30))
+      print("ready") io.stdout:flush()
+      print(pcall(tide.run, tide.sleep, 30))
+      print("ready") io.stdout:flush()
+      while true do end              -- lua5.4's own handler: "interrupted!"
+    ]]
+    p:kill("SIGINT")
+    assert.equal("false\tinterrupted!\n", p.stdout:read_until("\n"))
+    assert.equal("ready\n", p.stdout:read_until("\n"))
+    p:kill("SIGINT")
+    assert.equal("false\tinterrupted!\n", p.stdout:read_until("\n"))
+    assert.equal("ready\n", p.stdout:read_until("\n"))
+    tide.sleep(0.05)
+    p:kill("SIGINT")
+    assert.matches("interrupted!", rest(p))
+    assert.same({ 1 }, { p:wait() })
+  end))
+
+  it("ends the process by SIGTERM after the cleanup", async(function ()
+    local p <close> = startlua(script)
+    p:kill("SIGTERM")
+    assert.equal("cleanup\n", rest(p))
+    assert.same({ 143, "SIGTERM" }, { p:wait() })
+  end))
+end)
+
+describe("children's exit status", function ()
+  it("is reported when tide was started with SIGCHLD ignored", async(function ()
+    local prog = [[print((tide.process.spawn{"sh", "-c", "exit 3"}:wait()),
+      (select(3, tide.process.exec("exit 4"))))]]
+    for _, mode in ipairs({ "", "TIDE_SPAWN=fork " }) do
+      local out = tide.process.exec(("trap '' CHLD; %s%s -e '%s'")
+        :format(mode, TIDE, prog))
+      assert.equal("3\t4\n", out, mode)
+    end
+  end))
+end)

@@ -107,6 +107,64 @@ describe("tide.now and tide.hrtime", function ()
     assert.is_true(tide.now() - n0 >= 0.015)
     assert.is_true(tide.hrtime() - h0 >= 15e6)
   end))
+
+  it("now reads the clock while a task blocks the loop", async(function ()
+    local a = tide.now()
+    os.execute("sleep 0.2")
+    assert.is_true(tide.now() - a >= 0.15)
+    local b = tide.now()
+    local x = 0
+    while tide.now() - b < 0.05 do x = x + 1 end  -- ends: the clock moves
+    assert.is_true(x > 0)
+  end))
+end)
+
+-- A duration past what the timer can represent means "until cancelled",
+-- never "at once": each call that takes one is still waiting 50 ms later.
+describe("huge durations", function ()
+  local huge = { 2^40, 2^53, 1e18, 1e300, math.maxinteger }
+
+  local function pending (f, ...)
+    local t = tide.spawn(f, ...)
+    tide.sleep(0.05)
+    local state = t:state()
+    t:cancel()
+    pcall(t.await, t)
+    return state
+  end
+
+  it("tide.sleep waits until cancelled", async(function ()
+    for _, s in ipairs(huge) do
+      assert.equal("waiting", pending(tide.sleep, s), tostring(s))
+    end
+  end))
+
+  it("tide.timeout never times out early", async(function ()
+    for _, s in ipairs(huge) do
+      assert.equal("ok", tide.timeout(s, function () tide.sleep(0.02) return "ok" end))
+      assert.equal("waiting", pending(tide.timeout, s, tide.sleep, math.huge))
+    end
+  end))
+
+  it("tide.call_later does not call early", async(function ()
+    for _, s in ipairs(huge) do
+      local ran = false
+      local h = tide.call_later(s, function () ran = true end)
+      tide.sleep(0.05)
+      assert.is_false(ran, tostring(s))
+      h:cancel()
+      pcall(h.await, h)
+    end
+  end))
+
+  it("the timeout options of exec and tcp.connect do not fire early", async(function ()
+    for _, s in ipairs(huge) do
+      assert.equal("x\n", tide.process.exec("sleep 0.05; echo x", { timeout = s }))
+      local server <close> = assert(tide.tcp.listen("127.0.0.1", 0))
+      local _, port = server:getsockname()
+      local c <close> = assert(tide.tcp.connect("127.0.0.1", port, { timeout = s }))
+    end
+  end))
 end)
 
 describe("tide.call_soon", function ()

@@ -1,0 +1,212 @@
+/*
+** interrupt.c: SIGINT and SIGTERM as the tide command takes them, for any
+** host (tide_catchsignals) and for tide.run in stock Lua. The first signal
+** cancels the main task (or, once it has ended, every task) so that
+** <close> variables and cleanup run; the host then exits with 128 + the
+** signal's number, and tide.run in stock Lua raises "interrupted!" as
+** lua5.4 does (after SIGTERM it ends the process by that signal). A second
+** signal exits at once, even while the program blocks or computes. A
+** script's own tide.signal wait or handler for the signal takes precedence
+** (see bindings/signal.c).
+**
+** A task that computes without waiting cannot be cancelled, as the loop
+** does not run: the signal goes on to libuv's handler as any other, and
+** if the loop has not polled 50 ms later (a POSIX timer checks, so no
+** thread is needed), a SIGINT raises "interrupted!" in the running task
+** through a hook, as lua.c does, and that signal is spent; a SIGTERM ends
+** the program. A signal while one is pending ends the program at once.
+** Signals belong to the process: one runtime at a time catches them.
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tide_int.h"
+
+static tide_Runtime *catcher = NULL;        /* the runtime that has them */
+static struct sigaction before[2];          /* the host's: SIGINT, SIGTERM */
+static struct sigaction uv_action[2];       /* libuv's, behind laction */
+static timer_t check_timer;                 /* SIGINT to laction, 50 ms on */
+static int has_timer = 0;
+static volatile sig_atomic_t pending = 0;   /* a signal the loop has not seen */
+static uint64_t pending_since;              /* the loop's time at it */
+static lua_State *hooked = NULL;            /* where the hook waits */
+static int spent = 0;                       /* the hook took that SIGINT */
+
+#define SIGI(signum) ((signum) == SIGTERM)  /* index in the arrays */
+
+static void exit_now (int signum) {
+  _exit(128 + signum);
+}
+
+/* A second signal, not the check timer's (see laction). */
+static void exit_on_signal (int signum, siginfo_t *info, void *ctx) {
+  (void)ctx;
+  if (info == NULL || info->si_code != SI_TIMER) exit_now(signum);
+}
+
+static void lstop (lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  hooked = NULL;
+  spent = 1;
+  luaL_error(L, "interrupted!");
+}
+
+/* The timer's signal: is the task still running, the loop not polled? */
+static void check_stuck (void) {
+  Task *t = catcher ? catcher->current : NULL;
+  int signum = pending;
+  if (signum == 0) return;
+  if (t == NULL || uv_now(catcher->loop) != pending_since) {
+    pending = 0;                     /* the loop has the signal */
+    return;
+  }
+  if (signum != SIGINT) exit_now(signum);
+  hooked = t->co;
+  lua_sethook(t->co, lstop,
+              LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+}
+
+static void laction (int signum, siginfo_t *info, void *ctx) {
+  static const struct itimerspec in50ms = {{0, 0}, {0, 50 * 1000 * 1000}};
+  struct sigaction *uv = &uv_action[SIGI(signum)];
+  if (info != NULL && info->si_code == SI_TIMER) {
+    check_stuck();
+    return;
+  }
+  if (pending || hooked != NULL) exit_now(signum);
+  if (catcher != NULL && catcher->current != NULL && has_timer &&
+      !tide__signaltaken(catcher, signum)) {
+    pending = signum;
+    pending_since = uv_now(catcher->loop);
+    timer_settime(check_timer, 0, &in50ms, NULL);
+  }
+  if (uv->sa_flags & SA_SIGINFO)
+    uv->sa_sigaction(signum, info, ctx);
+  else if (uv->sa_handler != SIG_DFL && uv->sa_handler != SIG_IGN)
+    uv->sa_handler(signum);
+}
+
+/* The loop has the signal: 0 if the hook took it already. */
+static int interrupt_seen (void) {
+  static const struct itimerspec off = {{0, 0}, {0, 0}};
+  if (pending && has_timer) timer_settime(check_timer, 0, &off, NULL);
+  pending = 0;
+  if (spent) {
+    spent = 0;
+    return 0;
+  }
+  if (hooked != NULL) {              /* not fired yet: the loop acts */
+    lua_sethook(hooked, NULL, 0, 0);
+    hooked = NULL;
+  }
+  return 1;
+}
+
+/* Cancel the task tide_call or tide.run drives; 0 if there is none. */
+static int cancel_main (tide_Runtime *rt) {
+  lua_State *L = rt->cbL;
+  uint32_t i;
+  int found = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
+  for (i = 1; i <= rt->nlive && !found; i++) {
+    Task *t;
+    lua_rawgeti(L, -1, i);
+    t = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (t->main) found = tide__cancel(t);
+  }
+  lua_pop(L, 1);
+  return found;
+}
+
+/* Once the loop has let go of signum, a second one ends the program. */
+static void exit_on_next (tide_Runtime *rt, int signum) {
+  struct sigaction sa;
+  tide__signaldefault(rt, signum, NULL);
+  if (sigaction(signum, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = exit_on_signal;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(signum, &sa, NULL);
+  }
+}
+
+/* The default action for SIGINT and SIGTERM while they are caught. */
+static void on_interrupt (tide_Runtime *rt, int signum) {
+  if (!interrupt_seen()) return;
+  if (signum == SIGINT && rt->onsigint) {   /* the prompt takes it */
+    rt->onsigint();
+    return;
+  }
+  rt->interrupted = signum;
+  exit_on_next(rt, SIGINT);
+  exit_on_next(rt, SIGTERM);
+  if (!cancel_main(rt)) {
+    tide__cancelall(rt);
+    uv_stop(rt->loop);
+  }
+}
+
+/* Put laction in front of the handlers libuv has installed. */
+static void hook_interrupts (void) {
+  struct sigaction sa;
+  struct sigevent ev;
+  if (sigaction(SIGINT, NULL, &uv_action[0]) != 0 ||
+      sigaction(SIGTERM, NULL, &uv_action[1]) != 0) return;
+  memset(&ev, 0, sizeof ev);
+  ev.sigev_notify = SIGEV_SIGNAL;
+  ev.sigev_signo = SIGINT;
+  has_timer = timer_create(CLOCK_MONOTONIC, &ev, &check_timer) == 0;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = laction;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+TIDE_API int tide_catchsignals (tide_Runtime *rt) {
+  int err;
+  if (catcher == rt) return 0;
+  if (catcher != NULL) return UV_EBUSY;
+  sigaction(SIGINT, NULL, &before[0]);
+  sigaction(SIGTERM, NULL, &before[1]);
+  if ((err = tide__signaldefault(rt, SIGINT, on_interrupt)) != 0 ||
+      (err = tide__signaldefault(rt, SIGTERM, on_interrupt)) != 0) {
+    tide__signaldefault(rt, SIGINT, NULL);
+    return err;
+  }
+  catcher = rt;
+  pending = spent = 0;
+  hooked = NULL;
+  hook_interrupts();
+  return 0;
+}
+
+/* Give SIGINT and SIGTERM back as they were before tide_catchsignals. */
+void tide__releasesignals (tide_Runtime *rt) {
+  if (catcher != rt) return;
+  if (hooked != NULL) lua_sethook(hooked, NULL, 0, 0);
+  if (has_timer) timer_delete(check_timer);
+  has_timer = 0;
+  pending = spent = 0;
+  hooked = NULL;
+  catcher = NULL;
+  tide__signaldefault(rt, SIGINT, NULL);
+  tide__signaldefault(rt, SIGTERM, NULL);
+  sigaction(SIGINT, &before[0], NULL);
+  sigaction(SIGTERM, &before[1], NULL);
+}
+
+int tide__signalscaught (tide_Runtime *rt) {
+  return catcher == rt;
+}
+
+TIDE_API int tide_interrupted (tide_Runtime *rt) {
+  return rt->interrupted;
+}

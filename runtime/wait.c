@@ -1,0 +1,243 @@
+/*
+** wait.c: the wait/wake protocol every awaitable function uses (tide_wait,
+** tide_await, tide_wake), cancellation of a task's wait, and the Lua-side
+** waits the library written in Lua builds on (token, wake, shield).
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tide_int.h"
+
+char tide__luawait;
+
+/* Push the Cancelled object of task t (made on first use, with the message
+** given to cancel()). */
+void tide__pushcancelled (lua_State *L, Task *t) {
+  tide__pushtask(L, t);
+  if (lua_getiuservalue(L, -1, 2) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, -3, 2);
+  }
+  if (lua_getfield(L, -1, "cancel") == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    luaL_setmetatable(L, TIDE_CANCELLED);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "cancel");
+  }
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+int tide__raisecancelled (lua_State *L, Task *t) {
+  tide__pushcancelled(L, t);
+  return lua_error(L);
+}
+
+/* ---- The wait/wake protocol ---------------------------------------------- */
+
+/* The name of the running C function, for error messages: from the call
+** site, or else from a tide module's table ("tide.sleep", "tide.fs.stat").
+** Leaves one value on the stack (which keeps the name alive until the
+** error is raised). */
+static const char *fname (lua_State *L) {
+  static const char *const mods[] = { "tide", "tide.fs", NULL };
+  lua_Debug ar;
+  const char *name = "?";
+  int m;
+  if (!lua_getstack(L, 0, &ar)) return name;
+  if (lua_getinfo(L, "nf", &ar) && ar.name) return ar.name;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  for (m = 0; mods[m] != NULL && name[0] == '?'; m++) {
+    if (lua_getfield(L, -1, mods[m]) == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        if (lua_rawequal(L, -1, -5) && lua_type(L, -2) == LUA_TSTRING) {
+          name = lua_pushfstring(L, "%s.%s", mods[m], lua_tostring(L, -2));
+          lua_replace(L, -6);        /* keep the string alive below */
+          lua_pop(L, 2);
+          break;
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return name;
+}
+
+tide_Wait *tide__waitbegin (tide_Runtime *rt, lua_State *L) {
+  Task *t = rt ? rt->current : NULL;
+  if (t == NULL)
+    luaL_error(L, "'%s' must be called inside a task "
+                  "(use tide.run or tide.spawn)", fname(L));
+  if (rt->closing)
+    luaL_error(L, "'%s': the tide runtime is closed", fname(L));
+  if (!lua_isyieldable(L))
+    luaL_error(L, "'%s' cannot wait inside a C call such as table.sort, "
+                  "string.gsub or require", fname(L));
+  if (t->cancelreq && !t->shield)
+    tide__raisecancelled(L, t);
+  t->w.L = L;
+  t->w.nres = 0;
+  return &t->w;
+}
+
+TIDE_API tide_Wait *tide_wait (lua_State *L) {
+  return tide__waitbegin(tide_runtime(L), L);
+}
+
+static int await_k (lua_State *L, int status, lua_KContext ctx) {
+  tide_Wait *w = (tide_Wait *)ctx;
+  Task *t = tide__task(w);
+  (void)status;
+  if (t->interrupted) {
+    t->interrupted = 0;
+    if (t->badwait) {
+      t->badwait = 0;
+      return luaL_error(L, "cannot wait in a coroutine resumed inside a C "
+                           "call such as table.sort or string.gsub");
+    }
+    return tide__raisecancelled(L, t);
+  }
+  if (w->k) return w->k(L, LUA_YIELD, w->ctx);
+  return lua_gettop(L) - w->base;
+}
+
+TIDE_API int tide_awaitk (lua_State *L, tide_Wait *w, tide_CancelF cancel,
+                          void *data, lua_KFunction k, lua_KContext ctx) {
+  w->cancel = cancel;
+  w->data = data;
+  w->k = k;
+  w->ctx = ctx;
+  w->base = lua_gettop(L);
+  w->yielder = L;
+  tide__task(w)->state = T_WAITING;
+  return lua_yieldk(L, 0, (lua_KContext)w, await_k);
+}
+
+TIDE_API int tide_await (lua_State *L, tide_Wait *w, tide_CancelF cancel,
+                         void *data) {
+  return tide_awaitk(L, w, cancel, data, NULL, 0);
+}
+
+TIDE_API void *tide_waitdata (tide_Wait *w) { return w->data; }
+TIDE_API lua_State *tide_thread (tide_Wait *w) { return w->L; }
+
+TIDE_API void tide_wake (tide_Wait *w, int nres) {
+  Task *t = tide__task(w);
+  tide_Runtime *rt = t->rt;
+  if (t->state != T_WAITING) {     /* not waiting any more: drop the values */
+    lua_pop(w->L, nres);
+    return;
+  }
+  w->nres = nres;
+  w->cancel = NULL;
+  if (t->heapidx) tide__heapremove(rt, t);
+  t->gen++;
+  t->state = T_READY;
+  if (rt->depth > 0 || rt->closing)
+    tide__enqueue(rt, t);
+  else {                           /* from a libuv callback: resume now */
+    tide__taskrun(rt, t);
+    if (rt->rcount > 0) tide__runready(rt);
+  }
+}
+
+/* ---- Cancellation -------------------------------------------------------- */
+
+/* Cut the task's current wait: stop the operation, resume it to raise. */
+void tide__interrupt (Task *t) {
+  tide_CancelF cancel = t->w.cancel;
+  t->w.cancel = NULL;
+  t->interrupted = 1;
+  if (cancel) cancel(&t->w);
+  t->gen++;
+  t->state = T_READY;
+  tide__enqueue(t->rt, t);
+}
+
+/* Ask t to stop: its current or next wait raises tide.Cancelled (values
+** already handed to it by a wake are still delivered first). Returns 0 if
+** the task had already ended. */
+int tide__cancel (Task *t) {
+  if (t->state == T_DONE) return 0;
+  t->cancelreq = 1;
+  if (t->state == T_WAITING && !t->shield) tide__interrupt(t);
+  return 1;
+}
+
+/* ---- Lua-side waits: what the library written in Lua builds on ----------
+** token() -> task, gen    names the wait the calling task is about to do
+** suspend([s])            (timer.c) waits until wake(task, gen, ...) and
+**                         returns ..., or returns nothing after s seconds
+** wake(task, gen, ...)    -> true if the task was still in that wait
+** shield(delta)           holds back (or releases) the caller's cancellation
+** canwait()               whether the caller may wait (see below)
+*/
+
+static int sched_token (lua_State *L) {
+  tide_Runtime *rt = tide__rt(L);
+  if (rt->current == NULL)
+    return luaL_error(L, "'%s' must be called inside a task "
+                         "(use tide.run or tide.spawn)", "token");
+  tide__pushtask(L, rt->current);
+  lua_pushinteger(L, rt->current->gen);
+  return 2;
+}
+
+static int sched_wake (lua_State *L) {
+  Task *t = tide__checktask(L, 1);
+  lua_Integer gen = luaL_checkinteger(L, 2);
+  int n = lua_gettop(L) - 2;
+  if (t->state != T_WAITING || t->gen != (uint32_t)gen ||
+      t->w.data != TIDE_LUAWAIT) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (!lua_checkstack(t->w.L, n))
+    return luaL_error(L, "too many values to wake");
+  lua_xmove(L, t->w.L, n);
+  t->rt->depth++;                  /* through the ready queue, never now: */
+  tide_wake(&t->w, n);             /* the waker's Lua code goes on first */
+  t->rt->depth--;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int sched_shield (lua_State *L) {
+  tide_Runtime *rt = tide__rt(L);
+  Task *t = rt->current;
+  lua_Integer d = luaL_checkinteger(L, 1);
+  if (t == NULL) return luaL_error(L, "shield: not inside a task");
+  t->shield = (unsigned char)(t->shield + d);
+  return 0;
+}
+
+/* canwait() -> whether the caller could wait here (not inside a C call
+** such as table.sort) */
+static int sched_canwait (lua_State *L) {
+  lua_pushboolean(L, lua_isyieldable(L));
+  return 1;
+}
+
+static const luaL_Reg wait_private[] = {
+  {"canwait", sched_canwait},
+  {"token", sched_token},
+  {"wake", sched_wake},
+  {"shield", sched_shield},
+  {NULL, NULL}
+};
+
+/* Stack: tide table, private table, runtime userdata. */
+int tide__openwait (lua_State *L) {
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, wait_private, 1);
+  lua_pop(L, 1);
+  return 0;
+}
