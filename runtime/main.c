@@ -59,6 +59,7 @@ static void print_usage (const char *badoption) {
   "  -l mod    require library 'mod' into global 'mod'\n"
   "  -l g=mod  require library 'mod' into global 'g'\n"
   "  -v        show version information\n"
+  "  --version show tide's and libuv's versions and exit\n"
   "  -E        ignore environment variables\n"
   "  -W        turn warnings on\n"
   "  --        stop handling options\n"
@@ -118,8 +119,13 @@ static int docall (lua_State *L, int narg, int nres) {
 static void print_version (void) {
   lua_writestring(LUA_COPYRIGHT, strlen(LUA_COPYRIGHT));
   lua_writeline();
+}
+
+
+/* tide's own '--version' (lua5.4 rejects it): -v stays lua5.4's banner. */
+static void print_tideversion (void) {
   printf("%s (libuv %s)\n", TIDE_VERSION, uv_version_string());
-  fflush(stdout);
+  print_version();
 }
 
 
@@ -217,6 +223,7 @@ static int handle_script (lua_State *L, char **argv) {
 #define has_v		4	/* -v */
 #define has_e		8	/* -e */
 #define has_E		16	/* -E */
+#define has_version	32	/* --version */
 
 
 /*
@@ -234,6 +241,10 @@ static int collectargs (char **argv, int *first) {
         return args;  /* stop handling options */
     switch (argv[i][1]) {  /* else check option */
       case '-':  /* '--' */
+        if (strcmp(argv[i], "--version") == 0) {  /* tide's own option */
+          args |= has_version;
+          break;
+        }
         if (argv[i][2] != '\0')  /* extra characters after '--'? */
           return has_error;  /* invalid option */
         *first = i + 1;
@@ -377,6 +388,11 @@ static int pmain (lua_State *L) {
   if (args == has_error) {  /* bad arg? */
     print_usage(argv[script]);  /* 'script' has index of bad arg. */
     return 0;
+  }
+  if (args & has_version) {  /* option '--version'? */
+    print_tideversion();
+    lua_pushboolean(L, 1);  /* nothing else runs */
+    return 1;
   }
   if (args & has_v)  /* option '-v'? */
     print_version();

@@ -163,22 +163,29 @@ static void addmatch (const char *prefix, size_t plen, const char *key) {
   matches[nmatches++] = s;
 }
 
+/* Names that start "__" (metamethods, a class's __index and __name) are
+** not offered after ':', nor after '.' unless the word typed starts so. */
 static void collect (const char *text) {
   lua_State *L = in.rt->cbL;
   int top = lua_gettop(L);
   const char *sep = strpbrk(text, ".:"), *last = NULL, *word;
   size_t plen;
+  int nometa;
   while (sep) { last = sep; sep = strpbrk(sep + 1, ".:"); }
   word = last ? last + 1 : text;
   plen = (size_t)(word - text);
+  nometa = last && (*last == ':' || strncmp(word, "__", 2) != 0);
   if (last ? pushpath(L, text, plen - 1) && fieldtable(L, *last == ':')
            : (lua_pushglobaltable(L), 1)) {
     lua_pushnil(L);
     while (lua_next(L, -2)) {
+      const char *key;
       lua_pop(L, 1);
-      if (lua_type(L, -1) == LUA_TSTRING &&
-          strncmp(lua_tostring(L, -1), word, strlen(word)) == 0)
-        addmatch(text, plen, lua_tostring(L, -1));
+      if (lua_type(L, -1) != LUA_TSTRING) continue;
+      key = lua_tostring(L, -1);
+      if (strncmp(key, word, strlen(word)) == 0 &&
+          !(nometa && strncmp(key, "__", 2) == 0))
+        addmatch(text, plen, key);
     }
   }
   lua_settop(L, top);

@@ -44,6 +44,19 @@ describe("the REPL through a pipe", function ()
     local out = repl("t = tide.spawn(tide.sleep, 5)\n:tasks\n")
     assert.matches("tide.Task: 0x%x+ %(waiting%)\nstack traceback:\n%s+%[C%]: in function 'tide.sleep'", out)
   end)
+
+  it("lists its commands and keys with :help, and names an unknown command", function ()
+    local out, code = repl(":help\n  :help  \n:nope\n1 + 1\n")
+    assert.equal(0, code, out)
+    local _, n = out:gsub("\n:tasks +list the running tasks", "")
+    assert.equal(2, n, out)
+    for _, key in ipairs({ ":help", "Ctrl%-C", "Ctrl%-D", "Tab" }) do
+      assert.matches("\n" .. key .. " +%S", out)
+    end
+    assert.matches("\n[^\n]*\"Lua API\" section of tide's README", out)
+    assert.matches("unknown command :nope (:help lists them)\n", out, 1, true)
+    assert.matches("> 1 + 1\n2\n", out, 1, true)
+  end)
 end)
 
 -- A tide REPL in a tmux session with HOME set to home.
@@ -158,6 +171,19 @@ describe("the REPL on a terminal", function ()
     t:expect("> tide.tcp$")
     t:keys(".conn", "Tab")
     t:expect("> tide.tcp.connect$")
+  end)
+
+  it("offers no metamethods after ':', and after '.' only for '__'", function ()
+    local t = term(home)
+    finally(function () t:close() end)
+    t:keys("q = tide.Queue() t = {__x = 1, y = 2}", "Enter")
+    t:keys("q:", "Tab", "Tab")
+    local screen = t:expect("q:put_nowait.*\n> q:$")
+    assert.is_nil(screen:find("q:__", 1, true), screen)
+    t:keys("C-u", "t.", "Tab")
+    t:expect("> t%.y$")                            -- the one match
+    t:keys("C-u", "t.__", "Tab")
+    t:expect("> t%.__x$")
   end)
 
   it("keeps history across runs in ~/.tide_history", function ()

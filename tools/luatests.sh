@@ -19,8 +19,8 @@
 #             is in the same process group and ends with the time limit.
 # -k DIR      keep each run's output in DIR (FILE.lua5.4.log, FILE.tide.log).
 # -x LIST     tide failures that are intended differences, as the FILE:LINE
-#             their error report names (default below; -x '' for none). A
-#             run under tide that fails there is shown as "xfail".
+#             their error report names (none by default). A run under
+#             tide that fails there is shown as "xfail".
 #
 # Portable mode (the default) sets what all.lua derives from _U=true:
 # `INTERP -e "_U=true _soft=true _port=true _nomsg=true" FILE.lua`, from
@@ -35,10 +35,9 @@
 # under LUA passes under tide or fails there only at an expected place, 1 if
 # not, 2 on a usage error.
 
-# Intended differences of tide (see the comments of the tests there):
-#   main.lua:403      `tide -v` prints tide's and libuv's versions on a line
-#                     after Lua's banner
-expected='main.lua:403'
+# Intended differences of tide, as FILE:LINE (see the comments of the tests
+# there): none at present.
+expected=
 
 usage () {
   echo "usage: $0 [-n] [-t SECONDS] [-k DIR] [-x 'FILE:LINE ...']" \

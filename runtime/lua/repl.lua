@@ -76,14 +76,29 @@ local function listtasks ()
   end
 end
 
+local helptext = [[
+:tasks    list the running tasks and where each waits
+:help     this list
+Ctrl-C    cancel the input that runs, or drop the line being typed
+Ctrl-D    exit (on an empty line; twice while tasks run)
+Tab       complete a global, or a field after '.' or ':'
+The reference for tide.* is the "Lua API" section of tide's README.]]
+
+local function help () print(helptext) end
+
+-- The prompt's own commands: a line such as ":tasks" is never Lua.
+local commands = { tasks = listtasks, help = help }
+
 -- Read one input, over several lines while incomplete: a function, an
 -- error message, nil at the end of input, false on Ctrl-C.
 local function readchunk ()
   local line = readline(true)
   if not line then return line end
-  if line:match("^%s*:tasks%s*$") then
+  local command = line:match("^%s*:(%a+)%s*$")
+  if command then
     input.addhistory(line)
-    return listtasks
+    return commands[command] or
+      ("unknown command :%s (:help lists them)"):format(command)
   end
   if line:sub(1, 1) == "=" then line = "return " .. line:sub(2) end
   local code = line
