@@ -69,10 +69,24 @@ describe("the examples, built against an installed tide", function ()
     end
     local out = sh(("PKG_CONFIG_PATH=%s/lib/pkgconfig pkg-config --libs tide"):format(prefix))
     assert.matches("-ltide", out, 1, true)
+    assert.matches("-Wl,-rpath," .. prefix .. "/lib", out, 1, true)
     local _, code = sh(("env -u LD_PRELOAD make -s uninstall BUILD=%s PREFIX=%s/other && make -s install BUILD=%s PREFIX=%s/other && make -s uninstall BUILD=%s PREFIX=%s/other")
       :format(BUILD, prefix, BUILD, prefix, BUILD, prefix))
     assert.equal(0, code)
     assert.equal("", (sh("find " .. prefix .. "/other -type f")))
+  end)
+
+  it("builds a host with pkg-config alone that starts without LD_LIBRARY_PATH", function ()
+    local exe = prefix .. "/host_rpath"
+    local out, code = sh(("env -u LD_PRELOAD PKG_CONFIG_PATH=%s/lib/pkgconfig sh -c " ..
+      "'cc %s-o %s examples/run_script.c $(pkg-config --cflags --libs tide)'")
+      :format(prefix, sanflags, exe))
+    assert.equal(0, code, out)
+    local script = tmpfile("print('started')")
+    out, code = sh(("env -u LD_PRELOAD -u LD_LIBRARY_PATH %s %s"):format(exe, script))
+    os.remove(script)
+    assert.equal(0, code, out)
+    assert.matches("started", out)
   end)
 
   it("runs a script from the smallest host", function ()
