@@ -22,7 +22,7 @@ CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
 CORE     = sched timer coro debug handle runtime
-BINDINGS = stream server dns tcp pipe udp signal process fs work tty
+BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs work tty
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
 HEADERS  = runtime/tide.h runtime/tide_int.h
