@@ -287,21 +287,13 @@ static void checkchild (lua_State *L, int t, int opts, const Check *k,
 ** 1-3); nothing is opened yet. */
 static void newprocess (lua_State *L, tide_Runtime *rt, Child *ch) {
   Process *p = lua_newuserdatauv(L, sizeof *p, 3);
-  int i;
   memset(p, 0, sizeof *p);
   p->pidfd = -1;
   luaL_setmetatable(L, TIDE_PROCESS);
   tide__handleinit(L, rt, &p->o, sizeof(ProcHandle), process_onclose);
   p->detached = (ch->opts.flags & UV_PROCESS_DETACHED) != 0;
   ch->p = p;
-  for (i = 0; i < 3; i++) {
-    if (ch->io[i].kind == IO_PIPE) {
-      uv_pipe_t *h = (uv_pipe_t *)tide__newstream(L, rt, sizeof *h);
-      uv_pipe_init(rt->loop, h, 0);
-      ch->io[i].stream = (uv_stream_t *)h;
-      lua_setiuservalue(L, -2, i + 1);
-    }
-  }
+  tide__stdiopipes(L, rt, ch);
 }
 
 /* ---- posix_spawn and pidfds --------------------------------------------------- */
@@ -466,7 +458,7 @@ static int startchild (lua_State *L, Child *ch, const char **what) {
   uv_loop_t *loop = tide_getloop(L);
   int i, err = 0;
   *what = ch->opts.file;
-  for (i = 0; i < 3 && err == 0; i++) err = tide__stdioopen(ch, i, what);
+  for (i = 0; i < 3 && err == 0; i++) err = tide__stdioopen(L, ch, i, what);
   if (err == 0) {
     err = checkpidfd() ? spawn_posix(loop, ch) : spawn_uv(loop, ch);
     if (err == 0 && ch->p->detached)
@@ -504,7 +496,9 @@ static int spawn (lua_State *L, Check *k) {
   checkchild(L, 1, 1, k, &ch);
   for (err = 0; err < 3; err++) tide__stdiocheck(L, 1, k, err, &ch.io[err]);
   newprocess(L, tide__rt(L), &ch); /* 4 */
-  if ((err = startchild(L, &ch, &what)) < 0) {
+  err = startchild(L, &ch, &what);
+  tide__stdiodone(L, k, &ch, err == 0);
+  if (err < 0) {
     failchild(L, 4, &ch);
     return tide_pushfail(L, err, what);
   }
@@ -631,6 +625,7 @@ static int process_pipeline (lua_State *L) {
     return tide_pushfail(L, err, what);
   }
   err = startpipeline(L, chs, n, errfd, &what);
+  tide__stdiodone(L, &k, &chs[0], err == 0);
   if (errfd >= 0) close(errfd);
   if (err < 0) {
     if (errio.kind == IO_PIPE) tide__streamfail(L, 7);

@@ -45,15 +45,22 @@ static inline int haszero (lua_State *L) {
   return strlen(s) != len;
 }
 
-/* How one of the child's fds 0-2 is set up. */
-enum { IO_INHERIT, IO_NULL, IO_PIPE, IO_STDOUT, IO_FD, IO_STREAM, IO_FILE };
+/* How one of the child's fds 0-2 is set up. IO_RELAY: stdin from a Stream
+** that has read ahead (see process_stdio.c). */
+enum { IO_INHERIT, IO_NULL, IO_PIPE, IO_STDOUT, IO_FD, IO_STREAM, IO_FILE,
+       IO_RELAY };
+
+typedef struct Relay Relay;
 
 typedef struct Stdio {
   int kind;
   int fd;                  /* IO_INHERIT, IO_FD: the parent's fd to give */
   const char *path;        /* IO_FILE */
-  uv_stream_t *stream;     /* IO_STREAM; IO_PIPE: the parent's end */
+  uv_stream_t *stream;     /* IO_STREAM, IO_RELAY; IO_PIPE: the parent's end */
   int closefd;             /* opened for the child, closed after the spawn */
+  int ref;                 /* IO_RELAY: the Stream's index in the anchors */
+  int ended;               /* IO_RELAY: its read side has ended */
+  Relay *relay;            /* IO_RELAY: made by tide__stdioopen */
 } Stdio;
 
 /* One child to start. */
@@ -65,11 +72,14 @@ typedef struct Child {
 } Child;
 
 /* process_stdio.c: what opts[stdnames[i]] asks for, checked into s; the
-** child's fd i opened into ch->c[i] before its start (0 or a UV error, *what
-** naming a path); the stderr a pipeline's children share */
+** Streams of ch's pipes; the child's fd i opened into ch->c[i] before its
+** start (0 or a UV error, *what naming a path); once it has started, or
+** failed to, tide__stdiodone; the stderr a pipeline's children share */
 void tide__stdiocheck (lua_State *L, int opts, const Check *k, int i,
                        Stdio *s);
-int tide__stdioopen (Child *ch, int i, const char **what);
+void tide__stdiopipes (lua_State *L, tide_Runtime *rt, Child *ch);
+int tide__stdioopen (lua_State *L, Child *ch, int i, const char **what);
+void tide__stdiodone (lua_State *L, const Check *k, Child *ch, int started);
 int tide__stdioshared (lua_State *L, tide_Runtime *rt, Stdio *s, int *fd,
                        const char **what);
 
