@@ -22,10 +22,10 @@ CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
 CORE     = sched task wait report timer coro debug handle runtime interrupt
-BINDINGS = stream server dns tcp pipe udp signal process fs work tty
+BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs work tty
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
-HEADERS  = runtime/tide.h runtime/tide_int.h
+HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h
 
 # Outside the dynamic linker's own directories, programs built with
 # `pkg-config --libs tide` find libtide.so through an rpath.

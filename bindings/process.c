@@ -11,7 +11,8 @@
 ** that lives until then, so every child is reaped (a closing runtime kills
 ** and reaps what is left). _pipeline starts children connected stdout to
 ** stdin by their fds; _spawn and _pipeline serve exec and pipeline, whose
-** Lua side (and the Pipeline object) is in runtime/lua/process.lua.
+** Lua side (and the Pipeline object) is in runtime/lua/process.lua; the
+** children's stdin, stdout and stderr are set up in process_stdio.c.
 */
 #define _GNU_SOURCE              /* posix_spawn_file_actions_addchdir_np */
 #include <errno.h>
@@ -23,14 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tide_int.h"
+#include "process.h"
 
 #define TIDE_PROCESS "tide.Process"
-#define PIPE_ROOM (256 * 1024)   /* socket buffer of a process pipe */
 
 extern char **environ;
 
@@ -43,7 +42,7 @@ typedef union ProcHandle {
   uv_process_t proc;
 } ProcHandle;
 
-typedef struct Process {
+struct Process {
   tide_Handle o;           /* o.h: the ProcHandle until the child is reaped */
   Task *waiters;           /* tasks in wait() */
   int pid;                 /* 0 until started */
@@ -54,28 +53,7 @@ typedef struct Process {
   unsigned detached : 1;
   unsigned orphan : 1;     /* a malloc'ed copy: its Process was collected */
   unsigned moving : 1;     /* the handle is being handed to an orphan */
-} Process;
-
-/* How one of the child's fds 0-2 is set up. */
-enum { IO_INHERIT, IO_NULL, IO_PIPE, IO_STDOUT, IO_FD, IO_STREAM, IO_FILE };
-
-typedef struct Stdio {
-  int kind;
-  int fd;                  /* IO_INHERIT, IO_FD: the parent's fd to give */
-  const char *path;        /* IO_FILE */
-  uv_stream_t *stream;     /* IO_STREAM; IO_PIPE: the parent's end */
-  int closefd;             /* opened for the child, closed after the spawn */
-} Stdio;
-
-/* One child to start. */
-typedef struct Child {
-  uv_process_options_t opts;
-  uv_stdio_container_t c[3];
-  Stdio io[3];
-  Process *p;
-} Child;
-
-static const char *const stdnames[] = { "stdin", "stdout", "stderr" };
+};
 
 static Process *checkprocess (lua_State *L, int i) {
   return luaL_checkudata(L, i, TIDE_PROCESS);
@@ -171,42 +149,11 @@ static void orphan (Process *p) {
 
 /* ---- Options ---------------------------------------------------------------- */
 
-/* Where the options being checked came from, for wrong-use errors: spawn
-** called by the user (fname NULL: luaL_argerror, as any library function),
-** or exec and pipeline in process.lua (fname: the message names it and has
-** no position; process.lua raises it again at its caller's). argv and opts
-** are the argument numbers of the command lists and of the options. */
-typedef struct Check {
-  const char *fname;
-  int argv, opts;
-  int anchor;              /* stack index of a table keeping strings alive */
-  lua_Integer cmd;         /* pipeline: the command's index, else 0 */
-} Check;
-
-static int argerror (lua_State *L, const Check *k, int arg, const char *msg) {
-  if (k->fname == NULL) return luaL_argerror(L, arg, msg);
-  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", arg, k->fname, msg);
-  return lua_error(L);
-}
-
-static int fielderror (lua_State *L, const Check *k, const char *field,
-                       const char *msg) {
-  return argerror(L, k, k->opts, lua_pushfstring(L, "'%s': %s", field, msg));
-}
-
 /* The string on top, kept alive in the anchor table; pops it. */
 static const char *anchored (lua_State *L, const Check *k) {
   const char *s = lua_tostring(L, -1);
   lua_rawseti(L, k->anchor, (lua_Integer)lua_rawlen(L, k->anchor) + 1);
   return s;
-}
-
-/* Does the string on top hold a zero byte (which the system would take
-** for its end)? */
-static int haszero (lua_State *L) {
-  size_t len;
-  const char *s = lua_tolstring(L, -1, &len);
-  return strlen(s) != len;
 }
 
 /* The strings of the list at t (program and arguments) as a NULL-ended
@@ -309,68 +256,6 @@ static char **checkenv (lua_State *L, int opts, const Check *k) {
   return e;
 }
 
-/* What opts.stdin, .stdout or .stderr (i) asks for: "pipe", "inherit",
-** "null", "stdout" (stderr only), a Stream, a Lua file, an fd, or a path. */
-static void checkstdio (lua_State *L, int opts, const Check *k, int i,
-                        Stdio *s) {
-  luaL_Stream *ls;
-  s->kind = IO_INHERIT;
-  s->fd = i;
-  s->path = NULL;
-  s->stream = NULL;
-  s->closefd = -1;
-  switch (lua_getfield(L, opts, stdnames[i])) {
-    case LUA_TNIL:
-      break;
-    case LUA_TSTRING: {
-      const char *v = lua_tostring(L, -1);
-      if (strcmp(v, "pipe") == 0) s->kind = IO_PIPE;
-      else if (strcmp(v, "inherit") == 0) s->kind = IO_INHERIT;
-      else if (strcmp(v, "null") == 0) s->kind = IO_NULL;
-      else if (strcmp(v, "stdout") == 0) {
-        if (i != 2) fielderror(L, k, stdnames[i], "\"stdout\" is for stderr "
-                               "only (a file named so: \"./stdout\")");
-        s->kind = IO_STDOUT;
-      }
-      else if (*v == '\0') fielderror(L, k, stdnames[i], "empty path");
-      else if (haszero(L)) fielderror(L, k, stdnames[i], "zero byte in path");
-      else {
-        s->kind = IO_FILE;
-        s->path = v;
-      }
-      break;
-    }
-    case LUA_TNUMBER:
-      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
-          lua_tointeger(L, -1) > INT_MAX)
-        fielderror(L, k, stdnames[i], "file descriptor expected");
-      s->kind = IO_FD;
-      s->fd = (int)lua_tointeger(L, -1);
-      if (s->fd != i && fcntl(s->fd, F_GETFD) < 0)
-        fielderror(L, k, stdnames[i], lua_pushfstring(L, "file descriptor %d "
-                   "is not open", s->fd));
-      break;
-    default:
-      if (luaL_testudata(L, -1, TIDE_STREAM)) {
-        if ((s->stream = tide__tostream(L, -1)) == NULL)
-          fielderror(L, k, stdnames[i], "closed stream");
-        s->kind = IO_STREAM;
-      }
-      else if ((ls = luaL_testudata(L, -1, LUA_FILEHANDLE)) != NULL) {
-        if (ls->closef == NULL)
-          fielderror(L, k, stdnames[i], "closed file");
-        fflush(ls->f);
-        s->kind = IO_FD;
-        s->fd = fileno(ls->f);
-      }
-      else
-        fielderror(L, k, stdnames[i], lua_pushfstring(L, "\"pipe\", "
-                   "\"inherit\", \"null\", a path, a stream, a file or an "
-                   "fd expected, got %s", luaL_typename(L, -2)));
-  }
-  lua_rawseti(L, k->anchor, (lua_Integer)lua_rawlen(L, k->anchor) + 1);
-}
-
 /* Program, arguments, env, cwd and detached of ch: argv from the list at
 ** t, the rest from the table at opts. */
 static void checkchild (lua_State *L, int t, int opts, const Check *k,
@@ -402,78 +287,13 @@ static void checkchild (lua_State *L, int t, int opts, const Check *k,
 ** 1-3); nothing is opened yet. */
 static void newprocess (lua_State *L, tide_Runtime *rt, Child *ch) {
   Process *p = lua_newuserdatauv(L, sizeof *p, 3);
-  int i;
   memset(p, 0, sizeof *p);
   p->pidfd = -1;
   luaL_setmetatable(L, TIDE_PROCESS);
   tide__handleinit(L, rt, &p->o, sizeof(ProcHandle), process_onclose);
   p->detached = (ch->opts.flags & UV_PROCESS_DETACHED) != 0;
   ch->p = p;
-  for (i = 0; i < 3; i++) {
-    if (ch->io[i].kind == IO_PIPE) {
-      uv_pipe_t *h = (uv_pipe_t *)tide__newstream(L, rt, sizeof *h);
-      uv_pipe_init(rt->loop, h, 0);
-      ch->io[i].stream = (uv_stream_t *)h;
-      lua_setiuservalue(L, -2, i + 1);
-    }
-  }
-}
-
-/* Make the pipe of a Stream: a socket pair, so that shutdown() on the
-** child's stdin works, with room for PIPE_ROOM bytes each way (fewer wake-
-** ups than the default when much goes through). 0 or a UV error. */
-static int openpipe (uv_stream_t *stream, int *childfd) {
-  uv_os_sock_t fds[2];
-  int size = PIPE_ROOM;
-  int err = uv_socketpair(SOCK_STREAM, 0, fds, UV_NONBLOCK_PIPE, 0);
-  if (err < 0) return err;
-  setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-  setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-  if ((err = uv_pipe_open((uv_pipe_t *)stream, fds[0])) < 0) {
-    close(fds[0]);
-    close(fds[1]);
-    return err;
-  }
-  *childfd = fds[1];
-  return 0;
-}
-
-/* Open what the child's fd i needs; 0 or a UV error (*what: a path). */
-static int openstdio (Child *ch, int i, const char **what) {
-  Stdio *s = &ch->io[i];
-  uv_stdio_container_t *c = &ch->c[i];
-  int err;
-  switch (s->kind) {
-    case IO_NULL:
-      c->flags = UV_IGNORE;        /* libuv gives the child /dev/null */
-      return 0;
-    case IO_STDOUT:
-      *c = ch->c[1];
-      return 0;
-    case IO_STREAM:
-      c->flags = UV_INHERIT_STREAM;
-      c->data.stream = s->stream;
-      return 0;
-    case IO_FILE:
-      s->closefd = open(s->path, i == 0 ? O_RDONLY | O_CLOEXEC :
-                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-      if (s->closefd < 0) {
-        *what = s->path;
-        return uv_translate_sys_error(errno);
-      }
-      c->flags = UV_INHERIT_FD;
-      c->data.fd = s->closefd;
-      return 0;
-    case IO_PIPE:
-      if ((err = openpipe(s->stream, &s->closefd)) < 0) return err;
-      c->flags = UV_INHERIT_FD;
-      c->data.fd = s->closefd;
-      return 0;
-    default:                       /* IO_INHERIT, IO_FD */
-      c->flags = UV_INHERIT_FD;
-      c->data.fd = s->fd;
-      return 0;
-  }
+  tide__stdiopipes(L, rt, ch);
 }
 
 /* ---- posix_spawn and pidfds --------------------------------------------------- */
@@ -497,11 +317,11 @@ static int watch (uv_loop_t *loop, Process *p, pid_t pid) {
   return err;
 }
 
-/* The child's fds 0-2 as file actions, from the containers openstdio
-** filled. An fd below i would be read after the action for it replaced
-** it: it is copied above 2 first (moved[i], closed after the spawn). The
-** child's stdio must block, as programs expect: what it shares with the
-** parent is made blocking (uv_spawn does the same from the child). */
+/* The child's fds 0-2 as file actions, from the containers that
+** tide__stdioopen filled. An fd below i would be read after the action for
+** it replaced it: it is copied above 2 first (moved[i], closed after the
+** spawn). The child's stdio must block, as programs expect: what it shares
+** with the parent is made blocking (uv_spawn does the same from the child). */
 static int setactions (Child *ch, posix_spawn_file_actions_t *fa,
                        int moved[3]) {
   int i, fd, fl, err = 0;
@@ -638,7 +458,7 @@ static int startchild (lua_State *L, Child *ch, const char **what) {
   uv_loop_t *loop = tide_getloop(L);
   int i, err = 0;
   *what = ch->opts.file;
-  for (i = 0; i < 3 && err == 0; i++) err = openstdio(ch, i, what);
+  for (i = 0; i < 3 && err == 0; i++) err = tide__stdioopen(L, ch, i, what);
   if (err == 0) {
     err = checkpidfd() ? spawn_posix(loop, ch) : spawn_uv(loop, ch);
     if (err == 0 && ch->p->detached)
@@ -674,9 +494,11 @@ static int spawn (lua_State *L, Check *k) {
   lua_newtable(L);                 /* 3: anchors */
   k->anchor = 3;
   checkchild(L, 1, 1, k, &ch);
-  for (err = 0; err < 3; err++) checkstdio(L, 1, k, err, &ch.io[err]);
+  for (err = 0; err < 3; err++) tide__stdiocheck(L, 1, k, err, &ch.io[err]);
   newprocess(L, tide__rt(L), &ch); /* 4 */
-  if ((err = startchild(L, &ch, &what)) < 0) {
+  err = startchild(L, &ch, &what);
+  tide__stdiodone(L, k, &ch, err == 0);
+  if (err < 0) {
     failchild(L, 4, &ch);
     return tide_pushfail(L, err, what);
   }
@@ -752,33 +574,6 @@ static int startpipeline (lua_State *L, Child *chs, lua_Integer n,
   return err;
 }
 
-/* The stderr all children of a pipeline share: with "pipe", a Stream
-** pushed, its child end in *fd; with a path, the file opened once (each
-** child opening it would truncate what the others wrote), in *fd. Else
-** false pushed, *fd left -1. 0 or a UV error (*what). */
-static int openshared (lua_State *L, tide_Runtime *rt, Stdio *s, int *fd,
-                       const char **what) {
-  int err;
-  *what = NULL;
-  if (s->kind == IO_PIPE) {
-    uv_pipe_t *h = (uv_pipe_t *)tide__newstream(L, rt, sizeof *h);
-    uv_pipe_init(rt->loop, h, 0);
-    if ((err = openpipe((uv_stream_t *)h, fd)) < 0) {
-      tide__streamfail(L, -1);
-      return err;
-    }
-    return 0;
-  }
-  lua_pushboolean(L, 0);
-  if (s->kind == IO_FILE &&
-      (*fd = open(s->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                  0666)) < 0) {
-    *what = s->path;
-    return uv_translate_sys_error(errno);
-  }
-  return 0;
-}
-
 /* process._pipeline(stages, opts, fname) -> { Process }, stderr Stream or
 ** false | nil, msg, code, for pipeline or exec (fname). Each child's
 ** stdout is the next one's stdin; opts.stdin is the first's, opts.stdout
@@ -801,9 +596,9 @@ static int process_pipeline (lua_State *L) {
   lua_settop(L, 3);
   lua_newtable(L);                 /* 4: anchors */
   chs = lua_newuserdatauv(L, (size_t)n * sizeof *chs, 0);   /* 5 */
-  checkstdio(L, 2, &k, 0, &in);
-  checkstdio(L, 2, &k, 1, &out);
-  checkstdio(L, 2, &k, 2, &errio);
+  tide__stdiocheck(L, 2, &k, 0, &in);
+  tide__stdiocheck(L, 2, &k, 1, &out);
+  tide__stdiocheck(L, 2, &k, 2, &errio);
   for (i = 0; i < n; i++) {
     Child *ch = &chs[i];
     if (lua_geti(L, 1, i + 1) != LUA_TTABLE)
@@ -825,11 +620,12 @@ static int process_pipeline (lua_State *L) {
     newprocess(L, rt, &chs[i]);
     lua_rawseti(L, 6, i + 1);
   }
-  if ((err = openshared(L, rt, &errio, &errfd, &what)) < 0) {   /* 7 */
+  if ((err = tide__stdioshared(L, rt, &errio, &errfd, &what)) < 0) {   /* 7 */
     failpipeline(L, 6, chs, n);
     return tide_pushfail(L, err, what);
   }
   err = startpipeline(L, chs, n, errfd, &what);
+  tide__stdiodone(L, &k, &chs[0], err == 0);
   if (errfd >= 0) close(errfd);
   if (err < 0) {
     if (errio.kind == IO_PIPE) tide__streamfail(L, 7);

@@ -583,6 +583,30 @@ void tide__streamfail (lua_State *L, int i) {
   tide__handleclose(&checkstream(L, i)->o);
 }
 
+/* ---- Handing the read side on ---------------------------------------------- */
+
+/* For process_stdio.c (a child's stdin) and whatever else takes the fd:
+** stop the read-ahead, and count or move out what it read; see tide_int.h. */
+const char *tide__streamtake (lua_State *L, int i, char **buf, size_t *len,
+                              int *ended) {
+  Stream *s = checkstream(L, i);
+  if (buf != NULL) *buf = NULL;
+  *len = 0;
+  *ended = 0;
+  if (s->o.h == NULL) return "closed stream";
+  if (s->reader != NULL) return "a task is reading the stream";
+  read_stop(s);                    /* what comes next is the taker's */
+  *len = s->len;
+  *ended = s->rerr != 0;
+  if (buf != NULL && s->len > 0) {
+    if (s->off > 0) memmove(s->buf, s->buf + s->off, s->len);
+    *buf = s->buf;
+    s->buf = NULL;
+    s->off = s->len = s->cap = 0;
+  }
+  return NULL;
+}
+
 /* ---- Connecting (for tcp.c and pipe.c) ----------------------------------- */
 
 typedef struct ConnReq {

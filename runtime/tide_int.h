@@ -201,6 +201,15 @@ uv_connect_t *tide__connreq (lua_State *L);
 void tide__connected (uv_connect_t *req, int status);
 int tide__connwait (lua_State *L, uv_connect_t *req, int err);
 
+/* stream.c: hand the read side of the Stream at i on to what takes its fd
+** (a child's stdin, TLS): its read-ahead stops; *len is the count of bytes
+** it holds, which move out to *buf (malloc'ed, the caller's; NULL if none)
+** unless buf is NULL. *ended: its read side has ended (EOF or an error),
+** nothing comes after them. Returns NULL, or why it cannot be handed on
+** ("closed stream", "a task is reading the stream"), nothing done. */
+const char *tide__streamtake (lua_State *L, int i, char **buf, size_t *len,
+                              int *ended);
+
 /* server.c: a new Server pushed, its uv handle for the caller to init and
 ** bind; then tide__listen (0 or an error, the server closed) */
 void *tide__newserver (lua_State *L, tide_Runtime *rt, size_t size);

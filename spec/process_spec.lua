@@ -817,3 +817,194 @@ describe("scripts/commands.lua and scripts/pargrep.lua", function ()
     os.remove(dir)
   end))
 end)
+
+describe("a Stream handed to a child that has read ahead", function ()
+  -- Start sh -c script with stdout = "pipe" and read its first line, "H\n"
+  -- (the read-ahead may take more); the Process.
+  local function header (script, ...)
+    local p = assert(P.spawn { "sh", "-c", script, "sh", ..., stdout = "pipe" })
+    assert.equal("H\n", p.stdout:read_until("\n"))
+    return p
+  end
+
+  -- Is the socket the child's fd 0 names (its readlink) one of ours?
+  local function ours (link)
+    local f = assert(io.popen("ls -l /proc/" .. mypid() .. "/fd"))
+    local list = f:read("a")
+    f:close()
+    return list:find(link, 1, true) ~= nil
+  end
+
+  -- Bytes written so far by process pid (/proc/pid/io).
+  local function written (pid)
+    local f = assert(io.open("/proc/" .. pid .. "/io"))
+    local n = tonumber(f:read("a"):match("wchar: (%d+)"))
+    f:close()
+    return n
+  end
+
+  it("gives the child what the stream had read ahead, then the rest", async(function ()
+    local p1 <close> = header("echo H; echo body")
+    local p2 <close> = assert(P.spawn { "cat", stdin = p1.stdout, stdout = "pipe" })
+    assert.equal("body\n", readall(p2.stdout))
+    assert.equal(0, p2:wait())
+    assert.equal(0, p1:wait())
+  end))
+
+  it("passes 300,000 bytes after a header exactly, through a pipe of the child's own", async(function ()
+    local t = {}
+    for i = 1, 300000 do t[i] = string.char((i * 7919 + i // 256) % 256) end
+    local payload = table.concat(t)
+    local path = tmpfile(payload)
+    local p1 <close> = header('echo H; cat "$1"', path)
+    tide.sleep(0.05)                             -- the read-ahead fills up
+    local p2 <close> = assert(P.spawn { "sh", "-c", "readlink /proc/self/fd/0; exec cat",
+                                        stdin = p1.stdout, stdout = "pipe" })
+    local link = p2.stdout:read_until("\n")
+    assert.matches("^socket:", link)
+    assert.is_false(ours(link))                  -- a relay's pipe, not our socket
+    local got = readall(p2.stdout)
+    assert.equal(#payload, #got)
+    assert.is_true(got == payload, "the bytes differ")
+    assert.equal(0, p2:wait())
+    os.remove(path)
+  end))
+
+  it("gives what a stream that has ended had read, then EOF", async(function ()
+    local p1 <close> = header("echo H; printf 'last\\n'")
+    assert.equal(0, p1:wait())
+    tide.sleep(0.05)                             -- the read-ahead has seen EOF
+    local p2 <close> = assert(P.spawn { "cat", stdin = p1.stdout, stdout = "pipe" })
+    assert.equal("last\n", readall(p2.stdout))
+    assert.equal(0, p2:wait())
+  end))
+
+  it("leaves the bytes in the stream when the child cannot start", async(function ()
+    local p1 <close> = header("echo H; echo body")
+    tide.sleep(0.05)
+    local p, _, code = P.spawn { "no-such-program-tide", stdin = p1.stdout }
+    assert.is_nil(p)
+    assert.equal("ENOENT", code)
+    local pl, _, code2 = P.pipeline({ { "cat" }, { "no-such-program-tide" } },
+                                    { stdin = p1.stdout })
+    assert.is_nil(pl)
+    assert.equal("ENOENT", code2)
+    assert.equal("body\n", readall(p1.stdout))
+    assert.equal(0, nozombies())
+  end))
+
+  it("keeps the fd hand-off direct when nothing is buffered, and stops reading ahead", async(function ()
+    local p1 <close> = header("echo H; sleep 0.3; echo body")
+    local p2 <close> = assert(P.spawn { "sh", "-c", "readlink /proc/self/fd/0; exec cat",
+                                        stdin = p1.stdout, stdout = "pipe" })
+    local link = p2.stdout:read_until("\n")
+    assert.is_true(ours(link))                   -- the very socket of p1.stdout
+    assert.equal("body\n", readall(p2.stdout))   -- tide read none of it
+    assert.equal(0, p2:wait())
+  end))
+
+  it("reads no further than a slow child takes (backpressure)", async(function ()
+    local size = 64 * 1024 * 1024
+    local p1 <close> = header("echo H; exec head -c $1 /dev/zero", size)
+    tide.sleep(0.05)
+    local p2 <close> = assert(P.spawn { "sh", "-c", "sleep 0.5; exec wc -c",
+                                        stdin = p1.stdout, stdout = "pipe" })
+    tide.sleep(0.3)
+    assert.is_true(alive(p1.pid))                -- still blocked writing
+    local w = written(p1.pid)
+    assert.is_true(w < 8 * 1024 * 1024, ("the source wrote %d bytes"):format(w))
+    assert.equal(size, tonumber(readall(p2.stdout)))
+    assert.equal(0, p2:wait())
+    assert.equal(0, p1:wait())
+  end))
+
+  it("ends quietly when the child exits early, closing its copy of the stream", async(function ()
+    local fds = fdcount()
+    do
+      local p1 <close> = header("echo H; exec head -c 10000000 /dev/zero 2>/dev/null")
+      tide.sleep(0.05)
+      local p2 <close> = assert(P.spawn { "head", "-c", "10", stdin = p1.stdout,
+                                          stdout = "pipe" })
+      assert.equal(("\0"):rep(10), readall(p2.stdout))
+      assert.equal(0, p2:wait())
+      -- the last copy: the writer fails (EPIPE, or ECONNRESET as unread
+      -- data was dropped) and ends; with a copy left, it would block
+      p1.stdout:close()
+      local code = tide.timeout(5, p1.wait, p1)
+      assert.is_true(code == 1 or code == 141, "the writer did not end")
+    end
+    assert.equal(fds, fdcount())
+  end))
+
+  it("goes on when the task that spawned the child is cancelled", async(function ()
+    local p1 <close> = header("echo H; exec head -c 1000000 /dev/zero")
+    tide.sleep(0.05)
+    local p2
+    local t = tide.spawn(function ()
+      p2 = assert(P.spawn { "sh", "-c", "sleep 0.1; exec wc -c", stdin = p1.stdout,
+                            stdout = "pipe" })
+      tide.sleep(10)
+    end)
+    tide.sleep(0.01)
+    t:cancel()
+    assert.has_error(function () t:await() end)
+    assert.equal(1000000, tonumber(readall(p2.stdout)))
+    assert.equal(0, p2:wait())
+    p2:close()
+  end))
+
+  it("gives a pipeline's first child what the stream had read ahead", async(function ()
+    local p1 <close> = header("echo H; printf 'b\\nc\\na\\n'")
+    tide.sleep(0.05)
+    local pl <close> = assert(P.pipeline({ { "cat" }, { "sort" } }, { stdin = p1.stdout,
+      stdout = "pipe", env = NOPRELOAD, env_extend = true }))
+    assert.equal("a\nb\nc\n", readall(pl.stdout))
+    assert.equal(0, pl:wait())
+  end))
+
+  it("does not keep the program running once the child has exited", async(function ()
+    local t0 = tide.now()
+    local out, err, code = P.exec { TIDE, "-e", [[
+      local p1 = tide.process.spawn { "sh", "-c", "printf 'H\\nabc'; exec sleep 5",
+                                      stdout = "pipe", stderr = "null", detached = true }
+      p1.stdout:read_until("\n")
+      local p2 = tide.process.spawn { "head", "-c", "2", stdin = p1.stdout, stdout = "pipe" }
+      io.write(p2.stdout:read(), " ", p1.pid)
+    ]] }
+    assert.equal(0, code, err)
+    assert.is_true(tide.now() - t0 < 3)
+    local data, pid = out:match("^(%S+) (%d+)$")
+    assert.equal("ab", data)
+    assert.is_true(tide.signal.kill(tonumber(pid), "SIGKILL"))
+  end))
+
+  it("refuses a closed stream, one a task is reading, and queued writes for stdout", async(function ()
+    local dead = assert(P.spawn { "cat", stdout = "pipe" })
+    dead.stdout:close()
+    assert.has_error(function () P.spawn { "cat", stdin = dead.stdout } end,
+      "bad argument #1 to 'spawn' ('stdin': closed stream)")
+    assert.has_error(function () P.spawn { "cat", stdout = dead.stdout } end,
+      "bad argument #1 to 'spawn' ('stdout': closed stream)")
+    assert.has_error(function () P.pipeline({ { "cat" } }, { stdin = dead.stdout }) end,
+      "bad argument #2 to 'pipeline' ('stdin': closed stream)")
+    dead:close()
+
+    local p <close> = assert(P.spawn { "sh", "-c", "sleep 0.3; echo late", stdout = "pipe" })
+    local reader = tide.spawn(function () return p.stdout:read() end)
+    tide.sleep(0.01)
+    assert.has_error(function () P.spawn { "cat", stdin = p.stdout } end,
+      "bad argument #1 to 'spawn' ('stdin': a task is reading the stream)")
+    assert.equal("late\n", reader:await())       -- the reader lost nothing
+
+    local sink <close> = assert(P.spawn { "sh", "-c", "sleep 0.2; exec cat > /dev/null",
+                                          stdin = "pipe" })
+    assert(sink.stdin:write(("x"):rep(4 * 1024 * 1024)))
+    assert.has_error(function () P.spawn { "true", stdout = sink.stdin } end,
+      "bad argument #1 to 'spawn' ('stdout': writes are still queued on the stream (drain it first))")
+    assert.has_error(function () P.spawn { "true", stderr = sink.stdin } end,
+      "bad argument #1 to 'spawn' ('stderr': writes are still queued on the stream (drain it first))")
+    assert.is_true(sink.stdin:drain())
+    local q <close> = assert(P.spawn { "printf", "after", stdout = sink.stdin })
+    assert.equal(0, q:wait())
+  end))
+end)

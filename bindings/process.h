@@ -1,0 +1,86 @@
+/*
+** process.h: what process.c (children: options, starting, exit) and
+** process_stdio.c (their stdin, stdout and stderr) share.
+*/
+#ifndef TIDE_PROCESS_H
+#define TIDE_PROCESS_H
+
+#include <string.h>
+
+#include "tide_int.h"
+
+typedef struct Process Process;
+
+static const char *const stdnames[] = { "stdin", "stdout", "stderr" };
+
+/* Where the options being checked came from, for wrong-use errors: spawn
+** called by the user (fname NULL: luaL_argerror, as any library function),
+** or exec and pipeline in process.lua (fname: the message names it and has
+** no position; process.lua raises it again at its caller's). argv and opts
+** are the argument numbers of the command lists and of the options. */
+typedef struct Check {
+  const char *fname;
+  int argv, opts;
+  int anchor;              /* stack index of a table keeping strings alive */
+  lua_Integer cmd;         /* pipeline: the command's index, else 0 */
+} Check;
+
+static inline int argerror (lua_State *L, const Check *k, int arg,
+                            const char *msg) {
+  if (k->fname == NULL) return luaL_argerror(L, arg, msg);
+  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", arg, k->fname, msg);
+  return lua_error(L);
+}
+
+static inline int fielderror (lua_State *L, const Check *k,
+                              const char *field, const char *msg) {
+  return argerror(L, k, k->opts, lua_pushfstring(L, "'%s': %s", field, msg));
+}
+
+/* Does the string on top hold a zero byte (which the system would take
+** for its end)? */
+static inline int haszero (lua_State *L) {
+  size_t len;
+  const char *s = lua_tolstring(L, -1, &len);
+  return strlen(s) != len;
+}
+
+/* How one of the child's fds 0-2 is set up. IO_RELAY: stdin from a Stream
+** that has read ahead (see process_stdio.c). */
+enum { IO_INHERIT, IO_NULL, IO_PIPE, IO_STDOUT, IO_FD, IO_STREAM, IO_FILE,
+       IO_RELAY };
+
+typedef struct Relay Relay;
+
+typedef struct Stdio {
+  int kind;
+  int fd;                  /* IO_INHERIT, IO_FD: the parent's fd to give */
+  const char *path;        /* IO_FILE */
+  uv_stream_t *stream;     /* IO_STREAM, IO_RELAY; IO_PIPE: the parent's end */
+  int closefd;             /* opened for the child, closed after the spawn */
+  int ref;                 /* IO_RELAY: the Stream's index in the anchors */
+  int ended;               /* IO_RELAY: its read side has ended */
+  Relay *relay;            /* IO_RELAY: made by tide__stdioopen */
+} Stdio;
+
+/* One child to start. */
+typedef struct Child {
+  uv_process_options_t opts;
+  uv_stdio_container_t c[3];
+  Stdio io[3];
+  Process *p;
+} Child;
+
+/* process_stdio.c: what opts[stdnames[i]] asks for, checked into s; the
+** Streams of ch's pipes; the child's fd i opened into ch->c[i] before its
+** start (0 or a UV error, *what naming a path); once it has started, or
+** failed to, tide__stdiodone; the stderr a pipeline's children share */
+void tide__stdiocheck (lua_State *L, int opts, const Check *k, int i,
+                       Stdio *s);
+void tide__stdiopipes (lua_State *L, tide_Runtime *rt, Child *ch);
+int tide__stdioopen (lua_State *L, Child *ch, int i, const char **what);
+void tide__stdiodone (lua_State *L, const Check *k, Child *ch, int started);
+int tide__stdioshared (lua_State *L, tide_Runtime *rt, Stdio *s, int *fd,
+                       const char **what);
+
+#endif
