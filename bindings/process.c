@@ -33,8 +33,10 @@
 
 extern char **environ;
 
-/* How children start: posix_spawn and pidfds, or uv_spawn (see above). */
-static _Thread_local int usepidfd = -1;
+/* How children start: posix_spawn and pidfds, or uv_spawn (see above).
+** In static TLS even in tide.so: a dlopen'ed module's dynamic TLS block
+** makes LeakSanitizer (gcc 12) scan a bogus range under stock lua5.4. */
+static _Thread_local int usepidfd __attribute__((tls_model("initial-exec"))) = -1;
 
 /* The handle a Process owns: a poll on its pidfd, or libuv's process. */
 typedef union ProcHandle {

@@ -223,6 +223,7 @@ TIDE_API void tide_close (tide_Runtime *rt) {
   tide__reportfailed(rt);
   tide__releasesignals(rt);
   rt->closing = 1;
+  tide__debugclose(rt);
   tide__closehandles(rt);
   uv_idle_stop(&rt->idle);
   close_own((uv_handle_t *)&rt->idle, &pending);

@@ -94,6 +94,7 @@ struct tide_Runtime {
   uint64_t seq;
   int debug;               /* famine detection on */
   double famine;           /* seconds a resume may take before a report */
+  struct tide_Watch *watch;/* debug.c's detector (and its thread), or NULL */
   int closing;
   int exiting;             /* os.exit(status, true) was called by a task */
   int exitstatus;
@@ -233,6 +234,7 @@ int tide__signaltaken (tide_Runtime *rt, int signum);
 int tide__opendebug (lua_State *L);
 void tide__faminebegin (tide_Runtime *rt, Task *t);
 void tide__famineend (tide_Runtime *rt, Task *t);
+void tide__debugclose (tide_Runtime *rt);
 
 #define tide__task(w) ((Task *)(w))
 
