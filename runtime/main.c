@@ -37,6 +37,8 @@
 
 static const char *progname = LUA_PROGNAME;
 
+static int interactive = 0;  /* the prompt ran */
+
 static tide_Runtime *runtime = NULL;
 
 
@@ -351,6 +353,7 @@ static void doREPL (lua_State *L) {
   int status;
   const char *oldprogname = progname;
   progname = NULL;  /* no 'progname' on errors in interactive mode */
+  interactive = 1;
   lua_settop(L, 0);
   status = luaL_loadbufferx(L, src->source, src->size, "=repl", "b");
   if (status == LUA_OK) {
@@ -455,7 +458,8 @@ int main (int argc, char **argv) {
   report(L, status);
   if (runtime != NULL) {
     tide_close(runtime);
-    if (tide_unobserved(runtime) > 0) result = 0;  /* as node exits 1 */
+    if (tide_unobserved(runtime) > 0 && !interactive)
+      result = 0;  /* as node exits 1; the prompt showed them already */
   }
   lua_close(L);
   if (interrupted) return 128 + interrupted;

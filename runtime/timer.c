@@ -131,7 +131,8 @@ static int yield_now (lua_State *L, tide_Runtime *rt) {
 
 static double checkduration (lua_State *L, int arg) {
   double s = luaL_checknumber(L, arg);
-  luaL_argcheck(L, s >= 0, arg, "negative duration");   /* NaN fails too */
+  luaL_argcheck(L, s >= 0, arg, s != s ? "duration is NaN"
+                                         : "negative duration");
   return s;
 }
 

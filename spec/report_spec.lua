@@ -108,11 +108,12 @@ end)]])
     assert.equal(0, code)                  -- lua5.4 decides its exit status
   end))
 
-  it("shows above the prompt at once in the REPL", async(function ()
-    local lines, _, out = run("printf '%s\\n' 'tide.spawn(error, \"bg\")' "
+  it("shows above the prompt at once in the REPL, which then exits 0", async(function ()
+    local lines, _, out, code = run("printf '%s\\n' 'tide.spawn(error, \"bg\")' "
       .. "'tide.sleep(0.05)' 'print(\"after\")' | " .. TIDE .. " -i", "")
     assert.truthy(find(lines, "nobody awaited: bg"), table.concat(lines, "\n"))
     assert.matches("after", out)
+    assert.equal(0, code)
   end))
 end)
 

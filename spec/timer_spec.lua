@@ -44,6 +44,7 @@ describe("tide.sleep", function ()
     local ok, err = pcall(tide.sleep, -1)
     assert.is_false(ok)
     assert.matches("negative duration", err)
+    assert.matches("duration is NaN", select(2, pcall(tide.sleep, 0 / 0)))
   end))
 
   it("with math.huge waits until cancelled", async(function ()
