@@ -78,7 +78,7 @@ typedef struct Child {
 static const char *const stdnames[] = { "stdin", "stdout", "stderr" };
 
 static Process *checkprocess (lua_State *L, int i) {
-  return luaL_checkudata(L, i, TIDE_PROCESS);
+  return tide__checkudata(L, i, TIDE_PROCESS);
 }
 
 /* ---- Exit and reaping ------------------------------------------------------ */
@@ -171,27 +171,20 @@ static void orphan (Process *p) {
 
 /* ---- Options ---------------------------------------------------------------- */
 
-/* Where the options being checked came from, for wrong-use errors: spawn
-** called by the user (fname NULL: luaL_argerror, as any library function),
-** or exec and pipeline in process.lua (fname: the message names it and has
-** no position; process.lua raises it again at its caller's). argv and opts
-** are the argument numbers of the command lists and of the options. */
+/* Where the options being checked came from, for wrong-use errors: argv
+** and opts are the argument numbers of the command lists and of the
+** options, in spawn or in exec and pipeline (process.lua), which the
+** errors name (see where.c). */
 typedef struct Check {
-  const char *fname;
   int argv, opts;
   int anchor;              /* stack index of a table keeping strings alive */
   lua_Integer cmd;         /* pipeline: the command's index, else 0 */
 } Check;
 
-static int argerror (lua_State *L, const Check *k, int arg, const char *msg) {
-  if (k->fname == NULL) return luaL_argerror(L, arg, msg);
-  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", arg, k->fname, msg);
-  return lua_error(L);
-}
-
 static int fielderror (lua_State *L, const Check *k, const char *field,
                        const char *msg) {
-  return argerror(L, k, k->opts, lua_pushfstring(L, "'%s': %s", field, msg));
+  return tide__argerror(L, k->opts,
+                        lua_pushfstring(L, "'%s': %s", field, msg));
 }
 
 /* The string on top, kept alive in the anchor table; pops it. */
@@ -217,21 +210,22 @@ static char **checkargv (lua_State *L, int t, const Check *k) {
   char **argv;
   if (k->cmd) snprintf(at, sizeof at, "[%d]", (int)k->cmd);
   if (n < 1)
-    argerror(L, k, k->argv, lua_pushfstring(L, "program name expected%s%s",
-                                            k->cmd ? " at " : "", at));
+    tide__argerror(L, k->argv, lua_pushfstring(L, "program name expected%s%s",
+                   k->cmd ? " at " : "", at));
   argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
   lua_rawseti(L, k->anchor, (lua_Integer)lua_rawlen(L, k->anchor) + 1);
   for (i = 1; i <= n; i++) {
     int tt = lua_geti(L, t, i);
     if (tt != LUA_TSTRING && tt != LUA_TNUMBER)
-      argerror(L, k, k->argv, lua_pushfstring(L, "string expected at %s[%d], "
-               "got %s", at, (int)i, luaL_typename(L, -1)));
+      tide__argerror(L, k->argv, lua_pushfstring(L, "string expected at "
+                     "%s[%d], got %s", at, (int)i, luaL_typename(L, -1)));
     if (haszero(L))
-      argerror(L, k, k->argv, lua_pushfstring(L, "zero byte in the string "
-               "at %s[%d]", at, (int)i));
+      tide__argerror(L, k->argv, lua_pushfstring(L, "zero byte in the "
+                     "string at %s[%d]", at, (int)i));
     if (i == 1 && lua_rawlen(L, -1) == 0)
-      argerror(L, k, k->argv, lua_pushfstring(L, "program name expected%s%s"
-               ", got an empty string", k->cmd ? " at " : "", at));
+      tide__argerror(L, k->argv, lua_pushfstring(L, "program name "
+                     "expected%s%s, got an empty string",
+                     k->cmd ? " at " : "", at));
     argv[i - 1] = (char *)anchored(L, k);
   }
   argv[n] = NULL;
@@ -664,8 +658,7 @@ static void failchild (lua_State *L, int idx, Child *ch) {
   tide__handleclose(&ch->p->o);
 }
 
-/* spawn's body: the table at 1 (2: the name k->fname points to, if any);
-** k says who called (see Check). */
+/* spawn's body: the table at 1; k says who called (see Check). */
 static int spawn (lua_State *L, Check *k) {
   Child ch;
   const char *what;
@@ -687,16 +680,15 @@ static int spawn (lua_State *L, Check *k) {
 /* tide.process.spawn{ prog, args..., env =, env_extend =, cwd =, stdin =,
 ** stdout =, stderr =, detached = } -> Process | nil, msg, code */
 static int process_spawn (lua_State *L) {
-  Check k = { NULL, 1, 1, 0, 0 };
+  Check k = { 1, 1, 0, 0 };
   luaL_checktype(L, 1, LUA_TTABLE);
   return spawn(L, &k);
 }
 
-/* process._spawn(t, fname): spawn for exec (program and arguments in t
-** are its argument 1, the options its argument 2). */
+/* process._spawn(t): spawn for exec (program and arguments in t are its
+** argument 1, the options its argument 2). */
 static int process_spawnfor (lua_State *L) {
-  Check k = { NULL, 1, 2, 0, 0 };
-  k.fname = luaL_checkstring(L, 2);
+  Check k = { 1, 2, 0, 0 };
   luaL_checktype(L, 1, LUA_TTABLE);
   return spawn(L, &k);
 }
@@ -779,15 +771,15 @@ static int openshared (lua_State *L, tide_Runtime *rt, Stdio *s, int *fd,
   return 0;
 }
 
-/* process._pipeline(stages, opts, fname) -> { Process }, stderr Stream or
-** false | nil, msg, code, for pipeline or exec (fname). Each child's
+/* process._pipeline(stages, opts) -> { Process }, stderr Stream or
+** false | nil, msg, code, for pipeline or exec. Each child's
 ** stdout is the next one's stdin; opts.stdin is the first's, opts.stdout
 ** the last's, opts.stderr everyone's (one pipe for all with "pipe"); env,
 ** cwd and detached apply to each. process.lua has checked the types of
 ** stages and opts. */
 static int process_pipeline (lua_State *L) {
   tide_Runtime *rt = tide__rt(L);
-  Check k = { NULL, 1, 2, 4, 0 };
+  Check k = { 1, 2, 4, 0 };
   Stdio in, out, errio;
   const char *what;
   lua_Integer i, n;
@@ -795,9 +787,8 @@ static int process_pipeline (lua_State *L) {
   int err, errfd = -1;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
-  k.fname = luaL_checkstring(L, 3);
   n = luaL_len(L, 1);
-  if (n < 1) argerror(L, &k, 1, "a list of commands expected");
+  if (n < 1) tide__argerror(L, 1, "a list of commands expected");
   lua_settop(L, 3);
   lua_newtable(L);                 /* 4: anchors */
   chs = lua_newuserdatauv(L, (size_t)n * sizeof *chs, 0);   /* 5 */
@@ -807,8 +798,8 @@ static int process_pipeline (lua_State *L) {
   for (i = 0; i < n; i++) {
     Child *ch = &chs[i];
     if (lua_geti(L, 1, i + 1) != LUA_TTABLE)
-      argerror(L, &k, 1, lua_pushfstring(L, "command (a table) expected at "
-               "[%d]", (int)i + 1));
+      tide__argerror(L, 1, lua_pushfstring(L, "command (a table) expected "
+                     "at [%d]", (int)i + 1));
     k.cmd = i + 1;
     checkchild(L, lua_gettop(L), 2, &k, ch);
     lua_pop(L, 1);
