@@ -35,10 +35,11 @@ int tide__toaddr (const char *ip, int port, struct sockaddr_storage *ss) {
   return uv_ip6_addr(ip, port, (struct sockaddr_in6 *)ss);
 }
 
-/* Read a port argument. */
+/* Read a port argument (an integer, or a string holding one, as Lua takes
+** numbers). */
 int tide__checkport (lua_State *L, int i) {
-  lua_Integer port = luaL_checkinteger(L, i);
-  luaL_argcheck(L, port >= 0 && port <= 65535, i, "port out of range");
+  lua_Integer port = tide__checkinteger(L, i);
+  tide__argcheck(L, port >= 0 && port <= 65535, i, "port out of range");
   return (int)port;
 }
 

@@ -112,8 +112,9 @@ void tide__newfile (lua_State *L, int fd, const char *name) {
 
 static Res *checkres (lua_State *L, int i, const char *tname,
                       const char *what) {
-  Obj *o = luaL_checkudata(L, i, tname);
-  if (o->res == NULL) luaL_error(L, "attempt to use a closed %s", what);
+  Obj *o = tide__checkudata(L, i, tname);
+  if (o->res == NULL)
+    tide__error(L, "%s: attempt to use a closed %s", tide__fname(L), what);
   return o->res;
 }
 
@@ -123,7 +124,7 @@ static Res *checkres (lua_State *L, int i, const char *tname,
 /* close(), __close and __gc: the descriptor closes now, or once the
 ** requests in flight on it are done. */
 static int obj_close (lua_State *L, const char *tname) {
-  Obj *o = luaL_checkudata(L, 1, tname);
+  Obj *o = tide__checkudata(L, 1, tname);
   Res *x = o->res;
   int err;
   if (x == NULL) return 0;
@@ -134,7 +135,7 @@ static int obj_close (lua_State *L, const char *tname) {
 }
 
 static int obj_tostring (lua_State *L, const char *tname) {
-  Obj *o = luaL_checkudata(L, 1, tname);
+  Obj *o = tide__checkudata(L, 1, tname);
   if (o->res == NULL) lua_pushfstring(L, "%s (closed)", tname);
   else lua_pushfstring(L, "%s (%s): %p", tname, o->res->name, (void *)o);
   return 1;
@@ -515,8 +516,8 @@ static int fs_open (lua_State *L) {
 
 /* An offset argument: -1 (the file position) when absent. */
 static int64_t optoffset (lua_State *L, int i) {
-  lua_Integer off = luaL_optinteger(L, i, -1);
-  luaL_argcheck(L, off >= -1, i, "non-negative offset expected");
+  lua_Integer off = tide__optinteger(L, i, -1);
+  tide__argcheck(L, off >= -1, i, "non-negative offset expected");
   return off;
 }
 
@@ -524,11 +525,11 @@ static int64_t optoffset (lua_State *L, int i) {
 ** of the file. Without offset, from the file position (which it moves). */
 static int file_read (lua_State *L) {
   Res *x = checkfile(L, 1);
-  lua_Integer n = luaL_optinteger(L, 2, READ_CHUNK);
+  lua_Integer n = tide__optinteger(L, 2, READ_CHUNK);
   int64_t off = optoffset(L, 3);
   uv_buf_t b;
   FsReq *r;
-  luaL_argcheck(L, n >= 0 && n <= INT32_MAX, 2, "size out of range");
+  tide__argcheck(L, n >= 0 && n <= INT32_MAX, 2, "size out of range");
   r = newreq(L, x, (size_t)n);
   b = uv_buf_init(r->buf, (unsigned)n);
   return fs_wait(L, r, uv_fs_read(LOOP(L), REQ(r), x->fd, &b, 1, off, fs_cb));
@@ -549,7 +550,7 @@ static int write_k (lua_State *L, int status, lua_KContext ctx) {
 static int file_write (lua_State *L) {
   Res *x = checkfile(L, 1);
   size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
+  const char *data = tide__checklstring(L, 2, &len);
   int64_t off = optoffset(L, 3);
   uv_buf_t b;
   FsReq *r;
@@ -568,8 +569,8 @@ static int file_seek (lua_State *L) {
   static const int modes[] = { SEEK_SET, SEEK_CUR, SEEK_END };
   static const char *const names[] = { "set", "cur", "end", NULL };
   Res *x = checkfile(L, 1);
-  int whence = luaL_checkoption(L, 2, "cur", names);
-  lua_Integer off = luaL_optinteger(L, 3, 0);
+  int whence = tide__checkoption(L, 2, "cur", names);
+  lua_Integer off = tide__optinteger(L, 3, 0);
   off_t pos = lseek(x->fd, (off_t)off, modes[whence]);
   if (pos < 0) return tide_pushfail(L, uv_translate_sys_error(errno), x->name);
   lua_pushinteger(L, (lua_Integer)pos);
@@ -595,9 +596,9 @@ static int file_stat (lua_State *L) {
 /* f:truncate([size]) -> true; size defaults to 0. */
 static int file_truncate (lua_State *L) {
   Res *x = checkfile(L, 1);
-  lua_Integer size = luaL_optinteger(L, 2, 0);
+  lua_Integer size = tide__optinteger(L, 2, 0);
   FsReq *r;
-  luaL_argcheck(L, size >= 0, 2, "non-negative size expected");
+  tide__argcheck(L, size >= 0, 2, "non-negative size expected");
   r = newreq(L, x, 0);
   return fs_wait(L, r, uv_fs_ftruncate(LOOP(L), REQ(r), x->fd, size, fs_cb));
 }
@@ -625,7 +626,8 @@ static int dir_read (lua_State *L) {
   Res *x = checkdir(L, 1);
   FsReq *r;
   if (x->refs > 1)
-    return luaL_error(L, "another task is reading this directory");
+    return tide__error(L, "%s: another task is reading this directory",
+                       tide__fname(L));
   r = newreq(L, x, 0);
   x->dir->dirents = x->ents;
   x->dir->nentries = DIR_BATCH;
@@ -660,7 +662,7 @@ typedef struct Watcher {
 } Watcher;
 
 static Watcher *checkwatcher (lua_State *L, int i) {
-  return luaL_checkudata(L, i, TIDE_WATCHER);
+  return tide__checkudata(L, i, TIDE_WATCHER);
 }
 
 static void event_add (Watcher *wt, const char *name, int what) {
@@ -735,7 +737,8 @@ static int watcher_read (lua_State *L) {
     return 3;
   }
   if (wt->reader)
-    return luaL_error(L, "another task is already reading this watcher");
+    return tide__error(L, "%s: another task is already reading this watcher",
+                       tide__fname(L));
   w = tide_wait(L);
   wt->reader = tide__task(w);
   uv_ref(wt->o.h);

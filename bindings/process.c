@@ -58,7 +58,7 @@ struct Process {
 };
 
 static Process *checkprocess (lua_State *L, int i) {
-  return luaL_checkudata(L, i, TIDE_PROCESS);
+  return tide__checkudata(L, i, TIDE_PROCESS);
 }
 
 /* ---- Exit and reaping ------------------------------------------------------ */
@@ -166,20 +166,20 @@ static char **checkargv (lua_State *L, int t, const Check *k) {
   char **argv;
   if (k->cmd) snprintf(at, sizeof at, "[%d]", (int)k->cmd);
   if (n < 1)
-    argerror(L, k, k->argv, lua_pushfstring(L, "program name expected%s%s",
+    tide__argerror(L, k->argv, lua_pushfstring(L, "program name expected%s%s",
                                             k->cmd ? " at " : "", at));
   argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
   lua_rawseti(L, k->anchor, (lua_Integer)lua_rawlen(L, k->anchor) + 1);
   for (i = 1; i <= n; i++) {
     int tt = lua_geti(L, t, i);
     if (tt != LUA_TSTRING && tt != LUA_TNUMBER)
-      argerror(L, k, k->argv, lua_pushfstring(L, "string expected at %s[%d], "
+      tide__argerror(L, k->argv, lua_pushfstring(L, "string expected at %s[%d], "
                "got %s", at, (int)i, luaL_typename(L, -1)));
     if (haszero(L))
-      argerror(L, k, k->argv, lua_pushfstring(L, "zero byte in the string "
+      tide__argerror(L, k->argv, lua_pushfstring(L, "zero byte in the string "
                "at %s[%d]", at, (int)i));
     if (i == 1 && lua_rawlen(L, -1) == 0)
-      argerror(L, k, k->argv, lua_pushfstring(L, "program name expected%s%s"
+      tide__argerror(L, k->argv, lua_pushfstring(L, "program name expected%s%s"
                ", got an empty string", k->cmd ? " at " : "", at));
     argv[i - 1] = (char *)anchored(L, k);
   }
@@ -486,8 +486,7 @@ static void failchild (lua_State *L, int idx, Child *ch) {
   tide__handleclose(&ch->p->o);
 }
 
-/* spawn's body: the table at 1 (2: the name k->fname points to, if any);
-** k says who called (see Check). */
+/* spawn's body: the table at 1; k says who called (see Check). */
 static int spawn (lua_State *L, Check *k) {
   Child ch;
   const char *what;
@@ -511,16 +510,15 @@ static int spawn (lua_State *L, Check *k) {
 /* tide.process.spawn{ prog, args..., env =, env_extend =, cwd =, stdin =,
 ** stdout =, stderr =, detached = } -> Process | nil, msg, code */
 static int process_spawn (lua_State *L) {
-  Check k = { NULL, 1, 1, 0, 0 };
+  Check k = { 1, 1, 0, 0 };
   luaL_checktype(L, 1, LUA_TTABLE);
   return spawn(L, &k);
 }
 
-/* process._spawn(t, fname): spawn for exec (program and arguments in t
-** are its argument 1, the options its argument 2). */
+/* process._spawn(t): spawn for exec (program and arguments in t are its
+** argument 1, the options its argument 2). */
 static int process_spawnfor (lua_State *L) {
-  Check k = { NULL, 1, 2, 0, 0 };
-  k.fname = luaL_checkstring(L, 2);
+  Check k = { 1, 2, 0, 0 };
   luaL_checktype(L, 1, LUA_TTABLE);
   return spawn(L, &k);
 }
@@ -576,15 +574,15 @@ static int startpipeline (lua_State *L, Child *chs, lua_Integer n,
   return err;
 }
 
-/* process._pipeline(stages, opts, fname) -> { Process }, stderr Stream or
-** false | nil, msg, code, for pipeline or exec (fname). Each child's
+/* process._pipeline(stages, opts) -> { Process }, stderr Stream or
+** false | nil, msg, code, for pipeline or exec. Each child's
 ** stdout is the next one's stdin; opts.stdin is the first's, opts.stdout
 ** the last's, opts.stderr everyone's (one pipe for all with "pipe"); env,
 ** cwd and detached apply to each. process.lua has checked the types of
 ** stages and opts. */
 static int process_pipeline (lua_State *L) {
   tide_Runtime *rt = tide__rt(L);
-  Check k = { NULL, 1, 2, 4, 0 };
+  Check k = { 1, 2, 4, 0 };
   Stdio in, out, errio;
   const char *what;
   lua_Integer i, n;
@@ -592,9 +590,8 @@ static int process_pipeline (lua_State *L) {
   int err, errfd = -1;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
-  k.fname = luaL_checkstring(L, 3);
   n = luaL_len(L, 1);
-  if (n < 1) argerror(L, &k, 1, "a list of commands expected");
+  if (n < 1) tide__argerror(L, 1, "a list of commands expected");
   lua_settop(L, 3);
   lua_newtable(L);                 /* 4: anchors */
   chs = lua_newuserdatauv(L, (size_t)n * sizeof *chs, 0);   /* 5 */
@@ -604,7 +601,7 @@ static int process_pipeline (lua_State *L) {
   for (i = 0; i < n; i++) {
     Child *ch = &chs[i];
     if (lua_geti(L, 1, i + 1) != LUA_TTABLE)
-      argerror(L, &k, 1, lua_pushfstring(L, "command (a table) expected at "
+      tide__argerror(L, 1, lua_pushfstring(L, "command (a table) expected at "
                "[%d]", (int)i + 1));
     k.cmd = i + 1;
     checkchild(L, lua_gettop(L), 2, &k, ch);

@@ -13,28 +13,20 @@ typedef struct Process Process;
 
 static const char *const stdnames[] = { "stdin", "stdout", "stderr" };
 
-/* Where the options being checked came from, for wrong-use errors: spawn
-** called by the user (fname NULL: luaL_argerror, as any library function),
-** or exec and pipeline in process.lua (fname: the message names it and has
-** no position; process.lua raises it again at its caller's). argv and opts
-** are the argument numbers of the command lists and of the options. */
+/* Where the options being checked came from, for wrong-use errors: argv
+** and opts are the argument numbers of the command lists and of the
+** options, in spawn or in exec and pipeline (process.lua), which the
+** errors name (see where.c). */
 typedef struct Check {
-  const char *fname;
   int argv, opts;
   int anchor;              /* stack index of a table keeping strings alive */
   lua_Integer cmd;         /* pipeline: the command's index, else 0 */
 } Check;
 
-static inline int argerror (lua_State *L, const Check *k, int arg,
-                            const char *msg) {
-  if (k->fname == NULL) return luaL_argerror(L, arg, msg);
-  lua_pushfstring(L, "bad argument #%d to '%s' (%s)", arg, k->fname, msg);
-  return lua_error(L);
-}
-
 static inline int fielderror (lua_State *L, const Check *k,
                               const char *field, const char *msg) {
-  return argerror(L, k, k->opts, lua_pushfstring(L, "'%s': %s", field, msg));
+  return tide__argerror(L, k->opts,
+                        lua_pushfstring(L, "'%s': %s", field, msg));
 }
 
 /* Does the string on top hold a zero byte (which the system would take

@@ -17,12 +17,13 @@ typedef struct Server {
 } Server;
 
 static Server *checkserver (lua_State *L, int i) {
-  return luaL_checkudata(L, i, TIDE_SERVER);
+  return tide__checkudata(L, i, TIDE_SERVER);
 }
 
 static Server *checklistening (lua_State *L, int i) {
   Server *sv = checkserver(L, i);
-  if (sv->o.h == NULL) luaL_error(L, "attempt to use a closed server");
+  if (sv->o.h == NULL)
+    tide__error(L, "%s: attempt to use a closed server", tide__fname(L));
   return sv;
 }
 

@@ -58,16 +58,17 @@ int tide__checksignal (lua_State *L, int arg, int def) {
   int i;
   if (def >= 0 && lua_isnoneornil(L, arg)) return def;
   if (lua_type(L, arg) == LUA_TNUMBER) {
-    lua_Integer n = luaL_checkinteger(L, arg);
-    luaL_argcheck(L, n >= 0 && n < 65, arg, "signal number out of range");
+    lua_Integer n = tide__checkinteger(L, arg);
+    tide__argcheck(L, n >= 0 && n < 65, arg, "signal number out of range");
     return (int)n;
   }
-  name = luaL_checkstring(L, arg);
+  name = tide__checkstring(L, arg);
   for (i = 0; signals[i].name != NULL; i++)
     if (signals[i].num != 0 && (strcmp(name, signals[i].name) == 0 ||
                                 strcmp(name, signals[i].name + 3) == 0))
       return signals[i].num;
-  return luaL_argerror(L, arg, lua_pushfstring(L, "unknown signal '%s'", name));
+  return tide__argerror(L, arg,
+                        lua_pushfstring(L, "unknown signal '%s'", name));
 }
 
 /* ---- Watches: one uv_signal_t per signal and runtime ---------------------- */
@@ -253,7 +254,7 @@ static int signal_wait (lua_State *L) {
 /* ---- tide.signal.on ------------------------------------------------------------ */
 
 static Handler *checkhandler (lua_State *L, int i) {
-  return luaL_checkudata(L, i, TIDE_SIGHANDLER);
+  return tide__checkudata(L, i, TIDE_SIGHANDLER);
 }
 
 /* Stop h (once); with unanchor, also drop it from the registry table. */

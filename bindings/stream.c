@@ -31,12 +31,13 @@ typedef struct Stream {
 #define H(s) ((uv_stream_t *)(s)->o.h)
 
 static Stream *checkstream (lua_State *L, int i) {
-  return luaL_checkudata(L, i, TIDE_STREAM);
+  return tide__checkudata(L, i, TIDE_STREAM);
 }
 
 static Stream *checkopen (lua_State *L, int i) {
   Stream *s = checkstream(L, i);
-  if (s->o.h == NULL) luaL_error(L, "attempt to use a closed stream");
+  if (s->o.h == NULL)
+    tide__error(L, "%s: attempt to use a closed stream", tide__fname(L));
   return s;
 }
 
@@ -187,7 +188,8 @@ static int read_do (lua_State *L, Stream *s, const ReadArgs *a,
   if (s->o.h == NULL) return pushclosed(L);
   if ((r = read_try(L, s, a)) >= 0) return r;
   if (s->reader != NULL)
-    return luaL_error(L, "another task is already reading this stream");
+    return tide__error(L, "%s: another task is already reading this stream",
+                       tide__fname(L));
   w = tide_wait(L);
   read_start(s);
   if (!s->reading && (r = read_try(L, s, a)) >= 0) return r;
@@ -204,18 +206,18 @@ static Stream *read_args (lua_State *L, int mode, ReadArgs *a) {
   a->seplen = 0;
   switch (mode) {
     case R_SOME:
-      n = luaL_optinteger(L, 2, READ_CHUNK);
-      luaL_argcheck(L, n > 0, 2, "positive size expected");
+      n = tide__optinteger(L, 2, READ_CHUNK);
+      tide__argcheck(L, n > 0, 2, "positive size expected");
       break;
     case R_EXACT:
-      n = luaL_checkinteger(L, 2);
-      luaL_argcheck(L, n >= 0, 2, "non-negative size expected");
+      n = tide__checkinteger(L, 2);
+      tide__argcheck(L, n >= 0, 2, "non-negative size expected");
       break;
     default:
-      a->sep = luaL_checklstring(L, 2, &a->seplen);
-      luaL_argcheck(L, a->seplen > 0, 2, "empty separator");
-      n = luaL_optinteger(L, 3, LINE_LIMIT);
-      luaL_argcheck(L, n > 0, 3, "positive limit expected");
+      a->sep = tide__checklstring(L, 2, &a->seplen);
+      tide__argcheck(L, a->seplen > 0, 2, "empty separator");
+      n = tide__optinteger(L, 3, LINE_LIMIT);
+      tide__argcheck(L, n > 0, 3, "positive limit expected");
   }
   a->n = (size_t)n;
   return s;
@@ -374,7 +376,7 @@ static int write_k (lua_State *L, int status, lua_KContext ctx) {
 static int stream_write (lua_State *L) {
   int i, n = lua_gettop(L);
   checkopen(L, 1);
-  for (i = 2; i <= n; i++) luaL_checklstring(L, i, NULL);
+  for (i = 2; i <= n; i++) tide__checkstring(L, i);
   return write_k(L, LUA_OK, 0);
 }
 
@@ -539,22 +541,23 @@ static int stream_setoption (lua_State *L) {
     "nodelay", "keepalive", "sndbuf", "rcvbuf", NULL
   };
   Stream *s = checkopen(L, 1);
-  int opt = luaL_checkoption(L, 2, NULL, names), err, v;
+  int opt = tide__checkoption(L, 2, NULL, names), err, v;
   int istcp = s->o.h->type == UV_TCP;
   switch (opt) {
     case 0:
-      luaL_argcheck(L, istcp, 2, "a TCP option");
+      tide__argcheck(L, istcp, 2, "a TCP option");
       err = uv_tcp_nodelay((uv_tcp_t *)s->o.h, lua_toboolean(L, 3));
       break;
     case 1:
-      luaL_argcheck(L, istcp, 2, "a TCP option");
-      v = lua_isinteger(L, 3) ? (int)lua_tointeger(L, 3) : 60;
+      tide__argcheck(L, istcp, 2, "a TCP option");
+      v = lua_isboolean(L, 3) || lua_isnoneornil(L, 3)
+          ? 60 : (int)tide__checkinteger(L, 3);
       err = uv_tcp_keepalive((uv_tcp_t *)s->o.h,
                              lua_toboolean(L, 3), (unsigned)v);
       break;
     default:
-      v = (int)luaL_checkinteger(L, 3);
-      luaL_argcheck(L, v > 0, 3, "positive size expected");
+      v = (int)tide__checkinteger(L, 3);
+      tide__argcheck(L, v > 0, 3, "positive size expected");
       err = opt == 2 ? uv_send_buffer_size(s->o.h, &v)
                      : uv_recv_buffer_size(s->o.h, &v);
   }

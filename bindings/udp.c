@@ -21,12 +21,13 @@ typedef struct Socket {
 #define U(s) ((uv_udp_t *)(s)->o.h)
 
 static Socket *checksocket (lua_State *L, int i) {
-  return luaL_checkudata(L, i, TIDE_UDP);
+  return tide__checkudata(L, i, TIDE_UDP);
 }
 
 static Socket *checkopen (lua_State *L, int i) {
   Socket *s = checksocket(L, i);
-  if (s->o.h == NULL) luaL_error(L, "attempt to use a closed socket");
+  if (s->o.h == NULL)
+    tide__error(L, "%s: attempt to use a closed socket", tide__fname(L));
   return s;
 }
 
@@ -38,9 +39,9 @@ static int pushok (lua_State *L, int err) {
 
 /* Read an (ip, port) pair at i, i+1 into ss; raises on a bad address. */
 static void checkaddr (lua_State *L, int i, struct sockaddr_storage *ss) {
-  const char *ip = luaL_checkstring(L, i);
+  const char *ip = tide__checkstring(L, i);
   if (tide__toaddr(ip, tide__checkport(L, i + 1), ss) < 0)
-    luaL_argerror(L, i, "numeric IPv4 or IPv6 address expected");
+    tide__argerror(L, i, "numeric IPv4 or IPv6 address expected");
 }
 
 /* ---- Receiving ------------------------------------------------------------ */
@@ -82,7 +83,8 @@ static int udp_recv (lua_State *L) {
   tide_Wait *w;
   int err;
   if (s->reader != NULL)
-    return luaL_error(L, "another task is already receiving on this socket");
+    return tide__error(L, "%s: another task is already receiving on this "
+                          "socket", tide__fname(L));
   w = tide_wait(L);
   if (s->buf == NULL && (s->buf = malloc(DGRAM_MAX)) == NULL)
     return luaL_error(L, "not enough memory");
@@ -116,7 +118,7 @@ static void send_cancel (tide_Wait *w) {
 static int udp_send (lua_State *L) {
   Socket *s = checkopen(L, 1);
   size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
+  const char *data = tide__checklstring(L, 2, &len);
   struct sockaddr_storage ss;
   const struct sockaddr *to = NULL;
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
@@ -128,8 +130,9 @@ static int udp_send (lua_State *L) {
     to = (const struct sockaddr *)&ss;
   }
   else if (!s->connected)
-    return luaL_argerror(L, 3, "address expected (the socket is not connected)");
-  luaL_argcheck(L, len <= DGRAM_MAX, 2, "datagram too long");
+    return tide__argerror(L, 3,
+                          "address expected (the socket is not connected)");
+  tide__argcheck(L, len <= DGRAM_MAX, 2, "datagram too long");
   w = tide_wait(L);
   err = uv_udp_try_send(U(s), &b, 1, to);
   if (err >= 0) return pushok(L, 0);
@@ -185,21 +188,22 @@ static int udp_setoption (lua_State *L) {
     "multicast_interface", "sndbuf", "rcvbuf", NULL
   };
   Socket *s = checkopen(L, 1);
-  int opt = luaL_checkoption(L, 2, NULL, names), v;
+  int opt = tide__checkoption(L, 2, NULL, names), v;
   switch (opt) {
     case 0: return pushok(L, uv_udp_set_broadcast(U(s), lua_toboolean(L, 3)));
-    case 1: return pushok(L, uv_udp_set_ttl(U(s), (int)luaL_checkinteger(L, 3)));
+    case 1:
+      return pushok(L, uv_udp_set_ttl(U(s), (int)tide__checkinteger(L, 3)));
     case 2:
-      return pushok(L, uv_udp_set_multicast_ttl(U(s),
-                                                (int)luaL_checkinteger(L, 3)));
+      v = (int)tide__checkinteger(L, 3);
+      return pushok(L, uv_udp_set_multicast_ttl(U(s), v));
     case 3:
       return pushok(L, uv_udp_set_multicast_loop(U(s), lua_toboolean(L, 3)));
     case 4:
-      return pushok(L, uv_udp_set_multicast_interface(U(s),
-                                                      luaL_checkstring(L, 3)));
+      return pushok(L, uv_udp_set_multicast_interface(
+                         U(s), tide__checkstring(L, 3)));
     default:
-      v = (int)luaL_checkinteger(L, 3);
-      luaL_argcheck(L, v > 0, 3, "positive size expected");
+      v = (int)tide__checkinteger(L, 3);
+      tide__argcheck(L, v > 0, 3, "positive size expected");
       return pushok(L, opt == 5 ? uv_send_buffer_size(s->o.h, &v)
                                 : uv_recv_buffer_size(s->o.h, &v));
   }
@@ -207,8 +211,8 @@ static int udp_setoption (lua_State *L) {
 
 static int membership (lua_State *L, uv_membership m) {
   Socket *s = checkopen(L, 1);
-  const char *group = luaL_checkstring(L, 2);
-  const char *iface = luaL_optstring(L, 3, NULL);
+  const char *group = tide__checkstring(L, 2);
+  const char *iface = tide__optstring(L, 3, NULL);
   return pushok(L, uv_udp_set_membership(U(s), group, iface, m));
 }
 

@@ -314,6 +314,7 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_pushcclosure(L, rt_runmain, 1);
   lua_setfield(L, -3, "runmain");
   tide__opencoro(L);
+  tide__openwhere(L);
   lua_pop(L, 1);                               /* tide, private */
   open_lualib(L);
   lua_pop(L, 1);

@@ -294,7 +294,7 @@ TIDE_API int tide_spawn (tide_Runtime *rt, int nargs) {
 }
 
 static int sched_spawn (lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  tide__checktype(L, 1, LUA_TFUNCTION);
   tide__spawn(tide__rt(L), L, lua_gettop(L) - 1);
   return 1;
 }

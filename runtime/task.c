@@ -11,7 +11,7 @@
 static int task_cancel (lua_State *L) {
   Task *t = tide__checktask(L, 1);
   if (!lua_isnoneornil(L, 2) && t->state != T_DONE && !t->cancelreq) {
-    luaL_checkstring(L, 2);
+    tide__checkstring(L, 2);
     tide__pushcancelled(L, t);
     lua_pushvalue(L, 2);
     lua_setfield(L, -2, "message");
@@ -24,7 +24,7 @@ static int task_cancel (lua_State *L) {
 /* ---- Task methods ---------------------------------------------------------- */
 
 Task *tide__checktask (lua_State *L, int i) {
-  return luaL_checkudata(L, i, TIDE_TASK);
+  return tide__checkudata(L, i, TIDE_TASK);
 }
 
 /* Push the results of an ended task, or raise its error. */
@@ -73,7 +73,8 @@ static int awaittask (lua_State *L, tide_CancelF cancel) {
   if (t->state == T_DONE) return task_results(L, t);
   w = tide__waitbegin(t->rt, L);
   me = tide__task(w);
-  if (me == t) return luaL_error(L, "a task cannot await itself");
+  if (me == t)
+    return tide__error(L, "%s: a task cannot await itself", tide__fname(L));
   me->link = t->awaiters;
   t->awaiters = me;
   return tide_awaitk(L, w, cancel, t, await_done, 0);
@@ -103,7 +104,7 @@ static int task_result (lua_State *L) {
   Task *t = tide__checktask(L, 1);
   lua_State *co = t->co;
   if (t->state != T_DONE)
-    return luaL_error(L, "task:result: the task has not ended");
+    return tide__error(L, "%s: the task has not ended", tide__fname(L));
   tide__observed(t);
   lua_pushboolean(L, !t->failed);
   if (t->failed) {
@@ -117,7 +118,7 @@ static int task_result (lua_State *L) {
 /* task:on_done(fn): fn(task) once the task ends (now, if it has). */
 static int task_on_done (lua_State *L) {
   Task *t = tide__checktask(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  tide__checktype(L, 2, LUA_TFUNCTION);
   if (t->state == T_DONE) {
     lua_State *cbL = t->rt->cbL;
     tide__observed(t);
@@ -168,7 +169,7 @@ static int task_state (lua_State *L) {
 /* task:traceback([msg]) -> where the task is (waits), as debug.traceback */
 static int task_traceback (lua_State *L) {
   Task *t = tide__checktask(L, 1);
-  const char *msg = luaL_optstring(L, 2, NULL);
+  const char *msg = tide__optstring(L, 2, NULL);
   if (t->state == T_DONE || t->co == NULL) {
     lua_pushstring(L, msg ? msg : "stack traceback:\n\t(the task has ended)");
     return 1;

@@ -230,6 +230,28 @@ int tide__checksignal (lua_State *L, int arg, int def);
 int tide__signaldefault (tide_Runtime *rt, int signum, tide_SignalF fn);
 int tide__signaltaken (tide_Runtime *rt, int signum);
 
+/* where.c: wrong-use errors naming the function the user called (as the
+** call site names it, else in full: "tide.fs.stat", "Stream:read") at the
+** user's line, however deep inside tide they are found. Methods check
+** their arguments with these: luaL_argerror cannot name a method called
+** through pcall (module functions it finds in package.loaded). */
+const char *tide__fname (lua_State *L);  /* in full, pushed */
+int tide__error (lua_State *L, const char *fmt, ...);
+int tide__argerror (lua_State *L, int arg, const char *extramsg);
+int tide__typeerror (lua_State *L, int arg, const char *tname);
+void *tide__checkudata (lua_State *L, int arg, const char *tname);
+lua_Integer tide__checkinteger (lua_State *L, int arg);
+lua_Integer tide__optinteger (lua_State *L, int arg, lua_Integer def);
+const char *tide__checklstring (lua_State *L, int arg, size_t *len);
+const char *tide__optstring (lua_State *L, int arg, const char *def);
+int tide__checkoption (lua_State *L, int arg, const char *def,
+                       const char *const lst[]);
+void tide__checktype (lua_State *L, int arg, int t);
+int tide__openwhere (lua_State *L);
+#define tide__checkstring(L, arg) tide__checklstring(L, (arg), NULL)
+#define tide__argcheck(L, cond, arg, msg) \
+  ((void)((cond) || tide__argerror(L, (arg), (msg))))
+
 /* debug.c */
 int tide__opendebug (lua_State *L);
 void tide__faminebegin (tide_Runtime *rt, Task *t);

@@ -39,47 +39,16 @@ int tide__raisecancelled (lua_State *L, Task *t) {
 
 /* ---- The wait/wake protocol ---------------------------------------------- */
 
-/* The name of the running C function, for error messages: from the call
-** site, or else from a tide module's table ("tide.sleep", "tide.fs.stat").
-** Leaves one value on the stack (which keeps the name alive until the
-** error is raised). */
-static const char *fname (lua_State *L) {
-  static const char *const mods[] = { "tide", "tide.fs", NULL };
-  lua_Debug ar;
-  const char *name = "?";
-  int m;
-  if (!lua_getstack(L, 0, &ar)) return name;
-  if (lua_getinfo(L, "nf", &ar) && ar.name) return ar.name;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  for (m = 0; mods[m] != NULL && name[0] == '?'; m++) {
-    if (lua_getfield(L, -1, mods[m]) == LUA_TTABLE) {
-      lua_pushnil(L);
-      while (lua_next(L, -2)) {
-        if (lua_rawequal(L, -1, -5) && lua_type(L, -2) == LUA_TSTRING) {
-          name = lua_pushfstring(L, "%s.%s", mods[m], lua_tostring(L, -2));
-          lua_replace(L, -6);        /* keep the string alive below */
-          lua_pop(L, 2);
-          break;
-        }
-        lua_pop(L, 1);
-      }
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  return name;
-}
-
 tide_Wait *tide__waitbegin (tide_Runtime *rt, lua_State *L) {
   Task *t = rt ? rt->current : NULL;
   if (t == NULL)
-    luaL_error(L, "'%s' must be called inside a task "
-                  "(use tide.run or tide.spawn)", fname(L));
+    tide__error(L, "'%s' must be called inside a task "
+                  "(use tide.run or tide.spawn)", tide__fname(L));
   if (rt->closing)
-    luaL_error(L, "'%s': the tide runtime is closed", fname(L));
+    tide__error(L, "'%s': the tide runtime is closed", tide__fname(L));
   if (!lua_isyieldable(L))
-    luaL_error(L, "'%s' cannot wait inside a C call such as table.sort, "
-                  "string.gsub or require", fname(L));
+    tide__error(L, "'%s' cannot wait inside a C call such as table.sort, "
+                  "string.gsub or require", tide__fname(L));
   if (t->cancelreq && !t->shield)
     tide__raisecancelled(L, t);
   t->w.L = L;
@@ -183,8 +152,8 @@ int tide__cancel (Task *t) {
 static int sched_token (lua_State *L) {
   tide_Runtime *rt = tide__rt(L);
   if (rt->current == NULL)
-    return luaL_error(L, "'%s' must be called inside a task "
-                         "(use tide.run or tide.spawn)", "token");
+    return tide__error(L, "'%s' must be called inside a task "
+                          "(use tide.run or tide.spawn)", tide__fname(L));
   tide__pushtask(L, rt->current);
   lua_pushinteger(L, rt->current->gen);
   return 2;

@@ -266,7 +266,7 @@ describe("tide.fs.open and File", function ()
     local f = assert(fs.open(d .. "/f", "w"))
     assert.is_true(f:close())
     assert.is_true(f:close())                         -- harmless twice
-    assert.has_error(function () f:read(1) end, "attempt to use a closed file")
+    assert.has_error(function () f:read(1) end, "File:read: attempt to use a closed file")
     assert.matches("closed", tostring(f))
     local co = coroutine.wrap(function () return pcall(fs.stat, "/") end)
     assert.is_true((co()))                            -- waits pass through
@@ -630,7 +630,7 @@ describe("tide.fs.watch", function ()
     local t = tide.spawn(w.read, w)
     tide.sleep(0.01)
     assert.has_error(function () w:read() end,
-      "another task is already reading this watcher")
+      "Watcher:read: another task is already reading this watcher")
     t:cancel()
     assert.has_error(function () t:await() end)
     tide.spawn(function () tide.sleep(0.01) put(d .. "/new", "") end)

@@ -50,7 +50,7 @@ describe("tide.gather", function ()
   it("raises on an argument that is neither a function nor a task", async(function ()
     local ok, err = pcall(tide.gather, after(0, 1), 42)
     assert.is_false(ok)
-    assert.matches("bad argument #2 to 'gather'", err)
+    assert.matches("bad argument #2 to 'tide.gather'", err)
   end))
 end)
 

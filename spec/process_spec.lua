@@ -621,7 +621,7 @@ describe("tide.process.exec", function ()
     local out = sh("LD_PRELOAD='" .. (os.getenv("TIDE_PRELOAD") or "") .. "' LUA_CPATH='" ..
                    BUILD .. "/?.so;;' lua5.4 -e " ..
                    "\"print(pcall(require('tide').process.exec, 'touch /tmp/tide-exec-ran'))\"")
-    assert.equal("false\t'exec' must be called inside a task (use tide.run or tide.spawn)\n", out)
+    assert.equal("false\t'tide.process.exec' must be called inside a task (use tide.run or tide.spawn)\n", out)
     assert.is_nil(io.open("/tmp/tide-exec-ran"))
   end)
 

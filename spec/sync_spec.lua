@@ -277,7 +277,7 @@ describe("tide.Queue", function ()
       q:put(2)
       q:close()
       assert.matches("Queue:put: the queue is closed", errorof(q.put, q, 3))
-      assert.matches("Queue:put: the queue is closed", errorof(q.put_nowait, q, 3))
+      assert.matches("Queue:put_nowait: the queue is closed", errorof(q.put_nowait, q, 3))
       assert.is_true(q:is_closed())
       assert.equal(1, q:get())
       assert.equal(2, q:get_nowait())
@@ -417,17 +417,17 @@ describe("tide.Queue", function ()
 
   describe("wrong use", function ()
     it("raises on a bad maxsize", async(function ()
-      assert.matches("bad argument #1 to 'Queue' %(non%-negative integer expected%)",
+      assert.matches("bad argument #1 to 'tide.Queue' %(non%-negative integer expected%)",
                      errorof(tide.Queue, -1))
-      assert.matches("bad argument #1 to 'Queue'", errorof(tide.Queue, 1.5))
-      assert.matches("bad argument #1 to 'LifoQueue'", errorof(tide.LifoQueue, "x"))
-      assert.matches("bad argument #1 to 'PriorityQueue'", errorof(tide.PriorityQueue, -2))
+      assert.matches("bad argument #1 to 'tide.Queue'", errorof(tide.Queue, 1.5))
+      assert.matches("bad argument #1 to 'tide.LifoQueue'", errorof(tide.LifoQueue, "x"))
+      assert.matches("bad argument #1 to 'tide.PriorityQueue'", errorof(tide.PriorityQueue, -2))
     end))
 
     it("raises on a nil item", async(function ()
       local q = tide.Queue()
-      assert.matches("bad argument #1 to 'put' %(value expected%)", errorof(q.put, q, nil))
-      assert.matches("bad argument #1 to 'put_nowait'", errorof(q.put_nowait, q))
+      assert.matches("bad argument #2 to 'Queue:put' %(value expected%)", errorof(q.put, q, nil))
+      assert.matches("bad argument #2 to 'Queue:put_nowait'", errorof(q.put_nowait, q))
     end))
 
     it("raises when it must wait outside any task", async(function ()
@@ -547,7 +547,7 @@ describe("tide.PriorityQueue", function ()
   end))
 
   it("raises on a comparator that is not a function", async(function ()
-    assert.matches("bad argument #2 to 'PriorityQueue' %(function expected, got string%)",
+    assert.matches("bad argument #2 to 'tide.PriorityQueue' %(function expected, got string%)",
                    errorof(tide.PriorityQueue, 3, "x"))
   end))
 end)
@@ -910,7 +910,7 @@ describe("tide.Condition", function ()
     end))
 
     it("raises on a lock that is not a tide.Lock", async(function ()
-      assert.matches("bad argument #1 to 'Condition' %(tide.Lock expected, got table%)",
+      assert.matches("bad argument #1 to 'tide.Condition' %(tide.Lock expected, got table%)",
                      errorof(tide.Condition, {}))
     end))
   end)
@@ -980,10 +980,11 @@ describe("tide.Semaphore", function ()
   end))
 
   it("raises on a bad count", async(function ()
-    assert.equal("bad argument #1 to 'Semaphore' (non-negative integer expected)",
+    assert.equal("bad argument #1 to 'tide.Semaphore' (non-negative integer expected)",
                  errorof(tide.Semaphore, -1):gsub("^.-:%d+: ", ""))
-    assert.matches("bad argument #1 to 'Semaphore'", errorof(tide.Semaphore, 0.5))
-    assert.matches("bad argument #1 to 'BoundedSemaphore'", errorof(tide.BoundedSemaphore, "2"))
+    assert.matches("bad argument #1 to 'tide.Semaphore'", errorof(tide.Semaphore, 0.5))
+    assert.matches("bad argument #1 to 'tide.BoundedSemaphore'", errorof(tide.BoundedSemaphore, "x"))
+    assert.equal(2, tide.BoundedSemaphore("2"):value())    -- as Lua takes numbers
   end))
 end)
 
@@ -1077,8 +1078,8 @@ describe("tide.Barrier", function ()
   end))
 
   it("raises on a bad party count", async(function ()
-    assert.matches("bad argument #1 to 'Barrier' %(positive integer expected%)",
+    assert.matches("bad argument #1 to 'tide.Barrier' %(positive integer expected%)",
                    errorof(tide.Barrier, 0))
-    assert.matches("bad argument #1 to 'Barrier'", errorof(tide.Barrier))
+    assert.matches("bad argument #1 to 'tide.Barrier'", errorof(tide.Barrier))
   end))
 end)

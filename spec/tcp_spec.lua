@@ -266,7 +266,7 @@ asyncio.run(main())
     s:close()
     assert.same({ nil, "stream closed", "ECANCELED" }, { r:await() })
     s:close()                                -- harmless twice
-    assert.has_error(function () s:read() end, "attempt to use a closed stream")
+    assert.has_error(function () s:read() end, "Stream:read: attempt to use a closed stream")
     assert.matches("closed", tostring(s))
   end))
 

@@ -129,7 +129,7 @@ describe("task:await", function ()
       ok, err = pcall(function () tide.sleep(0.01) end)
     end)
     assert.is_false(ok)
-    assert.matches("'sleep' must be called inside a task", err)
+    assert.matches("sleep' must be called inside a task", err)
   end))
 
   it("cancels the awaited task when the awaiter is cancelled", async(function ()

@@ -12,7 +12,9 @@ local c_mkdir, c_mkdtemp, c_scandir, c_opendir, c_watch =
 fs._mkdir, fs._mkdtemp, fs._scandir, fs._opendir, fs._watch =
       nil, nil, nil, nil, nil
 local File, WatcherMeta, stdio = sched.File, sched.WatcherMeta, sched.stdio
-local current, canwait = tide.current, sched.canwait
+-- Wrong use: see tide.lua.
+local argerror, typeerror = sched.argerror, sched.typeerror
+local checkself, checkwait = sched.checkself, sched.checkwait
 
 local error, setmetatable, type = error, setmetatable, type
 local concat = table.concat
@@ -22,48 +24,22 @@ local CHUNK = 64 * 1024
 local BIG = 1 << 30                -- the most read_file asks for at once
 local min = math.min
 
--- As a loaded module, tide.fs lends its functions their names in messages
--- about calls made through pcall ("bad argument #1 to 'tide.fs.stat'"),
--- and require "tide.fs" gives it.
-if type(package) == "table" and type(package.loaded) == "table" then
-  package.loaded["tide.fs"] = fs
-end
-
--- Raise for argument i of fname, at the place that called fname (the
--- check functions below are called by fname itself).
-local function argerror (i, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), 4)
-end
-
-local function checkpath (fname, path, i)
-  if type(path) ~= "string" then
-    argerror(i or 1, fname, "string expected, got " .. type(path))
-  end
+-- A string argument (i, default 1).
+local function checkpath (path, i)
+  if type(path) ~= "string" then typeerror(i or 1, "string", path) end
 end
 
 -- A mode argument (nil, an integer or a string of octal digits), checked
--- here so that a message names the function called, not the one inside.
-local function checkmode (fname, mode, i)
+-- here before the calls inside see it.
+local function checkmode (i, mode)
   if mode == nil then return end
   local m = mode
   if type(m) == "string" then m = m:match("^[0-7]+$") and tonumber(m, 8) end
   if mathtype(m) == "integer" and (m < 0 or m > 4095) then
-    argerror(i, fname, "mode out of range")
+    argerror(i, "mode out of range")
   elseif mathtype(m) ~= "integer" then
-    argerror(i, fname, "mode expected (an integer or octal digits), got "
+    argerror(i, "mode expected (an integer or octal digits), got "
              .. (type(mode) == "string" and ("%q"):format(mode) or type(mode)))
-  end
-end
-
--- Raise, naming fname, where the calls inside it could not wait.
-local function checkwait (fname)
-  if not current() then
-    error(("'tide.fs.%s' must be called inside a task (use tide.run or "
-           .. "tide.spawn)"):format(fname), 3)
-  end
-  if not canwait() then
-    error(("'tide.fs.%s' cannot wait inside a C call such as table.sort, "
-           .. "string.gsub or require"):format(fname), 3)
   end
 end
 
@@ -71,8 +47,8 @@ end
 
 -- tide.fs.read_file(path) -> data | nil, msg, code
 function fs.read_file (path)
-  checkpath("read_file", path)
-  checkwait("read_file")
+  checkpath(path)
+  checkwait()
   local f <close>, err, code = open(path, "r")
   if not f then return nil, err, code end
   local st
@@ -130,10 +106,10 @@ end
 -- part. mode: for a new file (default 0666, less the umask); an existing
 -- file keeps its mode when none is given.
 function fs.write_file (path, data, mode)
-  checkpath("write_file", path)
-  checkpath("write_file", data, 2)
-  checkmode("write_file", mode, 3)
-  checkwait("write_file")
+  checkpath(path)
+  checkpath(data, 2)
+  checkmode(3, mode)
+  checkwait()
   local keepmode
   if mode == nil then
     local st = stat(path)
@@ -169,11 +145,11 @@ end
 -- code. With parents, missing parents are made too, and a directory that
 -- exists is no error (mkdir -p).
 function fs.mkdir (path, opts)
-  checkpath("mkdir", path)
+  checkpath(path)
   local mode, parents = opts, false
   if type(opts) == "table" then mode, parents = opts.mode, opts.parents end
-  checkmode("mkdir", mode, 2)
-  checkwait("mkdir")
+  checkmode(2, mode)
+  checkwait()
   local ok, err, code = c_mkdir(path, mode)
   if ok or not parents then return ok, err, code end
   if code == "EEXIST" then
@@ -192,8 +168,8 @@ end
 -- tide.fs.exists(path) -> boolean | nil, msg, code (other failures than
 -- "no such file", such as EACCES). Follows links.
 function fs.exists (path)
-  checkpath("exists", path)
-  checkwait("exists")
+  checkpath(path)
+  checkwait()
   local st, err, code = stat(path)
   if st then return true end
   if code == "ENOENT" or code == "ENOTDIR" then return false end
@@ -205,8 +181,8 @@ end
 -- $TMPDIR/tide- or /tmp/tide-).
 function fs.mkdtemp (prefix)
   if prefix == nil then prefix = (os.getenv("TMPDIR") or "/tmp") .. "/tide-" end
-  checkpath("mkdtemp", prefix)
-  checkwait("mkdtemp")
+  checkpath(prefix)
+  checkwait()
   if prefix:sub(-6) ~= "XXXXXX" then prefix = prefix .. "XXXXXX" end
   return c_mkdtemp(prefix)
 end
@@ -215,8 +191,8 @@ end
 -- and ".."), read in one go; type is "file", "directory", "link", "fifo",
 -- "socket", "char", "block" or "unknown". nil, msg, code on failure.
 function fs.scandir (path)
-  checkpath("scandir", path)
-  checkwait("scandir")
+  checkpath(path)
+  checkwait()
   local list, err, code = c_scandir(path)
   if not list then return nil, err, code end
   local i = -1
@@ -230,8 +206,8 @@ end
 -- a batch at a time (for huge directories); the directory is closed at the
 -- end of the loop, a break included. Read errors raise.
 function fs.readdir (path)
-  checkpath("readdir", path)
-  checkwait("readdir")
+  checkpath(path)
+  checkwait()
   local d, err, code = c_opendir(path)
   if not d then return nil, err, code end
   local batch, i = nil, 0
@@ -256,6 +232,7 @@ end
 -- without "\n" (the last may lack it). It reads ahead 64 KiB at a time.
 -- Read errors raise.
 function File.lines (f)
+  checkself(f, "tide.File")
   local buf, pos, eof = "", 1, false
   return function ()
     local parts, n = nil, 0          -- a line longer than what is buffered
@@ -311,7 +288,7 @@ end
 -- `for name, event in tide.fs.watch(path)` loops over them and closes the
 -- watcher when the loop ends.
 function fs.watch (path, opts)
-  checkpath("watch", path)
+  checkpath(path)
   local w, err, code = c_watch(path, opts and opts.recursive)
   if not w then return nil, err, code end
   return w, nil, nil, w

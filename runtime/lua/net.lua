@@ -13,7 +13,14 @@ local udp_send, udp_connect = Socket._send, Socket._connect
 tcp._connect, tcp._listen, pipe._connect, pipe._listen = nil, nil, nil, nil
 udp._bind, Socket._send, Socket._connect = nil, nil, nil
 
-local error, pairs, tostring, type = error, pairs, tostring, type
+local pairs, tonumber, tostring, type = pairs, tonumber, tostring, type
+
+-- Wrong use: see tide.lua.
+local argerror, typeerror, checkself = sched.argerror, sched.typeerror,
+                                       sched.checkself
+local checknumber, checkinteger = sched.checknumber, sched.checkinteger
+local checkwait = sched.checkwait
+local classof, new = sched.classof, sched.new
 
 local function isnumeric (host)
   return host:match("^%d+%.%d+%.%d+%.%d+$") or host:find(":", 1, true)
@@ -25,24 +32,26 @@ local function addresses (host, family)
   return dns.resolve(host, family and { family = family })
 end
 
-local function argerror (i, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), 3)
+-- A host (argument i) and a port (i + 1, as dns.c's tide__checkport
+-- takes it); the port.
+local function checkhostport (i, host, port)
+  if type(host) ~= "string" then typeerror(i, "string", host) end
+  port = checkinteger(i + 1, port)
+  if port < 0 or port > 65535 then argerror(i + 1, "port out of range") end
+  return port
 end
 
-local function checkhostport (fname, host, port, i)
-  i = i or 1
-  if type(host) ~= "string" then
-    argerror(i, fname, "string expected, got " .. type(host))
-  end
-  if math.type(port) ~= "integer" or port < 0 or port > 65535 then
-    argerror(i + 1, fname, "port expected")
-  end
+local function checkpath (path)
+  if type(path) ~= "string" then typeerror(1, "string", path) end
 end
 
-local function checkpath (fname, path)
-  if type(path) ~= "string" then
-    argerror(1, fname, "string expected, got " .. type(path))
+-- The timeout option of a connect (opts: argument i).
+local function checktimeout (i, opts)
+  local s = opts.timeout and tonumber(opts.timeout)
+  if opts.timeout ~= nil and not (s and s >= 0) then
+    argerror(i, "'timeout': non-negative number expected")
   end
+  return s
 end
 
 -- The first address of host (of the family given, if any).
@@ -74,10 +83,15 @@ end
 -- tide.tcp.connect(host, port [, {timeout =, family =, nodelay =,
 -- keepalive =}]) -> Stream | nil, msg, code
 function tcp.connect (host, port, opts)
-  checkhostport("connect", host, port)
+  port = checkhostport(1, host, port)
   opts = opts or {}
-  if not opts.timeout then return connect_any(host, port, opts) end
-  local s, err, code = tide.timeout(opts.timeout, connect_any, host, port, opts)
+  local timeout = checktimeout(3, opts)
+  checkwait()
+  if not timeout then
+    local s, err, code = connect_any(host, port, opts)
+    return s, err, code                  -- no tail call: see tide.lua
+  end
+  local s, err, code = tide.timeout(timeout, connect_any, host, port, opts)
   if s == nil and err == "timeout" then
     return nil, ("%s:%d: connection timed out"):format(host, port), "ETIMEDOUT"
   end
@@ -87,7 +101,7 @@ end
 -- tide.tcp.listen(host, port [, {backlog =, reuseport =, ipv6only =}]) ->
 -- Server | nil, msg, code. Port 0 picks a free port (server:getsockname()).
 function tcp.listen (host, port, opts)
-  checkhostport("listen", host, port)
+  port = checkhostport(1, host, port)
   local addrs, err, code = addresses(host, opts and opts.family)
   if not addrs then return nil, err, code end
   local s
@@ -99,17 +113,25 @@ function tcp.listen (host, port, opts)
 end
 
 -- The object tide.tcp.serve returns.
-local Serving = {}
+local Serving = sched.newclass("tide.Serving")
 Serving.__index = Serving
 
-function Serving:getsockname () return self.server:getsockname() end
+function Serving:getsockname ()
+  if classof[self] ~= Serving then checkself(self, Serving) end
+  return self.server:getsockname()
+end
 
 -- Wait until the server has closed (server:close, or an accept error).
-function Serving:wait () return self.loop:await() end
+function Serving:wait ()
+  if classof[self] ~= Serving then checkself(self, Serving) end
+  return self.loop:await()
+end
 
 -- Stop accepting; let the connections' handlers finish for grace seconds
 -- (default 0), then cancel those still running. Returns once all ended.
 function Serving:close (grace)
+  if classof[self] ~= Serving then checkself(self, Serving) end
+  grace = grace ~= nil and checknumber(2, grace) or 0
   if self.closed then return end
   self.closed = true
   self.server:close()
@@ -117,7 +139,7 @@ function Serving:close (grace)
   local handlers = {}
   for t in pairs(self.handlers) do handlers[#handlers + 1] = t end
   if #handlers == 0 then return end
-  if grace and grace > 0 then
+  if grace > 0 then
     tide.timeout(grace, function ()
       for i = 1, #handlers do pcall(sched.shieldawait, handlers[i]) end
     end)
@@ -126,7 +148,10 @@ function Serving:close (grace)
   for i = 1, #handlers do pcall(sched.shieldawait, handlers[i]) end
 end
 
-Serving.__close = Serving.close
+-- As close(), without grace (the second argument is the error, if any).
+function Serving:__close ()
+  return self:close()
+end
 
 local function handle (fname, s, handler)
   local ok, err = pcall(handler, s)
@@ -163,16 +188,14 @@ end
 
 -- Serve the connections of server with handler; fname names it in reports.
 local function serve (server, handler, opts, fname)
-  local self = setmetatable({ server = server, handlers = {}, count = 0 }, Serving)
+  local self = new(Serving, { server = server, handlers = {}, count = 0 })
   local max = opts and opts.max_connections or math.huge
   self.loop = tide.spawn(accept_loop, self, handler, max, fname)
   return self
 end
 
-local function checkhandler (fname, handler, i)
-  if type(handler) ~= "function" then
-    argerror(i, fname, "function expected, got " .. type(handler))
-  end
+local function checkhandler (i, handler)
+  if type(handler) ~= "function" then typeerror(i, "function", handler) end
 end
 
 -- tide.tcp.serve(host, port, handler [, opts]) -> server | nil, msg, code.
@@ -180,8 +203,8 @@ end
 -- are reported and the server goes on; the stream is closed when it
 -- returns. opts: those of listen, plus max_connections.
 function tcp.serve (host, port, handler, opts)
-  checkhostport("serve", host, port)
-  checkhandler("serve", handler, 3)
+  port = checkhostport(1, host, port)
+  checkhandler(3, handler)
   local server, err, code = tcp.listen(host, port, opts)
   if not server then return nil, err, code end
   return serve(server, handler, opts, "tide.tcp.serve")
@@ -191,9 +214,11 @@ end
 
 -- tide.pipe.connect(path [, {timeout =}]) -> Stream | nil, msg, code
 function pipe.connect (path, opts)
-  checkpath("connect", path)
-  if not (opts and opts.timeout) then return pipe_connect(path) end
-  local s, err, code = tide.timeout(opts.timeout, pipe_connect, path)
+  checkpath(path)
+  local timeout = checktimeout(2, opts or {})
+  checkwait()
+  if not timeout then return pipe_connect(path) end
+  local s, err, code = tide.timeout(timeout, pipe_connect, path)
   if s == nil and err == "timeout" then
     return nil, path .. ": connection timed out", "ETIMEDOUT"
   end
@@ -204,7 +229,7 @@ end
 -- socket file nobody listens on any more is replaced; the file is removed
 -- when the server closes.
 function pipe.listen (path, opts)
-  checkpath("listen", path)
+  checkpath(path)
   local backlog = opts and opts.backlog
   local server, err, code = pipe_listen(path, backlog)
   if code == "EADDRINUSE" then
@@ -220,8 +245,8 @@ end
 -- tide.pipe.serve(path, handler [, opts]) -> server | nil, msg, code, as
 -- tide.tcp.serve.
 function pipe.serve (path, handler, opts)
-  checkpath("serve", path)
-  checkhandler("serve", handler, 2)
+  checkpath(path)
+  checkhandler(2, handler)
   local server, err, code = pipe.listen(path, opts)
   if not server then return nil, err, code end
   return serve(server, handler, opts, "tide.pipe.serve")
@@ -232,7 +257,7 @@ end
 -- tide.udp.bind(host, port [, {reuseaddr =, family =}]) -> Socket |
 -- nil, msg, code. Port 0 picks a free port (sock:getsockname()).
 function udp.bind (host, port, opts)
-  checkhostport("bind", host, port)
+  port = checkhostport(1, host, port)
   local addr, err, code = address(host, opts and opts.family)
   if not addr then return nil, err, code end
   return udp_bind(addr, port, opts and opts.reuseaddr)
@@ -241,8 +266,9 @@ end
 -- sock:send(data [, host, port]) -> true | nil, msg, code; without an
 -- address, to the peer given to connect.
 function Socket.send (self, data, host, port)
+  checkself(self, "tide.UdpSocket")
   if host == nil then return udp_send(self, data) end
-  checkhostport("send", host, port, 2)
+  port = checkhostport(3, host, port)
   local addr, err, code = address(host)
   if not addr then return nil, err, code end
   return udp_send(self, data, addr, port)
@@ -250,7 +276,8 @@ end
 
 -- sock:connect(host, port) -> true | nil, msg, code
 function Socket.connect (self, host, port)
-  checkhostport("connect", host, port)
+  checkself(self, "tide.UdpSocket")
+  port = checkhostport(2, host, port)
   local addr, err, code = address(host)
   if not addr then return nil, err, code end
   return udp_connect(self, addr, port)

@@ -2,43 +2,33 @@
 -- their fds, never through Lua) and tide.process.exec (run to the end,
 -- collecting the output, with input, timeout and max_output), on top of
 -- bindings/process.c's _spawn and _pipeline.
-local tide = ...
+local tide, sched = ...
 
 local process = tide.process
 local c_spawn, c_pipeline = process._spawn, process._pipeline
 process._spawn, process._pipeline = nil, nil
 
-local error, ipairs, pcall, setmetatable, tostring, type =
-      error, ipairs, pcall, setmetatable, tostring, type
+local ipairs, tonumber, tostring, type = ipairs, tonumber, tostring, type
 local concat = table.concat
-local current = tide.current
+local tointeger = math.tointeger
 
--- Raise a wrong-use error of fname at the line of the code calling it:
--- level, counted as error() counts from argerror's caller (2 from fname's
--- own body, 3 from a helper it calls).
-local function argerror (i, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), level + 1)
-end
-
--- Call c_spawn or c_pipeline for fname. Their wrong-use errors name fname
--- and come without a position: raise them again at level (counted from
--- the caller of this function, as error() counts).
-local function cstart (level, f, ...)
-  local ok, a, b, c = pcall(f, ...)
-  if not ok then error(a, level + 1) end
-  return a, b, c
-end
+-- Wrong use (see tide.lua); c_spawn's and c_pipeline's errors name exec or
+-- pipeline too, as the function the user called.
+local argerror, typeerror = sched.argerror, sched.typeerror
+local checkself, checkwait = sched.checkself, sched.checkwait
+local classof, new = sched.classof, sched.new
 
 -- ---- Pipelines ---------------------------------------------------------------
 
 -- What tide.process.pipeline returns: the processes, the first one's stdin,
 -- the last one's stdout, and the stderr they share.
-local Pipeline = {}
+local Pipeline = sched.newclass("tide.Pipeline")
 Pipeline.__index = Pipeline
 
 -- Wait for every child: the last one's code and signal (as a shell gives),
 -- then a list of { code =, signal = } for each.
 function Pipeline:wait ()
+  if classof[self] ~= Pipeline then checkself(self, Pipeline) end
   local all = {}
   for i, p in ipairs(self.processes) do
     local code, signal = p:wait()
@@ -50,6 +40,7 @@ end
 
 -- Send sig to every child still running; true if any got it.
 function Pipeline:kill (sig)
+  if classof[self] ~= Pipeline then checkself(self, Pipeline) end
   local any = false
   for _, p in ipairs(self.processes) do
     if p:kill(sig) then any = true end
@@ -59,6 +50,7 @@ end
 
 -- Kill the children still running and close the pipes.
 function Pipeline:close ()
+  if classof[self] ~= Pipeline then checkself(self, Pipeline) end
   for _, p in ipairs(self.processes) do p:close() end
   if self.stderr then self.stderr:close() end
 end
@@ -71,41 +63,36 @@ function Pipeline:__tostring ()
   return "tide.Pipeline (pids " .. concat(pids, ", ") .. ")"
 end
 
--- Check the list of commands given to fname (level: as argerror's).
-local function checkcommands (fname, cmds, level)
+-- Check the list of commands (argument 1).
+local function checkcommands (cmds)
   if type(cmds) ~= "table" or #cmds == 0 then
-    argerror(1, fname, "a list of commands expected", level + 1)
+    argerror(1, "a list of commands expected")
   end
   for i = 1, #cmds do
     if type(cmds[i]) ~= "table" then
-      argerror(1, fname, ("command (a table) expected at [%d]"):format(i),
-               level + 1)
+      argerror(1, ("command (a table) expected at [%d]"):format(i))
     end
   end
 end
 
--- Start a pipeline for fname; level: that of fname's caller, seen from
--- here.
-local function startpipeline (level, fname, cmds, opts)
-  local procs, stderr, code = cstart(level + 1, c_pipeline, cmds, opts, fname)
+local function startpipeline (cmds, opts)
+  local procs, stderr, code = c_pipeline(cmds, opts)
   if not procs then return nil, stderr, code end
-  return setmetatable({
+  return new(Pipeline, {
     processes = procs,
     stdin = procs[1].stdin,
     stdout = procs[#procs].stdout,
     stderr = stderr or nil,
-  }, Pipeline)
+  })
 end
 
 -- tide.process.pipeline({ {prog, args...}, ... } [, opts]) -> Pipeline |
 -- nil, msg, code. opts: those of spawn; stdin is the first child's, stdout
 -- the last one's, stderr everyone's ("pipe": one pipe for all).
 function process.pipeline (cmds, opts)
-  checkcommands("pipeline", cmds, 2)
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror(2, "pipeline", "table expected, got " .. type(opts), 2)
-  end
-  local pl, err, code = startpipeline(2, "pipeline", cmds, opts or {})
+  checkcommands(cmds)
+  if opts ~= nil and type(opts) ~= "table" then typeerror(2, "table", opts) end
+  local pl, err, code = startpipeline(cmds, opts or {})
   return pl, err, code
 end
 
@@ -148,49 +135,50 @@ local function spawnopts (argv, opts)
   return o
 end
 
--- Start exec's command; level: that of exec's caller, seen from here.
-local function start (level, cmd, opts)
-  local a, b, c
+-- Start exec's command.
+local function start (cmd, opts)
   if type(cmd) == "string" then
-    a, b, c = cstart(level + 1, c_spawn, spawnopts({ "/bin/sh", "-c", cmd }, opts),
-                     "exec")
+    return c_spawn(spawnopts({ "/bin/sh", "-c", cmd }, opts))
   elseif type(cmd[1]) == "table" then
-    a, b, c = startpipeline(level + 1, "exec", cmd, spawnopts(nil, opts))
-  else
-    a, b, c = cstart(level + 1, c_spawn, spawnopts(cmd, opts), "exec")
+    return startpipeline(cmd, spawnopts(nil, opts))
   end
-  return a, b, c
+  return c_spawn(spawnopts(cmd, opts))
 end
 
+-- The number in option field k of opts, if any: at least 0, an integer
+-- if int (numbers in strings are numbers, as for arguments).
+local function optcount (opts, k, int)
+  local v = opts[k]
+  if v == nil then return nil end
+  local n = tonumber(v)
+  if int then n = n and tointeger(n) end
+  if not (n and n >= 0) then
+    argerror(2, ("'%s': non-negative %s expected")
+                :format(k, int and "integer" or "number"))
+  end
+  return n
+end
+
+-- Check exec's arguments; the options, their timeout and max_output.
 local function checkexec (cmd, opts)
   local t = type(cmd)
   if t ~= "string" and (t ~= "table" or cmd[1] == nil) then
-    argerror(1, "exec", "command string or list expected, got " .. t, 3)
+    argerror(1, "command string or list expected, got " .. t)
   end
   if t == "string" and cmd:find("\0", 1, true) then
-    argerror(1, "exec", "zero byte in the command", 3)
+    argerror(1, "zero byte in the command")
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    argerror(2, "exec", "table expected, got " .. type(opts), 3)
-  end
-  if t == "table" and type(cmd[1]) == "table" then checkcommands("exec", cmd, 3) end
+  if opts ~= nil and type(opts) ~= "table" then typeerror(2, "table", opts) end
+  if t == "table" and type(cmd[1]) == "table" then checkcommands(cmd) end
   opts = opts or {}
   if opts.stdin ~= nil or opts.stdout ~= nil then
-    argerror(2, "exec", ("'%s': not an option of exec (input = gives stdin; "
-      .. "for more, use spawn)"):format(opts.stdin ~= nil and "stdin" or "stdout"), 3)
+    argerror(2, ("'%s': not an option of exec (input = gives stdin; for "
+      .. "more, use spawn)"):format(opts.stdin ~= nil and "stdin" or "stdout"))
   end
   if opts.input ~= nil and type(opts.input) ~= "string" then
-    argerror(2, "exec", "'input': string expected", 3)
+    argerror(2, "'input': string expected")
   end
-  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or
-                              not (opts.timeout >= 0)) then
-    argerror(2, "exec", "'timeout': non-negative number expected", 3)
-  end
-  if opts.max_output ~= nil and (math.type(opts.max_output) ~= "integer" or
-                                 opts.max_output < 0) then
-    argerror(2, "exec", "'max_output': non-negative integer expected", 3)
-  end
-  return opts
+  return opts, optcount(opts, "timeout"), optcount(opts, "max_output", true)
 end
 
 -- tide.process.exec(cmd [, opts]) -> stdout, stderr, code, signal. cmd: a
@@ -202,14 +190,13 @@ end
 -- out, or over max_output, the child is killed and reaped, and the result
 -- is nil, "timeout" (or "output limit exceeded"), stdout, stderr so far.
 function process.exec (cmd, opts)
-  opts = checkexec(cmd, opts)
-  if not current() then
-    error("'exec' must be called inside a task (use tide.run or tide.spawn)", 2)
-  end
-  local proc, err, code = start(2, cmd, opts)
+  local timeout, max
+  opts, timeout, max = checkexec(cmd, opts)
+  checkwait()
+  local proc, err, code = start(cmd, opts)
   if not proc then return nil, err, code end
   local p <close> = proc
-  local max = opts.max_output or math.huge
+  max = max or math.huge
   local out, errs = { size = 0 }, { size = 0 }
   local exceeded = false
   local function over ()
@@ -230,8 +217,8 @@ function process.exec (cmd, opts)
     return p:wait()
   end
   local status, signal
-  if opts.timeout then
-    status, signal = tide.timeout(opts.timeout, run)
+  if timeout then
+    status, signal = tide.timeout(timeout, run)
     if status == nil then
       p:kill("SIGKILL")
       p:wait()

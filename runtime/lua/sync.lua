@@ -3,31 +3,35 @@
 -- on the scheduler's token/suspend/wake calls (see sched.c).
 local tide, sched = ...
 
-local error, getmetatable, ipairs, pcall, setmetatable, type =
-      error, getmetatable, ipairs, pcall, setmetatable, type
-local mathtype, huge, move = math.type, math.huge, table.move
+local error, getmetatable, ipairs, pcall, setmetatable, tonumber, type =
+      error, getmetatable, ipairs, pcall, setmetatable, tonumber, type
+local tointeger, huge, move = math.tointeger, math.huge, table.move
 
 local current = tide.current
 local token, suspend, wake, shield = sched.token, sched.suspend, sched.wake,
                                      sched.shield
-local canwait = sched.canwait
+-- Wrong use: see tide.lua.
+local argerror, typeerror = sched.argerror, sched.typeerror
+local checkself, raise, checkwait = sched.checkself, sched.error,
+                                    sched.checkwait
+local classof, new = sched.classof, sched.new
 
-local function argerror (i, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), level or 3)
-end
-
-local function checkcount (n, i, fname, min, default)
+-- A count (argument i): an integer of at least min, default when nil.
+local function checkcount (i, n, min, default)
   if n == nil then return default end
-  if mathtype(n) ~= "integer" or n < min then
-    argerror(i, fname, min == 0 and "non-negative integer expected"
-                                 or "positive integer expected", 4)
+  local k = tonumber(n)
+  k = k and tointeger(k)
+  if not k or k < min then
+    argerror(i, min == 0 and "non-negative integer expected"
+                          or "positive integer expected")
   end
-  return n
+  return k
 end
 
--- A class: a metatable that is its own method table, named for tostring.
+-- A class: a metatable that is its own method table, named for tostring
+-- and, being in the registry, in messages ("Queue:put").
 local function class (name, tostr)
-  local c = { __name = "tide." .. name }
+  local c = sched.newclass("tide." .. name)
   c.__index = c
   c.__tostring = function (self)
     return ("tide.%s (%s)"):format(name, tostr(self))
@@ -49,12 +53,6 @@ local function waiters ()
   return { h = 1, t = 1 }
 end
 
--- Raise for a wait outside any task, at the given level.
-local function outside (who, level)
-  error(("'%s' must be called inside a task (use tide.run or tide.spawn)")
-        :format(who), level)
-end
-
 -- Blank the entry at i if it is still the one (me, gen) left there.
 local function drop (f, i, me, gen)
   if f[i] ~= me or f[i + 1] ~= gen then return end
@@ -69,10 +67,10 @@ end
 
 -- Wait at the end of f until a waker takes the entry; return what it
 -- passed. If the wait ends with an error (tide.Cancelled), the entry is
--- dropped and the error raised again. who names the call for the error
--- outside any task (false: the caller has checked).
-local function park (f, who, a, b)
-  if who and not current() then outside(who, 4) end
+-- dropped and the error raised again. check: whether the caller may wait
+-- is still to be checked.
+local function park (f, check, a, b)
+  if check then checkwait() end
   local me, gen = token()
   local i = f.t
   f[i], f[i + 1], f[i + 2], f[i + 3] = me, gen, a, b
@@ -128,33 +126,40 @@ end
 -- gone + qt - 1 (items ever put), whose difference join waits on.
 ---------------------------------------------------------------------------
 
--- The methods every kind of queue shares, for the class named name.
-local function queuebase (Q, name)
-  local sput, sjoin = name .. ":put", name .. ":join"
-  local closedmsg = sput .. ": the queue is closed"
+local closedmsg = "%s: the queue is closed"
 
-  function Q:maxsize () return self.cap < huge and self.cap or 0 end
-  function Q:is_closed () return self.closed end
+-- The methods every kind of queue shares, for the class Q.
+local function queuebase (Q)
+  function Q:maxsize ()
+    if classof[self] ~= Q then checkself(self, Q) end
+    return self.cap < huge and self.cap or 0
+  end
+
+  function Q:is_closed ()
+    if classof[self] ~= Q then checkself(self, Q) end
+    return self.closed
+  end
 
   -- q:task_done(): an item taken by get is dealt with (for join).
   function Q:task_done ()
+    if classof[self] ~= Q then checkself(self, Q) end
     local done = self.done + 1
     local left = self.gone + self.qt - 1 - done
-    if left < 0 then
-      error(name .. ":task_done: called more times than items were put", 2)
-    end
+    if left < 0 then raise("%s: called more times than items were put") end
     self.done = done
     if left == 0 then wakeall(self.joiners) end
   end
 
   -- q:join(): wait until every item put has been marked task_done.
   function Q:join ()
-    if self.gone + self.qt - 1 > self.done then park(self.joiners, sjoin) end
+    if classof[self] ~= Q then checkself(self, Q) end
+    if self.gone + self.qt - 1 > self.done then park(self.joiners, true) end
   end
 
   -- q:close(): no more puts (they raise, and so do those waiting now);
   -- getters drain what is left and then get nil, "closed".
   function Q:close ()
+    if classof[self] ~= Q then checkself(self, Q) end
     if self.closed then return end
     self.closed, self.max = true, -1
     wakeall(self.putters, closedmsg)
@@ -163,14 +168,15 @@ local function queuebase (Q, name)
 
   -- for item in q:iter() do ... end: get until the queue is closed and empty.
   function Q:iter ()
+    if classof[self] ~= Q then checkself(self, Q) end
     return self.get, self
   end
+end
 
-  -- Raise for a put that cannot be done: a nil item, or a closed queue.
-  return function (v, fname)
-    if v == nil then argerror(1, fname, "value expected", 4) end
-    error(closedmsg, 3)
-  end
+-- Raise for a put that cannot be done: a nil item, or a closed queue.
+local function badput (v)
+  if v == nil then argerror(2, "value expected") end
+  raise(closedmsg)
 end
 
 local function queuetostring (q)
@@ -180,20 +186,20 @@ end
 
 local function newqueue (Q, maxsize)
   local cap = maxsize == 0 and huge or maxsize
-  return setmetatable({
+  return new(Q, {
     qh = 1, qt = 1, n = 0, cap = cap, max = cap, closed = false,
     gone = 0, done = 0,
     getters = waiters(), putters = waiters(), joiners = waiters(),
-  }, Q)
+  })
 end
 
 -- Queue ------------------------------------------------------------------
 
 local Queue = class("Queue", queuetostring)
-local badput = queuebase(Queue, "Queue")
+queuebase(Queue)
 
 function tide.Queue (maxsize)
-  local q = newqueue(Queue, checkcount(maxsize, 1, "Queue", 0, 0))
+  local q = newqueue(Queue, checkcount(1, maxsize, 0, 0))
   q.put, q.get = Queue.put, Queue.get  -- own fields: one lookup less a call
   return q
 end
@@ -211,6 +217,7 @@ end
 
 -- q:put(v): store v, waiting while the queue is full.
 function Queue:put (v)
+  if classof[self] ~= Queue then checkself(self, Queue) end
   local h, t = self.qh, self.qt
   if v ~= nil and t - h < self.max then
     if t == h and handoff(self, v) then return end
@@ -218,15 +225,16 @@ function Queue:put (v)
     self.qt = t + 1
     return
   end
-  if v == nil or self.closed then badput(v, "put") end
-  local e = park(self.putters, "Queue:put", v)  -- a getter moves v in
-  if e then error(e, 2) end
+  if v == nil or self.closed then badput(v) end
+  local e = park(self.putters, true, v)  -- a getter moves v in
+  if e then raise(e) end
 end
 
 -- q:put_nowait(v) -> true | nil, "full"
 function Queue:put_nowait (v)
+  if classof[self] ~= Queue then checkself(self, Queue) end
   local h, t = self.qh, self.qt
-  if v == nil or self.closed then badput(v, "put_nowait") end
+  if v == nil or self.closed then badput(v) end
   if t - h >= self.max then return nil, "full" end
   if not (t == h and handoff(self, v)) then
     self[t] = v
@@ -288,10 +296,11 @@ end
 -- q:get() -> item, waiting while the queue is empty; nil, "closed" once
 -- it is closed and empty.
 function Queue:get ()
+  if classof[self] ~= Queue then checkself(self, Queue) end
   local h, t = self.qh, self.qt
   if h == t then
     if self.closed then return nil, "closed" end
-    local v, e = park(self.getters, "Queue:get")
+    local v, e = park(self.getters, true)
     if v == nil then return nil, e end   -- closed
     return v
   end
@@ -312,14 +321,26 @@ end
 
 -- q:get_nowait() -> item | nil, "empty" | nil, "closed"
 function Queue:get_nowait ()
+  if classof[self] ~= Queue then checkself(self, Queue) end
   local h, t = self.qh, self.qt
   if h < t then return fifo_take(self, h, t) end
   return nil, self.closed and "closed" or "empty"
 end
 
-function Queue:size () return self.qt - self.qh end
-function Queue:empty () return self.qt == self.qh end
-function Queue:full () return self.qt - self.qh >= self.cap end
+function Queue:size ()
+  if classof[self] ~= Queue then checkself(self, Queue) end
+  return self.qt - self.qh
+end
+
+function Queue:empty ()
+  if classof[self] ~= Queue then checkself(self, Queue) end
+  return self.qt == self.qh
+end
+
+function Queue:full ()
+  if classof[self] ~= Queue then checkself(self, Queue) end
+  return self.qt - self.qh >= self.cap
+end
 
 -- LifoQueue and PriorityQueue ----------------------------------------------
 
@@ -391,8 +412,7 @@ end
 -- before its putter waits.
 local function stackclass (name, push, pop, check)
   local Q = class(name, queuetostring)
-  local badput = queuebase(Q, name)
-  local sput, sget = name .. ":put", name .. ":get"
+  queuebase(Q)
 
   -- The item has room: give it to a waiting getter or store it.
   local function enter (q, n, v, p)
@@ -407,18 +427,20 @@ local function stackclass (name, push, pop, check)
 
   -- q:put(v [, priority]): store v, waiting while the queue is full.
   function Q:put (v, p)
+    if classof[self] ~= Q then checkself(self, Q) end
     local n = self.n
     if v ~= nil and n < self.max then return enter(self, n, v, p) end
-    if v == nil or self.closed then badput(v, "put") end
+    if v == nil or self.closed then badput(v) end
     if check then check(self, v, p) end
-    local e = park(self.putters, sput, v, p)
-    if e then error(e, 2) end
+    local e = park(self.putters, true, v, p)
+    if e then raise(e) end
   end
 
   -- q:put_nowait(v [, priority]) -> true | nil, "full"
   function Q:put_nowait (v, p)
+    if classof[self] ~= Q then checkself(self, Q) end
     local n = self.n
-    if v == nil or self.closed then badput(v, "put_nowait") end
+    if v == nil or self.closed then badput(v) end
     if n >= self.max then return nil, "full" end
     enter(self, n, v, p)
     return true
@@ -440,23 +462,36 @@ local function stackclass (name, push, pop, check)
   end
 
   function Q:get ()
+    if classof[self] ~= Q then checkself(self, Q) end
     local n = self.n
     if n > 0 then return take(self, n) end
     if self.closed then return nil, "closed" end
-    local v, e = park(self.getters, sget)
+    local v, e = park(self.getters, true)
     if v == nil then return nil, e end
     return v
   end
 
   function Q:get_nowait ()
+    if classof[self] ~= Q then checkself(self, Q) end
     local n = self.n
     if n > 0 then return take(self, n) end
     return nil, self.closed and "closed" or "empty"
   end
 
-  function Q:size () return self.n end
-  function Q:empty () return self.n == 0 end
-  function Q:full () return self.n >= self.cap end
+  function Q:size ()
+    if classof[self] ~= Q then checkself(self, Q) end
+    return self.n
+  end
+
+  function Q:empty ()
+    if classof[self] ~= Q then checkself(self, Q) end
+    return self.n == 0
+  end
+
+  function Q:full ()
+    if classof[self] ~= Q then checkself(self, Q) end
+    return self.n >= self.cap
+  end
   return Q
 end
 
@@ -471,7 +506,7 @@ local PriorityQueue = stackclass("PriorityQueue", heap_push, heap_pop,
                                  heap_check)
 
 function tide.LifoQueue (maxsize)
-  return newqueue(LifoQueue, checkcount(maxsize, 1, "LifoQueue", 0, 0))
+  return newqueue(LifoQueue, checkcount(1, maxsize, 0, 0))
 end
 
 -- tide.PriorityQueue([maxsize] [, cmp])
@@ -480,10 +515,9 @@ function tide.PriorityQueue (maxsize, cmp)
     maxsize, cmp = nil, maxsize
   end
   if cmp ~= nil and type(cmp) ~= "function" then
-    argerror(2, "PriorityQueue", "function expected, got " .. type(cmp))
+    typeerror(2, "function", cmp)
   end
-  local q = newqueue(PriorityQueue,
-                     checkcount(maxsize, 1, "PriorityQueue", 0, 0))
+  local q = newqueue(PriorityQueue, checkcount(1, maxsize, 0, 0))
   q.pr, q.sq, q.seq, q.cmp = {}, {}, 0, cmp
   return q
 end
@@ -517,20 +551,19 @@ local Lock = class("Lock", function (l)
 end)
 
 function tide.Lock ()
-  return setmetatable({ owner = false, waiting = waiters() }, Lock)
+  return new(Lock, { owner = false, waiting = waiters() })
 end
 
 -- lock:acquire() -> true, waiting while another task holds it.
 function Lock:acquire ()
+  if classof[self] ~= Lock then checkself(self, Lock) end
   local me, owner = current(), self.owner
   if not owner and me then
     self.owner = me
     return true
   end
-  if not me then outside("Lock:acquire", 3) end
-  if owner == me then
-    error("Lock:acquire: lock already held by this task", 2)
-  end
+  checkwait()
+  if owner == me then raise("%s: lock already held by this task") end
   park(self.waiting, false)          -- the releaser made us the owner
   return true
 end
@@ -545,10 +578,10 @@ end
 -- Outside any task it releases for the holder: the <close> variables of a
 -- task that ends with an error are closed once it is no longer current.
 function Lock:release ()
+  if classof[self] ~= Lock then checkself(self, Lock) end
   local owner, me = self.owner, current()
   if not owner or (owner ~= me and me) then
-    error(owner and "Lock:release: lock held by another task"
-                or "Lock:release: lock not held", 2)
+    raise(owner and "%s: lock held by another task" or "%s: lock not held")
   end
   local waiting = self.waiting
   if waiting.h == waiting.t then self.owner = false
@@ -556,10 +589,14 @@ function Lock:release ()
 end
 local release = Lock.release
 
-function Lock:locked () return self.owner ~= false end
+function Lock:locked ()
+  if classof[self] ~= Lock then checkself(self, Lock) end
+  return self.owner ~= false
+end
 
 -- local _ <close> = lock:hold(): acquire, released when the scope ends.
 function Lock:hold ()
+  if classof[self] ~= Lock then checkself(self, Lock) end
   acquire(self)
   return guard(self)
 end
@@ -573,22 +610,31 @@ local Event = class("Event", function (e)
 end)
 
 function tide.Event ()
-  return setmetatable({ flag = false, waiting = waiters() }, Event)
+  return new(Event, { flag = false, waiting = waiters() })
 end
 
 -- event:set(): set the flag and wake every waiter.
 function Event:set ()
+  if classof[self] ~= Event then checkself(self, Event) end
   if self.flag then return end
   self.flag = true
   wakeall(self.waiting)
 end
 
-function Event:clear () self.flag = false end
-function Event:is_set () return self.flag end
+function Event:clear ()
+  if classof[self] ~= Event then checkself(self, Event) end
+  self.flag = false
+end
+
+function Event:is_set ()
+  if classof[self] ~= Event then checkself(self, Event) end
+  return self.flag
+end
 
 -- event:wait() -> true, once the flag is set.
 function Event:wait ()
-  if not self.flag then park(self.waiting, "Event:wait") end
+  if classof[self] ~= Event then checkself(self, Event) end
+  if not self.flag then park(self.waiting, true) end
   return true
 end
 
@@ -604,21 +650,36 @@ end)
 function tide.Condition (lock)
   if lock == nil then lock = tide.Lock()
   elseif getmetatable(lock) ~= Lock then
-    argerror(1, "Condition", "tide.Lock expected, got " .. type(lock))
+    typeerror(1, "tide.Lock", lock)
   end
-  return setmetatable({ lock = lock, waiting = waiters() }, Condition)
+  return new(Condition, { lock = lock, waiting = waiters() })
 end
 
-function Condition:acquire () return acquire(self.lock) end
-function Condition:release () return release(self.lock) end
-function Condition:locked () return self.lock.owner ~= false end
-function Condition:hold () return self.lock:hold() end
+function Condition:acquire ()
+  if classof[self] ~= Condition then checkself(self, Condition) end
+  return (acquire(self.lock))           -- no tail call: see tide.lua
+end
 
-local function checkheld (c, who)
+function Condition:release ()
+  if classof[self] ~= Condition then checkself(self, Condition) end
+  release(self.lock)
+end
+
+function Condition:locked ()
+  if classof[self] ~= Condition then checkself(self, Condition) end
+  return self.lock.owner ~= false
+end
+
+function Condition:hold ()
+  if classof[self] ~= Condition then checkself(self, Condition) end
+  return (self.lock:hold())
+end
+
+-- Check the self of a method that needs the lock held by the caller.
+local function checkheld (c)
+  if classof[c] ~= Condition then checkself(c, Condition) end
   local owner = c.lock.owner
-  if not owner or owner ~= current() then
-    error(who .. ": lock not held", 3)
-  end
+  if not owner or owner ~= current() then raise("%s: lock not held") end
 end
 
 -- Take the lock back after a wait, whatever ended it: cancellation is held
@@ -634,10 +695,8 @@ end
 -- back. If cancelled, the lock is taken back before tide.Cancelled is
 -- raised.
 function Condition:wait ()
-  checkheld(self, "Condition:wait")
-  if not canwait() then
-    error("Condition:wait: cannot wait inside a C call such as table.sort", 2)
-  end
+  checkheld(self)
+  checkwait()
   local l = self.lock
   handover(l)
   local ok, e = pcall(park, self.waiting, false)
@@ -648,10 +707,9 @@ end
 
 -- cond:wait_for(pred) -> pred's first true result, waiting until it comes.
 function Condition:wait_for (pred)
-  if type(pred) ~= "function" then
-    argerror(1, "wait_for", "function expected, got " .. type(pred))
-  end
-  checkheld(self, "Condition:wait_for")
+  if classof[self] ~= Condition then checkself(self, Condition) end
+  if type(pred) ~= "function" then typeerror(2, "function", pred) end
+  checkheld(self)
   local r = pred()
   while not r do
     self:wait()
@@ -662,15 +720,16 @@ end
 
 -- cond:notify([n]) -> how many waiters were woken (at most n, default 1).
 function Condition:notify (n)
-  n = checkcount(n, 1, "notify", 0, 1)
-  checkheld(self, "Condition:notify")
+  if classof[self] ~= Condition then checkself(self, Condition) end
+  n = checkcount(2, n, 0, 1)
+  checkheld(self)
   local woken = 0
   while woken < n and wakefirst(self.waiting) do woken = woken + 1 end
   return woken
 end
 
 function Condition:notify_all ()
-  checkheld(self, "Condition:notify_all")
+  checkheld(self)
   return wakeall(self.waiting)
 end
 
@@ -684,47 +743,55 @@ local function semtostring (s) return ("%d"):format(s.permits) end
 local Semaphore = class("Semaphore", semtostring)
 local BoundedSemaphore = class("BoundedSemaphore", semtostring)
 
-local function newsem (mt, name, n)
-  n = checkcount(n, 1, name, 0, 1)
-  return setmetatable({ permits = n, bound = n, waiting = waiters() }, mt)
+local function newsem (mt, n)
+  n = checkcount(1, n, 0, 1)
+  return new(mt, { permits = n, bound = n, waiting = waiters() })
 end
 
-function tide.Semaphore (n) return newsem(Semaphore, "Semaphore", n) end
-function tide.BoundedSemaphore (n)
-  return newsem(BoundedSemaphore, "BoundedSemaphore", n)
-end
+-- (No tail calls into code that raises for wrong use: see tide.lua.)
+function tide.Semaphore (n) return (newsem(Semaphore, n)) end
+function tide.BoundedSemaphore (n) return (newsem(BoundedSemaphore, n)) end
 
 for _, S in ipairs { Semaphore, BoundedSemaphore } do
-  local name = S.__name:sub(6)
-  local sacquire = name .. ":acquire"
-  local overmsg = name .. ":release: released more times than acquired"
   local bounded = S == BoundedSemaphore
 
   -- sem:acquire() -> true, waiting while no permit is left.
   function S:acquire ()
+    if classof[self] ~= S then checkself(self, S) end
     local p = self.permits
     if p > 0 then
       self.permits = p - 1
       return true
     end
-    park(self.waiting, sacquire)     -- the releaser handed us its permit
+    park(self.waiting, true)         -- the releaser handed us its permit
     return true
   end
   local acquire = S.acquire
 
   -- sem:release(): give a permit back (to the first waiter, if any).
   function S:release ()
+    if classof[self] ~= S then checkself(self, S) end
     if wakefirst(self.waiting) then return end
     local p = self.permits
-    if bounded and p >= self.bound then error(overmsg, 2) end
+    if bounded and p >= self.bound then
+      raise("%s: released more times than acquired")
+    end
     self.permits = p + 1
   end
 
-  function S:locked () return self.permits == 0 end
-  function S:value () return self.permits end
+  function S:locked ()
+    if classof[self] ~= S then checkself(self, S) end
+    return self.permits == 0
+  end
+
+  function S:value ()
+    if classof[self] ~= S then checkself(self, S) end
+    return self.permits
+  end
 
   -- local _ <close> = sem:hold(): acquire, released when the scope ends.
   function S:hold ()
+    if classof[self] ~= S then checkself(self, S) end
     acquire(self)
     return guard(self)
   end
@@ -740,20 +807,21 @@ local Barrier = class("Barrier", function (b)
   return b.broken and "broken" or ("%d/%d"):format(b.arrived, b.size)
 end)
 
-local brokenmsg = "Barrier:wait: the barrier is broken"
+local brokenmsg = "%s: the barrier is broken"
 
 function tide.Barrier (n)
-  if n == nil then argerror(1, "Barrier", "positive integer expected") end
-  n = checkcount(n, 1, "Barrier", 1)
-  return setmetatable({ size = n, arrived = 0, round = 0, broken = false,
-                        waiting = waiters() }, Barrier)
+  if n == nil then argerror(1, "positive integer expected") end
+  n = checkcount(1, n, 1)
+  return new(Barrier, { size = n, arrived = 0, round = 0, broken = false,
+                        waiting = waiters() })
 end
 
 -- barrier:wait() -> the arrival index (1 for the first, n for the last
 -- party, which releases the others).
 function Barrier:wait ()
-  if self.broken then error(brokenmsg, 2) end
-  if not current() then outside("Barrier:wait", 3) end
+  if classof[self] ~= Barrier then checkself(self, Barrier) end
+  if self.broken then raise(brokenmsg) end
+  checkwait()
   local k = self.arrived + 1
   if k == self.size then
     self.arrived, self.round = 0, self.round + 1
@@ -767,12 +835,13 @@ function Barrier:wait ()
     if self.round == round then self:abort() end
     error(e, 0)
   end
-  if e == "broken" then error(brokenmsg, 2) end
+  if e == "broken" then raise(brokenmsg) end
   return k
 end
 
 -- barrier:abort(): break it; waiting parties raise, and so will later ones.
 function Barrier:abort ()
+  if classof[self] ~= Barrier then checkself(self, Barrier) end
   self.broken, self.arrived = true, 0
   self.round = self.round + 1
   wakeall(self.waiting, "broken")
@@ -780,11 +849,23 @@ end
 
 -- barrier:reset(): back to empty and unbroken; waiting parties raise.
 function Barrier:reset ()
+  if classof[self] ~= Barrier then checkself(self, Barrier) end
   self.round = self.round + 1
   wakeall(self.waiting, "broken")
   self.broken, self.arrived = false, 0
 end
 
-function Barrier:is_broken () return self.broken end
-function Barrier:n_waiting () return self.arrived end
-function Barrier:parties () return self.size end
+function Barrier:is_broken ()
+  if classof[self] ~= Barrier then checkself(self, Barrier) end
+  return self.broken
+end
+
+function Barrier:n_waiting ()
+  if classof[self] ~= Barrier then checkself(self, Barrier) end
+  return self.arrived
+end
+
+function Barrier:parties ()
+  if classof[self] ~= Barrier then checkself(self, Barrier) end
+  return self.size
+end

@@ -3,14 +3,63 @@
 -- call_later, on top of the scheduler's few C calls (see sched.c).
 local tide, sched = ...
 
-local error, getmetatable, pcall, select, setmetatable, type =
-      error, getmetatable, pcall, select, setmetatable, type
-local unpack = table.unpack
+local error, getmetatable, pcall, select, setmetatable, tonumber, type =
+      error, getmetatable, pcall, select, setmetatable, tonumber, type
+local unpack, tointeger = table.unpack, math.tointeger
 
 local spawn, current, sleep = tide.spawn, tide.current, tide.sleep
 local token, suspend, wake = sched.token, sched.suspend, sched.wake
 local shield, shieldawait = sched.shield, sched.shieldawait
 local Task, Cancelled = sched.Task, tide.Cancelled
+
+-- Wrong use raises as Lua's own library does, naming the function the user
+-- called at the user's line, however deep in the library it is found (see
+-- where.c): argerror(i, msg), typeerror(i, tname, x), checkself(x, class),
+-- raise(msg) ("%s" in msg: the function's name). i counts self in methods.
+-- The function the user called must still be on the stack: it may not
+-- tail-call Lua code that raises so (return (f(...)) is no tail call).
+local argerror, typeerror = sched.argerror, sched.typeerror
+local checkself, raise = sched.checkself, sched.error
+
+-- The objects of the Lua-side classes (Queue, Lock, Group...), each with its
+-- class: a method checks its self with a lookup, cheaper than the call to
+-- getmetatable that checkself makes (which then raises):
+--   if classof[self] ~= C then checkself(self, C) end
+-- new(C, t) makes t an object of C.
+local classof = setmetatable({}, { __mode = "k" })
+local function new (class, t)
+  classof[t] = class
+  return setmetatable(t, class)
+end
+sched.classof, sched.new = classof, new
+
+-- Raise, naming the call, where the caller could not wait.
+local function checkwait ()
+  if not current() then
+    raise("'%s' must be called inside a task (use tide.run or tide.spawn)")
+  end
+  if not sched.canwait() then
+    raise("'%s' cannot wait inside a C call such as table.sort, "
+          .. "string.gsub or require")
+  end
+end
+sched.checkwait = checkwait
+
+-- Numbers as luaL_checknumber and luaL_checkinteger take them: numbers in
+-- strings are numbers.
+local function checknumber (i, x)
+  local n = tonumber(x)
+  if n == nil then typeerror(i, "number", x) end
+  return n
+end
+sched.checknumber = checknumber
+
+function sched.checkinteger (i, x)
+  local n = checknumber(i, x)
+  local k = tointeger(n)
+  if k == nil then argerror(i, "number has no integer representation") end
+  return k
+end
 
 local function istask (x)
   return getmetatable(x) == Task
@@ -21,52 +70,43 @@ local function iscancelled (e)
 end
 tide.iscancelled = iscancelled
 
-local function argerror (i, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), 3)
+local function checkfunction (i, f)
+  if type(f) ~= "function" then typeerror(i, "function", f) end
 end
 
-local function checkfunction (f, i, fname)
-  if type(f) ~= "function" then
-    argerror(i, fname, "function expected, got " .. type(f))
-  end
-end
-
--- Raise for a waiting call made outside any task, before it starts anything.
-local function intask (fname)
-  if not current() then
-    error(("'tide.%s' must be called inside a task (use tide.run or "
-           .. "tide.spawn)"):format(fname), 3)
-  end
+-- A duration in seconds, as tide.sleep takes it.
+local function checkduration (i, s)
+  s = checknumber(i, s)
+  if not (s >= 0) then argerror(i, "negative duration") end
+  return s
 end
 
 -- tide.run(fn, ...): fn as the main task; its results, or its error raised.
 -- Inside a task it is the same as spawn(fn, ...):await().
 function tide.run (fn, ...)
-  checkfunction(fn, 1, "run")
+  checkfunction(1, fn)
   if current() then return spawn(fn, ...):await() end
   return sched.runmain(fn, ...)
 end
 
 function tide.call_soon (fn, ...)
-  checkfunction(fn, 1, "call_soon")
+  checkfunction(1, fn)
   return spawn(fn, ...)
 end
 
 function tide.call_later (s, fn, ...)
-  if type(s) ~= "number" or not (s >= 0) then
-    argerror(1, "call_later", "non-negative number expected")
-  end
-  checkfunction(fn, 2, "call_later")
+  s = checkduration(1, s)
+  checkfunction(2, fn)
   return spawn(function (...) sleep(s) return fn(...) end, ...)
 end
 
 -- A list of tasks from the arguments: functions are spawned, tasks kept.
-local function tasklist (fname, ...)
+local function tasklist (...)
   local n = select("#", ...)
   for i = 1, n do
     local x = select(i, ...)
     if not istask(x) and type(x) ~= "function" then
-      argerror(i, fname, "function or task expected, got " .. type(x))
+      typeerror(i, "function or task", x)
     end
   end
   local ts = { n = n }
@@ -116,8 +156,8 @@ end
 -- tide.gather(f_or_task, ...) -> the first result of each, in order. The
 -- first error cancels the others and is raised once they have ended.
 function tide.gather (...)
-  intask("gather")
-  local ts = tasklist("gather", ...)
+  checkwait()
+  local ts = tasklist(...)
   local n, bad = ts.n, nil
   waitfor(ts, function (ended, t)
     if t and failed(t) then bad = bad or t end
@@ -135,8 +175,8 @@ end
 -- tide.settle(f_or_task, ...) -> { {ok = true, n = k, ...results} |
 -- {ok = false, err = e} }, in order, once every one has ended.
 function tide.settle (...)
-  intask("settle")
-  local ts = tasklist("settle", ...)
+  checkwait()
+  local ts = tasklist(...)
   local n = ts.n
   waitfor(ts, function (ended) return ended == n end)
   local r = {}
@@ -154,9 +194,11 @@ end
 -- tide.race(f_or_task, ...) -> the results of the first to end (or its error
 -- raised); the others are cancelled and have ended on return.
 function tide.race (...)
-  intask("race")
-  local ts = tasklist("race", ...)
-  if ts.n == 0 then argerror(1, "race", "function or task expected") end
+  checkwait()
+  local ts = tasklist(...)
+  if ts.n == 0 then
+    argerror(1, "function or task expected, got no value")
+  end
   local first = waitfor(ts, function (ended) return ended > 0 end)
   stop(ts)
   return first:await()
@@ -165,13 +207,11 @@ end
 -- tide.timeout(s, f_or_task, ...) -> its results, or nil, "timeout" once s
 -- seconds have passed (it is then cancelled, and has ended on return).
 function tide.timeout (s, f, ...)
-  intask("timeout")
-  if type(s) ~= "number" or not (s >= 0) then
-    argerror(1, "timeout", "non-negative number expected")
-  end
+  checkwait()
+  s = checkduration(1, s)
   local t <close> = istask(f) and f or
     (type(f) == "function" and spawn(f, ...)) or
-    argerror(2, "timeout", "function or task expected, got " .. type(f))
+    typeerror(2, "function or task", f)
   local me, gen = token()
   t:on_done(function () wake(me, gen, true) end)
   if t:done() or suspend(s) then return t:await() end
@@ -186,11 +226,9 @@ end
 -- tide.shield(f_or_task) -> its results; if the caller is cancelled, the
 -- task goes on.
 function tide.shield (f, ...)
-  intask("shield")
+  checkwait()
   if type(f) == "function" then f = spawn(f, ...)
-  elseif not istask(f) then
-    argerror(1, "shield", "function or task expected, got " .. type(f))
-  end
+  elseif not istask(f) then typeerror(1, "function or task", f) end
   return shieldawait(f)
 end
 
@@ -198,12 +236,13 @@ end
 -- own) and its children are one unit: it returns the block's results when
 -- every child has ended; the first error of the block or a child cancels
 -- the others and is raised once they have all ended.
-local Group = {}
+local Group = sched.newclass("tide.Group")
 Group.__index = Group
 
 function Group:spawn (fn, ...)
-  if self.closed then error("group:spawn: the group has ended", 2) end
-  checkfunction(fn, 1, "spawn")
+  if classof[self] ~= Group then checkself(self, Group) end
+  if self.closed then raise("%s: the group has ended") end
+  checkfunction(2, fn)
   local t = spawn(fn, ...)
   self.live = self.live + 1
   self[#self + 1] = t
@@ -219,6 +258,7 @@ function Group:spawn (fn, ...)
 end
 
 function Group:cancel ()
+  if classof[self] ~= Group then checkself(self, Group) end
   self.cancelling = true
   for i = 1, #self do self[i]:cancel() end
 end
@@ -232,9 +272,9 @@ local function waitchildren (g)
 end
 
 function tide.group (body)
-  intask("group")
-  checkfunction(body, 1, "group")
-  local g = setmetatable({ live = 0 }, Group)
+  checkwait()
+  checkfunction(1, body)
+  local g = new(Group, { live = 0 })
   local b = g:spawn(body, g)
   local ok, e = pcall(waitchildren, g)
   if not ok then                     -- cancelled while waiting: stop all
