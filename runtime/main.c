@@ -443,7 +443,7 @@ static int pmain (lua_State *L) {
 
 
 int main (int argc, char **argv) {
-  int status, result;
+  int status, result, signum;
   lua_State *L = luaL_newstate();  /* create state */
   if (L == NULL) {
     l_message(argv[0], "cannot create state: not enough memory");
@@ -456,13 +456,14 @@ int main (int argc, char **argv) {
   status = lua_pcall(L, 2, 1, 0);  /* do the call */
   result = lua_toboolean(L, -1);  /* get result */
   report(L, status);
+  signum = interrupted;  /* the runtime lives in L: ask before closing it */
   if (runtime != NULL) {
     tide_close(runtime);
     if (tide_unobserved(runtime) > 0 && !interactive)
       result = 0;  /* as node exits 1; the prompt showed them already */
   }
   lua_close(L);
-  if (interrupted) return 128 + interrupted;
+  if (signum) return 128 + signum;
   return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
