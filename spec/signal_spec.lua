@@ -364,10 +364,12 @@ describe("tide.run in stock Lua on SIGINT and SIGTERM", function ()
 
   it("takes SIGINT again in a later tide.run, then gives it back to lua5.4", async(function ()
     local p <close> = startlua [[
-      print("ready") io.stdout:flush()
-      print(pcall(tide.run, tide.sleep, 30))
-      print("ready") io.stdout:flush()
-      print(pcall(tide.run, tide.sleep, 30))
+      local function wait ()         -- ready once tide.run has the signals
+        print("ready") io.stdout:flush()
+        tide.sleep(30)
+      end
+      print(pcall(tide.run, wait))
+      print(pcall(tide.run, wait))
       print("ready") io.stdout:flush()
       while true do end              -- lua5.4's own handler: "interrupted!"
     ]]
