@@ -150,7 +150,8 @@ end
 
 -- As close(), without grace (the second argument is the error, if any).
 function Serving:__close ()
-  return self:close()
+  if classof[self] ~= Serving then checkself(self, Serving) end
+  self:close()
 end
 
 local function handle (fname, s, handler)
