@@ -169,6 +169,7 @@ local function accept_loop (self, handler, max, fname)
       self.me, self.gen = sched.token()
       sched.suspend()
     end
+    if self.closed then return end      -- closed before this task ran
     local s, err, code = self.server:accept()
     if not s then
       if code == "ECANCELED" then return end          -- closed
