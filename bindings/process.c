@@ -132,7 +132,8 @@ static void process_onclose (tide_Handle *o) {
 }
 
 /* p is being collected with its child still running: a copy takes over
-** the handle until the exit callback. */
+** the handle until the exit callback. Tasks in p:wait() (only if __gc was
+** called by hand) wake to an untracked child. */
 static void orphan (Process *p) {
   Process *r = malloc(sizeof *r);
   if (r == NULL) {                 /* reap now */
@@ -147,6 +148,7 @@ static void orphan (Process *p) {
   p->moving = 0;
   r->o.onclose = process_onclose;
   r->o.h->data = r;
+  tide__wakeall(&p->waiters);
 }
 
 /* ---- Options ---------------------------------------------------------------- */

@@ -13,6 +13,8 @@
 
 #include "tide_int.h"
 
+#define TIDE_FDFLAGS "tide.FdFlags"
+
 static const char *const names[] = { "<stdin>", "<stdout>", "<stderr>" };
 
 typedef struct Restore {
@@ -20,7 +22,7 @@ typedef struct Restore {
 } Restore;
 
 static int restore_gc (lua_State *L) {
-  Restore *r = lua_touserdata(L, 1);
+  Restore *r = tide__checkudata(L, 1, TIDE_FDFLAGS);
   if (r->fd >= 0) fcntl(r->fd, F_SETFL, r->flags);
   r->fd = -1;
   return 0;
@@ -32,10 +34,7 @@ static void restore_at_close (lua_State *L, int fd) {
   Restore *r = lua_newuserdatauv(L, sizeof *r, 0);
   r->fd = fd;
   r->flags = fcntl(fd, F_GETFL);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, restore_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
+  luaL_setmetatable(L, TIDE_FDFLAGS);
   luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
@@ -94,6 +93,11 @@ static int tty_stdio (lua_State *L) {
 
 /* Stack: tide table, private table, runtime userdata. */
 int tide__open_tty (lua_State *L) {
+  if (luaL_newmetatable(L, TIDE_FDFLAGS)) {
+    lua_pushcfunction(L, restore_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, tty_stdio, 1);
   lua_setfield(L, -3, "stdio");

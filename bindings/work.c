@@ -41,9 +41,10 @@ typedef struct WorkReq {
 ** other keys, 'E'. */
 
 static int buf_gc (lua_State *L) {
-  Buf *b = lua_touserdata(L, 1);
+  Buf *b = tide__checkudata(L, 1, TIDE_WORKBUF);
   free(b->p);
   b->p = NULL;
+  b->n = b->cap = 0;
   return 0;
 }
 

@@ -249,9 +249,13 @@ TIDE_API void tide_close (tide_Runtime *rt) {
 }
 
 /* When the state closes with the runtime still open: tasks are not resumed
-** any more, their operations are stopped and the loop is closed. */
+** any more, their operations are stopped and the loop is closed. Only the
+** collector may call it: inside a finalizer lua_gc answers -1 (Lua 5.4.4). */
 static int rt_gc (lua_State *L) {
-  tide_Runtime *rt = lua_touserdata(L, 1);
+  tide_Runtime *rt = tide__checkudata(L, 1, TIDE_RUNTIME);
+  if (lua_gc(L, LUA_GCISRUNNING) != -1)
+    return tide__error(L, "%s: the runtime ends with its Lua state, "
+                          "not by hand", tide__fname(L));
   if (!rt->closing) {
     uint32_t i;
     tide__reportleft(rt);

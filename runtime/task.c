@@ -203,6 +203,7 @@ static const luaL_Reg task_meta[] = {
 
 /* tide.tasks() -> a list of the tasks that have not ended. */
 static int cancelled_tostring (lua_State *L) {
+  tide__checkclass(L, 1, TIDE_CANCELLED);
   lua_getfield(L, 1, "message");
   if (lua_isstring(L, -1))
     lua_pushfstring(L, "cancelled: %s", lua_tostring(L, -1));

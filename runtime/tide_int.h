@@ -240,6 +240,7 @@ int tide__error (lua_State *L, const char *fmt, ...);
 int tide__argerror (lua_State *L, int arg, const char *extramsg);
 int tide__typeerror (lua_State *L, int arg, const char *tname);
 void *tide__checkudata (lua_State *L, int arg, const char *tname);
+void tide__checkclass (lua_State *L, int arg, const char *tname);
 lua_Integer tide__checkinteger (lua_State *L, int arg);
 lua_Integer tide__optinteger (lua_State *L, int arg, lua_Integer def);
 const char *tide__checklstring (lua_State *L, int arg, size_t *len);

@@ -74,7 +74,8 @@ static int fieldof (lua_State *L, int t, int fn, const char *prefix,
 
 /* The function at fn as a method of the type of metatable mt, named
 ** tname: in its __index (a table, or the first upvalue of a function), or
-** in mt itself (Lua-side classes that are their own index). */
+** in mt itself (Lua-side classes that are their own index); else as one of
+** its metamethods ("Task.__gc", called by hand). */
 static int methodof (lua_State *L, int fn, int mt, const char *tname) {
   lua_pushliteral(L, "__index");
   if (lua_rawget(L, mt) == LUA_TFUNCTION) {
@@ -86,12 +87,24 @@ static int methodof (lua_State *L, int fn, int mt, const char *tname) {
     return 1;
   }
   lua_pop(L, 1);
-  return fieldof(L, mt, fn, tname, ":");
+  return fieldof(L, mt, fn, tname, ":") || fieldof(L, mt, fn, tname, ".");
+}
+
+/* As fieldof, in the metatable of the module table at t ("tide.__index"). */
+static int metafieldof (lua_State *L, int t, int fn, const char *prefix) {
+  if (!lua_getmetatable(L, t)) return 0;
+  if (fieldof(L, lua_gettop(L), fn, prefix, ".")) {
+    lua_remove(L, -2);
+    return 1;
+  }
+  lua_pop(L, 1);
+  return 0;
 }
 
 /* Search the tables of t (a module table or metatable) whose keys are
-** "tide" or "tide.*" for the function at fn, as a field ("tide.fs.stat")
-** or, with methods, as a method ("Stream:read"); push its name. */
+** "tide" or "tide.*" for the function at fn, as a field ("tide.fs.stat",
+** also of the module's metatable) or, with methods, as a method
+** ("Stream:read"); push its name. */
 static int search (lua_State *L, int fn, int t, int methods) {
   lua_pushnil(L);
   while (lua_next(L, t)) {
@@ -100,7 +113,7 @@ static int search (lua_State *L, int fn, int t, int methods) {
     int tide = strncmp(k, "tide", 4) == 0 && (k[4] == '\0' || k[4] == '.');
     if (tide && lua_istable(L, v) &&
         (methods ? k[4] == '.' && methodof(L, fn, v, k + 5)
-                 : fieldof(L, v, fn, k, "."))) {
+                 : fieldof(L, v, fn, k, ".") || metafieldof(L, v, fn, k))) {
       lua_replace(L, -3);
       lua_pop(L, 1);
       return 1;
@@ -181,6 +194,17 @@ void *tide__checkudata (lua_State *L, int arg, const char *tname) {
   return p;
 }
 
+/* As tide__checkudata for a value of any type (tide.Cancelled is a table). */
+void tide__checkclass (lua_State *L, int arg, const char *tname) {
+  int ok = lua_getmetatable(L, arg);
+  if (ok) {
+    luaL_getmetatable(L, tname);
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  if (!ok) tide__typeerror(L, arg, tname);
+}
+
 lua_Integer tide__checkinteger (lua_State *L, int arg) {
   int isnum;
   lua_Integer n = lua_tointegerx(L, arg, &isnum);
@@ -239,13 +263,12 @@ static int lib_typeerror (lua_State *L) {
 /* checkself(x, class): raise unless x is an object of class, a metatable
 ** or the registry's name for one ("tide.UdpSocket"). */
 static int lib_checkself (lua_State *L) {
-  if (lua_type(L, 2) == LUA_TSTRING) {
-    luaL_getmetatable(L, lua_tostring(L, 2));
+  if (lua_type(L, 2) != LUA_TSTRING) {
+    lua_getfield(L, 2, "__name");
     lua_replace(L, 2);
   }
-  if (lua_getmetatable(L, 1) && lua_rawequal(L, -1, 2)) return 0;
-  lua_getfield(L, 2, "__name");
-  return tide__argerror(L, 1, typemsg(L, 1, luaL_checkstring(L, -1)));
+  tide__checkclass(L, 1, luaL_checkstring(L, 2));
+  return 0;
 }
 
 /* error(msg): raise msg at the user's line; a "%s" in msg stands for the

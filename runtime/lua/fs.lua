@@ -16,7 +16,7 @@ local File, WatcherMeta, stdio = sched.File, sched.WatcherMeta, sched.stdio
 local argerror, typeerror = sched.argerror, sched.typeerror
 local checkself, checkwait = sched.checkself, sched.checkwait
 
-local error, setmetatable, type = error, setmetatable, type
+local error, rawequal, setmetatable, type = error, rawequal, setmetatable, type
 local concat = table.concat
 local mathtype = math.type
 
@@ -277,6 +277,7 @@ end
 -- for name, event in watcher do ... end: waits for each event; ends once
 -- the watcher is closed. Errors raise.
 function WatcherMeta.__call (w)
+  checkself(w, WatcherMeta)
   local name, event, code = w:read()
   if name == nil and code ~= "ECANCELED" then error(event, 2) end
   return name, event
@@ -302,6 +303,7 @@ local stdfds = { stdin = 0, stdout = 1, stderr = 2 }
 local mt = getmetatable(tide) or {}
 local index = mt.__index
 mt.__index = function (t, k)
+  if not rawequal(t, tide) then typeerror(1, "the tide module", t) end
   local fd = stdfds[k]
   if fd == nil then
     if type(index) == "function" then return index(t, k) end

@@ -150,7 +150,8 @@ end
 
 -- As close(), without grace (the second argument is the error, if any).
 function Serving:__close ()
-  return self:close()
+  if classof[self] ~= Serving then checkself(self, Serving) end
+  self:close()
 end
 
 local function handle (fname, s, handler)
@@ -168,6 +169,7 @@ local function accept_loop (self, handler, max, fname)
       self.me, self.gen = sched.token()
       sched.suspend()
     end
+    if self.closed then return end      -- closed before this task ran
     local s, err, code = self.server:accept()
     if not s then
       if code == "ECANCELED" then return end          -- closed

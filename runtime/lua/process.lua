@@ -58,6 +58,7 @@ end
 Pipeline.__close = Pipeline.close
 
 function Pipeline:__tostring ()
+  if classof[self] ~= Pipeline then checkself(self, Pipeline) end
   local pids = {}
   for i, p in ipairs(self.processes) do pids[i] = tostring(p.pid) end
   return "tide.Pipeline (pids " .. concat(pids, ", ") .. ")"

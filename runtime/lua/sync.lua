@@ -34,6 +34,7 @@ local function class (name, tostr)
   local c = sched.newclass("tide." .. name)
   c.__index = c
   c.__tostring = function (self)
+    if classof[self] ~= c then checkself(self, c) end
     return ("tide.%s (%s)"):format(name, tostr(self))
   end
   return c
@@ -527,15 +528,17 @@ end
 -- one per lock or semaphore, made on first use.
 ---------------------------------------------------------------------------
 
-local Guard = {
-  __name = "tide.Guard",
-  __close = function (g) g[1]:release() end,
-}
+local Guard = sched.newclass("tide.Guard")
+
+function Guard.__close (g)
+  if classof[g] ~= Guard then checkself(g, Guard) end
+  g[1]:release()
+end
 
 local function guard (x)
   local g = x.guard
   if not g then
-    g = setmetatable({ x }, Guard)
+    g = new(Guard, { x })
     x.guard = g
   end
   return g
