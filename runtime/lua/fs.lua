@@ -277,6 +277,7 @@ end
 -- for name, event in watcher do ... end: waits for each event; ends once
 -- the watcher is closed. Errors raise.
 function WatcherMeta.__call (w)
+  checkself(w, "tide.Watcher")
   local name, event, code = w:read()
   if name == nil and code ~= "ECANCELED" then error(event, 2) end
   return name, event
