@@ -108,8 +108,9 @@ bench: deps
 	@sh bench/run.sh $(BUILD)
 
 # libFuzzer harnesses (spec/fuzz/*.c) over the library built with clang and
-# the sanitizers, FUZZ_S seconds each on the corpus in spec/fuzz/<name>/;
-# not part of `make test`. FUZZ_MERGE=1 keeps new inputs in that corpus.
+# the sanitizers, FUZZ_S seconds each (0: the corpus only) on the corpus in
+# spec/fuzz/<name>/; not part of `make test`. FUZZ_MERGE=1 keeps new
+# inputs in that corpus.
 FUZZDEPS  = clang libclang-rt-14-dev
 FUZZ_S   ?= 60
 FUZZERS   = stream streambuf work cli

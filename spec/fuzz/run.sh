@@ -1,17 +1,20 @@
 #!/bin/sh
 # run.sh BUILD SECONDS NAME...: run each libFuzzer harness BUILD/fuzz_NAME
 # for SECONDS on its corpus: spec/fuzz/NAME (seeds and regression inputs,
-# kept in git) and BUILD/corpus/NAME (what the runs found, not kept).
-# FUZZ_MERGE=1 adds the inputs that reach new code to spec/fuzz/NAME.
-# A crash leaves BUILD/crash-NAME-*; the run then fails.
+# kept in git) and BUILD/corpus/NAME (what the runs found, not kept);
+# SECONDS 0 only runs the corpus. FUZZ_MERGE=1 adds the inputs that reach
+# new code to spec/fuzz/NAME. A crash leaves BUILD/crash-NAME-*, and the
+# run fails.
 build=$1
 secs=$2
 shift 2
 status=0
+limit="-max_total_time=$secs"
+[ "$secs" = 0 ] && limit="-runs=0"
 for name in "$@"; do
   mkdir -p "$build/corpus/$name"
   log="$build/fuzz-$name.log"
-  "$build/fuzz_$name" -max_total_time="$secs" -timeout=20 -rss_limit_mb=4096 \
+  "$build/fuzz_$name" "$limit" -timeout=20 -rss_limit_mb=4096 \
     -print_final_stats=1 -artifact_prefix="$build/crash-$name-" \
     "$build/corpus/$name" "spec/fuzz/$name" > "$log" 2>&1
   code=$?
