@@ -107,6 +107,33 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh $(BUILD)
 
+# libFuzzer harnesses (spec/fuzz/*.c) over the library built with clang and
+# the sanitizers, FUZZ_S seconds each (0: the corpus only) on the corpus in
+# spec/fuzz/<name>/; not part of `make test`. FUZZ_MERGE=1 keeps new
+# inputs in that corpus.
+FUZZDEPS  = clang libclang-rt-14-dev
+FUZZ_S   ?= 60
+FUZZERS   = stream streambuf work cli
+FUZZSAN   = -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all
+.PHONY: fuzz fuzzers
+
+fuzz: deps
+	@sh tools/deps.sh $(FUZZDEPS)
+	@$(MAKE) --no-print-directory fuzzers BUILD=build/fuzz CC=clang \
+	  OPT="-O1 -g" SAN="$(FUZZSAN) -fsanitize=fuzzer-no-link"
+	@sh spec/fuzz/run.sh build/fuzz $(FUZZ_S) $(FUZZERS)
+
+fuzzers: $(FUZZERS:%=$(BUILD)/fuzz_%)
+
+# A harness may include the file it tests (for its static functions).
+$(BUILD)/fuzz_%: spec/fuzz/%.c spec/fuzz/fuzz.h bindings/stream.c \
+                 bindings/work.c runtime/main.c $(BUILD)/libtide.a \
+                 $(BUILD)/obj/heap.o $(BUILD)/obj/repl.o $(BUILD)/obj/repl_lua.o
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/obj/heap.o \
+	  $(BUILD)/obj/repl.o $(BUILD)/obj/repl_lua.o $(BUILD)/libtide.a \
+	  $(LUA_LIBS) $(UV_LIBS) $(EDIT_LIBS) -lm
+
 # The command, the library (static and shared, with its soname), the header,
 # the pkg-config file and the Lua module; DESTDIR is honoured.
 install: all

@@ -103,9 +103,10 @@ static void read_start (Stream *s) {
   else s->reading = 1;
 }
 
-/* Push k bytes from the front of the buffer and drop them from it. */
+/* Push k bytes from the front of the buffer and drop them from it (which
+** is NULL until something arrived: no pointer arithmetic on it then). */
 static void take (lua_State *L, Stream *s, size_t k) {
-  lua_pushlstring(L, s->buf + s->off, k);
+  lua_pushlstring(L, k > 0 ? s->buf + s->off : "", k);
   s->off += k;
   s->len -= k;
   if (s->len == 0) s->off = 0;
@@ -133,7 +134,7 @@ typedef struct ReadArgs {
 /* Push what the read asks for if the buffer holds it (or the read side has
 ** ended) and return the count of results; -1 when it must wait. */
 static int read_try (lua_State *L, Stream *s, const ReadArgs *a) {
-  const char *data = s->buf + s->off, *p;
+  const char *data = s->buf ? s->buf + s->off : NULL, *p;
   switch (a->mode) {
     case R_SOME:
       if (s->len > 0) {

@@ -79,8 +79,8 @@ static int call_main (tide_Runtime *rt, lua_State *L, int nargs) {
   Task *t;
   int top, status;
   if (rt->depth > 0 || rt->current)
-    return luaL_error(L, "cannot drive the loop from inside a task "
-                         "or a callback");
+    return tide__error(L, "cannot drive the loop from inside a task "
+                          "or a callback");
   t = tide__spawn(rt, L, nargs);
   t->main = 1;
   top = lua_gettop(L);

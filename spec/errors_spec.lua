@@ -94,6 +94,7 @@ describe("tide's functions", function ()
       { "'tide.settle' " .. OUTSIDE, function () tide.settle(noop) end },
       { "'tide.timeout' " .. OUTSIDE, function () tide.timeout(1, noop) end },
       { "'tide.group' " .. OUTSIDE, function () tide.group(noop) end },
+      { "cannot drive the loop from inside a task or a callback", function () tide.run(noop) end },
     }
   end))
 
@@ -199,6 +200,16 @@ describe("tide.tcp, tide.pipe and tide.udp", function ()
     bare("bad argument #1 to 'tide.dns.resolve' (string expected, got no value)", tide.dns.resolve)
   end))
 
+  it("take options only in a table", async(function ()
+    at("bad argument #3 to 'connect' (table expected, got number)", function () tide.tcp.connect("127.0.0.1", 1, 5) end)
+    at("bad argument #3 to 'listen' (table expected, got string)", function () tide.tcp.listen("127.0.0.1", 0, "x") end)
+    at("bad argument #4 to 'serve' (table expected, got boolean)", function () tide.tcp.serve("127.0.0.1", 0, noop, true) end)
+    at("bad argument #2 to 'connect' (table expected, got number)", function () tide.pipe.connect("/nonexistent/x", 5) end)
+    at("bad argument #2 to 'listen' (table expected, got number)", function () tide.pipe.listen("/nonexistent/x", 5) end)
+    at("bad argument #3 to 'serve' (table expected, got number)", function () tide.pipe.serve("/nonexistent/x", noop, 5) end)
+    at("bad argument #3 to 'bind' (table expected, got number)", function () tide.udp.bind("127.0.0.1", 0, 5) end)
+  end))
+
   it("check the self and arguments of methods", async(function ()
     local serving = assert(tide.tcp.serve("127.0.0.1", "0", function (s) s:read() end))
     local _, port = serving:getsockname()
@@ -278,6 +289,7 @@ describe("tide.fs", function ()
     at("bad argument #1 to 'stat' (string expected, got no value)", function () tide.fs.stat() end)
     bare("bad argument #1 to 'tide.fs.stat' (string expected, got no value)", tide.fs.stat)
     bare("bad argument #2 to 'tide.fs.open' (invalid mode)", tide.fs.open, "/tmp/x", "q")
+    at("bad argument #2 to 'watch' (table expected, got number)", function () tide.fs.watch("/tmp", 5) end)
   end))
 
   it("checks the self and arguments of methods", async(function ()
@@ -294,6 +306,7 @@ describe("tide.fs", function ()
     dir:close()
     local w = assert(tide.fs.watch(d))
     selfchecks(w, "Watcher")
+    bare("bad argument #1 to '?' (tide.Watcher expected, got table)", getmetatable(w).__call, { read = noop })
     w:close()
     assert(tide.fs.unlink(d .. "/f"))
     assert(tide.fs.rmdir(d))

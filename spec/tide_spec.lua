@@ -385,6 +385,18 @@ describe("awaiting", function ()
     assert.matches("cannot wait inside a C call", err)
   end))
 
+  it("raises before starting anything when tide.run cannot wait", async(function ()
+    local ran = false
+    local ok, err = pcall(table.sort, { 3, 1, 2 }, function (a, b)
+      tide.run(function () ran = true error("never runs", 0) end)
+      return a < b
+    end)
+    assert.is_false(ok)
+    assert.matches("'tide.run' cannot wait inside a C call", err, 1, true)
+    tide.sleep(0.01)
+    assert.is_false(ran)
+  end))
+
   it("raises a clear error in a coroutine resumed inside table.sort", async(function ()
     local ok, err = pcall(table.sort, { 3, 1, 2 }, function (a, b)
       local co = coroutine.wrap(function () tide.sleep(0.001) return a < b end)

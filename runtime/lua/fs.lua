@@ -290,6 +290,7 @@ end
 -- watcher when the loop ends.
 function fs.watch (path, opts)
   checkpath(path)
+  if opts ~= nil and type(opts) ~= "table" then typeerror(2, "table", opts) end
   local w, err, code = c_watch(path, opts and opts.recursive)
   if not w then return nil, err, code end
   return w, nil, nil, w

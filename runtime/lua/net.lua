@@ -45,6 +45,12 @@ local function checkpath (path)
   if type(path) ~= "string" then typeerror(1, "string", path) end
 end
 
+-- An options table (argument i), or nil.
+local function checkopts (i, opts)
+  if opts ~= nil and type(opts) ~= "table" then typeerror(i, "table", opts) end
+  return opts
+end
+
 -- The timeout option of a connect (opts: argument i).
 local function checktimeout (i, opts)
   local s = opts.timeout and tonumber(opts.timeout)
@@ -84,7 +90,7 @@ end
 -- keepalive =}]) -> Stream | nil, msg, code
 function tcp.connect (host, port, opts)
   port = checkhostport(1, host, port)
-  opts = opts or {}
+  opts = checkopts(3, opts) or {}
   local timeout = checktimeout(3, opts)
   checkwait()
   if not timeout then
@@ -102,6 +108,7 @@ end
 -- Server | nil, msg, code. Port 0 picks a free port (server:getsockname()).
 function tcp.listen (host, port, opts)
   port = checkhostport(1, host, port)
+  checkopts(3, opts)
   local addrs, err, code = addresses(host, opts and opts.family)
   if not addrs then return nil, err, code end
   local s
@@ -207,6 +214,7 @@ end
 function tcp.serve (host, port, handler, opts)
   port = checkhostport(1, host, port)
   checkhandler(3, handler)
+  checkopts(4, opts)
   local server, err, code = tcp.listen(host, port, opts)
   if not server then return nil, err, code end
   return serve(server, handler, opts, "tide.tcp.serve")
@@ -217,7 +225,7 @@ end
 -- tide.pipe.connect(path [, {timeout =}]) -> Stream | nil, msg, code
 function pipe.connect (path, opts)
   checkpath(path)
-  local timeout = checktimeout(2, opts or {})
+  local timeout = checktimeout(2, checkopts(2, opts) or {})
   checkwait()
   if not timeout then return pipe_connect(path) end
   local s, err, code = tide.timeout(timeout, pipe_connect, path)
@@ -232,6 +240,7 @@ end
 -- when the server closes.
 function pipe.listen (path, opts)
   checkpath(path)
+  checkopts(2, opts)
   local backlog = opts and opts.backlog
   local server, err, code = pipe_listen(path, backlog)
   if code == "EADDRINUSE" then
@@ -249,6 +258,7 @@ end
 function pipe.serve (path, handler, opts)
   checkpath(path)
   checkhandler(2, handler)
+  checkopts(3, opts)
   local server, err, code = pipe.listen(path, opts)
   if not server then return nil, err, code end
   return serve(server, handler, opts, "tide.pipe.serve")
@@ -260,6 +270,7 @@ end
 -- nil, msg, code. Port 0 picks a free port (sock:getsockname()).
 function udp.bind (host, port, opts)
   port = checkhostport(1, host, port)
+  checkopts(3, opts)
   local addr, err, code = address(host, opts and opts.family)
   if not addr then return nil, err, code end
   return udp_bind(addr, port, opts and opts.reuseaddr)

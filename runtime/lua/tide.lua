@@ -82,10 +82,14 @@ local function checkduration (i, s)
 end
 
 -- tide.run(fn, ...): fn as the main task; its results, or its error raised.
--- Inside a task it is the same as spawn(fn, ...):await().
+-- Inside a task it is the same as spawn(fn, ...):await(), once it is sure
+-- the await can wait (else fn would run with nobody to see its end).
 function tide.run (fn, ...)
   checkfunction(1, fn)
-  if current() then return spawn(fn, ...):await() end
+  if current() then
+    checkwait()
+    return spawn(fn, ...):await()
+  end
   return sched.runmain(fn, ...)
 end
 
