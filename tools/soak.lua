@@ -405,10 +405,14 @@ local function timer_once ()
     local ok, why = tide.timeout(lim, function () sleep(d) return true end)
     local took = now() - t0
     if ok then
-      if took < d - EPS then fail("sleep(%.4f) under timeout took %.4f s", d, took) end
+      if took < d - EPS then
+        fail("sleep(%.4f) under timeout took %.4f s", d, took)
+      end
     elseif why == "timeout" then
       cut("sleep")
-      if took < lim - EPS then fail("timeout(%.4f) fired at %.4f s", lim, took) end
+      if took < lim - EPS then
+        fail("timeout(%.4f) fired at %.4f s", lim, took)
+      end
     else
       fail("timeout(%.4f, sleep): %s", lim, why)
     end
@@ -549,7 +553,7 @@ local function stop_peer (p)
   return counts
 end
 
--- ---- The run ------------------------------------------------------------------
+-- ---- The run --------------------------------------------------------------
 
 local function median (xs)
   table.sort(xs)
@@ -577,8 +581,9 @@ local function check_growth (samples)
                       or warm + SLACK[k]
       local shown = kib and function (x) return fmt("%.1f MiB", mib(x)) end
                     or function (x) return fmt("%g", x) end
-      verdicts[#verdicts + 1] = fmt("soak: %-7s warm-up max %s, last third median %s (allowed %s)",
-                                    k, shown(warm), shown(med), shown(allowed))
+      verdicts[#verdicts + 1] = fmt(
+        "soak: %-7s warm-up max %s, last third median %s (allowed %s)",
+        k, shown(warm), shown(med), shown(allowed))
       if med > allowed then
         fail("%s grew: last third median %s over warm-up max %s (allowed %s)",
              k, shown(med), shown(warm), shown(allowed))
@@ -599,8 +604,9 @@ local function run ()
   show(start, "start, before any load")
   deadline = T0 + S
 
-  local a = assert(tide.tcp.serve("127.0.0.1", 0, echo_handler("served"), { backlog = 1024 }))
-  local b = assert(tide.tcp.serve("127.0.0.1", 0, echo_handler("py_in"), { backlog = 1024 }))
+  local opts = { backlog = 1024 }
+  local a = assert(tide.tcp.serve("127.0.0.1", 0, echo_handler("a"), opts))
+  local b = assert(tide.tcp.serve("127.0.0.1", 0, echo_handler("py_in"), opts))
   local port_a = select(2, a:getsockname())
   local port_b = select(2, b:getsockname())
   local peer, peer_port = start_peer(port_b)
@@ -639,8 +645,13 @@ local function run ()
          counts.bad or 0, counts.errors or 0)
   end
   if counts.ok ~= ops.py_in or counts.sent ~= ops.py_in_bytes then
-    fail("python3 completed %s connections (%s bytes), tide's server %d (%d bytes)",
+    fail("python3 completed %s connections (%s bytes), tide's server %d "
+         .. "(%d bytes)",
          counts.ok, counts.sent, ops.py_in, ops.py_in_bytes)
+  end
+  if ops.a < ops.churn then
+    fail("tide's server saw %d connections to their end, its clients %d",
+         ops.a, ops.churn)
   end
   if (counts.accepted or 0) < ops.py_out then
     fail("python3's server accepted %s connections, tide completed %d to it",
@@ -654,7 +665,8 @@ local function run ()
   show(final, "end, the load stopped and its peers gone")
   for _, k in ipairs { "fds", "tasks", "handles" } do
     if final[k] > start[k] then
-      fail("%d %s left at the end against %d at the start", final[k], k, start[k])
+      fail("%d %s left at the end against %d at the start", final[k], k,
+           start[k])
     end
   end
 
@@ -675,7 +687,9 @@ local function run ()
   end
   print(fmt("soak: %10.1f MiB in bulk transfers", ops.bulk_bytes / 1048576))
   local cuts = {}
-  for _, k in ipairs(CUTS) do cuts[#cuts + 1] = fmt("%s %d", k, ops["cut_" .. k]) end
+  for _, k in ipairs(CUTS) do
+    cuts[#cuts + 1] = fmt("%s %d", k, ops["cut_" .. k])
+  end
   print("soak: cut: " .. concat(cuts, ", "))
   print(fmt("soak: start rss %.1f MiB, fds %d, tasks %d, handles %d; "
             .. "end (load on) rss %.1f MiB, fds %d, tasks %d, handles %d",
