@@ -134,6 +134,14 @@ $(BUILD)/fuzz_%: spec/fuzz/%.c spec/fuzz/fuzz.h bindings/stream.c \
 	  $(BUILD)/obj/repl.o $(BUILD)/obj/repl_lua.o $(BUILD)/libtide.a \
 	  $(LUA_LIBS) $(UV_LIBS) $(EDIT_LIBS) -lm
 
+# Mixed load in one process for SOAK_S seconds (tools/soak.lua, with a
+# python3 peer): fails if RSS, fds, tasks or handles grow past their
+# warm-up level, or if any data is lost.
+SOAK_S ?= 600
+.PHONY: soak
+soak: all
+	@SOAK_S=$(SOAK_S) $(BUILD)/tide tools/soak.lua
+
 # The command, the library (static and shared, with its soname), the header,
 # the pkg-config file and the Lua module; DESTDIR is honoured.
 install: all

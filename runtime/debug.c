@@ -5,6 +5,7 @@
 ** where the task is and catches a long run in the act; a watchdog thread
 ** reports a task still stuck where no hook runs (in a blocking C call such
 ** as os.execute or io.read); the check after the resume catches the rest.
+** Also tide.handles, the count of open handles.
 */
 #include <signal.h>
 #include <stdatomic.h>
@@ -358,6 +359,25 @@ static int debug_set (lua_State *L) {
   return 2;
 }
 
+static void count_handle (uv_handle_t *h, void *arg) {
+  (void)h;
+  (*(lua_Integer *)arg)++;
+}
+
+/* tide.handles() -> open, loop: the handles of tide's objects still open
+** (rt->handles), and every handle of the loop (tide's own and those still
+** closing included): a leak check for long runs. */
+static int debug_handles (lua_State *L) {
+  tide_Runtime *rt = tide__rt(L);
+  tide_Handle *o;
+  lua_Integer open = 0, all = 0;
+  for (o = rt->handles; o != NULL; o = o->next) open++;
+  uv_walk(rt->loop, count_handle, &all);
+  lua_pushinteger(L, open);
+  lua_pushinteger(L, all);
+  return 2;
+}
+
 /* Stack: tide table, private table, runtime userdata. */
 int tide__opendebug (lua_State *L) {
   tide_Runtime *rt = lua_touserdata(L, -1);
@@ -369,5 +389,8 @@ int tide__opendebug (lua_State *L) {
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, debug_set, 1);
   lua_setfield(L, -4, "debug");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, debug_handles, 1);
+  lua_setfield(L, -4, "handles");
   return 0;
 }

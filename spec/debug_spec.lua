@@ -1,6 +1,7 @@
 -- debug_spec.lua: famine detection (tide.debug, TIDE_DEBUG; runtime/debug.c):
 -- a task that blocks the loop is named while it is still stuck, by a
--- watchdog thread that runs only in debug mode.
+-- watchdog thread that runs only in debug mode; and tide.handles, the count
+-- of open handles.
 
 local function q (s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 local function pat (s) return (s:gsub("%p", "%%%0")) end
@@ -184,4 +185,17 @@ end)]]))
                    .. "running%), blocking every other task; last seen at %(command "
                    .. "line%):4 %(in a call to os%.execute%)\ntide: a task has run 0%.%d+ s", out)
   end)
+end)
+
+describe("tide.handles", function ()
+  it("counts a server while it is open, and in the loop until its close has run", async(function ()
+    tide.sleep(0.01)                   -- closes of earlier specs have run
+    local open, all = tide.handles()
+    local s = assert(tide.tcp.listen("127.0.0.1", 0))
+    assert.same({ open + 1, all + 1 }, { tide.handles() })
+    s:close()
+    assert.same({ open, all + 1 }, { tide.handles() })
+    tide.sleep(0.01)
+    assert.same({ open, all }, { tide.handles() })
+  end))
 end)
