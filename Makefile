@@ -139,7 +139,8 @@ $(BUILD)/fuzz_%: spec/fuzz/%.c spec/fuzz/fuzz.h bindings/stream.c \
 # warm-up level, or if any data is lost.
 SOAK_S ?= 600
 .PHONY: soak
-soak: all
+soak: deps
+	@$(MAKE) --no-print-directory all
 	@SOAK_S=$(SOAK_S) $(BUILD)/tide tools/soak.lua
 
 # The command, the library (static and shared, with its soname), the header,
