@@ -71,8 +71,10 @@ TIDE_API void tide_close (tide_Runtime *rt);
 ** (its <close> variables and pcall handlers run), or every task and the
 ** loop when none is driven; a second one exits the process at once with
 ** 128 + its number. A task that computes without waiting gets the error
-** "interrupted!" raised where it runs 50 ms after a SIGINT the loop did
-** not pick up, as lua5.4 does (after a SIGTERM the process exits). A
+** "interrupted!" raised where it runs when the loop has not picked a
+** SIGINT up 50 ms later and the task has computed meanwhile, as lua5.4
+** does (after a SIGTERM the process exits); a task blocked in a call, or
+** about to wait, is cancelled at its wait instead. A
 ** task's own tide.signal wait or handler for the signal takes precedence.
 ** Signals belong to the process: returns 0, or UV_EBUSY when another
 ** runtime has them. */
