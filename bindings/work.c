@@ -525,12 +525,16 @@ static int pushoutcome (lua_State *T, WorkReq *r, int status) {
 }
 
 /* The call has ended, or was dropped before it started. It only frees r
-** when the task stopped waiting, so it may run late. */
+** when the task stopped waiting, so it may run late (at tide_close, or
+** never when a C function in fn never returns). */
 static void after_work (uv_work_t *req, int status) {
   WorkReq *r = req->data;
   tide_Wait *w = r->w;
   int n = 0;
-  if (w != NULL) n = pushoutcome(tide_thread(w), r, status);
+  if (w != NULL) {
+    tide__poolwait(w, req->loop, -1);
+    n = pushoutcome(tide_thread(w), r, status);
+  }
   freework(r);                     /* the state was closed on the pool */
   if (w != NULL) tide_wake(w, n);
 }
@@ -539,6 +543,7 @@ static void after_work (uv_work_t *req, int status) {
 ** runs is stopped, and after_work drops what it gives. */
 static void work_cancel (tide_Wait *w) {
   WorkReq *r = tide_waitdata(w);
+  tide__poolwait(w, r->req.loop, -1);
   r->w = NULL;
   if (uv_cancel((uv_req_t *)&r->req) != 0) work_stop(r);
 }
@@ -578,6 +583,7 @@ static void checkfunction (lua_State *L) {
 static int work (lua_State *L) {
   int nargs = lua_gettop(L) - 1, err;
   size_t dumplen;
+  uv_loop_t *loop;
   tide_Wait *w;
   WorkReq *r;
   Buf *b;
@@ -596,10 +602,12 @@ static int work (lua_State *L) {
   r->in = buf_take(b, &r->inlen);
   r->req.data = r;
   r->w = w;
-  if ((err = uv_queue_work(tide_getloop(L), &r->req, work_cb, after_work)) < 0) {
+  loop = tide__poolloop(L);
+  if ((err = uv_queue_work(loop, &r->req, work_cb, after_work)) < 0) {
     freework(r);
     return tide_pushfail(L, err, "tide.work");
   }
+  tide__poolwait(w, loop, 1);
   lua_settop(L, 0);
   return tide_awaitk(L, w, work_cancel, r, work_k, 0);
 }

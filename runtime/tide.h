@@ -63,7 +63,13 @@ TIDE_API size_t tide_unobserved (tide_Runtime *rt);
 
 /* Cancel every task still alive (their <close> variables and pcall handlers
 ** run), close the handles tide opened (never the host's), free everything.
-** With tide's own loop the loop is closed too. Does not close L. */
+** With tide's own loop the loop is closed too. Does not close L.
+** Thread-pool calls (tide.work, tide.fs, tide.dns) run on a loop of tide's
+** own; one still running for a cancelled task (a tide.work blocked in a C
+** function, an open of a FIFO) gets 100 ms to end, then that loop is left
+** open for it to end into and tide_close returns. As libuv waits for its
+** pool threads at exit, tide then ends the process at exit (with glibc)
+** by _exit, after fflush(NULL), with exit's status. */
 TIDE_API void tide_close (tide_Runtime *rt);
 
 /* Take SIGINT and SIGTERM as the tide command does, until tide_close: the
