@@ -21,7 +21,8 @@ WARN     = -Wall -Wextra -Werror
 CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
-CORE     = sched task wait report timer coro debug handle runtime interrupt where
+CORE     = sched task wait report timer coro debug handle runtime interrupt where \
+           pool
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs work tty
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
@@ -75,13 +76,16 @@ $(BUILD)/libtide.a: $(OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
+# Both stay loaded once loaded (nodelete): a pool thread may still run
+# their code, and unloading libuv with them would wait for that thread;
+# lua_close unloads the C modules it loaded.
 $(BUILD)/libtide.so: $(OBJS)
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,libtide.so.$(SOVERSION) -o $@ $^ \
-	  $(LUA_LIBS) $(UV_LIBS) -lm
+	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -Wl,-soname,libtide.so.$(SOVERSION) \
+	  -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -lm
 
 # The Lua C module: lua_* symbols come from the interpreter that loads it.
 $(BUILD)/tide.so: $(OBJS)
-	$(CC) $(LDFLAGS) -shared -o $@ $^ $(UV_LIBS) -lm
+	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(UV_LIBS) -lm
 
 # Install missing Debian packages (as root), or say what to run.
 deps:

@@ -54,6 +54,7 @@ typedef struct DnsReq {
 
 static void dns_cancel (tide_Wait *w) {
   DnsReq *r = tide_waitdata(w);
+  tide__poolwait(w, r->u.ai.loop, -1);   /* ai and ni begin alike */
   r->w = NULL;
   uv_cancel((uv_req_t *)&r->u);   /* the callback still runs and frees */
 }
@@ -97,6 +98,7 @@ static void resolve_cb (uv_getaddrinfo_t *req, int status,
   DnsReq *r = (DnsReq *)req;
   if (r->w) {
     lua_State *T = tide_thread(r->w);
+    tide__poolwait(r->w, req->loop, -1);
     if (status < 0) tide_wake(r->w, tide_pushfail(T, status, r->name));
     else {
       pushaddrs(T, res);
@@ -126,12 +128,13 @@ static int dns_resolve (lua_State *L) {
   hints.ai_family = fam == 1 ? AF_INET : fam == 2 ? AF_INET6 : AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   r = newreq(L, w, host);
-  err = uv_getaddrinfo(tide_getloop(L), &r->u.ai, resolve_cb, host, NULL,
+  err = uv_getaddrinfo(tide__poolloop(L), &r->u.ai, resolve_cb, host, NULL,
                        &hints);
   if (err < 0) {
     free(r);
     return tide_pushfail(L, err, host);
   }
+  tide__poolwait(w, r->u.ai.loop, 1);
   return tide_await(L, w, dns_cancel, r);
 }
 
@@ -141,6 +144,7 @@ static void reverse_cb (uv_getnameinfo_t *req, int status,
   (void)service;
   if (r->w) {
     lua_State *T = tide_thread(r->w);
+    tide__poolwait(r->w, req->loop, -1);
     if (status < 0) tide_wake(r->w, tide_pushfail(T, status, r->name));
     else {
       lua_pushstring(T, host);
@@ -161,12 +165,13 @@ static int dns_reverse (lua_State *L) {
     return luaL_argerror(L, 1, "numeric IPv4 or IPv6 address expected");
   w = tide_wait(L);
   r = newreq(L, w, ip);
-  err = uv_getnameinfo(tide_getloop(L), &r->u.ni, reverse_cb,
+  err = uv_getnameinfo(tide__poolloop(L), &r->u.ni, reverse_cb,
                        (struct sockaddr *)&ss, 0);
   if (err < 0) {
     free(r);
     return tide_pushfail(L, err, ip);
   }
+  tide__poolwait(w, r->u.ni.loop, 1);
   return tide_await(L, w, dns_cancel, r);
 }
 

@@ -232,10 +232,10 @@ static int pushresult (lua_State *L, FsReq *r) {
   if (req->result < 0) return tide_pushfail(L, (int)req->result, reqname(r));
   switch (req->fs_type) {
     case UV_FS_OPEN:
-      newobj(L, req->loop, req->path, (uv_file)req->result, NULL);
+      newobj(L, tide_getloop(L), req->path, (uv_file)req->result, NULL);
       break;
     case UV_FS_OPENDIR:
-      newobj(L, req->loop, req->path, -1, req->ptr);
+      newobj(L, tide_getloop(L), req->path, -1, req->ptr);
       break;
     case UV_FS_READ:
       if (req->result == 0 && r->len > 0) lua_pushnil(L);   /* end of file */
@@ -310,7 +310,10 @@ static void fs_cb (uv_fs_t *req) {
       req->result = err;
     }
   }
-  if (w != NULL) n = pushresult(tide_thread(w), r);
+  if (w != NULL) {
+    tide__poolwait(w, req->loop, -1);
+    n = pushresult(tide_thread(w), r);
+  }
   else drop(r);
   freereq(r);
   if (w != NULL) tide_wake(w, n);
@@ -318,6 +321,7 @@ static void fs_cb (uv_fs_t *req) {
 
 static void fs_cancel (tide_Wait *w) {
   FsReq *r = tide_waitdata(w);
+  tide__poolwait(w, r->req.loop, -1);
   r->w = NULL;                     /* the callback only cleans up */
   uv_cancel((uv_req_t *)&r->req);
 }
@@ -347,11 +351,12 @@ static int fs_waitk (lua_State *L, FsReq *r, int err, lua_KFunction k) {
     freereq(r);
     return tide_pushfail(L, err, lua_tostring(L, -1));
   }
+  tide__poolwait(r->w, r->req.loop, 1);
   return tide_awaitk(L, r->w, fs_cancel, r, k, 0);
 }
 
 #define fs_wait(L, r, err) fs_waitk(L, r, err, NULL)
-#define LOOP(L) tide_getloop(L)
+#define LOOP(L) tide__poolloop(L)     /* see runtime/pool.c */
 #define REQ(r) (&(r)->req)
 
 /* A mode argument: an integer, or a string of octal digits ("644"). */
@@ -802,7 +807,7 @@ static int fs_watch (lua_State *L) {
   luaL_setmetatable(L, TIDE_WATCHER);
   h = tide__handleinit(L, tide__rt(L), &wt->o, sizeof(uv_fs_event_t),
                        watcher_onclose);
-  if ((err = uv_fs_event_init(LOOP(L), h)) == 0)
+  if ((err = uv_fs_event_init(tide_getloop(L), h)) == 0)
     err = uv_fs_event_start(h, event_cb, p, flags);
   if (err < 0) {
     tide__handleclose(&wt->o);

@@ -27,6 +27,13 @@ static Server *checklistening (lua_State *L, int i) {
   return sv;
 }
 
+/* Only a task waiting in accept keeps the loop alive. */
+static void hold (Server *sv) {
+  if (sv->o.h == NULL) return;
+  if (sv->acceptors) uv_ref(sv->o.h);
+  else uv_unref(sv->o.h);
+}
+
 static void connection_cb (uv_stream_t *h, int status) {
   Server *sv = h->data;
   if (status < 0) sv->err = status;
@@ -35,6 +42,7 @@ static void connection_cb (uv_stream_t *h, int status) {
     Task *t = sv->acceptors;
     sv->acceptors = t->link;
     t->link = NULL;
+    hold(sv);
     tide_wake(&t->w, 0);
   }
 }
@@ -42,6 +50,7 @@ static void connection_cb (uv_stream_t *h, int status) {
 static void accept_cancel (tide_Wait *w) {
   Server *sv = tide_waitdata(w);
   tide__waitlist_remove(&sv->acceptors, w);
+  hold(sv);
 }
 
 /* A new stream of the server's kind, accepted; 0 or a UV error. */
@@ -84,6 +93,7 @@ static int accept_k (lua_State *L, int status, lua_KContext ctx) {
   if (sv->pending == 0) {
     w = tide_wait(L);
     tide__waitlist_add(&sv->acceptors, w);
+    hold(sv);
     return tide_awaitk(L, w, accept_cancel, sv, accept_k, 0);
   }
   if ((err = accept_stream(L, sv)) < 0) return tide_pushfail(L, err, NULL);
@@ -167,9 +177,13 @@ static void keeppath (Server *sv) {
 int tide__listen (lua_State *L, int backlog) {
   Server *sv = checkserver(L, -1);
   int err = uv_listen((uv_stream_t *)sv->o.h, backlog, connection_cb);
-  if (err < 0) tide__handleclose(&sv->o);
-  else if (sv->o.h->type == UV_NAMED_PIPE) keeppath(sv);
-  return err;
+  if (err < 0) {
+    tide__handleclose(&sv->o);
+    return err;
+  }
+  if (sv->o.h->type == UV_NAMED_PIPE) keeppath(sv);
+  hold(sv);
+  return 0;
 }
 
 /* The Server at index i is done for (bind failed): close it. */

@@ -73,6 +73,15 @@ static void alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
                      (unsigned)(s->cap - s->off - s->len));
 }
 
+/* Only a task waiting to read keeps the loop alive: the read-ahead that
+** goes on after it does not. */
+static void hold (Stream *s, Task *reader) {
+  s->reader = reader;
+  if (s->o.h == NULL) return;
+  if (reader) uv_ref(s->o.h);
+  else uv_unref(s->o.h);
+}
+
 static void read_stop (Stream *s) {
   if (s->reading) uv_read_stop(H(s));
   s->reading = 0;
@@ -90,7 +99,7 @@ static void read_cb (uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   if (s->len >= READ_HWM) read_stop(s);
   if (s->reader) {
     Task *t = s->reader;
-    s->reader = NULL;
+    hold(s, NULL);
     tide_wake(&t->w, 0);
   }
 }
@@ -177,8 +186,7 @@ static int read_try (lua_State *L, Stream *s, const ReadArgs *a) {
 }
 
 static void read_cancel (tide_Wait *w) {
-  Stream *s = tide_waitdata(w);
-  s->reader = NULL;
+  hold(tide_waitdata(w), NULL);
 }
 
 /* Read per a, waiting for data as needed; k re-enters after each wake. */
@@ -194,7 +202,7 @@ static int read_do (lua_State *L, Stream *s, const ReadArgs *a,
   w = tide_wait(L);
   read_start(s);
   if (!s->reading && (r = read_try(L, s, a)) >= 0) return r;
-  s->reader = tide__task(w);
+  hold(s, tide__task(w));
   return tide_awaitk(L, w, read_cancel, s, k, 0);
 }
 

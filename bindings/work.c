@@ -4,8 +4,9 @@
 ** (lua_dump), its arguments and results as copies: nil, booleans, numbers,
 ** strings and tables of these. The state is made, used and closed on the
 ** pool thread, so nothing of it outlives the call. A call cancelled while
-** it runs goes on to its end; its results are dropped. The pool has
-** UV_THREADPOOL_SIZE threads (4 by default), shared with tide.fs and DNS.
+** it runs is stopped at its next instruction (a C function it is in runs
+** on to its end); its results are dropped. The pool has UV_THREADPOOL_SIZE
+** threads (4 by default), shared with tide.fs and DNS.
 */
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@ typedef struct Buf {
   size_t n, cap;
 } Buf;
 
+typedef struct Running Running;
+
 typedef struct WorkReq {
   uv_work_t req;
   tide_Wait *w;            /* NULL once the task stopped waiting */
@@ -33,6 +36,9 @@ typedef struct WorkReq {
   char *out;               /* the results, or the error value (failed) */
   size_t outlen;
   int failed;
+  lua_State *W;            /* the worker's state while fn runs, or NULL */
+  Running *running;        /* the coroutines running in it, innermost first */
+  int stop;                /* the task stopped waiting: stop fn */
 } WorkReq;
 
 /* ---- Encoding ------------------------------------------------------------
@@ -253,6 +259,147 @@ static int room (lua_State *L, uint32_t n) {
   return n < 100000 && lua_checkstack(L, (int)n + 3 * DEPTH_MAX + 10);
 }
 
+/* ---- Stopping a call nobody waits for -------------------------------------
+** A cancelled call's state, and the coroutines running in it, get a hook
+** that raises an error at each of their instructions from the next one on,
+** so that no pcall (nor <close> handler) keeps the call going. It is set
+** from the loop's thread while the pool thread runs, as lua.c sets one
+** from a signal handler: lua_sethook only stores the hook and marks the
+** frames to trap. */
+
+struct Running {           /* a coroutine that runs, in its resumer's frame */
+  lua_State *co;
+  Running *prev;
+};
+
+static uv_once_t once = UV_ONCE_INIT;
+static uv_mutex_t lock;    /* guards WorkReq.W, .running and .stop */
+
+static void init_lock (void) {
+  if (uv_mutex_init(&lock) != 0) abort();
+}
+
+static void stophook (lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  luaL_error(L, "tide.work: cancelled");
+}
+
+static void sethook (lua_State *L) {
+  lua_sethook(L, stophook, LUA_MASKCOUNT, 1);
+}
+
+/* From the loop: stop r's state, now or as soon as fn starts. */
+static void work_stop (WorkReq *r) {
+  Running *c;
+  uv_mutex_lock(&lock);
+  r->stop = 1;
+  if (r->W != NULL) {
+    sethook(r->W);
+    for (c = r->running; c != NULL; c = c->prev) sethook(c->co);
+  }
+  uv_mutex_unlock(&lock);
+}
+
+/* On the pool thread: fn runs in W from now on; 0 if it must not. */
+static int work_begin (WorkReq *r, lua_State *W) {
+  int go;
+  uv_mutex_lock(&lock);
+  go = !r->stop;
+  if (go) r->W = W;
+  uv_mutex_unlock(&lock);
+  return go;
+}
+
+/* fn has returned: W is no more to be stopped. 1 if r was stopped. */
+static int work_end (WorkReq *r, lua_State *W) {
+  int stopped;
+  uv_mutex_lock(&lock);
+  r->W = NULL;
+  stopped = r->stop;
+  uv_mutex_unlock(&lock);
+  lua_sethook(W, NULL, 0, 0);
+  return stopped;
+}
+
+/* Call the function at 1 with the values above it, with co on r's list of
+** running coroutines meanwhile. */
+static int call_running (lua_State *L, WorkReq *r, lua_State *co) {
+  Running me;
+  int status;
+  me.co = co;
+  uv_mutex_lock(&lock);
+  me.prev = r->running;
+  r->running = &me;
+  if (r->stop) sethook(co);
+  uv_mutex_unlock(&lock);
+  status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  uv_mutex_lock(&lock);
+  r->running = me.prev;
+  uv_mutex_unlock(&lock);
+  return status;
+}
+
+/* coroutine.resume in the worker's state (upvalues: r, Lua's resume). */
+static int co_resume (lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argexpected(L, co != NULL, 1, "coroutine");
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  if (call_running(L, lua_touserdata(L, lua_upvalueindex(1)), co) != LUA_OK)
+    return lua_error(L);
+  return lua_gettop(L);
+}
+
+/* A function made by coroutine.wrap (upvalues: r, Lua's function, its
+** coroutine); an error gets the caller's position, as Lua's has. */
+static int co_wrapped (lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(3));
+  int status;
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  status = call_running(L, lua_touserdata(L, lua_upvalueindex(1)), co);
+  if (status == LUA_OK) return lua_gettop(L);
+  if (status != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+/* coroutine.wrap in the worker's state (upvalues: r, Lua's wrap). */
+static int co_wrap (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  lua_call(L, 1, 1);               /* the coroutine is its upvalue 1 */
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_getupvalue(L, 2, 1);
+  lua_pushcclosure(L, co_wrapped, 3);
+  return 1;
+}
+
+/* Replace coroutine[name] by f, with r and the old one as upvalues.
+** Stack: the coroutine table on top. */
+static void track (lua_State *W, WorkReq *r, const char *name,
+                   lua_CFunction f) {
+  lua_pushlightuserdata(W, r);
+  lua_getfield(W, -2, name);
+  lua_pushcclosure(W, f, 2);
+  lua_setfield(W, -2, name);
+}
+
+/* Let work_stop reach the coroutines that run in W. */
+static void track_coroutines (lua_State *W, WorkReq *r) {
+  if (lua_getglobal(W, LUA_COLIBNAME) == LUA_TTABLE) {
+    track(W, r, "resume", co_resume);
+    track(W, r, "wrap", co_wrap);
+  }
+  lua_pop(W, 1);
+}
+
 /* ---- On the pool thread ----------------------------------------------------- */
 
 typedef struct Chunk {
@@ -284,6 +431,7 @@ static int worker_main (lua_State *W) {
   uint32_t n, i;
   int base, status;
   luaL_openlibs(W);
+  track_coroutines(W, r);
   b = newbuf(W);                   /* at 2 */
   if (lua_load(W, chunk_read, &c, "=tide.work", "b") != LUA_OK)
     return lua_error(W);
@@ -291,7 +439,9 @@ static int worker_main (lua_State *W) {
   n = declen(&rd);
   luaL_checkstack(W, (int)n + 3 * DEPTH_MAX, "tide.work: too many arguments");
   for (i = 0; i < n; i++) dec(W, &rd);
+  if (!work_begin(r, W)) return 0;
   status = lua_pcall(W, (int)n, LUA_MULTRET, 0);
+  if (work_end(r, W)) return 0;    /* stopped: nobody takes the results */
   if (status == LUA_OK)
     enclist(W, b, base, lua_gettop(W) - base + 1, "result", 1);
   else {
@@ -375,21 +525,28 @@ static int pushoutcome (lua_State *T, WorkReq *r, int status) {
   return (int)n + 1;
 }
 
+/* The call has ended, or was dropped before it started. It only frees r
+** when the task stopped waiting, so it may run late (at tide_close, or
+** never when a C function in fn never returns). */
 static void after_work (uv_work_t *req, int status) {
   WorkReq *r = req->data;
   tide_Wait *w = r->w;
   int n = 0;
-  if (w != NULL) n = pushoutcome(tide_thread(w), r, status);
+  if (w != NULL) {
+    tide__poolwait(w, req->loop, -1);
+    n = pushoutcome(tide_thread(w), r, status);
+  }
   freework(r);                     /* the state was closed on the pool */
   if (w != NULL) tide_wake(w, n);
 }
 
 /* The task stopped waiting: a call not started yet is dropped; one that
-** runs goes on, and after_work drops its results. */
+** runs is stopped, and after_work drops what it gives. */
 static void work_cancel (tide_Wait *w) {
   WorkReq *r = tide_waitdata(w);
+  tide__poolwait(w, r->req.loop, -1);
   r->w = NULL;
-  uv_cancel((uv_req_t *)&r->req);
+  if (uv_cancel((uv_req_t *)&r->req) != 0) work_stop(r);
 }
 
 static int work_k (lua_State *L, int status, lua_KContext ctx) {
@@ -427,11 +584,13 @@ static void checkfunction (lua_State *L) {
 static int work (lua_State *L) {
   int nargs = lua_gettop(L) - 1, err;
   size_t dumplen;
+  uv_loop_t *loop;
   tide_Wait *w;
   WorkReq *r;
   Buf *b;
   checkfunction(L);
   w = tide_wait(L);                /* raises outside a task */
+  uv_once(&once, init_lock);
   b = newbuf(L);
   lua_pushvalue(L, 1);
   lua_dump(L, dump_write, b, 0);
@@ -444,10 +603,12 @@ static int work (lua_State *L) {
   r->in = buf_take(b, &r->inlen);
   r->req.data = r;
   r->w = w;
-  if ((err = uv_queue_work(tide_getloop(L), &r->req, work_cb, after_work)) < 0) {
+  loop = tide__poolloop(L);
+  if ((err = uv_queue_work(loop, &r->req, work_cb, after_work)) < 0) {
     freework(r);
     return tide_pushfail(L, err, "tide.work");
   }
+  tide__poolwait(w, loop, 1);
   lua_settop(L, 0);
   return tide_awaitk(L, w, work_cancel, r, work_k, 0);
 }

@@ -10,13 +10,21 @@
 ** (see bindings/signal.c).
 **
 ** A task that computes without waiting cannot be cancelled, as the loop
-** does not run: the signal goes on to libuv's handler as any other, and
-** if the loop has not polled 50 ms later (a POSIX timer checks, so no
-** thread is needed), a SIGINT raises "interrupted!" in the running task
-** through a hook, as lua.c does, and that signal is spent; a SIGTERM ends
-** the program. A signal while one is pending ends the program at once.
-** Signals belong to the process: one runtime at a time catches them.
+** does not run: the signal goes on to libuv's handler as any other, and a
+** POSIX timer looks every 50 ms (so no thread is needed) whether the loop
+** has come back since (a prepare handle counts its turns). If it has not,
+** and the loop's thread has computed for 40 ms of CPU time meanwhile (not
+** blocked in a call such as posix_spawn, not descheduled on a busy
+** machine: a task about to wait must never get it), a SIGINT sets a hook
+** in the running task, as lua.c does, which raises "interrupted!" once
+** the task has computed 10 ms more (one back from a long call and about to
+** wait is cancelled there instead), and that signal is spent; a SIGTERM
+** ends the program, as it does when the task has been blocked in a C call
+** for a second. A signal while one is pending ends the program at once,
+** and so does a SIGINT after one that was spent. Signals belong to the
+** process: one runtime at a time catches them.
 */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,12 +37,24 @@
 static tide_Runtime *catcher = NULL;        /* the runtime that has them */
 static struct sigaction before[2];          /* the host's: SIGINT, SIGTERM */
 static struct sigaction uv_action[2];       /* libuv's, behind laction */
-static timer_t check_timer;                 /* SIGINT to laction, 50 ms on */
+static timer_t check_timer;                 /* SIGINT to laction, each 50 ms */
 static int has_timer = 0;
 static volatile sig_atomic_t pending = 0;   /* a signal the loop has not seen */
-static uint64_t pending_since;              /* the loop's time at it */
 static lua_State *hooked = NULL;            /* where the hook waits */
+static int64_t hooked_cpu;                  /* CPU time at its first call */
 static int spent = 0;                       /* the hook took that SIGINT */
+static uv_prepare_t *turner = NULL;         /* counts the loop's turns */
+static volatile unsigned turns = 0;         /* read by the timer's handler */
+static unsigned pending_turn;               /* the count at the signal */
+static int ticks;                           /* checks since the signal */
+static clockid_t cpuclock;                  /* the loop thread's CPU time */
+static int has_cpuclock = 0;
+static int64_t pending_cpu;                 /* its value at the signal */
+
+#define TICK_NS (50 * 1000 * 1000)          /* how often the timer looks */
+#define COMPUTED_NS (40 * 1000 * 1000)      /* CPU time that is computing */
+#define BLOCKED_TICKS 20                    /* SIGTERM ends a blocked task */
+#define HOOK_GRACE_NS (10 * 1000 * 1000)    /* CPU time the hook lets pass */
 
 #define SIGI(signum) ((signum) == SIGTERM)  /* index in the arrays */
 
@@ -48,31 +68,59 @@ static void exit_on_signal (int signum, siginfo_t *info, void *ctx) {
   if (info == NULL || info->si_code != SI_TIMER) exit_now(signum);
 }
 
+/* The loop thread's CPU time in ns (async-signal-safe). */
+static int64_t cputime (void) {
+  struct timespec ts;
+  if (!has_cpuclock || clock_gettime(cpuclock, &ts) != 0) return 0;
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The hook: once the task has computed for HOOK_GRACE_NS more without
+** waiting (a task that was blocked in a call and is about to wait is
+** cancelled by the loop instead), raise "interrupted!". */
 static void lstop (lua_State *L, lua_Debug *ar) {
+  int64_t now = cputime();
   (void)ar;
+  if (hooked_cpu < 0) hooked_cpu = now;
+  if (has_cpuclock && now - hooked_cpu < HOOK_GRACE_NS) return;
   lua_sethook(L, NULL, 0, 0);
   hooked = NULL;
   spent = 1;
   luaL_error(L, "interrupted!");
 }
 
-/* The timer's signal: is the task still running, the loop not polled? */
+static void arm (int on) {
+  static const struct itimerspec each = {{0, TICK_NS}, {0, TICK_NS}};
+  static const struct itimerspec off = {{0, 0}, {0, 0}};
+  if (has_timer) timer_settime(check_timer, 0, on ? &each : &off, NULL);
+}
+
+/* Has the loop's thread been computing since the signal? */
+static int computing (void) {
+  return !has_cpuclock || cputime() - pending_cpu >= COMPUTED_NS;
+}
+
+/* The timer's signal: is a task still running, the loop not back? */
 static void check_stuck (void) {
   Task *t = catcher ? catcher->current : NULL;
   int signum = pending;
   if (signum == 0) return;
-  if (t == NULL || uv_now(catcher->loop) != pending_since) {
+  if (t == NULL || turns != pending_turn) {
+    arm(0);
     pending = 0;                     /* the loop has the signal */
     return;
   }
+  ticks++;
+  if (!computing() && (signum == SIGINT || ticks < BLOCKED_TICKS))
+    return;                          /* blocked, or not scheduled: wait on */
+  arm(0);
   if (signum != SIGINT) exit_now(signum);
   hooked = t->co;
-  lua_sethook(t->co, lstop,
-              LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+  hooked_cpu = -1;
+  lua_sethook(t->co, lstop, LUA_MASKCALL | LUA_MASKCOUNT, 1000);
 }
 
 static void laction (int signum, siginfo_t *info, void *ctx) {
-  static const struct itimerspec in50ms = {{0, 0}, {0, 50 * 1000 * 1000}};
   struct sigaction *uv = &uv_action[SIGI(signum)];
   if (info != NULL && info->si_code == SI_TIMER) {
     check_stuck();
@@ -82,8 +130,10 @@ static void laction (int signum, siginfo_t *info, void *ctx) {
   if (catcher != NULL && catcher->current != NULL && has_timer &&
       !tide__signaltaken(catcher, signum)) {
     pending = signum;
-    pending_since = uv_now(catcher->loop);
-    timer_settime(check_timer, 0, &in50ms, NULL);
+    pending_turn = turns;
+    pending_cpu = cputime();
+    ticks = 0;
+    arm(1);
   }
   if (uv->sa_flags & SA_SIGINFO)
     uv->sa_sigaction(signum, info, ctx);
@@ -93,8 +143,7 @@ static void laction (int signum, siginfo_t *info, void *ctx) {
 
 /* The loop has the signal: 0 if the hook took it already. */
 static int interrupt_seen (void) {
-  static const struct itimerspec off = {{0, 0}, {0, 0}};
-  if (pending && has_timer) timer_settime(check_timer, 0, &off, NULL);
+  if (pending) arm(0);
   pending = 0;
   if (spent) {
     spent = 0;
@@ -138,7 +187,10 @@ static void exit_on_next (tide_Runtime *rt, int signum) {
 
 /* The default action for SIGINT and SIGTERM while they are caught. */
 static void on_interrupt (tide_Runtime *rt, int signum) {
-  if (!interrupt_seen()) return;
+  if (!interrupt_seen()) {           /* "interrupted!": the next one exits */
+    if (!rt->onsigint) exit_on_next(rt, SIGINT);
+    return;
+  }
   if (signum == SIGINT && rt->onsigint) {   /* the prompt takes it */
     rt->onsigint();
     return;
@@ -150,6 +202,25 @@ static void on_interrupt (tide_Runtime *rt, int signum) {
     tide__cancelall(rt);
     uv_stop(rt->loop);
   }
+}
+
+static void count_turn (uv_prepare_t *h) {
+  (void)h;
+  turns++;
+}
+
+static void free_turner (uv_handle_t *h) {
+  free(h);
+}
+
+/* Count the turns of rt's loop, and know the CPU time of its thread. */
+static void watch_turns (tide_Runtime *rt) {
+  has_cpuclock = pthread_getcpuclockid(pthread_self(), &cpuclock) == 0;
+  turner = malloc(sizeof *turner);
+  if (turner == NULL) return;
+  uv_prepare_init(rt->loop, turner);
+  uv_prepare_start(turner, count_turn);
+  uv_unref((uv_handle_t *)turner);
 }
 
 /* Put laction in front of the handlers libuv has installed. */
@@ -184,6 +255,7 @@ TIDE_API int tide_catchsignals (tide_Runtime *rt) {
   catcher = rt;
   pending = spent = 0;
   hooked = NULL;
+  watch_turns(rt);
   hook_interrupts();
   return 0;
 }
@@ -194,6 +266,8 @@ void tide__releasesignals (tide_Runtime *rt) {
   if (hooked != NULL) lua_sethook(hooked, NULL, 0, 0);
   if (has_timer) timer_delete(check_timer);
   has_timer = 0;
+  if (turner != NULL) uv_close((uv_handle_t *)turner, free_turner);
+  turner = NULL;
   pending = spent = 0;
   hooked = NULL;
   catcher = NULL;

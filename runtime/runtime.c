@@ -224,6 +224,7 @@ TIDE_API void tide_close (tide_Runtime *rt) {
   tide__releasesignals(rt);
   rt->closing = 1;
   tide__debugclose(rt);
+  tide__poolclose(rt);
   tide__closehandles(rt);
   uv_idle_stop(&rt->idle);
   close_own((uv_handle_t *)&rt->idle, &pending);
@@ -233,8 +234,8 @@ TIDE_API void tide_close (tide_Runtime *rt) {
     uv_walk(rt->loop, close_own, &pending);
   while (pending > 0)
     uv_run(rt->loop, UV_RUN_NOWAIT);
-  if (rt->ownsloop)                /* thread-pool requests (tide.fs, tide.work) */
-    uv_run(rt->loop, UV_RUN_DEFAULT);  /* finish; their callbacks only free */
+  if (rt->ownsloop)                /* requests still in flight (connect, */
+    uv_run(rt->loop, UV_RUN_DEFAULT);  /* write) end; their callbacks only free */
   if (rt->ownsloop) uv_loop_close(rt->loop);
   free(rt->ready);
   free(rt->heap.a);

@@ -31,9 +31,10 @@ TIDE_API tide_Runtime *tide_open (lua_State *L, uv_loop_t *loop);
 ** Pops them and pushes the Task object. Returns LUA_OK. */
 TIDE_API int tide_spawn (tide_Runtime *rt, int nargs);
 
-/* Drive the loop: UV_RUN_DEFAULT runs until no task and no handle is left
-** (reports a deadlock, returning LUA_ERRRUN, when tasks wait on each other
-** with nothing left to wake them); UV_RUN_ONCE / UV_RUN_NOWAIT run one loop
+/* Drive the loop: UV_RUN_DEFAULT runs until no task is left (what no task
+** waits on does not count, children still running and the host's own
+** handles do; reports a deadlock, returning LUA_ERRRUN, when tasks wait on
+** each other with nothing left to wake them); UV_RUN_ONCE / UV_RUN_NOWAIT run one loop
 ** iteration (NOWAIT never blocks). Returns LUA_OK, or LUA_ERRRUN on
 ** deadlock. */
 TIDE_API int tide_run (tide_Runtime *rt, uv_run_mode mode);
@@ -63,7 +64,13 @@ TIDE_API size_t tide_unobserved (tide_Runtime *rt);
 
 /* Cancel every task still alive (their <close> variables and pcall handlers
 ** run), close the handles tide opened (never the host's), free everything.
-** With tide's own loop the loop is closed too. Does not close L. */
+** With tide's own loop the loop is closed too. Does not close L.
+** Thread-pool calls (tide.work, tide.fs, tide.dns) run on a loop of tide's
+** own; one still running for a cancelled task (a tide.work blocked in a C
+** function, an open of a FIFO) gets 100 ms to end, then that loop is left
+** open for it to end into and tide_close returns. As libuv waits for its
+** pool threads at exit, tide then ends the process at exit (with glibc)
+** by _exit, after fflush(NULL), with exit's status. */
 TIDE_API void tide_close (tide_Runtime *rt);
 
 /* Take SIGINT and SIGTERM as the tide command does, until tide_close: the
@@ -71,8 +78,10 @@ TIDE_API void tide_close (tide_Runtime *rt);
 ** (its <close> variables and pcall handlers run), or every task and the
 ** loop when none is driven; a second one exits the process at once with
 ** 128 + its number. A task that computes without waiting gets the error
-** "interrupted!" raised where it runs 50 ms after a SIGINT the loop did
-** not pick up, as lua5.4 does (after a SIGTERM the process exits). A
+** "interrupted!" raised where it runs when the loop has not picked a
+** SIGINT up 50 ms later and the task has computed meanwhile, as lua5.4
+** does (after a SIGTERM the process exits); a task blocked in a call, or
+** about to wait, is cancelled at its wait instead. A
 ** task's own tide.signal wait or handler for the signal takes precedence.
 ** Signals belong to the process: returns 0, or UV_EBUSY when another
 ** runtime has them. */

@@ -99,6 +99,7 @@ struct tide_Runtime {
   int exiting;             /* os.exit(status, true) was called by a task */
   int exitstatus;
   tide_Handle *handles;    /* open handles, closed by tide_close */
+  struct tide_Pool *pool;  /* pool.c: the loop of thread-pool requests */
 };
 
 /* sched.c: spawning, running and ending tasks; the ready queue */
@@ -174,6 +175,13 @@ void tide__closehandles (tide_Runtime *rt);
 void tide__wakeall (Task **list);
 void tide__waitlist_add (Task **list, tide_Wait *w);
 void tide__waitlist_remove (Task **list, tide_Wait *w);
+
+/* pool.c: the loop that thread-pool requests (uv_queue_work, uv_fs_*,
+** uv_getaddrinfo) are started on; a task starts (delta 1) or stops (-1)
+** waiting on one of them; tide_close closes the loop */
+uv_loop_t *tide__poolloop (lua_State *L);
+void tide__poolwait (tide_Wait *w, uv_loop_t *loop, int delta);
+void tide__poolclose (tide_Runtime *rt);
 
 /* bindings: each adds its module to the tide table.
 ** Stack: tide table, private table, runtime userdata. */

@@ -227,15 +227,13 @@ print(running)
     assert.equal("5\n", sh(("UV_THREADPOOL_SIZE=5 timeout 60 %s %s"):format(TIDE, path)))
   end)
 
-  it("drops the result of a call cancelled while it runs", async(function ()
+  it("stops a call cancelled while it runs, even one that catches errors", async(function ()
     local d = tmpdir()
-    local t = tide.spawn(tide.work, function (s, path)
-      local c = os.clock()
-      while os.clock() - c < s do end
+    local t = tide.spawn(tide.work, function (path)
       io.open(path, "w"):close()
-      return ("x"):rep(1000), { big = ("y"):rep(1000) }
-    end, 0.3, d .. "/ended")
-    tide.sleep(0.05)
+      while true do pcall(function () while true do end end) end
+    end, d .. "/started")
+    while not io.open(d .. "/started") do tide.sleep(0.005) end
     local started = tide.now()
     t:cancel()
     local ok, err = pcall(t.await, t)
@@ -243,8 +241,64 @@ print(running)
     assert.is_true(tide.iscancelled(err))
     assert.is_true(t:cancelled())
     assert.is_true(tide.now() - started < 0.2)        -- not waiting for it
-    while not io.open(d .. "/ended") do tide.sleep(0.02) end  -- it went on
-    assert.equal(3, tide.work(function () return 3 end))
+    holdpool(d, finally)()         -- its thread is free again: every one is
+  end))
+
+  it("stops a cancelled call in the coroutines that run in it", async(function ()
+    local function loop_in (how)
+      return tide.work(function (kind)
+        if kind == "wrap" then
+          coroutine.wrap(function () while true do end end)()
+        else
+          local co = coroutine.create(function () while true do pcall(error) end end)
+          while true do coroutine.resume(co) end
+        end
+      end, how)
+    end
+    for _, how in ipairs({ "wrap", "resume", "wrap", "resume", "wrap" }) do
+      assert.same({ nil, "timeout" }, { tide.timeout(0.05, loop_in, how) })
+    end
+    holdpool(tmpdir(), finally)()  -- every thread is free again
+  end))
+
+  it("keeps coroutine.resume and coroutine.wrap working as Lua's", async(function ()
+    local a, b, c, d, e = tide.work(function ()
+      local gen = coroutine.wrap(function (x) local y = coroutine.yield(x + 1) return y * 2 end)
+      local co = coroutine.create(function (x) coroutine.yield(x) error("boom") end)
+      local r = { gen(1), gen(5) }
+      local ok1, v = coroutine.resume(co, 7)
+      local ok2, msg = coroutine.resume(co)
+      local ok3, werr = pcall(coroutine.wrap(function () error("inner") end))
+      return r, { ok1, v }, { ok2, msg }, { ok3, werr }, select("#", coroutine.resume(co))
+    end)
+    assert.same({ 2, 10 }, a)
+    assert.same({ true, 7 }, b)
+    assert.is_false(c[1])
+    assert.matches("boom$", c[2])
+    assert.is_false(d[1])
+    assert.matches("inner$", d[2])
+    assert.equal(2, e)                             -- false, "cannot resume dead coroutine"
+    local ok, err = pcall(tide.work, function () return coroutine.resume(42) end)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'resume' %(coroutine expected", err)
+  end))
+
+  it("leaves a cancelled call blocked in a C function to end on its thread", async(function ()
+    local d = tmpdir()
+    local fifo = d .. "/fifo"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    local t = tide.spawn(tide.work, function (path)
+      io.open(path .. ".mark", "w"):close()
+      io.open(path, "r"):close()                   -- blocks until a writer opens
+      return "done"
+    end, fifo)
+    while not io.open(fifo .. ".mark") do tide.sleep(0.005) end
+    t:cancel()
+    assert.has_error(function () t:await() end)
+    assert.is_true(t:cancelled())
+    local w = io.open(fifo, "w")                   -- lets it end: it frees only
+    w:close()
+    holdpool(d, finally)()
   end))
 
   it("drops a cancelled call before it starts", async(function ()
