@@ -21,7 +21,8 @@ WARN     = -Wall -Wextra -Werror
 CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
-CORE     = sched task wait report timer coro debug handle runtime interrupt where
+CORE     = sched task wait report timer coro debug handle runtime interrupt where \
+           alloc watch
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs work tty
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
