@@ -103,6 +103,18 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp \
 	  sh spec/run.sh build/asan
 
+# Running out of memory: spec/oom.sh fails each allocation of a run of
+# spec/embed/oom.lua in turn, with the plain build, then the sanitized one;
+# it prints how many runs it tried and how many ended cleanly.
+.PHONY: oomtest
+oomtest: deps
+	@$(MAKE) --no-print-directory all
+	@sh spec/oom.sh $(BUILD)
+	@$(MAKE) --no-print-directory all BUILD=build/asan OPT="-O1 -g" \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp \
+	  sh spec/oom.sh build/asan
+
 bench: deps
 	@sh tools/deps.sh $(BENCHDEPS)
 	@$(MAKE) --no-print-directory all
