@@ -22,7 +22,7 @@ CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
 CORE     = sched task wait report timer coro debug handle runtime interrupt where \
-           pool
+           pool alloc watch
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs work tty
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
@@ -105,6 +105,18 @@ asan: deps
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp \
 	  sh spec/run.sh build/asan
+
+# Running out of memory: spec/oom.sh fails each allocation of a run of
+# spec/embed/oom.lua in turn, with the plain build, then the sanitized one;
+# it prints how many runs it tried and how many ended cleanly.
+.PHONY: oomtest
+oomtest: deps
+	@$(MAKE) --no-print-directory all
+	@sh spec/oom.sh $(BUILD)
+	@$(MAKE) --no-print-directory all BUILD=build/asan OPT="-O1 -g" \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/spec/lsan.supp \
+	  sh spec/oom.sh build/asan
 
 bench: deps
 	@sh tools/deps.sh $(BENCHDEPS)

@@ -61,8 +61,8 @@ static void dns_cancel (tide_Wait *w) {
 
 static DnsReq *newreq (lua_State *L, tide_Wait *w, const char *name) {
   size_t n = strlen(name) + 1;
-  DnsReq *r = malloc(sizeof *r + n);
-  if (r == NULL) luaL_error(L, "not enough memory");
+  DnsReq *r = tide__malloc(sizeof *r + n);
+  if (r == NULL) tide__nomem(L);
   memcpy(r->name, name, n);
   r->w = w;
   return r;
@@ -93,20 +93,31 @@ static void pushaddrs (lua_State *L, struct addrinfo *res) {
   }
 }
 
+/* What a callback has, for the push function that makes the results. */
+typedef struct DnsDone {
+  DnsReq *r;
+  int status;
+  struct addrinfo *res;
+  const char *host;
+} DnsDone;
+
+static int resolve_push (lua_State *L) {
+  DnsDone *d = lua_touserdata(L, 1);
+  if (d->status < 0) return tide_pushfail(L, d->status, d->r->name);
+  pushaddrs(L, d->res);
+  return 1;
+}
+
 static void resolve_cb (uv_getaddrinfo_t *req, int status,
                         struct addrinfo *res) {
   DnsReq *r = (DnsReq *)req;
+  DnsDone d = { r, status, res, NULL };
   if (r->w) {
-    lua_State *T = tide_thread(r->w);
     tide__poolwait(r->w, req->loop, -1);
-    if (status < 0) tide_wake(r->w, tide_pushfail(T, status, r->name));
-    else {
-      pushaddrs(T, res);
-      tide_wake(r->w, 1);
-    }
+    tide_wakewith(r->w, resolve_push, &d);
   }
   uv_freeaddrinfo(res);
-  free(r);
+  tide__free(r);
 }
 
 /* tide.dns.resolve(host [, {family = "inet"|"inet6"}]) ->
@@ -131,27 +142,30 @@ static int dns_resolve (lua_State *L) {
   err = uv_getaddrinfo(tide__poolloop(L), &r->u.ai, resolve_cb, host, NULL,
                        &hints);
   if (err < 0) {
-    free(r);
+    tide__free(r);
     return tide_pushfail(L, err, host);
   }
   tide__poolwait(w, r->u.ai.loop, 1);
   return tide_await(L, w, dns_cancel, r);
 }
 
+static int reverse_push (lua_State *L) {
+  DnsDone *d = lua_touserdata(L, 1);
+  if (d->status < 0) return tide_pushfail(L, d->status, d->r->name);
+  lua_pushstring(L, d->host);
+  return 1;
+}
+
 static void reverse_cb (uv_getnameinfo_t *req, int status,
                         const char *host, const char *service) {
   DnsReq *r = (DnsReq *)req;
+  DnsDone d = { r, status, NULL, host };
   (void)service;
   if (r->w) {
-    lua_State *T = tide_thread(r->w);
     tide__poolwait(r->w, req->loop, -1);
-    if (status < 0) tide_wake(r->w, tide_pushfail(T, status, r->name));
-    else {
-      lua_pushstring(T, host);
-      tide_wake(r->w, 1);
-    }
+    tide_wakewith(r->w, reverse_push, &d);
   }
-  free(r);
+  tide__free(r);
 }
 
 /* tide.dns.reverse(addr) -> host name | nil, msg, code */
@@ -168,7 +182,7 @@ static int dns_reverse (lua_State *L) {
   err = uv_getnameinfo(tide__poolloop(L), &r->u.ni, reverse_cb,
                        (struct sockaddr *)&ss, 0);
   if (err < 0) {
-    free(r);
+    tide__free(r);
     return tide_pushfail(L, err, ip);
   }
   tide__poolwait(w, r->u.ni.loop, 1);

@@ -75,26 +75,27 @@ static int res_release (Res *x) {
     uv_fs_req_cleanup(&c);
   }
   if (x->dir) closedir_now(x->loop, x->dir);
-  free(x->ents);
-  free(x);
+  tide__free(x->ents);
+  tide__free(x);
   return err;
 }
 
-/* Push a new File (fd) or Dir (dir) owning the descriptor. */
+/* Push a new File (fd) or Dir (dir) owning the descriptor; if that runs
+** out of memory, it raises with the descriptor still the caller's. */
 static void newobj (lua_State *L, uv_loop_t *loop, const char *name,
                     uv_file fd, uv_dir_t *dir) {
   Obj *o = lua_newuserdatauv(L, sizeof *o, 0);
   size_t n = strlen(name) + 1;
-  Res *x = malloc(sizeof *x + n);
-  uv_dirent_t *ents = dir ? calloc(DIR_BATCH, sizeof *ents) : NULL;
+  Res *x;
+  uv_dirent_t *ents;
   o->res = NULL;
   luaL_setmetatable(L, dir ? TIDE_DIR : TIDE_FILE);
+  x = tide__malloc(sizeof *x + n);
+  ents = dir ? tide__calloc(DIR_BATCH, sizeof *ents) : NULL;
   if (x == NULL || (dir && ents == NULL)) {
-    free(x);
-    free(ents);
-    if (dir) closedir_now(loop, dir);
-    else closefd(loop, fd);
-    luaL_error(L, "not enough memory");
+    tide__free(x);
+    tide__free(ents);
+    tide__nomem(L);
   }
   x->refs = 1;
   x->fd = fd;
@@ -105,9 +106,22 @@ static void newobj (lua_State *L, uv_loop_t *loop, const char *name,
   o->res = x;
 }
 
-/* Push a File on fd (tty.c: the standard streams when they are files). */
+static int newfile (lua_State *L) {
+  newobj(L, tide_getloop(L), lua_touserdata(L, 2), (uv_file)lua_tointeger(L, 1),
+         NULL);
+  return 1;
+}
+
+/* Push a File on fd (tty.c: the standard streams when they are files);
+** fd is closed if it cannot be made. */
 void tide__newfile (lua_State *L, int fd, const char *name) {
-  newobj(L, tide_getloop(L), name, fd, NULL);
+  lua_pushcfunction(L, newfile);
+  lua_pushinteger(L, fd);
+  lua_pushlightuserdata(L, (void *)name);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    closefd(tide_getloop(L), fd);
+    lua_error(L);
+  }
 }
 
 static Res *checkres (lua_State *L, int i, const char *tname,
@@ -280,7 +294,7 @@ static void drop (FsReq *r) {
 static void freereq (FsReq *r) {
   uv_fs_req_cleanup(&r->req);
   if (r->res) res_release(r->res);
-  free(r);
+  tide__free(r);
 }
 
 /* ---- The one request ------------------------------------------------------------ */
@@ -298,10 +312,13 @@ static int write_more (FsReq *r) {
                      r->off < 0 ? -1 : r->off + (int64_t)r->done, fs_cb);
 }
 
+static int result_push (lua_State *L) {
+  return pushresult(L, lua_touserdata(L, 1));
+}
+
 static void fs_cb (uv_fs_t *req) {
   FsReq *r = req->data;
   tide_Wait *w = r->w;
-  int n = 0;
   if (req->fs_type == UV_FS_WRITE && req->result >= 0 && w != NULL) {
     r->done += (size_t)req->result;
     if (r->done < r->len) {        /* a short write: go on (0: give up) */
@@ -310,14 +327,11 @@ static void fs_cb (uv_fs_t *req) {
       req->result = err;
     }
   }
-  if (w != NULL) {
-    tide__poolwait(w, req->loop, -1);
-    n = pushresult(tide_thread(w), r);
-  }
-  else drop(r);
-  freereq(r);
-  if (w != NULL) tide_wake(w, n);
-}
+  if (w != NULL) tide__poolwait(w, req->loop, -1);
+  if (w == NULL || !tide_wakewith(w, result_push, r))
+    drop(r);                       /* nobody took the results */
+  freereq(r);                      /* before the task runs: it may read */
+}                                  /* the same Dir again */
 
 static void fs_cancel (tide_Wait *w) {
   FsReq *r = tide_waitdata(w);
@@ -330,7 +344,7 @@ static void fs_cancel (tide_Wait *w) {
 ** NULL, with size bytes of buffer. */
 static FsReq *newreq (lua_State *L, Res *res, size_t size) {
   tide_Wait *w = tide_wait(L);
-  FsReq *r = malloc(sizeof *r + size);
+  FsReq *r = tide__malloc(sizeof *r + size);
   if (r == NULL) luaL_error(L, "not enough memory");
   r->req.data = r;
   r->w = w;
@@ -675,7 +689,8 @@ static void event_add (Watcher *wt, const char *name, int what) {
   Event *e;
   if (wt->tail && wt->tail->what == what && strcmp(wt->tail->name, name) == 0)
     return;                        /* the same as the last one */
-  if (wt->count >= EVENTS_MAX || (e = malloc(sizeof *e + n)) == NULL) return;
+  if (wt->count >= EVENTS_MAX || (e = tide__malloc(sizeof *e + n)) == NULL)
+    return;
   e->next = NULL;
   e->what = what;
   memcpy(e->name, name, n);
@@ -685,21 +700,26 @@ static void event_add (Watcher *wt, const char *name, int what) {
   wt->count++;
 }
 
-/* Push the first queued event (name, "rename" | "change"); return 2. */
+/* Push the first queued event (name, "rename" | "change"); return 2. It
+** leaves the queue once pushed: a push that runs out of memory keeps it. */
 static int event_pop (lua_State *L, Watcher *wt) {
   Event *e = wt->head;
   int n;
-  wt->head = e->next;
-  if (wt->head == NULL) wt->tail = NULL;
-  wt->count--;
   if (e->what < 0) n = tide_pushfail(L, e->what, e->name);
   else {
     lua_pushstring(L, e->name);
     lua_pushstring(L, e->what == UV_RENAME ? "rename" : "change");
     n = 2;
   }
-  free(e);
+  wt->head = e->next;
+  if (wt->head == NULL) wt->tail = NULL;
+  wt->count--;
+  tide__free(e);
   return n;
+}
+
+static int event_push (lua_State *L) {
+  return event_pop(L, lua_touserdata(L, 1));
 }
 
 /* Only a waiting reader keeps the loop alive. */
@@ -721,7 +741,7 @@ static void event_cb (uv_fs_event_t *h, const char *name, int events,
   if (wt->reader && wt->head) {
     Task *t = wt->reader;
     reader_done(wt);
-    tide_wake(&t->w, event_pop(tide_thread(&t->w), wt));
+    tide_wakewith(&t->w, event_push, wt);
   }
 }
 
@@ -751,16 +771,19 @@ static int watcher_read (lua_State *L) {
   return tide_await(L, w, watch_cancel, wt);
 }
 
+static int closed_push (lua_State *L) {
+  luaL_pushfail(L);
+  lua_pushliteral(L, "watcher closed");
+  lua_pushliteral(L, "ECANCELED");
+  return 3;
+}
+
 static void watcher_onclose (tide_Handle *o) {
   Watcher *wt = (Watcher *)o;
   if (wt->reader) {
     Task *t = wt->reader;
-    lua_State *T = tide_thread(&t->w);
     wt->reader = NULL;
-    luaL_pushfail(T);
-    lua_pushliteral(T, "watcher closed");
-    lua_pushliteral(T, "ECANCELED");
-    tide_wake(&t->w, 3);
+    tide_wakewith(&t->w, closed_push, NULL);
   }
 }
 
@@ -775,7 +798,7 @@ static int watcher_gc (lua_State *L) {
   while (wt->head) {
     Event *e = wt->head;
     wt->head = e->next;
-    free(e);
+    tide__free(e);
   }
   wt->tail = NULL;
   wt->count = 0;

@@ -127,7 +127,7 @@ static void process_onclose (tide_Handle *o) {
   if (p->moving) return;
   if (!p->exited && p->pid > 0 && !p->detached) reap(p);
   closepidfd(p);
-  if (p->orphan) free(p);          /* nobody waits on an orphan */
+  if (p->orphan) tide__free(p);    /* nobody waits on an orphan */
   else tide__wakeall(&p->waiters);
 }
 
@@ -135,7 +135,7 @@ static void process_onclose (tide_Handle *o) {
 ** the handle until the exit callback. Tasks in p:wait() (only if __gc was
 ** called by hand) wake to an untracked child. */
 static void orphan (Process *p) {
-  Process *r = malloc(sizeof *r);
+  Process *r = tide__malloc(sizeof *r);
   if (r == NULL) {                 /* reap now */
     tide__handleclose(&p->o);
     return;
@@ -787,12 +787,12 @@ int tide__open_process (lua_State *L) {
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, process_funcs, 1);
   lua_setfield(L, -4, "process");
-  if (luaL_newmetatable(L, TIDE_PROCESS)) {
-    luaL_setfuncs(L, process_meta, 0);
-    luaL_newlib(L, process_methods);
-    lua_pushcclosure(L, process_index, 1);
-    lua_setfield(L, -2, "__index");
-  }
+  /* filled by every open: a failed one may have left it half done */
+  luaL_newmetatable(L, TIDE_PROCESS);
+  luaL_setfuncs(L, process_meta, 0);
+  luaL_newlib(L, process_methods);
+  lua_pushcclosure(L, process_index, 1);
+  lua_setfield(L, -2, "__index");
   lua_setfield(L, -3, "Process");
   return 0;
 }

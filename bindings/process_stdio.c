@@ -176,8 +176,8 @@ static void relay_end (Relay *r) {
   if (r->src.h != NULL) tide__handleclose(&r->src);
   else if (r->dst.h != NULL) tide__handleclose(&r->dst);
   else if (!r->writing) {
-    free(r->taken);
-    free(r);
+    tide__free(r->taken);
+    tide__free(r);
   }
 }
 
@@ -254,7 +254,7 @@ static void relay_push (Relay *r) {
     r->polling = 0;
     return;
   }
-  free(r->taken);
+  tide__free(r->taken);
   r->taken = NULL;
   if (r->fd < 0) relay_end(r);     /* the Stream had ended: nothing follows */
   else if (!r->polling) {
@@ -281,7 +281,7 @@ static void dropped (uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
 ** if set, is for tide__stdiodone to undo). */
 static int relay_new (lua_State *L, Stdio *s) {
   tide_Runtime *rt = tide__rt(L);
-  Relay *r = malloc(sizeof *r);
+  Relay *r = tide__malloc(sizeof *r);
   uv_pipe_t *pipe;
   uv_poll_t *poll;
   uv_os_fd_t fd;
@@ -292,7 +292,8 @@ static int relay_new (lua_State *L, Stdio *s) {
   r->fd = -1;
   r->req.data = r;
   s->relay = r;
-  pipe = tide__handleinit(L, rt, &r->dst, sizeof *pipe, dst_onclose);
+  pipe = tide__handleinit(NULL, rt, &r->dst, sizeof *pipe, dst_onclose);
+  if (pipe == NULL) return UV_ENOMEM;
   uv_pipe_init(rt->loop, pipe, 0);
   if ((err = openpipe((uv_stream_t *)pipe, &s->closefd)) < 0) return err;
   if (s->ended) return 0;
@@ -300,7 +301,12 @@ static int relay_new (lua_State *L, Stdio *s) {
   if ((r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0)
     return uv_translate_sys_error(errno);
   r->sock = getsockopt(r->fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
-  poll = tide__handleinit(L, rt, &r->src, sizeof *poll, src_onclose);
+  poll = tide__handleinit(NULL, rt, &r->src, sizeof *poll, src_onclose);
+  if (poll == NULL) {
+    close(r->fd);                  /* src_onclose would, had it a handle */
+    r->fd = -1;
+    return UV_ENOMEM;
+  }
   if ((err = uv_poll_init(rt->loop, poll, r->fd)) < 0) return err;
   r->poll = poll;
   return 0;

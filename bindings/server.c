@@ -111,7 +111,7 @@ static void server_onclose (tide_Handle *o) {
   tide__wakeall(&sv->acceptors);
   if (sv->path) {
     unlink(sv->path);
-    free(sv->path);
+    tide__free(sv->path);
     sv->path = NULL;
   }
 }
@@ -167,7 +167,7 @@ static void keeppath (Server *sv) {
   char path[1024];
   size_t n = sizeof path;
   if (uv_pipe_getsockname((uv_pipe_t *)sv->o.h, path, &n) == 0 && n > 0 &&
-      path[0] != '\0' && (sv->path = malloc(n + 1)) != NULL) {
+      path[0] != '\0' && (sv->path = tide__malloc(n + 1)) != NULL) {
     memcpy(sv->path, path, n);
     sv->path[n] = '\0';
   }
@@ -207,11 +207,11 @@ static const luaL_Reg server_meta[] = {
 };
 
 int tide__open_server (lua_State *L) {
-  if (luaL_newmetatable(L, TIDE_SERVER)) {
-    luaL_setfuncs(L, server_meta, 0);
-    luaL_newlib(L, server_methods);
-    lua_setfield(L, -2, "__index");
-  }
+  /* filled by every open: a failed one may have left it half done */
+  luaL_newmetatable(L, TIDE_SERVER);
+  luaL_setfuncs(L, server_meta, 0);
+  luaL_newlib(L, server_methods);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   return 0;
 }

@@ -8,6 +8,7 @@
 ** the signal back its system default.
 */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,7 +96,7 @@ typedef struct Handler {
 static void watch_onclose (tide_Handle *o) {
   Watch *w = (Watch *)o;
   tide__wakeall(&w->waiters);      /* the runtime closes: they get nothing */
-  free(w);
+  tide__free(w);
 }
 
 /* The runtime's watch of signum, or NULL. */
@@ -128,9 +129,10 @@ static void pushhandlers (lua_State *L) {
   }
 }
 
-/* Start a task running each handler of signum. */
-static void spawn_handlers (tide_Runtime *rt, int signum) {
-  lua_State *L = rt->cbL;
+/* (rt, signum): start a task running each handler of signum. */
+static int spawn_handlers (lua_State *L) {
+  tide_Runtime *rt = lua_touserdata(L, 1);
+  int signum = (int)lua_tointeger(L, 2);
   pushhandlers(L);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
@@ -144,6 +146,27 @@ static void spawn_handlers (tide_Runtime *rt, int signum) {
     }
   }
   lua_pop(L, 1);
+  return 0;
+}
+
+/* Start the handlers from a libuv callback, where nothing may raise. */
+static void start_handlers (tide_Runtime *rt, int signum) {
+  lua_State *L = rt->cbL;
+  lua_pushcfunction(L, spawn_handlers);
+  lua_pushlightuserdata(L, rt);
+  lua_pushinteger(L, signum);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    char buf[64];
+    fprintf(stderr, "tide: signal handlers not started: %s\n",
+            tide__errstring(L, -1, buf, sizeof buf));
+    fflush(stderr);
+    lua_pop(L, 2);
+  }
+}
+
+static int signame_push (lua_State *L) {
+  pushsigname(L, *(int *)lua_touserdata(L, 1));
+  return 1;
 }
 
 /* A signal: to the waiting tasks and the handlers, else to the default. */
@@ -156,13 +179,12 @@ static void watch_cb (uv_signal_t *h, int signum) {
     return;
   }
   w->busy = 1;
-  if (w->handlers > 0) spawn_handlers(rt, signum);
+  if (w->handlers > 0) start_handlers(rt, signum);
   rt->depth++;                     /* wakes are queued: no task runs here */
   while ((t = w->waiters) != NULL) {
     w->waiters = t->link;
     t->link = NULL;
-    pushsigname(tide_thread(&t->w), signum);
-    tide_wake(&t->w, 1);
+    tide_wakewith(&t->w, signame_push, &signum);
   }
   rt->depth--;
   w->busy = 0;
@@ -176,12 +198,14 @@ static Watch *getwatch (lua_State *L, tide_Runtime *rt, int signum,
   Watch *w = findwatch(rt, signum);
   uv_signal_t *h;
   if (w != NULL) return w;
-  if ((w = calloc(1, sizeof *w)) == NULL) {
-    luaL_error(L, "not enough memory");
+  if ((w = tide__calloc(1, sizeof *w)) == NULL ||
+      (h = tide__handleinit(NULL, rt, &w->o, sizeof(uv_signal_t),
+                            watch_onclose)) == NULL) {
+    tide__free(w);
+    tide__nomem(L);
     return NULL;
   }
   w->signum = signum;
-  h = tide__handleinit(L, rt, &w->o, sizeof(uv_signal_t), watch_onclose);
   if ((*err = uv_signal_init(rt->loop, h)) == 0 &&
       (*err = uv_signal_start(h, watch_cb, signum)) == 0) {
     uv_unref((uv_handle_t *)h);
@@ -373,11 +397,11 @@ int tide__open_signal (lua_State *L) {
     sa.sa_handler = SIG_DFL;
     sigaction(SIGCHLD, &sa, NULL);
   }
-  if (luaL_newmetatable(L, TIDE_SIGHANDLER)) {
-    luaL_setfuncs(L, handler_meta, 0);
-    luaL_newlib(L, handler_methods);
-    lua_setfield(L, -2, "__index");
-  }
+  /* filled by every open: a failed one may have left it half done */
+  luaL_newmetatable(L, TIDE_SIGHANDLER);
+  luaL_setfuncs(L, handler_meta, 0);
+  luaL_newlib(L, handler_methods);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_newtable(L);
   lua_pushvalue(L, -2);

@@ -26,6 +26,7 @@ typedef struct Stream {
   int rerr;                /* UV_EOF or a read error: the read side ended */
   int werr;                /* the error of a queued write */
   int reading;
+  int nomem;               /* no memory to read into: the reader raises */
 } Stream;
 
 #define H(s) ((uv_stream_t *)(s)->o.h)
@@ -61,7 +62,7 @@ static void alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     size_t ncap = s->cap ? s->cap * 2 : READ_CHUNK;
     char *nbuf;
     while (ncap < s->len + READ_CHUNK) ncap *= 2;
-    nbuf = realloc(s->buf, ncap);
+    nbuf = tide__realloc(s->buf, ncap);
     if (nbuf == NULL) {            /* libuv reports UV_ENOBUFS */
       *buf = uv_buf_init(NULL, 0);
       return;
@@ -92,6 +93,10 @@ static void read_cb (uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   (void)buf;
   if (nread == 0) return;          /* nothing this time (EAGAIN) */
   if (nread > 0) s->len += (size_t)nread;
+  else if (nread == UV_ENOBUFS) {  /* alloc_cb had no memory: the data */
+    s->nomem = 1;                  /* stays in the socket, for a later */
+    read_stop(s);                  /* read */
+  }
   else {
     s->rerr = (int)nread;          /* UV_EOF or an error */
     read_stop(s);
@@ -196,6 +201,10 @@ static int read_do (lua_State *L, Stream *s, const ReadArgs *a,
   int r;
   if (s->o.h == NULL) return pushclosed(L);
   if ((r = read_try(L, s, a)) >= 0) return r;
+  if (s->nomem) {
+    s->nomem = 0;
+    return tide__nomem(L);
+  }
   if (s->reader != NULL)
     return tide__error(L, "%s: another task is already reading this stream",
                        tide__fname(L));
@@ -310,7 +319,7 @@ static size_t queued (Stream *s) {
 
 static void write_cb (uv_write_t *req, int status) {
   Stream *s = req->handle->data;   /* NULL once the stream was closed */
-  free(req);
+  tide__free(req);
   if (s == NULL) return;
   if (status < 0 && s->werr == 0) s->werr = status;
   if (s->writers && (status < 0 || queued(s) <= WRITE_LWM))
@@ -339,12 +348,12 @@ static int write_now (lua_State *L, Stream *s, const char *data, size_t len) {
     if (n < 0) return tide_pushfail(L, n, NULL);
     if ((size_t)n == len) return 0;
   }
-  r = malloc(sizeof *r + len - (size_t)n);
-  if (r == NULL) return luaL_error(L, "not enough memory");
+  r = tide__malloc(sizeof *r + len - (size_t)n);
+  if (r == NULL) return tide__nomem(L);
   memcpy(r->data, data + n, len - (size_t)n);
   b = uv_buf_init(r->data, (unsigned)(len - (size_t)n));
   if ((err = uv_write(&r->req, H(s), &b, 1, write_cb)) < 0) {
-    free(r);
+    tide__free(r);
     return tide_pushfail(L, err, NULL);
   }
   return 0;
@@ -413,17 +422,17 @@ typedef struct ShutReq {
   tide_Wait *w;            /* NULL once the task stopped waiting */
 } ShutReq;
 
+static int shutdown_push (lua_State *L) {
+  int status = *(int *)lua_touserdata(L, 1);
+  if (status < 0) return tide_pushfail(L, status, NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static void shutdown_cb (uv_shutdown_t *req, int status) {
   ShutReq *r = (ShutReq *)req;
-  if (r->w) {
-    lua_State *T = tide_thread(r->w);
-    if (status < 0) tide_wake(r->w, tide_pushfail(T, status, NULL));
-    else {
-      lua_pushboolean(T, 1);
-      tide_wake(r->w, 1);
-    }
-  }
-  free(r);
+  if (r->w) tide_wakewith(r->w, shutdown_push, &status);
+  tide__free(r);
 }
 
 static void shutdown_cancel (tide_Wait *w) {
@@ -435,12 +444,12 @@ static void shutdown_cancel (tide_Wait *w) {
 static int stream_shutdown (lua_State *L) {
   Stream *s = checkopen(L, 1);
   tide_Wait *w = tide_wait(L);
-  ShutReq *r = malloc(sizeof *r);
+  ShutReq *r = tide__malloc(sizeof *r);
   int err;
-  if (r == NULL) return luaL_error(L, "not enough memory");
+  if (r == NULL) return tide__nomem(L);
   r->w = w;
   if ((err = uv_shutdown(&r->req, H(s), shutdown_cb)) < 0) {
-    free(r);
+    tide__free(r);
     return tide_pushfail(L, err, NULL);
   }
   return tide_await(L, w, shutdown_cancel, r);
@@ -470,14 +479,14 @@ static void linger_done (uv_shutdown_t *req, int status) {
   Linger *l = req->data;
   (void)status;                    /* sent, failed or cancelled: done */
   tide__handleclose(&l->o);
-  free(l);
+  tide__free(l);
 }
 
 /* Close s for its users now; its queued writes still go out. */
 static void closestream (Stream *s) {
   Linger *l;
   if (s->o.h == NULL || s->o.rt->closing || s->werr || queued(s) == 0 ||
-      (l = malloc(sizeof *l)) == NULL) {
+      (l = tide__malloc(sizeof *l)) == NULL) {
     tide__handleclose(&s->o);
     return;
   }
@@ -486,7 +495,7 @@ static void closestream (Stream *s) {
   l->req.data = l;
   if (uv_shutdown(&l->req, (uv_stream_t *)l->o.h, linger_done) < 0) {
     tide__handleclose(&l->o);      /* already shut down: close now */
-    free(l);
+    tide__free(l);
   }
 }
 
@@ -500,7 +509,7 @@ static int stream_close (lua_State *L) {
 static int stream_gc (lua_State *L) {
   Stream *s = checkstream(L, 1);
   closestream(s);
-  free(s->buf);
+  tide__free(s->buf);
   s->buf = NULL;
   s->len = s->cap = s->off = 0;
   return 0;
@@ -630,10 +639,10 @@ typedef struct ConnReq {
 /* The request to start connecting the new Stream on top of L with; its
 ** callback is tide__connected. */
 uv_connect_t *tide__connreq (lua_State *L) {
-  ConnReq *r = malloc(sizeof *r);
+  ConnReq *r = tide__malloc(sizeof *r);
   if (r == NULL) {
     tide__streamfail(L, -1);
-    luaL_error(L, "not enough memory");
+    tide__nomem(L);
   }
   r->w = NULL;
   r->o = &checkstream(L, -1)->o;
@@ -646,7 +655,7 @@ void tide__connected (uv_connect_t *req, int status) {
     lua_pushinteger(tide_thread(r->w), status);
     tide_wake(r->w, 1);
   }
-  free(r);
+  tide__free(r);
 }
 
 static void connect_cancel (tide_Wait *w) {
@@ -671,7 +680,7 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
 int tide__connwait (lua_State *L, uv_connect_t *req, int err) {
   ConnReq *r = (ConnReq *)req;
   if (err < 0) {
-    free(r);
+    tide__free(r);
     tide__streamfail(L, -1);
     return tide_pushfail(L, err, lua_tostring(L, 1));
   }
@@ -704,11 +713,11 @@ static const luaL_Reg stream_meta[] = {
 };
 
 int tide__open_stream (lua_State *L) {
-  if (luaL_newmetatable(L, TIDE_STREAM)) {
-    luaL_setfuncs(L, stream_meta, 0);
-    luaL_newlib(L, stream_methods);
-    lua_setfield(L, -2, "__index");
-  }
+  /* filled by every open: a failed one may have left it half done */
+  luaL_newmetatable(L, TIDE_STREAM);
+  luaL_setfuncs(L, stream_meta, 0);
+  luaL_newlib(L, stream_methods);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   return 0;
 }

@@ -38,33 +38,41 @@ static void restore_at_close (lua_State *L, int fd) {
   luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/* Push a Stream on dup, a duplicate of fd; 0, or an error (dup is then
-** still ours). */
-static int openstream (lua_State *L, int fd, uv_handle_type type, int dup) {
+/* A duplicate of fd (made close-on-exec), or an error. */
+static int dupfd (int fd) {
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  return dup < 0 ? uv_translate_sys_error(errno) : dup;
+}
+
+/* Push a Stream on a duplicate of fd; 0, or an error. What may run out of
+** memory comes before the duplicate, which would leak. */
+static int openstream (lua_State *L, int fd, uv_handle_type type) {
   tide_Runtime *rt = tide__rt(L);
   uv_loop_t *loop = tide_getloop(L);
   uv_stream_t *h;
-  int err;
-  switch (type) {
-    case UV_TTY:
-      h = tide__newstream(L, rt, sizeof(uv_tty_t));
-      err = uv_tty_init(loop, (uv_tty_t *)h, dup, 0);
-      break;
-    case UV_TCP:
-      if (fd == 0) restore_at_close(L, fd);
-      h = tide__newstream(L, rt, sizeof(uv_tcp_t));
-      if ((err = uv_tcp_init(loop, (uv_tcp_t *)h)) == 0)
-        err = uv_tcp_open((uv_tcp_t *)h, dup);
-      break;
-    default:
-      if (fd == 0) restore_at_close(L, fd);
-      h = tide__newstream(L, rt, sizeof(uv_pipe_t));
-      if ((err = uv_pipe_init(loop, (uv_pipe_t *)h, 0)) == 0 &&
-          (err = uv_pipe_open((uv_pipe_t *)h, dup)) == 0 && fd > 0)
-        uv_stream_set_blocking(h, 1);
+  int err, dup;
+  if (type != UV_TTY && fd == 0) restore_at_close(L, fd);
+  h = tide__newstream(L, rt, type == UV_TTY ? sizeof(uv_tty_t)
+                           : type == UV_TCP ? sizeof(uv_tcp_t)
+                           : sizeof(uv_pipe_t));
+  if ((err = dup = dupfd(fd)) >= 0) {
+    switch (type) {
+      case UV_TTY:
+        err = uv_tty_init(loop, (uv_tty_t *)h, dup, 0);
+        break;
+      case UV_TCP:
+        if ((err = uv_tcp_init(loop, (uv_tcp_t *)h)) == 0)
+          err = uv_tcp_open((uv_tcp_t *)h, dup);
+        break;
+      default:
+        if ((err = uv_pipe_init(loop, (uv_pipe_t *)h, 0)) == 0 &&
+            (err = uv_pipe_open((uv_pipe_t *)h, dup)) == 0 && fd > 0)
+          uv_stream_set_blocking(h, 1);
+    }
+    if (err < 0) close(dup);
   }
   if (err < 0) tide__streamfail(L, -1);
-  return err;
+  return err < 0 ? err : 0;
 }
 
 /* stdio(fd) -> Stream | File | nil (fd not open), msg, code */
@@ -78,16 +86,13 @@ static int tty_stdio (lua_State *L) {
     return tide_pushfail(L, UV_EBADF, names[fd]);
   if (type == UV_UDP)
     return tide_pushfail(L, UV_ENOTSUP, names[fd]);
-  if ((dup = fcntl((int)fd, F_DUPFD_CLOEXEC, 3)) < 0)
-    return tide_pushfail(L, uv_translate_sys_error(errno), names[fd]);
-  if (type == UV_FILE) {
+  if (type == UV_FILE) {            /* it closes dup if it cannot be made */
+    if ((dup = dupfd((int)fd)) < 0) return tide_pushfail(L, dup, names[fd]);
     tide__newfile(L, dup, names[fd]);
     return 1;
   }
-  if ((err = openstream(L, (int)fd, type, dup)) < 0) {
-    close(dup);
+  if ((err = openstream(L, (int)fd, type)) < 0)
     return tide_pushfail(L, err, names[fd]);
-  }
   return 1;
 }
 

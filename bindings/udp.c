@@ -52,23 +52,29 @@ static void alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(s->buf, DGRAM_MAX);
 }
 
+typedef struct Datagram {
+  ssize_t nread;
+  const uv_buf_t *buf;
+  const struct sockaddr *addr;
+} Datagram;
+
+static int datagram_push (lua_State *L) {
+  const Datagram *d = lua_touserdata(L, 1);
+  if (d->nread < 0) return tide_pushfail(L, (int)d->nread, NULL);
+  lua_pushlstring(L, d->buf->base, (size_t)d->nread);
+  return 1 + tide__pushaddr(L, d->addr);
+}
+
 static void recv_cb (uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                      const struct sockaddr *addr, unsigned flags) {
   Socket *s = h->data;
   Task *t = s->reader;
-  lua_State *T;
-  int n;
+  Datagram d = { nread, buf, addr };
   (void)flags;
   if (t == NULL || (nread == 0 && addr == NULL)) return;  /* nothing yet */
-  T = tide_thread(&t->w);
-  if (nread < 0) n = tide_pushfail(T, (int)nread, NULL);
-  else {
-    lua_pushlstring(T, buf->base, (size_t)nread);
-    n = 1 + tide__pushaddr(T, addr);
-  }
   s->reader = NULL;
   uv_udp_recv_stop(h);
-  tide_wake(&t->w, n);
+  tide_wakewith(&t->w, datagram_push, &d);
 }
 
 static void recv_cancel (tide_Wait *w) {
@@ -86,7 +92,7 @@ static int udp_recv (lua_State *L) {
     return tide__error(L, "%s: another task is already receiving on this "
                           "socket", tide__fname(L));
   w = tide_wait(L);
-  if (s->buf == NULL && (s->buf = malloc(DGRAM_MAX)) == NULL)
+  if (s->buf == NULL && (s->buf = tide__malloc(DGRAM_MAX)) == NULL)
     return luaL_error(L, "not enough memory");
   if ((err = uv_udp_recv_start(U(s), alloc_cb, recv_cb)) < 0)
     return tide_pushfail(L, err, NULL);
@@ -103,10 +109,14 @@ typedef struct SendReq {
   char data[];
 } SendReq;
 
+static int sent_push (lua_State *L) {
+  return pushok(L, *(int *)lua_touserdata(L, 1));
+}
+
 static void send_cb (uv_udp_send_t *req, int status) {
   SendReq *r = (SendReq *)req;
-  if (r->w) tide_wake(r->w, pushok(tide_thread(r->w), status));
-  free(r);
+  if (r->w) tide_wakewith(r->w, sent_push, &status);
+  tide__free(r);
 }
 
 static void send_cancel (tide_Wait *w) {
@@ -137,13 +147,13 @@ static int udp_send (lua_State *L) {
   err = uv_udp_try_send(U(s), &b, 1, to);
   if (err >= 0) return pushok(L, 0);
   if (err != UV_EAGAIN) return tide_pushfail(L, err, NULL);
-  if ((r = malloc(sizeof *r + len)) == NULL)
+  if ((r = tide__malloc(sizeof *r + len)) == NULL)
     return luaL_error(L, "not enough memory");
   memcpy(r->data, data, len);
   b = uv_buf_init(r->data, (unsigned)len);
   r->w = w;
   if ((err = uv_udp_send(&r->req, U(s), &b, 1, to, send_cb)) < 0) {
-    free(r);
+    tide__free(r);
     return tide_pushfail(L, err, NULL);
   }
   lua_settop(L, 0);
@@ -222,16 +232,19 @@ static int udp_leave (lua_State *L) { return membership(L, UV_LEAVE_GROUP); }
 
 /* ---- Lifetime --------------------------------------------------------------- */
 
+static int closed_push (lua_State *L) {
+  luaL_pushfail(L);
+  lua_pushliteral(L, "socket closed");
+  lua_pushliteral(L, "ECANCELED");
+  return 3;
+}
+
 static void socket_onclose (tide_Handle *o) {
   Socket *s = (Socket *)o;
   if (s->reader) {
     Task *t = s->reader;
-    lua_State *T = tide_thread(&t->w);
     s->reader = NULL;
-    luaL_pushfail(T);
-    lua_pushliteral(T, "socket closed");
-    lua_pushliteral(T, "ECANCELED");
-    tide_wake(&t->w, 3);
+    tide_wakewith(&t->w, closed_push, NULL);
   }
 }
 
@@ -243,7 +256,7 @@ static int udp_close (lua_State *L) {
 static int udp_gc (lua_State *L) {
   Socket *s = checksocket(L, 1);
   tide__handleclose(&s->o);
-  free(s->buf);
+  tide__free(s->buf);
   s->buf = NULL;
   return 0;
 }
@@ -305,13 +318,13 @@ int tide__open_udp (lua_State *L) {
   lua_pushcclosure(L, udp_bind, 1);
   lua_setfield(L, -2, "_bind");
   lua_setfield(L, -4, "udp");
-  if (luaL_newmetatable(L, TIDE_UDP)) {
-    luaL_setfuncs(L, udp_meta, 0);
-    luaL_newlib(L, udp_methods);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -5, "UdpSocket");
-    lua_setfield(L, -2, "__index");
-  }
+  /* filled by every open: a failed one may have left it half done */
+  luaL_newmetatable(L, TIDE_UDP);
+  luaL_setfuncs(L, udp_meta, 0);
+  luaL_newlib(L, udp_methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -5, "UdpSocket");
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   return 0;
 }

@@ -48,7 +48,7 @@ typedef struct WorkReq {
 
 static int buf_gc (lua_State *L) {
   Buf *b = tide__checkudata(L, 1, TIDE_WORKBUF);
-  free(b->p);
+  tide__free(b->p);
   b->p = NULL;
   b->n = b->cap = 0;
   return 0;
@@ -58,10 +58,10 @@ static Buf *newbuf (lua_State *L) {
   Buf *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->p = NULL;
   b->n = b->cap = 0;
-  if (luaL_newmetatable(L, TIDE_WORKBUF)) {
-    lua_pushcfunction(L, buf_gc);
-    lua_setfield(L, -2, "__gc");
-  }
+  /* filled every time: an earlier fill may have run out of memory */
+  luaL_newmetatable(L, TIDE_WORKBUF);
+  lua_pushcfunction(L, buf_gc);
+  lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   return b;
 }
@@ -83,7 +83,7 @@ static void put (lua_State *L, Buf *b, const void *s, size_t len) {
       if (cap > SIZE_MAX / 2) luaL_error(L, "tide.work: not enough memory");
       cap *= 2;
     }
-    if ((p = realloc(b->p, cap)) == NULL)
+    if ((p = tide__realloc(b->p, cap)) == NULL)
       luaL_error(L, "tide.work: not enough memory");
     b->p = p;
     b->cap = cap;
@@ -463,7 +463,7 @@ static int worker_main (lua_State *W) {
 /* An encoded list of one string, made without Lua (for errors outside fn). */
 static char *encmsg (const char *msg, size_t len, size_t *outlen) {
   uint32_t one = 1;
-  char *p = malloc(sizeof one + 1 + sizeof len + len);
+  char *p = tide__malloc(sizeof one + 1 + sizeof len + len);
   if (p == NULL) return NULL;
   memcpy(p, &one, sizeof one);
   p[sizeof one] = 's';
@@ -487,7 +487,7 @@ static void work_cb (uv_work_t *req) {
     size_t len;
     const char *msg = lua_tolstring(W, -1, &len);
     if (msg == NULL) msg = "tide.work: error", len = 16;
-    free(r->out);
+    tide__free(r->out);
     r->failed = 1;
     r->out = encmsg(msg, len, &r->outlen);
   }
@@ -497,9 +497,9 @@ static void work_cb (uv_work_t *req) {
 /* ---- On the loop ------------------------------------------------------------- */
 
 static void freework (WorkReq *r) {
-  free(r->in);
-  free(r->out);
-  free(r);
+  tide__free(r->in);
+  tide__free(r->out);
+  tide__free(r);
 }
 
 /* Push the call's outcome on T: true, results... | false, error value. */
@@ -525,19 +525,27 @@ static int pushoutcome (lua_State *T, WorkReq *r, int status) {
   return (int)n + 1;
 }
 
+typedef struct Outcome {
+  WorkReq *r;
+  int status;
+} Outcome;
+
+static int outcome_push (lua_State *L) {
+  Outcome *o = lua_touserdata(L, 1);
+  return pushoutcome(L, o->r, o->status);
+}
+
 /* The call has ended, or was dropped before it started. It only frees r
 ** when the task stopped waiting, so it may run late (at tide_close, or
 ** never when a C function in fn never returns). */
 static void after_work (uv_work_t *req, int status) {
   WorkReq *r = req->data;
-  tide_Wait *w = r->w;
-  int n = 0;
-  if (w != NULL) {
-    tide__poolwait(w, req->loop, -1);
-    n = pushoutcome(tide_thread(w), r, status);
+  Outcome o = { r, status };
+  if (r->w != NULL) {
+    tide__poolwait(r->w, req->loop, -1);
+    tide_wakewith(r->w, outcome_push, &o);
   }
   freework(r);                     /* the state was closed on the pool */
-  if (w != NULL) tide_wake(w, n);
 }
 
 /* The task stopped waiting: a call not started yet is dropped; one that
@@ -597,7 +605,7 @@ static int work (lua_State *L) {
   lua_pop(L, 1);
   dumplen = b->n;
   enclist(L, b, 2, nargs, "argument", 2);
-  if ((r = calloc(1, sizeof *r)) == NULL)
+  if ((r = tide__calloc(1, sizeof *r)) == NULL)
     return luaL_error(L, "tide.work: not enough memory");
   r->dumplen = dumplen;
   r->in = buf_take(b, &r->inlen);

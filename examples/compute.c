@@ -19,6 +19,7 @@ typedef struct PrimesReq {
   tide_Wait *w;            /* NULL once the task stopped waiting */
   long n;
   long result;
+  int status;              /* the thread pool's: < 0 if it failed */
 } PrimesReq;
 
 static long primes (long n) {
@@ -35,16 +36,20 @@ static void work (uv_work_t *req) {      /* on a pool thread: no Lua here */
   r->result = primes(r->n);
 }
 
+/* The task's results, made by tide_wakewith in a protected call: if
+** memory runs out there, the waiting task raises instead. */
+static int primes_push (lua_State *L) {
+  PrimesReq *r = lua_touserdata(L, 1);
+  if (r->status < 0) return tide_pushfail(L, r->status, "primes");
+  lua_pushinteger(L, r->result);
+  return 1;
+}
+
 static void after_work (uv_work_t *req, int status) {  /* on the loop */
   PrimesReq *r = req->data;
-  if (r->w != NULL) {                    /* the task still waits */
-    lua_State *T = tide_thread(r->w);
-    if (status < 0) tide_wake(r->w, tide_pushfail(T, status, "primes"));
-    else {
-      lua_pushinteger(T, r->result);
-      tide_wake(r->w, 1);
-    }
-  }
+  r->status = status;
+  if (r->w != NULL)                      /* the task still waits */
+    tide_wakewith(r->w, primes_push, r);
   free(r);                               /* cancelled or not, done with it */
 }
 

@@ -112,15 +112,15 @@ static int watch_start (tide_Runtime *rt) {
   sigset_t all, old;
   int err;
   if (w == NULL) {
-    w = calloc(1, sizeof *w);
+    w = tide__calloc(1, sizeof *w);
     if (w == NULL) return 0;
     if (uv_mutex_init(&w->mu) != 0) {
-      free(w);
+      tide__free(w);
       return 0;
     }
     if (uv_cond_init(&w->cv) != 0) {
       uv_mutex_destroy(&w->mu);
-      free(w);
+      tide__free(w);
       return 0;
     }
     rt->watch = w;
@@ -155,7 +155,7 @@ void tide__debugclose (tide_Runtime *rt) {
   watch_stop(w);
   uv_cond_destroy(&w->cv);
   uv_mutex_destroy(&w->mu);
-  free(w);
+  tide__free(w);
   rt->watch = NULL;
 }
 
@@ -258,11 +258,23 @@ static void note (lua_State *L, lua_Debug *ar, tide_Watch *w) {
   uv_mutex_unlock(&w->mu);
 }
 
+/* (co) -> its traceback (past this function when co runs it) */
+static int traceback_of (lua_State *L) {
+  lua_State *co = lua_touserdata(L, 1);
+  luaL_traceback(L, co, NULL, co == L ? 1 : 0);
+  return 1;
+}
+
+/* In a protected call: after a resume, nothing may raise. */
 static void report (lua_State *L, lua_State *co, uint64_t ns,
                     const char *how) {
-  luaL_traceback(L, co, NULL, 0);
+  int ok;
+  lua_pushcfunction(L, traceback_of);
+  lua_pushlightuserdata(L, co);
+  ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
   fprintf(stderr, "tide: a task %s %.3f s without yielding, blocking every "
-          "other task, at:\n%s\n", how, (double)ns / 1e9, lua_tostring(L, -1));
+          "other task, at:\n%s\n", how, (double)ns / 1e9,
+          ok ? lua_tostring(L, -1) : "(no memory left to tell where)");
   fflush(stderr);
   lua_pop(L, 1);
 }

@@ -10,14 +10,19 @@
 #include "tide_int.h"
 
 static void handle_freed (uv_handle_t *h) {
-  free(h);
+  tide__free(h);
 }
 
-/* Allocate the uv handle (size bytes) and link o into the runtime's list. */
+/* Allocate the uv handle (size bytes) and link o into the runtime's list.
+** Out of memory, it raises on L, or returns NULL when L is NULL (for
+** callers with memory of their own to free first). */
 void *tide__handleinit (lua_State *L, tide_Runtime *rt, tide_Handle *o,
                         size_t size, void (*onclose) (tide_Handle *)) {
-  uv_handle_t *h = calloc(1, size);   /* type UV_UNKNOWN_HANDLE until init */
-  if (h == NULL) luaL_error(L, "not enough memory");
+  uv_handle_t *h = tide__calloc(1, size);  /* UV_UNKNOWN_HANDLE until init */
+  if (h == NULL) {
+    if (L != NULL) tide__nomem(L);
+    return NULL;
+  }
   h->data = o;
   o->h = h;
   o->rt = rt;
@@ -42,7 +47,7 @@ void tide__handleclose (tide_Handle *o) {
   if (o->next) o->next->prev = o->prev;
   o->prev = o->next = NULL;
   if (o->onclose) o->onclose(o);
-  if (h->type == UV_UNKNOWN_HANDLE) free(h);   /* init failed */
+  if (h->type == UV_UNKNOWN_HANDLE) tide__free(h);   /* init failed */
   else uv_close(h, handle_freed);
 }
 

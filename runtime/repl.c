@@ -43,19 +43,29 @@ static void stop_reading (void) {
   in.editing = 0;
 }
 
+typedef struct Line {
+  const char *line;
+  size_t len;
+  int interrupted;
+} Line;
+
+static int line_push (lua_State *L) {
+  const Line *l = lua_touserdata(L, 1);
+  if (l->interrupted) lua_pushboolean(L, 0);
+  else if (l->line == NULL) lua_pushnil(L);
+  else lua_pushlstring(L, l->line, l->len);
+  return 1;
+}
+
 /* Wake the reader with the line (len bytes), nil (end of input) or false
 ** (Ctrl-C). */
 static void deliver (const char *line, size_t len, int interrupted) {
   tide_Wait *w = in.reader;
-  lua_State *T;
+  Line l = { line, len, interrupted };
   if (w == NULL) return;
   in.reader = NULL;
   stop_reading();
-  T = tide_thread(w);
-  if (interrupted) lua_pushboolean(T, 0);
-  else if (line == NULL) lua_pushnil(T);
-  else lua_pushlstring(T, line, len);
-  tide_wake(w, 1);
+  tide_wakewith(w, line_push, &l);
 }
 
 static void on_line (char *line) {   /* libedit: a line, or NULL at EOF */
@@ -67,10 +77,15 @@ static void on_line (char *line) {   /* libedit: a line, or NULL at EOF */
 /* Plain mode: push the first whole line of the buffer (echoed, so that a
 ** transcript reads as on a terminal), or nil at the end of input; 0 if
 ** more must be read first. */
+static int plain_ready (void) {
+  return in.eof || in.plainlen > PLAIN_MAX ||
+         (in.plainlen && memchr(in.plain, '\n', in.plainlen) != NULL);
+}
+
 static int plain_take (lua_State *T) {
   char *nl = in.plainlen ? memchr(in.plain, '\n', in.plainlen) : NULL;
   size_t n;
-  if (nl == NULL && !in.eof && in.plainlen <= PLAIN_MAX) return 0;
+  if (!plain_ready()) return 0;
   if (nl == NULL && in.plainlen == 0) {
     fputs("\n", stdout);
     fflush(stdout);
@@ -101,13 +116,17 @@ static void plain_fill (void) {
   else in.plainlen += (size_t)n;
 }
 
+static int plain_push (lua_State *L) {
+  return plain_take(L);
+}
+
 static void plain_read (void) {
   tide_Wait *w = in.reader;
   plain_fill();
-  if (w && plain_take(tide_thread(w))) {
+  if (w && plain_ready()) {
     in.reader = NULL;
     stop_reading();
-    tide_wake(w, 1);
+    tide_wakewith(w, plain_push, NULL);
   }
 }
 

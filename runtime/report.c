@@ -33,29 +33,67 @@ static int calltostring (lua_State *L) {
   return 1;
 }
 
-/* Push "msg\nstack traceback:..." for the error on top of co, as lua.c's
-** message handler does for the main chunk. co is dead (no call may run on
-** it): a __tostring runs on L, in a protected call. */
-void tide__pushtraceback (lua_State *L, lua_State *co) {
-  const char *msg = lua_tostring(co, -1);
+/* (error, co) -> "msg\nstack traceback:..." for co's error, as lua.c's
+** message handler makes it for the main chunk. co is dead (no call may run
+** on it): a __tostring runs here, in a protected call. */
+static int traceback (lua_State *L) {
+  lua_State *co = lua_touserdata(L, 2);
+  const char *msg;
+  lua_pushvalue(L, 1);
+  msg = lua_tostring(L, -1);
   if (msg == NULL) {
-    int top = lua_gettop(L);
     lua_pushcfunction(L, calltostring);
-    lua_pushvalue(co, -1);
-    lua_xmove(co, L, 1);
-    if (luaL_getmetafield(L, -1, "__tostring") != LUA_TNIL &&
+    lua_pushvalue(L, 1);
+    if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL &&
         (lua_pop(L, 1), lua_pcall(L, 1, 1, 0) == LUA_OK) &&
         lua_type(L, -1) == LUA_TSTRING)
       msg = lua_tostring(L, -1);
     else
       msg = lua_pushfstring(L, "(error object is a %s value)",
-                            luaL_typename(co, -1));
-    luaL_traceback(L, co, msg, 0);
-    lua_replace(L, top + 1);
-    lua_settop(L, top + 1);
-    return;
+                            luaL_typename(L, 1));
   }
   luaL_traceback(L, co, msg, 0);
+  return 1;
+}
+
+/* Push the traceback of co's error (on top of L), or nil when there is no
+** memory to make it; never raises. */
+void tide__pushtraceback (lua_State *L, lua_State *co) {
+  lua_pushcfunction(L, traceback);
+  lua_pushvalue(L, -2);
+  lua_pushlightuserdata(L, co);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+}
+
+/* The value at idx as a message for stderr: a string, what luaL_tolstring
+** makes of it (in a protected call), else its type in buf. Pushes one
+** value (which the result may point into); never raises. */
+const char *tide__errstring (lua_State *L, int idx, char *buf, size_t size) {
+  idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    lua_pushvalue(L, idx);
+    return lua_tostring(L, -1);
+  }
+  lua_pushcfunction(L, calltostring);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+    return lua_tostring(L, -1);
+  snprintf(buf, size, "(error object is a %s value)", luaL_typename(L, idx));
+  return buf;
+}
+
+/* (task) -> "<task> is stuck; stack traceback:..." */
+static int stuck (lua_State *L) {
+  Task *t = lua_touserdata(L, 1);
+  tide__pushtask(L, t);
+  luaL_tolstring(L, -1, NULL);
+  luaL_traceback(L, t->co, NULL, 0);
+  lua_pushfstring(L, "%s is stuck; %s", lua_tostring(L, -2),
+                  lua_tostring(L, -1));
+  return 1;
 }
 
 /* Nothing can wake the tasks that are left: show where each one waits. */
@@ -69,13 +107,14 @@ void tide__reportstuck (tide_Runtime *rt) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
   for (i = 1; i <= rt->nlive; i++) {
     Task *t;
-    const char *name;
     lua_rawgeti(L, -1, i);
     t = lua_touserdata(L, -1);
-    name = luaL_tolstring(L, -1, NULL);
-    luaL_traceback(L, t->co, NULL, 0);
-    fprintf(stderr, "%s is stuck; %s\n", name, lua_tostring(L, -1));
-    lua_pop(L, 3);
+    lua_pop(L, 1);                 /* the live array keeps it */
+    if (tide__pcall(rt, stuck, t, 1) == LUA_OK)
+      fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    else
+      fprintf(stderr, "a task is stuck (no memory left to tell where)\n");
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
   end_report(rt);
@@ -94,24 +133,43 @@ static void prepare_cb (uv_prepare_t *h) {
   if (rt->rcount == 0) tide__reportfailed(rt);
 }
 
-void tide__initreport (tide_Runtime *rt) {
-  uv_prepare_init(rt->loop, &rt->prepare);
-  rt->prepare.data = rt;
-  rt->failedtail = &rt->failed;
+/* Report t's error, with its traceback if there was memory to make it. */
+static void report_one (tide_Runtime *rt, Task *t) {
+  lua_State *co = t->co;
+  char buf[64];
+  const char *msg = lua_type(co, 2) == LUA_TSTRING ? lua_tostring(co, 2)
+                  : lua_type(co, 1) == LUA_TSTRING ? lua_tostring(co, 1)
+                  : NULL;
+  if (msg == NULL) {
+    snprintf(buf, sizeof buf, "(error object is a %s value)",
+             luaL_typename(co, 1));
+    msg = buf;
+  }
+  t->reported = 1;
+  rt->nunobserved++;
+  begin_report(rt);
+  fprintf(stderr, "tide: error in a task nobody awaited: %s\n", msg);
+  end_report(rt);
 }
 
-/* t (its Task object at the top of L) ended with an error: keep it until
-** the report. */
-void tide__failed (tide_Runtime *rt, lua_State *L, Task *t) {
-  if (t->retrieved || t->cancelled || t->main) return;
-  if (rt->failedref == 0) {
-    lua_newtable(L);
-    rt->failedref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->failedref);
-  lua_pushvalue(L, -2);
+/* (task): anchor it in the table of failed tasks. */
+static int anchor (lua_State *L) {
+  Task *t = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->rt->failedref);
+  tide__pushtask(L, t);
   lua_rawsetp(L, -2, t);
-  lua_pop(L, 1);
+  return 0;
+}
+
+/* t (still live) ended with an error: keep it until the report. With no
+** memory left to keep it, it is reported now, while it is alive. */
+void tide__failed (tide_Runtime *rt, Task *t) {
+  if (t->retrieved || t->cancelled || t->main) return;
+  if (tide__pcall(rt, anchor, t, 0) != LUA_OK) {
+    lua_pop(rt->cbL, 1);
+    report_one(rt, t);
+    return;
+  }
   t->link = NULL;
   *rt->failedtail = t;
   rt->failedtail = &t->link;
@@ -137,20 +195,28 @@ void tide__reportfailed (tide_Runtime *rt) {
   while (t != NULL) {
     Task *next = t->link;
     t->link = NULL;
-    if (!t->retrieved) {
-      const char *tb = lua_tostring(t->co, 2);
-      t->reported = 1;
-      rt->nunobserved++;
-      begin_report(rt);
-      fprintf(stderr, "tide: error in a task nobody awaited: %s\n",
-              tb ? tb : "?");
-      end_report(rt);
-    }
+    if (!t->retrieved) report_one(rt, t);
     lua_pushnil(L);
     lua_rawsetp(L, -2, t);
     t = next;
   }
   lua_pop(L, 1);
+}
+
+/* (task) -> what reportleft says of a task that never started: its
+** function is at the bottom of its thread. */
+static int neverstarted (lua_State *L) {
+  Task *t = lua_touserdata(L, 1);
+  lua_Debug ar;
+  luaL_checkstack(t->co, 1, NULL);
+  lua_pushvalue(t->co, 1);
+  lua_xmove(t->co, L, 1);
+  lua_getinfo(L, ">S", &ar);
+  tide__pushtask(L, t);
+  lua_pushfstring(L, "tide: %s never started (function at %s:%d): the loop "
+                  "did not run again before the runtime closed",
+                  luaL_tolstring(L, -1, NULL), ar.short_src, ar.linedefined);
+  return 1;
 }
 
 /* The state closes with tasks that never started (spawned after tide.run
@@ -162,19 +228,14 @@ void tide__reportleft (tide_Runtime *rt) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
   for (i = 1; i <= rt->nlive; i++) {
     Task *t;
-    lua_Debug ar;
     lua_rawgeti(L, -1, i);
     t = lua_touserdata(L, -1);
-    if (t->state == T_NEW) {       /* its function is at the bottom of co */
-      lua_pushvalue(t->co, 1);
-      lua_xmove(t->co, L, 1);
-      lua_getinfo(L, ">S", &ar);
+    lua_pop(L, 1);
+    if (t->state != T_NEW) continue;
+    if (tide__pcall(rt, neverstarted, t, 1) == LUA_OK) {
       begin_report(rt);
-      fprintf(stderr, "tide: %s never started (function at %s:%d): the "
-              "loop did not run again before the runtime closed\n",
-              luaL_tolstring(L, -1, NULL), ar.short_src, ar.linedefined);
+      fprintf(stderr, "%s\n", lua_tostring(L, -1));
       end_report(rt);
-      lua_pop(L, 1);
     }
     lua_pop(L, 1);
   }

@@ -61,6 +61,20 @@ TIDE_API int tide_run (tide_Runtime *rt, uv_run_mode mode) {
   return LUA_ERRRUN;
 }
 
+/* Call f with the top nargs values of L in a protected call, for the
+** host's entry points: running out of memory there is a status, not a
+** panic. As lua_pcall, the results or the error replace them. */
+int tide__protect (lua_State *L, lua_CFunction f, int nargs, int nres) {
+  if (!lua_checkstack(L, 1)) {
+    lua_pop(L, nargs);
+    lua_pushliteral(L, "not enough memory");   /* never allocates */
+    return LUA_ERRMEM;
+  }
+  lua_pushcfunction(L, f);
+  lua_insert(L, -(nargs + 1));
+  return lua_pcall(L, nargs, nres, 0);
+}
+
 /* Run the loop until task t ends. LUA_ERRRUN on a deadlock. */
 static int run_until (tide_Runtime *rt, Task *t) {
   while (t->state != T_DONE) {
@@ -73,33 +87,50 @@ static int run_until (tide_Runtime *rt, Task *t) {
   return LUA_OK;
 }
 
+/* The function below nargs arguments on L becomes the main task: the one
+** tide_call or tide.run drives until it ends. Pushes its Task object. */
+static Task *spawn_main (tide_Runtime *rt, lua_State *L, int nargs) {
+  Task *t;
+  if (rt->depth > 0 || rt->current)
+    tide__error(L, "cannot drive the loop from inside a task or a callback");
+  t = tide__spawn(rt, L, nargs);
+  t->main = 1;
+  return t;
+}
+
+static int deadlock_msg (lua_State *L) {
+  lua_pushliteral(L, "deadlock: the main task waits and nothing is left "
+                     "that could wake it");
+  return 1;
+}
+
+/* (Task) -> the results of the main task, which has ended, or its error
+** raised. */
+static int main_results (lua_State *L) {
+  Task *t = lua_touserdata(L, 1);
+  t->retrieved = 1;
+  if (t->failed) {
+    lua_pushvalue(t->co, 1);
+    lua_xmove(t->co, L, 1);
+    return lua_error(L);
+  }
+  tide__pushresult(L, t);
+  return t->nres;
+}
+
 /* The function below nargs arguments on L runs as a task to its end. On
 ** LUA_OK its results are pushed (all of them); otherwise the error is. */
 static int call_main (tide_Runtime *rt, lua_State *L, int nargs) {
-  Task *t;
-  int top, status;
-  if (rt->depth > 0 || rt->current)
-    return tide__error(L, "cannot drive the loop from inside a task "
-                          "or a callback");
-  t = tide__spawn(rt, L, nargs);
-  t->main = 1;
-  top = lua_gettop(L);
-  status = run_until(rt, t);
+  Task *t = spawn_main(rt, L, nargs);
+  int status = run_until(rt, t);
   if (status != LUA_OK) {
-    lua_pushliteral(L, "deadlock: the main task waits and nothing is left "
-                       "that could wake it");
+    lua_pop(L, 1);
+    deadlock_msg(L);
     return status;
   }
-  t->retrieved = 1;
-  if (!t->failed) {
-    tide__pushresult(L, t);
-    lua_remove(L, top);
-    return LUA_OK;
-  }
-  lua_pushvalue(t->co, 1);
-  lua_xmove(t->co, L, 1);
-  lua_remove(L, top);
-  return LUA_ERRRUN;
+  lua_pushcfunction(L, main_results);
+  lua_insert(L, -2);
+  return lua_pcall(L, 1, LUA_MULTRET, 0);
 }
 
 /* The message handler of tide_call, as lua.c's: the traceback is taken
@@ -132,23 +163,48 @@ static int traced (lua_State *L) {
                                 traced_k), 0);
 }
 
+/* (f, args...) -> the Task of traced(f, args...), the main task */
+static int call_start (lua_State *L) {
+  lua_pushcfunction(L, traced);
+  lua_insert(L, 1);
+  spawn_main(tide_runtime(L), L, lua_gettop(L) - 1);
+  return 1;
+}
+
+/* What allocates runs in protected calls (the start, the results); the
+** Task object stays on L's stack while the loop runs. */
 TIDE_API int tide_call (tide_Runtime *rt, int nargs, int nres) {
   lua_State *L = rt->L;
   int base = lua_gettop(L) - nargs - 1;
-  int status;
-  lua_pushcfunction(L, traced);
-  lua_insert(L, base + 1);
-  status = call_main(rt, L, nargs + 1);
+  int status = tide__protect(L, call_start, nargs + 1, 1);
+  if (status != LUA_OK) return status;
+  if (run_until(rt, lua_touserdata(L, -1)) != LUA_OK) {
+    tide__protect(L, deadlock_msg, 1, 1);
+    return LUA_ERRRUN;
+  }
+  status = tide__protect(L, main_results, 1, LUA_MULTRET);
   if (status == LUA_OK && nres != LUA_MULTRET)
     lua_settop(L, base + nres);
   return status;
 }
 
+/* (path) -> the loaded chunk or the message, and the status of the load
+** (luaL_loadfile pushes the chunk name outside any protected call) */
+static int load_file (lua_State *L) {
+  lua_pushinteger(L, luaL_loadfile(L, lua_touserdata(L, 1)));
+  return 2;
+}
+
 TIDE_API int tide_dofile (tide_Runtime *rt, const char *path) {
-  int status = luaL_loadfile(rt->L, path);
+  lua_State *L = rt->L;
+  int status;
+  lua_pushlightuserdata(L, (void *)path);
+  status = tide__protect(L, load_file, 1, 2);
   if (status != LUA_OK) return status;
-  status = tide_call(rt, 0, 0);
-  return status;
+  status = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (status != LUA_OK) return status;
+  return tide_call(rt, 0, 0);
 }
 
 /* Cancel the tasks that are left and let them end, within reason. */
@@ -215,19 +271,17 @@ static void close_own (uv_handle_t *h, void *arg) {
   uv_close(h, count_closed);
 }
 
-TIDE_API void tide_close (tide_Runtime *rt) {
+/* Close the handles tide opened and, with its own loop, the loop; free the
+** C memory. */
+static void close_uv (tide_Runtime *rt) {
   int pending = 0;
-  lua_State *L = rt->L;
-  if (rt->closing) return;
-  if (L != NULL) finish_leftovers(rt);
-  tide__reportfailed(rt);
-  tide__releasesignals(rt);
-  rt->closing = 1;
   tide__debugclose(rt);
   tide__poolclose(rt);
   tide__closehandles(rt);
   uv_idle_stop(&rt->idle);
+  uv_check_stop(&rt->check);
   close_own((uv_handle_t *)&rt->idle, &pending);
+  close_own((uv_handle_t *)&rt->check, &pending);
   close_own((uv_handle_t *)&rt->timer, &pending);
   close_own((uv_handle_t *)&rt->prepare, &pending);
   if (rt->ownsloop)
@@ -237,16 +291,31 @@ TIDE_API void tide_close (tide_Runtime *rt) {
   if (rt->ownsloop)                /* requests still in flight (connect, */
     uv_run(rt->loop, UV_RUN_DEFAULT);  /* write) end; their callbacks only free */
   if (rt->ownsloop) uv_loop_close(rt->loop);
-  free(rt->ready);
-  free(rt->heap.a);
+  tide__free(rt->ready);
+  tide__free(rt->heap.a);
   rt->ready = NULL;
   rt->heap.a = NULL;
-  rt->rcount = rt->heap.n = 0;
-  if (L != NULL) {
-    luaL_unref(L, LUA_REGISTRYINDEX, rt->liveref);
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &rtkey);
-  }
+  rt->rhead = rt->rcount = rt->rcap = rt->heap.n = rt->heap.cap = 0;
+}
+
+/* Drop the runtime's entries in the registry (existing keys: nothing is
+** allocated). */
+static void close_lua (lua_State *L, tide_Runtime *rt) {
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->liveref);
+  luaL_unref(L, LUA_REGISTRYINDEX, rt->failedref);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rtkey);
+}
+
+TIDE_API void tide_close (tide_Runtime *rt) {
+  lua_State *L = rt->L;
+  if (rt->closing) return;
+  if (L != NULL) finish_leftovers(rt);
+  tide__reportfailed(rt);
+  tide__releasesignals(rt);
+  rt->closing = 1;
+  close_uv(rt);
+  if (L != NULL) close_lua(L, rt);
 }
 
 /* When the state closes with the runtime still open: tasks are not resumed
@@ -257,7 +326,7 @@ static int rt_gc (lua_State *L) {
   if (lua_gc(L, LUA_GCISRUNNING) != -1)
     return tide__error(L, "%s: the runtime ends with its Lua state, "
                           "not by hand", tide__fname(L));
-  if (!rt->closing) {
+  if (rt->opened && !rt->closing) {
     uint32_t i;
     tide__reportleft(rt);
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
@@ -303,6 +372,7 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_remove(L, -2);
   tide__opensched(L);
   tide__opentimer(L);
+  tide__openwatch(L);
   tide__opendebug(L);
   tide__open_stream(L);
   tide__open_dns(L);
@@ -347,20 +417,50 @@ static void stdfds_open (void) {
   }
 }
 
+/* The loop (its own unless given one) and the runtime's handles, all
+** set up at once: rt->loop is set once they are. */
+static void open_loop (lua_State *L, tide_Runtime *rt, uv_loop_t *loop) {
+  if (loop == NULL) {
+    int err;
+    stdfds_open();
+    if ((err = uv_loop_init(&rt->ownloop)) != 0)
+      luaL_error(L, "tide: cannot open a loop: %s", uv_strerror(err));
+    rt->ownsloop = 1;
+    loop = &rt->ownloop;
+  }
+  uv_idle_init(loop, &rt->idle);
+  rt->idle.data = rt;
+  uv_check_init(loop, &rt->check);
+  rt->check.data = rt;
+  uv_timer_init(loop, &rt->timer);
+  rt->timer.data = rt;
+  uv_prepare_init(loop, &rt->prepare);
+  rt->prepare.data = rt;
+  rt->failedtail = &rt->failed;
+  rt->loop = loop;
+}
+
+/* The runtime userdata, registered: from here on open_undo finds it. Its
+** __gc does nothing to a runtime that was never opened. */
+static tide_Runtime *new_runtime (lua_State *L) {
+  tide_Runtime *rt = lua_newuserdatauv(L, sizeof *rt, 0);
+  memset(rt, 0, sizeof *rt);
+  rt->liveref = rt->failedref = LUA_NOREF;
+  luaL_newmetatable(L, TIDE_RUNTIME);  /* filled by every open: one that */
+  lua_pushcfunction(L, rt_gc);         /* failed may have left it empty */
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rtkey);
+  return rt;
+}
+
 /* (loop, setglobal) -> the runtime, opened */
 static int open_protected (lua_State *L) {
   tide_Runtime *rt;
   uv_loop_t *loop = lua_touserdata(L, 1);
   int setglobal = lua_toboolean(L, 2);
   lua_settop(L, 0);
-  rt = lua_newuserdatauv(L, sizeof *rt, 0);
-  memset(rt, 0, sizeof *rt);
-  if (luaL_newmetatable(L, TIDE_RUNTIME)) {
-    lua_pushcfunction(L, rt_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &rtkey);
+  rt = new_runtime(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   rt->L = lua_tothread(L, -1);
   lua_pop(L, 1);
@@ -368,28 +468,38 @@ static int open_protected (lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &rt->cbL);
   lua_newtable(L);
   rt->liveref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (loop == NULL) {
-    int err;
-    stdfds_open();
-    err = uv_loop_init(&rt->ownloop);
-    if (err) return luaL_error(L, "tide: cannot open a loop: %s",
-                               uv_strerror(err));
-    rt->loop = &rt->ownloop;
-    rt->ownsloop = 1;
-  }
-  else
-    rt->loop = loop;
-  tide__inittimer(rt);
-  tide__initreport(rt);
-  open_module(L, rt);
+  lua_newtable(L);
+  rt->failedref = luaL_ref(L, LUA_REGISTRYINDEX);
+  open_loop(L, rt, loop);
+  open_module(L, rt);              /* ends with package.loaded.tide set */
+  rt->registered = 1;
   if (setglobal) {
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "tide");
     lua_setglobal(L, "tide");
     lua_pop(L, 1);
   }
+  rt->opened = 1;
   lua_pushlightuserdata(L, rt);
   return 1;
+}
+
+/* tide_open failed half-way: take back what it did, allocating nothing, so
+** that the state keeps no half-open runtime and a new tide_open starts
+** afresh. (What else it set up, the coroutine functions, package.loaded
+** entries, is replaced by the next open.) */
+static void open_undo (lua_State *L, tide_Runtime *rt) {
+  rt->closing = 1;
+  if (rt->loop != NULL) close_uv(rt);
+  close_lua(L, rt);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt->cbL);
+  if (rt->registered) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "tide");
+    lua_pop(L, 1);
+  }
 }
 
 static tide_Runtime *open_runtime (lua_State *L, uv_loop_t *loop,
@@ -402,6 +512,7 @@ static tide_Runtime *open_runtime (lua_State *L, uv_loop_t *loop,
   if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
     fprintf(stderr, "tide: %s\n", lua_tostring(L, -1));
     lua_pop(L, 1);
+    if ((rt = tide_runtime(L)) != NULL) open_undo(L, rt);
     return NULL;
   }
   rt = lua_touserdata(L, -1);

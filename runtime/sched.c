@@ -16,14 +16,16 @@
 ** only C points at (a timer, a request) is collected. Removal moves the last
 ** entry into the hole. */
 
+/* The slot is filled before it is counted: a rawseti that runs out of
+** memory raises with the array as it was. */
 static void live_add (tide_Runtime *rt, lua_State *L, int idx) {
   Task *t = lua_touserdata(L, idx);
   idx = lua_absindex(L, idx);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
   lua_pushvalue(L, idx);
-  lua_rawseti(L, -2, ++rt->nlive);
+  lua_rawseti(L, -2, (lua_Integer)rt->nlive + 1);
   lua_pop(L, 1);
-  t->slot = rt->nlive;
+  t->slot = ++rt->nlive;
 }
 
 static void live_remove (tide_Runtime *rt, lua_State *L, Task *t) {
@@ -49,32 +51,41 @@ void tide__pushtask (lua_State *L, Task *t) {
   lua_remove(L, -2);
 }
 
-/* ---- The ready queue: a ring buffer of tasks to resume ------------------ */
+/* ---- The ready queue: a ring buffer of tasks to resume ------------------
+** Tasks are queued from libuv callbacks, where nothing may fail, and each
+** at most once; so the ring is grown at spawn to hold every live task, and
+** queueing never allocates. */
 
 static void idle_cb (uv_idle_t *h) {
   tide__runready(h->data);
 }
 
+static void check_cb (uv_check_t *h) {
+  tide__runready(h->data);
+}
+
+/* Double the ring; 0 when out of memory. */
+static int ready_grow (tide_Runtime *rt) {
+  uint32_t ncap = rt->rcap ? rt->rcap * 2 : 64, i;
+  Task **a = tide__malloc(ncap * sizeof *a);
+  if (a == NULL) return 0;
+  for (i = 0; i < rt->rcount; i++)
+    a[i] = rt->ready[(rt->rhead + i) % rt->rcap];
+  tide__free(rt->ready);
+  rt->ready = a;
+  rt->rhead = 0;
+  rt->rcap = ncap;
+  return 1;
+}
+
 void tide__enqueue (tide_Runtime *rt, Task *t) {
-  if (t->queued) return;
-  if (rt->rcount == rt->rcap) {
-    uint32_t ncap = rt->rcap ? rt->rcap * 2 : 64, i;
-    Task **a = malloc(ncap * sizeof *a);
-    if (a == NULL) {
-      fprintf(stderr, "tide: not enough memory for the ready queue\n");
-      abort();
-    }
-    for (i = 0; i < rt->rcount; i++)
-      a[i] = rt->ready[(rt->rhead + i) % rt->rcap];
-    free(rt->ready);
-    rt->ready = a;
-    rt->rhead = 0;
-    rt->rcap = ncap;
-  }
+  if (t->queued || rt->ready == NULL) return;  /* NULL: tide_close ran */
   rt->ready[(rt->rhead + rt->rcount++) % rt->rcap] = t;
   t->queued = 1;
-  if (rt->rcount == 1 && !rt->closing)
+  if (rt->rcount == 1 && !rt->closing) {
     uv_idle_start(&rt->idle, idle_cb);
+    uv_check_start(&rt->check, check_cb);
+  }
 }
 
 static Task *dequeue (tide_Runtime *rt) {
@@ -91,8 +102,10 @@ void tide__runready (tide_Runtime *rt) {
   int budget = 4096;
   while (rt->rcount > 0 && budget-- > 0)
     tide__taskrun(rt, dequeue(rt));
-  if (rt->rcount == 0)
+  if (rt->rcount == 0) {
     uv_idle_stop(&rt->idle);
+    uv_check_stop(&rt->check);
+  }
 }
 
 /* ---- Ending a task ------------------------------------------------------- */
@@ -108,13 +121,24 @@ static void wake_awaiters (Task *t) {
   }
 }
 
+/* Call f(ud) on the runtime's thread in a protected call (for what runs
+** where nothing may raise: libuv callbacks, ending a task); its nres
+** results, or its error (out of memory), are left on top of cbL. */
+int tide__pcall (tide_Runtime *rt, lua_CFunction f, void *ud, int nres) {
+  lua_State *L = rt->cbL;
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, ud);
+  return lua_pcall(L, 1, nres, 0);
+}
+
 /* Call fn(task) outside any task, in a protected call; report errors. */
 void tide__callback (tide_Runtime *rt, lua_State *L) {
   Task *prev = rt->current;
   rt->current = NULL;
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    char buf[64];
     fprintf(stderr, "tide: error in an on_done callback: %s\n",
-            luaL_tolstring(L, -1, NULL));
+            tide__errstring(L, -1, buf, sizeof buf));
     fflush(stderr);
     lua_pop(L, 2);
   }
@@ -138,57 +162,65 @@ static void run_callbacks (tide_Runtime *rt, Task *t) {
   lua_pop(L, 2);
 }
 
+/* The body raised the error on top of co: once its <close> variables have
+** run, co holds the error and its traceback (nil for its own cancellation,
+** or when there was no memory to make it). Allocates in protected calls
+** only: nothing here may raise. */
+static void task_error (tide_Runtime *rt, Task *t) {
+  lua_State *co = t->co, *L = rt->cbL;
+  Task *prev = rt->current;
+  lua_xmove(co, L, 1);             /* L: error (a dead thread may have no */
+  if (t->cancelreq && tide__israised(L, -1))   /* slot for a copy) */
+    lua_pushnil(L);
+  else
+    tide__pushtraceback(L, co);    /* L: error, traceback */
+  lua_pushvalue(L, -2);
+  lua_xmove(L, co, 1);             /* back where it was, for the __close */
+  rt->current = t;                 /* its __close handlers run as it */
+  if (lua_resetthread(co) != LUA_OK) {  /* a __close raised: it wins */
+    lua_xmove(co, L, 1);
+    lua_replace(L, -3);
+  }
+  rt->current = prev;
+  lua_settop(co, 0);
+  lua_xmove(L, co, 2);             /* co: error, traceback */
+  t->failed = 1;
+  t->cancelled = t->cancelreq && tide__israised(co, 1);
+  t->nres = 2;
+}
+
 /* The body returned or raised: keep the results (or the error and its
 ** traceback) on the dead coroutine's stack, and tell whoever waits. */
 static void task_finish (tide_Runtime *rt, Task *t, int status, int nres) {
-  lua_State *co = t->co;
   if (status == LUA_OK)
     t->nres = nres;
-  else {
-    lua_State *L = rt->cbL;
-    Task *prev = rt->current;
-    lua_checkstack(co, 2);         /* a dead thread has no free slot */
-    lua_pushvalue(co, -1);
-    lua_xmove(co, L, 1);           /* L: error */
-    if (t->cancelreq && tide__israised(L, -1))
-      lua_pushnil(L);
-    else
-      tide__pushtraceback(L, co);        /* L: error, traceback */
-    rt->current = t;               /* its __close handlers run as it */
-    if (lua_resetthread(co) != LUA_OK) {  /* a __close raised: it wins */
-      lua_xmove(co, L, 1);
-      lua_replace(L, -3);
-    }
-    rt->current = prev;
-    lua_settop(co, 0);
-    lua_xmove(L, co, 2);           /* co: error, traceback */
-    t->failed = 1;
-    t->cancelled = t->cancelreq && tide__israised(co, 1);
-    t->nres = 2;
-  }
+  else
+    task_error(rt, t);
   t->state = T_DONE;
   wake_awaiters(t);
+  if (t->watchers) tide__watched(t);
   if (t->hascbs) {
     t->retrieved = 1;
     run_callbacks(rt, t);
   }
-  if (t->failed) {
-    tide__pushtask(rt->cbL, t);
-    tide__failed(rt, rt->cbL, t);
-    lua_pop(rt->cbL, 1);
-  }
+  if (t->failed) tide__failed(rt, t);
   live_remove(rt, rt->cbL, t);
 }
 
-/* A task yielded with coroutine.yield rather than by waiting on something. */
+static int badyield_msg (lua_State *L) {
+  lua_pushliteral(L, "attempt to yield from outside a coroutine "
+                     "(coroutine.yield called directly in a task)");
+  return 1;
+}
+
+/* A task yielded with coroutine.yield rather than by waiting on something:
+** it fails with that error (or "not enough memory" if it cannot be made). */
 static void task_badyield (tide_Runtime *rt, Task *t, int nres) {
   lua_pop(t->co, nres);
   lua_resetthread(t->co);
   lua_settop(t->co, 0);
-  luaL_where(t->co, 0);
-  lua_pushliteral(t->co, "attempt to yield from outside a coroutine "
-                         "(coroutine.yield called directly in a task)");
-  lua_concat(t->co, 2);
+  tide__pcall(rt, badyield_msg, NULL, 1);
+  lua_xmove(rt->cbL, t->co, 1);
   task_finish(rt, t, LUA_ERRRUN, 0);
 }
 
@@ -201,7 +233,8 @@ static void task_exit (tide_Runtime *rt, Task *t) {
   lua_rawgetp(t->co, LUA_REGISTRYINDEX, &rt->exiting);  /* Lua's os.exit: */
   lua_pushinteger(t->co, rt->exitstatus);  /* it does not return here, to */
   lua_pushboolean(t->co, 1);               /* code that lua_close may have */
-  lua_call(t->co, 2, 0);                   /* unloaded (tide.so) */
+  lua_pcall(t->co, 2, 0, 0);               /* unloaded (tide.so) */
+  exit(rt->exitstatus);            /* it could not even be called */
 }
 
 static int os_exit (lua_State *L) {
@@ -217,10 +250,15 @@ static int os_exit (lua_State *L) {
     rt->exitstatus = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
   else
     rt->exitstatus = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
-  rt->exiting = 1;
   lua_pushvalue(L, lua_upvalueindex(2));
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt->exiting);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt->exiting);   /* may raise: first */
+  rt->exiting = 1;
   return lua_yield(L, 0);                      /* to task_run */
+}
+
+static int cancelled_obj (lua_State *L) {
+  tide__pushcancelled(L, lua_touserdata(L, 1));
+  return 1;
 }
 
 void tide__taskrun (tide_Runtime *rt, Task *t) {
@@ -232,7 +270,8 @@ void tide__taskrun (tide_Runtime *rt, Task *t) {
     nargs = t->w.nres;
     if (t->cancelreq) {            /* cancelled before it started */
       lua_settop(co, 0);
-      tide__pushcancelled(co, t);
+      tide__pcall(rt, cancelled_obj, t, 1);   /* or "not enough memory" */
+      lua_xmove(rt->cbL, co, 1);
       rt->depth++;
       task_finish(rt, t, LUA_ERRRUN, 0);
       rt->depth--;
@@ -264,11 +303,14 @@ void tide__taskrun (tide_Runtime *rt, Task *t) {
 
 /* ---- Spawning ------------------------------------------------------------ */
 
-/* L: function, nargs arguments -> the Task object. */
+/* L: function, nargs arguments -> the Task object. Whatever may run out of
+** memory (the ready queue's room for it, the objects, its slot in the
+** live array) comes before the task counts as live. */
 Task *tide__spawn (tide_Runtime *rt, lua_State *L, int nargs) {
   Task *t;
   lua_State *co;
   if (rt->closing) luaL_error(L, "spawn: the tide runtime is closed");
+  if (rt->rcap <= rt->nlive && !ready_grow(rt)) tide__nomem(L);
   t = lua_newuserdatauv(L, sizeof(Task), 2);
   memset(t, 0, sizeof *t);
   t->rt = rt;
@@ -280,17 +322,21 @@ Task *tide__spawn (tide_Runtime *rt, lua_State *L, int nargs) {
   if (!lua_checkstack(co, nargs + 1))
     luaL_error(L, "too many arguments to spawn");
   lua_xmove(L, co, nargs + 1);
+  live_add(rt, L, -1);
   t->state = T_NEW;
   t->w.nres = nargs;
-  live_add(rt, L, -1);
   tide__enqueue(rt, t);
   return t;
 }
 
+static int spawn_protected (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  tide__spawn(tide_runtime(L), L, lua_gettop(L) - 1);
+  return 1;
+}
+
 TIDE_API int tide_spawn (tide_Runtime *rt, int nargs) {
-  luaL_checktype(rt->L, -(nargs + 1), LUA_TFUNCTION);
-  tide__spawn(rt, rt->L, nargs);
-  return LUA_OK;
+  return tide__protect(rt->L, spawn_protected, nargs + 1, 1);
 }
 
 static int sched_spawn (lua_State *L) {
@@ -342,9 +388,6 @@ static const luaL_Reg sched_funcs[] = {
 
 /* Stack: tide table, private table, runtime userdata. */
 int tide__opensched (lua_State *L) {
-  tide_Runtime *rt = lua_touserdata(L, -1);
-  uv_idle_init(rt->loop, &rt->idle);
-  rt->idle.data = rt;
   tide__opentask(L);
   tide__openwait(L);
   lua_pushvalue(L, -3);            /* tide table, runtime as upvalue */

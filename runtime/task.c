@@ -38,7 +38,8 @@ static int task_results (lua_State *L, Task *t) {
     return lua_error(L);
   }
   luaL_checkstack(L, t->nres, "too many results");
-  luaL_checkstack(co, t->nres, "too many results");
+  if (!lua_checkstack(co, t->nres))  /* raises here, not on co */
+    return luaL_error(L, "too many results");
   for (i = 1; i <= t->nres; i++)
     lua_pushvalue(co, i);
   lua_xmove(co, L, t->nres);
@@ -216,18 +217,18 @@ static int cancelled_tostring (lua_State *L) {
 /* Stack: tide table, private table, runtime userdata. Sets private.Task
 ** (the metatable), private.shieldawait and tide.Cancelled. */
 int tide__opentask (lua_State *L) {
-  if (luaL_newmetatable(L, TIDE_TASK)) {
-    luaL_setfuncs(L, task_meta, 0);
-    luaL_newlib(L, task_methods);
-    lua_setfield(L, -2, "__index");
-  }
+  /* filled by every open: a failed one may have left it half done */
+  luaL_newmetatable(L, TIDE_TASK);
+  luaL_setfuncs(L, task_meta, 0);
+  luaL_newlib(L, task_methods);
+  lua_setfield(L, -2, "__index");
   lua_setfield(L, -3, "Task");
-  if (luaL_newmetatable(L, TIDE_CANCELLED)) {
-    lua_pushcfunction(L, cancelled_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, TIDE_CANCELLED);
-    lua_setfield(L, -2, "__name");
-  }
+  /* filled by every open: a failed one may have left it half done */
+  luaL_newmetatable(L, TIDE_CANCELLED);
+  lua_pushcfunction(L, cancelled_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, TIDE_CANCELLED);
+  lua_setfield(L, -2, "__name");
   lua_setfield(L, -4, "Cancelled");
   lua_pushcfunction(L, sched_shieldawait);
   lua_setfield(L, -3, "shieldawait");

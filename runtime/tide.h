@@ -24,11 +24,14 @@ typedef struct tide_Wait tide_Wait;
 /* Open a runtime on L (which must have the standard libraries open when
 ** scripts need them). loop NULL: tide creates and owns a loop; otherwise
 ** tide uses the host's loop and never closes it. Sets the global `tide`
-** and package.loaded.tide. Returns NULL when out of memory. */
+** and package.loaded.tide. Returns NULL when out of memory (or when the
+** loop cannot be opened), with nothing left behind: it may be called again
+** once memory is back. */
 TIDE_API tide_Runtime *tide_open (lua_State *L, uv_loop_t *loop);
 
 /* The function on top of L's stack, below nargs arguments, becomes a task.
-** Pops them and pushes the Task object. Returns LUA_OK. */
+** Pops them and pushes the Task object. Returns LUA_OK, or an error status
+** (out of memory, the runtime closed) with the error in their place. */
 TIDE_API int tide_spawn (tide_Runtime *rt, int nargs);
 
 /* Drive the loop: UV_RUN_DEFAULT runs until no task is left (what no task
@@ -47,7 +50,8 @@ TIDE_API int tide_dofile (tide_Runtime *rt, const char *path);
 /* Run the function on top of L (below nargs arguments) as a task, driving the
 ** loop until it ends. On LUA_OK its results replace it on the stack (nres:
 ** LUA_MULTRET or a count); otherwise the error, with its traceback appended
-** when it is a string, is on top. */
+** when it is a string, is on top. Running out of memory, in the task or in
+** tide, is such an error ("not enough memory"), never a panic. */
 TIDE_API int tide_call (tide_Runtime *rt, int nargs, int nres);
 
 TIDE_API uv_loop_t *tide_loop (tide_Runtime *rt);
@@ -91,6 +95,17 @@ TIDE_API int tide_catchsignals (tide_Runtime *rt);
 ** tide_catchsignals, or 0: the host should then exit with 128 + it. */
 TIDE_API int tide_interrupted (tide_Runtime *rt);
 
+/* Replace the allocator of tide's own C memory (requests, buffers, its
+** queues), as uv_replace_allocator does libuv's: with the same four
+** functions, which must be thread-safe (tide.work builds its results on
+** the thread pool). Call it before opening any runtime, or once every
+** runtime is closed and its loop has run. Returns 0, or UV_EINVAL when one
+** of them is NULL. The Lua state's memory comes from its lua_Alloc. */
+TIDE_API int tide_replace_allocator (uv_malloc_func malloc_func,
+                                     uv_realloc_func realloc_func,
+                                     uv_calloc_func calloc_func,
+                                     uv_free_func free_func);
+
 /* The runtime opened on L (or a thread of it), or NULL. */
 TIDE_API tide_Runtime *tide_runtime (lua_State *L);
 
@@ -106,8 +121,8 @@ TIDE_API int luaopen_tide (lua_State *L);
 **     if (failed) return tide_pushfail(L, err, "what");
 **     return tide_await(L, w, my_cancel, r); // suspends; last statement
 **   }
-**   static void cb (...)     { if (r->w) { push on tide_thread(r->w);
-**                              tide_wake(r->w, n); } free r }
+**   static void cb (...)     { if (r->w) tide_wakewith(r->w, push, r);
+**                              free r }
 **   static void my_cancel (tide_Wait *w) { Req *r = tide_waitdata(w);
 **                              uv_cancel or uv_close; r->w = NULL; }
 **
@@ -137,11 +152,23 @@ TIDE_API int tide_awaitk (lua_State *L, tide_Wait *w, tide_CancelF cancel,
 
 TIDE_API void *tide_waitdata (tide_Wait *w);
 
-/* The thread to push results on before tide_wake. */
+/* The thread to push results on before tide_wake: only values that need
+** no memory (nil, booleans, numbers, light userdata), since a push that
+** runs out of memory there cannot be caught. */
 TIDE_API lua_State *tide_thread (tide_Wait *w);
 
 /* Wake the task with the nres values pushed on tide_thread(w). */
 TIDE_API void tide_wake (tide_Wait *w, int nres);
+
+/* Wake the task with the values that push returns, called with ud (a light
+** userdata) as its argument in a protected call on a thread of tide's:
+** from a libuv callback, values that need memory go this way. If push
+** raises (out of memory), the task's wait raises that error instead. The
+** task runs once the callback has returned, which may still clean up.
+** Returns 1 when the task got the values; 0 when push raised or the task
+** no longer waited: the caller then undoes what the values would have
+** handed over (a descriptor, a file). */
+TIDE_API int tide_wakewith (tide_Wait *w, lua_CFunction push, void *ud);
 
 /* The loop of the runtime that L belongs to (raises if none). */
 TIDE_API uv_loop_t *tide_getloop (lua_State *L);

@@ -15,6 +15,7 @@
 #define TIDE_SERVER "tide.Server"
 
 typedef struct Task Task;
+typedef struct tide_WatchNode tide_WatchNode;   /* watch.c */
 
 enum { T_NEW, T_READY, T_RUNNING, T_WAITING, T_DONE };
 
@@ -35,6 +36,7 @@ struct Task {
   tide_Runtime *rt;
   Task *link;              /* next in the list of a task's awaiters */
   Task *awaiters;          /* tasks awaiting this one */
+  tide_WatchNode *watchers;/* the watches on it (watch.c) */
   uint64_t due;            /* timer heap: when to wake (loop ms) */
   uint32_t heapidx;        /* position in the timer heap + 1; 0 if absent */
   uint32_t slot;           /* position in the live-task array + 1 */
@@ -44,7 +46,8 @@ struct Task {
   unsigned char shield;    /* > 0: cancellation is held back */
   unsigned queued : 1;     /* in the ready queue */
   unsigned cancelreq : 1;  /* cancel() was called: every await raises */
-  unsigned interrupted : 1;/* the current wait was cut by cancel() */
+  unsigned interrupted : 1;/* the current wait ends in an error: cut by
+                              cancel(), or badwait, or wakeerr */
   unsigned failed : 1;     /* ended with an error */
   unsigned cancelled : 1;  /* ended with tide.Cancelled */
   unsigned retrieved : 1;  /* its result or error was looked at */
@@ -52,6 +55,8 @@ struct Task {
   unsigned main : 1;       /* driven by tide_call: errors go to the caller */
   unsigned badwait : 1;    /* the wait cannot go on: raise at its await */
   unsigned reported : 1;   /* its error was reported as nobody's */
+  unsigned wakeerr : 1;    /* the waker's values could not be made: raise
+                              the error it left, or "not enough memory" */
 };
 
 /* The C side of every object that owns a libuv handle starts with this. */
@@ -78,9 +83,11 @@ struct tide_Runtime {
   int depth;               /* > 0 while the scheduler runs a task */
   int liveref;             /* registry: array of live tasks */
   uint32_t nlive;
-  Task **ready;            /* ring buffer of tasks to resume */
+  Task **ready;            /* ring buffer of tasks to resume; rcap > nlive
+                              (grown at spawn), so queueing never fails */
   uint32_t rhead, rcount, rcap;
   uv_idle_t idle;          /* runs the ready queue while it is not empty */
+  uv_check_t check;        /* ... and after the callbacks of each poll */
   uv_prepare_t prepare;    /* reports errors nobody observed, once the
                               ready queue is empty */
   Task *failed, **failedtail;  /* ended with an error nobody observed yet */
@@ -96,11 +103,21 @@ struct tide_Runtime {
   double famine;           /* seconds a resume may take before a report */
   struct tide_Watch *watch;/* debug.c's detector (and its thread), or NULL */
   int closing;
+  int opened;              /* tide_open has ended: its __gc closes it */
+  int registered;          /* tide_open has set package.loaded.tide */
   int exiting;             /* os.exit(status, true) was called by a task */
   int exitstatus;
   tide_Handle *handles;    /* open handles, closed by tide_close */
   struct tide_Pool *pool;  /* pool.c: the loop of thread-pool requests */
 };
+
+/* alloc.c: tide's own C memory, from the host's allocator if it set one;
+** tide__nomem raises Lua's "not enough memory" (it allocates nothing) */
+void *tide__malloc (size_t size);
+void *tide__calloc (size_t n, size_t size);
+void *tide__realloc (void *p, size_t size);
+void tide__free (void *p);
+int tide__nomem (lua_State *L);
 
 /* sched.c: spawning, running and ending tasks; the ready queue */
 int tide__opensched (lua_State *L);
@@ -110,6 +127,7 @@ void tide__taskrun (tide_Runtime *rt, Task *t);
 Task *tide__spawn (tide_Runtime *rt, lua_State *L, int nargs);
 void tide__pushtask (lua_State *L, Task *t);
 void tide__callback (tide_Runtime *rt, lua_State *L);
+int tide__pcall (tide_Runtime *rt, lua_CFunction f, void *ud, int nres);
 void tide__cancelall (tide_Runtime *rt);
 
 /* task.c: the Task object */
@@ -132,9 +150,9 @@ int tide__signalscaught (tide_Runtime *rt);
 /* report.c: tracebacks, unobserved errors, deadlocks */
 int tide__israised (lua_State *L, int idx);
 void tide__pushtraceback (lua_State *L, lua_State *co);
+const char *tide__errstring (lua_State *L, int idx, char *buf, size_t size);
 void tide__reportstuck (tide_Runtime *rt);
-void tide__initreport (tide_Runtime *rt);
-void tide__failed (tide_Runtime *rt, lua_State *L, Task *t);
+void tide__failed (tide_Runtime *rt, Task *t);
 void tide__observed (Task *t);
 void tide__reportfailed (tide_Runtime *rt);
 void tide__reportleft (tide_Runtime *rt);
@@ -142,7 +160,11 @@ void tide__reportleft (tide_Runtime *rt);
 /* timer.c */
 int tide__opentimer (lua_State *L);
 void tide__heapremove (tide_Runtime *rt, Task *t);
-void tide__inittimer (tide_Runtime *rt);
+void tide__timeradd (lua_State *L, tide_Wait *w, double s);
+
+/* watch.c: watches on tasks for the Lua-side library */
+int tide__openwatch (lua_State *L);
+void tide__watched (Task *t);
 
 /* coro.c */
 int tide__opencoro (lua_State *L);
@@ -162,6 +184,7 @@ void tide__replinterrupt (void);
 
 /* runtime.c */
 tide_Runtime *tide__rt (lua_State *L);   /* from upvalue 1 */
+int tide__protect (lua_State *L, lua_CFunction f, int nargs, int nres);
 
 /* heap.c (the tide command only) */
 void tide__hugeheap (lua_State *L);

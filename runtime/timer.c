@@ -61,8 +61,8 @@ static int heap_push (lua_State *L, tide_Runtime *rt, Task *t, uint64_t due) {
   Heap *h = &rt->heap;
   if (h->n == h->cap) {
     uint32_t ncap = h->cap ? h->cap * 2 : 256;
-    Task **a = realloc(h->a, ncap * sizeof *a);
-    if (a == NULL) return luaL_error(L, "not enough memory");
+    Task **a = tide__realloc(h->a, ncap * sizeof *a);
+    if (a == NULL) return tide__nomem(L);
     h->a = a;
     h->cap = ncap;
   }
@@ -112,6 +112,12 @@ static void timer_add (lua_State *L, tide_Runtime *rt, tide_Wait *w,
   if (!(ms < (double)FOREVER_MS)) return;      /* math.huge, 2^53, 1e18 */
   uv_update_time(rt->loop);
   heap_push(L, rt, tide__task(w), uv_now(rt->loop) + (uint64_t)ms);
+}
+
+/* For the other waits that may be timed (watch.c): the task of w is woken
+** with no value after s seconds, unless woken before. */
+void tide__timeradd (lua_State *L, tide_Wait *w, double s) {
+  timer_add(L, tide__task(w)->rt, w, s);
 }
 
 static void timer_cancel (tide_Wait *w) {
@@ -184,11 +190,6 @@ static const luaL_Reg timer_funcs[] = {
   {"hrtime", timer_hrtime},
   {NULL, NULL}
 };
-
-void tide__inittimer (tide_Runtime *rt) {
-  uv_timer_init(rt->loop, &rt->timer);
-  rt->timer.data = rt;
-}
 
 /* Stack: tide table, private table, runtime userdata. */
 int tide__opentimer (lua_State *L) {

@@ -71,6 +71,11 @@ static int await_k (lua_State *L, int status, lua_KContext ctx) {
       return luaL_error(L, "cannot wait in a coroutine resumed inside a C "
                            "call such as table.sort or string.gsub");
     }
+    if (t->wakeerr) {              /* tide_wakewith's push raised */
+      t->wakeerr = 0;
+      if (lua_gettop(L) > w->base) return lua_error(L);
+      return tide__nomem(L);
+    }
     return tide__raisecancelled(L, t);
   }
   if (w->k) return w->k(L, LUA_YIELD, w->ctx);
@@ -117,6 +122,42 @@ TIDE_API void tide_wake (tide_Wait *w, int nres) {
   }
 }
 
+/* Run push(ud) on cbL, protected; 1 and its values moved to w->L, else 0
+** and its error (if there is room for it) on w->L. */
+static int wake_values (tide_Runtime *rt, tide_Wait *w, lua_CFunction push,
+                        void *ud, int *n) {
+  lua_State *L = rt->cbL;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, push);
+  lua_pushlightuserdata(L, ud);
+  if (lua_pcall(L, 1, LUA_MULTRET, 0) == LUA_OK) {
+    *n = lua_gettop(L) - top;
+    if (lua_checkstack(w->L, *n)) {
+      lua_xmove(L, w->L, *n);
+      return 1;
+    }
+    lua_settop(L, top);
+    lua_pushliteral(L, "not enough memory");
+  }
+  *n = lua_checkstack(w->L, 1);    /* else await_k says it */
+  lua_xmove(L, w->L, *n);
+  lua_settop(L, top);
+  return 0;
+}
+
+/* The task is queued, never run here: the caller may clean up after. */
+TIDE_API int tide_wakewith (tide_Wait *w, lua_CFunction push, void *ud) {
+  Task *t = tide__task(w);
+  int n, ok;
+  if (t->state != T_WAITING) return 0;
+  ok = wake_values(t->rt, w, push, ud, &n);
+  if (!ok) t->interrupted = t->wakeerr = 1;
+  t->rt->depth++;
+  tide_wake(w, n);
+  t->rt->depth--;
+  return ok;
+}
+
 /* ---- Cancellation -------------------------------------------------------- */
 
 /* Cut the task's current wait: stop the operation, resume it to raise. */
@@ -149,13 +190,15 @@ int tide__cancel (Task *t) {
 ** canwait()               whether the caller may wait (see below)
 */
 
+/* Each token is a new generation: an entry left by a wait that ran out of
+** memory before it suspended never matches a later wait. */
 static int sched_token (lua_State *L) {
   tide_Runtime *rt = tide__rt(L);
   if (rt->current == NULL)
     return tide__error(L, "'%s' must be called inside a task "
                           "(use tide.run or tide.spawn)", tide__fname(L));
   tide__pushtask(L, rt->current);
-  lua_pushinteger(L, rt->current->gen);
+  lua_pushinteger(L, ++rt->current->gen);
   return 2;
 }
 

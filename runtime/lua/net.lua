@@ -143,16 +143,17 @@ function Serving:close (grace)
   self.closed = true
   self.server:close()
   pcall(self.loop.await, self.loop)
-  local handlers = {}
-  for t in pairs(self.handlers) do handlers[#handlers + 1] = t end
-  if #handlers == 0 then return end
+  local w = self.handlers
+  if w:live() == 0 then return end
   if grace > 0 then
     tide.timeout(grace, function ()
-      for i = 1, #handlers do pcall(sched.shieldawait, handlers[i]) end
+      while w:live() > 0 do w:wait() end
     end)
   end
-  for i = 1, #handlers do handlers[i]:cancel() end
-  for i = 1, #handlers do pcall(sched.shieldawait, handlers[i]) end
+  w:cancel()
+  sched.shield(1)
+  while w:live() > 0 do pcall(w.wait, w) end
+  sched.shield(-1)
 end
 
 -- As close(), without grace (the second argument is the error, if any).
@@ -162,6 +163,7 @@ function Serving:__close ()
 end
 
 local function handle (fname, s, handler)
+  local _ <close> = s              -- even if pcall cannot be called
   local ok, err = pcall(handler, s)
   s:close()
   if not ok and not tide.iscancelled(err) then
@@ -170,34 +172,29 @@ local function handle (fname, s, handler)
   end
 end
 
+-- The handlers are spawned on a watch (see watch.c): it counts those
+-- running, and nothing is lost when a handler ends short of memory.
 local function accept_loop (self, handler, max, fname)
+  local w = self.handlers
+  local _ <close> = self.server    -- if the loop dies (out of memory)
   while true do
-    while self.count >= max do
-      self.me, self.gen = sched.token()
-      sched.suspend()
-    end
+    while w:next() do end                             -- forget those ended
+    while w:live() >= max do w:wait() end
     if self.closed then return end      -- closed before this task ran
     local s, err, code = self.server:accept()
     if not s then
       if code == "ECANCELED" then return end          -- closed
       io.stderr:write(fname, ": accept: ", err, "\n")
       tide.sleep(0.1)                                 -- EMFILE: let it pass
-    else
-      self.count = self.count + 1
-      local t = tide.spawn(handle, fname, s, handler)
-      self.handlers[t] = true
-      t:on_done(function ()
-        self.handlers[t] = nil
-        self.count = self.count - 1
-        if self.me then sched.wake(self.me, self.gen) end
-      end)
+    elseif not pcall(w.spawn, w, handle, fname, s, handler) then
+      s:close()                                       -- no memory to serve it
     end
   end
 end
 
 -- Serve the connections of server with handler; fname names it in reports.
 local function serve (server, handler, opts, fname)
-  local self = new(Serving, { server = server, handlers = {}, count = 0 })
+  local self = new(Serving, { server = server, handlers = sched.watch() })
   local max = opts and opts.max_connections or math.huge
   self.loop = tide.spawn(accept_loop, self, handler, max, fname)
   return self

@@ -47,7 +47,8 @@ end
 -- waiter leaves for whoever wakes it (a putter's item and priority).
 -- Entries are dropped lazily: a waker skips a task that is no longer in
 -- that wait (wake returns false), and a waiter whose wait ends with an
--- error blanks its own entry, trimming the tail.
+-- error blanks its own entry, trimming the tail. A waker calls wake before
+-- it takes the entry out: if the call runs out of memory, the entry stays.
 ---------------------------------------------------------------------------
 
 local function waiters ()
@@ -88,10 +89,11 @@ local function wakefirst (f, x, y)
   local h, t = f.h, f.t
   while h < t do
     local task, gen, a, b = f[h], f[h + 1], f[h + 2], f[h + 3]
+    local woken = task and wake(task, gen, x, y)
     f[h], f[h + 2], f[h + 3] = nil, nil, nil    -- (a stale gen holds nothing)
     h = h + 4
     if h == t then f.h, f.t = 1, 1 else f.h = h end
-    if task and wake(task, gen, x, y) then return task, a, b end
+    if woken then return task, a, b end
   end
   return nil
 end
@@ -100,11 +102,11 @@ end
 -- Tasks that join f meanwhile wait for the next time.
 local function wakeall (f, x, y)
   local h, t, n = f.h, f.t, 0
-  f.h = t
   for i = h, t - 1, 4 do
     local task, gen = f[i], f[i + 1]
-    f[i], f[i + 2], f[i + 3] = nil, nil, nil
     if task and wake(task, gen, x, y) then n = n + 1 end
+    f[i], f[i + 2], f[i + 3] = nil, nil, nil
+    f.h = i + 4
   end
   if f.h == f.t then f.h, f.t = 1, 1 end
   return n
@@ -209,11 +211,9 @@ end
 -- through the queue.
 local function handoff (q, v)
   local g = q.getters
-  if g.h == g.t then return false end
+  if g.h == g.t or not wakefirst(g, v) then return false end
   q.gone = q.gone + 1
-  if wakefirst(g, v) then return true end
-  q.gone = q.gone - 1
-  return false
+  return true
 end
 
 -- q:put(v): store v, waiting while the queue is full.
@@ -245,19 +245,25 @@ function Queue:put_nowait (v)
 end
 
 -- The queue was full: move the item of the first putter still waiting
--- into slot t of q (before the putter can run); return the new end.
+-- into slot t of q (before the putter can run); return the new end. The
+-- slot is filled first: if that runs out of memory, the putter still waits.
 local function refill (q, t)
   local f = q.putters
   local h, ft = f.h, f.t
   while h < ft do
     local task, gen, v = f[h], f[h + 1], f[h + 2]
+    local woken = false
+    if task then
+      q[t] = v
+      woken = wake(task, gen)
+      if not woken then q[t] = nil end
+    end
     f[h], f[h + 2], f[h + 3] = nil, nil, nil
     h = h + 4
     if h == ft then f.h, f.t = 1, 1 else f.h = h end
-    if task then
-      q[t], q.qt = v, t + 1
-      if wake(task, gen) then return t + 1 end
-      q[t], q.qt = nil, t
+    if woken then
+      q.qt = t + 1
+      return t + 1
     end
   end
   return t

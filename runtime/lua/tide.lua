@@ -8,8 +8,7 @@ local error, getmetatable, pcall, select, setmetatable, tonumber, type =
 local unpack, tointeger = table.unpack, math.tointeger
 
 local spawn, current, sleep = tide.spawn, tide.current, tide.sleep
-local token, suspend, wake = sched.token, sched.suspend, sched.wake
-local shield, shieldawait = sched.shield, sched.shieldawait
+local shield, shieldawait, watch = sched.shield, sched.shieldawait, sched.watch
 local Task, Cancelled = sched.Task, tide.Cancelled
 
 -- Wrong use raises as Lua's own library does, naming the function the user
@@ -131,24 +130,26 @@ end
 
 -- Suspend until enough(ended, t) is true, where ended counts the tasks of
 -- ts that have ended and t is the latest of them; return t. If the caller
--- is cancelled meanwhile, the tasks are stopped and Cancelled is raised.
+-- is cancelled meanwhile (or runs out of memory), the tasks are stopped and
+-- the error raised. The news of their ends comes through a watch (see
+-- watch.c), which cannot lose it for lack of memory.
 local function waitfor (ts, enough)
-  local ended, last, me, gen = 0, nil, nil, nil
-  local function ondone (t)
-    ended, last = ended + 1, t
-    if me and enough(ended, t) then wake(me, gen) end
+  local ok, w = pcall(watch, ts)
+  if not ok then
+    stop(ts)
+    error(w, 0)
   end
-  for i = 1, ts.n do ts[i]:on_done(ondone) end
+  local _ <close> = w
+  local ended, last = 0, nil
   while not enough(ended, last) do
-    me, gen = token()
-    local ok, e = pcall(suspend)
+    local t
+    ok, t = pcall(w.wait, w)
     if not ok then
-      me = nil
       stop(ts)
-      error(e, 0)
+      error(t, 0)
     end
+    ended, last = ended + 1, t
   end
-  me = nil
   return last
 end
 
@@ -216,9 +217,8 @@ function tide.timeout (s, f, ...)
   local t <close> = istask(f) and f or
     (type(f) == "function" and spawn(f, ...)) or
     typeerror(2, "function or task", f)
-  local me, gen = token()
-  t:on_done(function () wake(me, gen, true) end)
-  if t:done() or suspend(s) then return t:await() end
+  local w <close> = watch(t)
+  if w:wait(s) then return t:await() end
   t:cancel()
   shield(1)
   pcall(shieldawait, t)
@@ -239,7 +239,8 @@ end
 -- tide.group(function (g) g:spawn(fn, ...) end): the block (a task of its
 -- own) and its children are one unit: it returns the block's results when
 -- every child has ended; the first error of the block or a child cancels
--- the others and is raised once they have all ended.
+-- the others and is raised once they have all ended. The children are
+-- spawned on a watch (see watch.c), which tells the group of their ends.
 local Group = sched.newclass("tide.Group")
 Group.__index = Group
 
@@ -247,38 +248,33 @@ function Group:spawn (fn, ...)
   if classof[self] ~= Group then checkself(self, Group) end
   if self.closed then raise("%s: the group has ended") end
   checkfunction(2, fn)
-  local t = spawn(fn, ...)
-  self.live = self.live + 1
-  self[#self + 1] = t
-  t:on_done(function (t)
-    self.live = self.live - 1
-    if t:state() == "failed" and not self.err and not self.cancelling then
-      self.err = { select(2, t:result()) }
-      self:cancel()
-    end
-    if self.me then wake(self.me, self.gen) end
-  end)
-  return t
+  return self.w:spawn(fn, ...)
 end
 
 function Group:cancel ()
   if classof[self] ~= Group then checkself(self, Group) end
   self.cancelling = true
-  for i = 1, #self do self[i]:cancel() end
+  self.w:cancel()
 end
 
+-- Take the children as they end, until none is left; the first to fail
+-- (unless the group is being cancelled) cancels the others.
 local function waitchildren (g)
-  while g.live > 0 do
-    g.me, g.gen = token()
-    suspend()
+  local w = g.w
+  while w:live() > 0 do
+    local t = w:wait()
+    if t:state() == "failed" and not g.err and not g.cancelling then
+      g.err = { select(2, t:result()) }
+      g:cancel()
+    end
   end
-  g.me = nil
 end
 
 function tide.group (body)
   checkwait()
   checkfunction(1, body)
-  local g = new(Group, { live = 0 })
+  local g = new(Group, { w = watch() })
+  local _ <close> = g.w
   local b = g:spawn(body, g)
   local ok, e = pcall(waitchildren, g)
   if not ok then                     -- cancelled while waiting: stop all
