@@ -185,6 +185,18 @@ kinds["tide.Serving"] = {
   outside = serve,
 }
 
+-- A watch on tasks (runtime/watch.c) is internal: a serving's handlers
+-- are one.
+kinds["tide.Watch"] = {
+  task = true,
+  make = function ()
+    local sv, check = serve()
+    local c = serve()
+    c:close()
+    return sv.handlers, c.handlers, check
+  end,
+}
+
 kinds["tide.Group"] = {
   task = true,
   make = function ()
