@@ -32,16 +32,6 @@ local function run (script, debug)
   return out, code
 end
 
-local function readall (stream)
-  local parts = {}
-  while true do
-    local data = stream:read()
-    if not data then break end
-    parts[#parts + 1] = data
-  end
-  return table.concat(parts)
-end
-
 local function count (s, pattern)
   local n = 0
   for _ in s:gmatch(pattern) do n = n + 1 end

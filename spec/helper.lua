@@ -42,6 +42,17 @@ function _G.sh (cmd)
   return out, code
 end
 
+-- Read a Stream to its end (inside a task); return what it gave.
+function _G.readall (stream)
+  local parts = {}
+  while true do
+    local data = stream:read()
+    if not data then break end
+    parts[#parts + 1] = data
+  end
+  return table.concat(parts)
+end
+
 -- Write s to a new temporary file; return its path.
 function _G.tmpfile (s)
   local path = os.tmpname()

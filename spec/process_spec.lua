@@ -82,16 +82,6 @@ local function fdcount (want)
   return n
 end
 
-local function readall (stream)
-  local parts = {}
-  while true do
-    local data = stream:read()
-    if not data then break end
-    parts[#parts + 1] = data
-  end
-  return table.concat(parts)
-end
-
 local function tmpname ()
   local p = os.tmpname()
   os.remove(p)

@@ -16,11 +16,7 @@ local function run (cmd, script)
   local p <close> = assert(P.spawn { "sh", "-c", cmd .. " " .. path,
                                      stdout = "pipe", stderr = "pipe" })
   local lines, times = {}, {}
-  local out = tide.spawn(function ()
-    local parts = {}
-    for data in function () return p.stdout:read() end do parts[#parts + 1] = data end
-    return table.concat(parts)
-  end)
+  local out = tide.spawn(readall, p.stdout)
   for line in p.stderr:lines() do
     lines[#lines + 1] = line
     times[#times + 1] = tide.now() - start
