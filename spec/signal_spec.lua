@@ -22,15 +22,7 @@ local function start (script)
   return p
 end
 
-local function rest (p)
-  local parts = {}
-  while true do
-    local data = p.stdout:read()
-    if not data then break end
-    parts[#parts + 1] = data
-  end
-  return table.concat(parts)
-end
+local function rest (p) return readall(p.stdout) end
 
 describe("tide.signal", function ()
   it("wait returns the signal's name once it arrives", async(function ()
