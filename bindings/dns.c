@@ -61,8 +61,9 @@ static void dns_cancel (tide_Wait *w) {
 
 static DnsReq *newreq (lua_State *L, tide_Wait *w, const char *name) {
   size_t n = strlen(name) + 1;
-  DnsReq *r = tide__malloc(sizeof *r + n);
-  if (r == NULL) tide__nomem(L);
+  DnsReq *r;
+  tide__poolloop(L);               /* opened first: it may raise */
+  if ((r = tide__malloc(sizeof *r + n)) == NULL) tide__nomem(L);
   memcpy(r->name, name, n);
   r->w = w;
   return r;

@@ -344,7 +344,9 @@ static void fs_cancel (tide_Wait *w) {
 ** NULL, with size bytes of buffer. */
 static FsReq *newreq (lua_State *L, Res *res, size_t size) {
   tide_Wait *w = tide_wait(L);
-  FsReq *r = tide__malloc(sizeof *r + size);
+  FsReq *r;
+  tide__poolloop(L);               /* opened first: it may raise */
+  r = tide__malloc(sizeof *r + size);
   if (r == NULL) luaL_error(L, "not enough memory");
   r->req.data = r;
   r->w = w;

@@ -598,6 +598,7 @@ static int work (lua_State *L) {
   Buf *b;
   checkfunction(L);
   w = tide_wait(L);                /* raises outside a task */
+  loop = tide__poolloop(L);        /* may raise: before r is allocated */
   uv_once(&once, init_lock);
   b = newbuf(L);
   lua_pushvalue(L, 1);
@@ -611,7 +612,6 @@ static int work (lua_State *L) {
   r->in = buf_take(b, &r->inlen);
   r->req.data = r;
   r->w = w;
-  loop = tide__poolloop(L);
   if ((err = uv_queue_work(loop, &r->req, work_cb, after_work)) < 0) {
     freework(r);
     return tide_pushfail(L, err, "tide.work");

@@ -458,7 +458,11 @@ int main (int argc, char **argv) {
   report(L, status);
   signum = interrupted;  /* the runtime lives in L: ask before closing it */
   if (runtime != NULL) {
-    tide_close(runtime);
+    tide_close(runtime);           /* gives SIGINT and SIGTERM back */
+    if (signum) {                  /* on the way out: a second one ends it */
+      signal(SIGINT, SIG_DFL);
+      signal(SIGTERM, SIG_DFL);
+    }
     if (tide_unobserved(runtime) > 0 && !interactive)
       result = 0;  /* as node exits 1; the prompt showed them already */
   }

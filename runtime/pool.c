@@ -44,11 +44,22 @@ static int pools_busy (void) {
 }
 
 #if defined(__GLIBC__)
-/* libuv's destructor would wait for every pool thread, a stuck one too. */
+/* Flush f unless another thread holds it: a pool thread stuck in a read
+** of stdin holds its lock for good. */
+static void flush_free (FILE *f) {
+  if (ftrylockfile(f) != 0) return;
+  fflush_unlocked(f);
+  funlockfile(f);
+}
+
+/* libuv's destructor would wait for every pool thread, a stuck one too.
+** By now lua_close has closed Lua's files; the standard streams are
+** flushed unless a stuck call holds them (fflush(NULL) would wait). */
 static void at_exit (int status, void *arg) {
   (void)arg;
   if (!pools_busy()) return;
-  fflush(NULL);
+  flush_free(stdout);
+  flush_free(stderr);
   _exit(status);
 }
 #endif
@@ -100,10 +111,12 @@ static int pool_poll (uv_loop_t *loop) {
   return err;
 }
 
-/* Watch p's loop from rt's; 0 or a UV error (p's handle is then closed). */
-static int pool_watch (lua_State *L, tide_Runtime *rt, struct tide_Pool *p) {
-  uv_poll_t *h = tide__handleinit(L, rt, &p->o, sizeof *h, NULL);
+/* Watch p's loop from rt's; 0 or a UV error (p's handle is then closed).
+** Never raises: p would be lost. */
+static int pool_watch (tide_Runtime *rt, struct tide_Pool *p) {
+  uv_poll_t *h = tide__handleinit(NULL, rt, &p->o, sizeof *h, NULL);
   int fd = uv_backend_fd(&p->loop), err = UV_ENOTSUP;
+  if (h == NULL) return UV_ENOMEM;
   if (fd < 0 || (err = uv_poll_init(rt->loop, h, fd)) < 0 ||
       (err = uv_poll_start(h, UV_READABLE, pool_cb)) < 0) {
     tide__handleclose(&p->o);
@@ -115,16 +128,16 @@ static int pool_watch (lua_State *L, tide_Runtime *rt, struct tide_Pool *p) {
 
 /* Open rt's pool loop; NULL if it cannot be (the runtime's loop serves). */
 static struct tide_Pool *pool_open (lua_State *L, tide_Runtime *rt) {
-  struct tide_Pool *p = calloc(1, sizeof *p);
+  struct tide_Pool *p = tide__calloc(1, sizeof *p);
   if (p == NULL) luaL_error(L, "not enough memory");
   uv_once(&once, init_once);
   if (uv_loop_init(&p->loop) < 0) {
-    free(p);
+    tide__free(p);
     return NULL;
   }
-  if (pool_poll(&p->loop) < 0 || pool_watch(L, rt, p) < 0) {
+  if (pool_poll(&p->loop) < 0 || pool_watch(rt, p) < 0) {
     uv_loop_close(&p->loop);
-    free(p);
+    tide__free(p);
     return NULL;
   }
   pools_add(p);
@@ -179,5 +192,5 @@ void tide__poolclose (tide_Runtime *rt) {
   if (!drain(&p->loop) || uv_loop_close(&p->loop) != 0)
     return;                          /* left to the call that runs */
   pools_remove(p);
-  free(p);
+  tide__free(p);
 }

@@ -21,6 +21,12 @@ typedef struct tide_Wait tide_Wait;
 
 /* ---- Embedding ---------------------------------------------------------- */
 
+/* Out of memory, a call below returns LUA_ERRMEM when its own allocation
+** failed, or LUA_ERRRUN when the task it drives ended with the error "not
+** enough memory" (a task raises it where it needed the memory); the
+** message is "not enough memory" either way, and the runtime is usable
+** again once memory is back. */
+
 /* Open a runtime on L (which must have the standard libraries open when
 ** scripts need them). loop NULL: tide creates and owns a loop; otherwise
 ** tide uses the host's loop and never closes it. Sets the global `tide`
