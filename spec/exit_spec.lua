@@ -56,11 +56,7 @@ end
 -- What p writes until it ends, and its exit status; killed (and the test
 -- failed) if it takes more than LIMIT seconds.
 local function finish (p)
-  local function rest ()
-    local parts = {}
-    for data in function () return p.stdout:read() end do parts[#parts + 1] = data end
-    return table.concat(parts), p:wait()
-  end
+  local function rest () return readall(p.stdout), p:wait() end
   local out, code, signal = tide.timeout(LIMIT, rest)
   if out == nil then
     p:kill("SIGKILL")
@@ -150,6 +146,17 @@ describe("a program with a cancelled tide.work that never ends", function ()
     ]]):format(d .. "/fifo"))
     assert.equal("nil\ttimeout\nnil\ttimeout\nend\n", out)
     assert.equal(0, code)
+  end))
+
+  it("ends when a cancelled call is stuck in a read of stdin, holding its lock", async(function ()
+    local p <close> = start [[
+      local t = tide.spawn(tide.work, function () return io.read() end)
+      print("ready") io.stdout:flush()
+      tide.sleep(0.1)
+      t:cancel()
+      print("end")
+    ]]
+    assert.same({ "end\n", 0 }, { finish(p) })   -- its stdin stays open
   end))
 
   for _, sig in ipairs({ "SIGINT", "SIGTERM" }) do
