@@ -1,4 +1,4 @@
--- fs_spec.lua: files and directories (bindings/fs.c, runtime/lua/fs.lua)
+-- fs_spec.lua: files and directories (bindings/fs*.c, runtime/lua/fs.lua)
 -- against a temporary directory, and the scripts built on them. The
 -- standard streams are in stdio_spec.lua.
 

@@ -1,4 +1,4 @@
--- fs.lua: the parts of tide.fs that are compositions of bindings/fs.c's
+-- fs.lua: the parts of tide.fs that are compositions of bindings/fs*.c's
 -- calls: read_file, write_file (a temporary file renamed over the target),
 -- mkdir with parents, exists, mkdtemp's default template, the scandir and
 -- readdir iterators, File:lines and watch; and tide.stdin, tide.stdout and
