@@ -24,7 +24,7 @@ LDFLAGS += $(SAN)
 CORE     = sched task wait report timer coro debug handle runtime interrupt where \
            pool alloc watch
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_path \
-           fs_file fs_dir fs_result fs_watch work tty
+           fs_file fs_read fs_dir fs_result fs_watch work tty
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h

@@ -1,11 +1,11 @@
 /*
 ** fs.c: tide.fs: files and directories on libuv's uv_fs_* calls, which run
-** on the thread pool. One request type and one callback serve every call:
-** the callback pushes what the request's type (req->fs_type) yields. A File
-** or Dir shares its descriptor with the requests in flight on it (a Res),
-** so closing one never pulls the descriptor from under a pool thread. The
-** calls themselves are in fs_path.c, fs_file.c, fs_dir.c and fs_watch.c
-** (see fs.h); the compositions (read_file, write_file, mkdir with parents,
+** on the thread pool. One request type and one callback serve every call
+** but File:read (fs_read.c): the callback pushes what the request's type
+** (req->fs_type) yields. A File or Dir shares its descriptor with the
+** requests in flight on it (a Res), so closing one never pulls the
+** descriptor from under a pool thread. The calls themselves are in
+** fs_path.c, fs_file.c, fs_dir.c and fs_watch.c (see fs.h); the compositions (read_file, write_file, mkdir with parents,
 ** lines, readdir and scandir iterators) are in runtime/lua/fs.lua.
 */
 #include <stdlib.h>
@@ -31,7 +31,7 @@ static void closedir_now (uv_loop_t *loop, uv_dir_t *dir) {
 
 /* Let go of x; the last one closes the descriptor. Returns the error of
 ** that close, or 0. */
-static int res_release (Res *x) {
+int tide__fsrelease (Res *x) {
   int err = 0;
   if (--x->refs > 0) return 0;
   if (x->fd >= 0) {
@@ -62,6 +62,7 @@ static void newobj (lua_State *L, uv_loop_t *loop, const char *name,
     tide__free(ents);
     tide__nomem(L);
   }
+  memset(x, 0, sizeof *x);
   x->refs = 1;
   x->fd = fd;
   x->dir = dir;
@@ -74,7 +75,8 @@ static void newobj (lua_State *L, uv_loop_t *loop, const char *name,
 static int newfile (lua_State *L) {
   newobj(L, tide_getloop(L), lua_touserdata(L, 2), (uv_file)lua_tointeger(L, 1),
          NULL);
-  return 1;
+  ((Obj *)lua_touserdata(L, -1))->res->noahead = 1;   /* shared with other */
+  return 1;                                           /* processes */
 }
 
 /* Push a File on fd (tty.c: the standard streams when they are files);
@@ -105,7 +107,8 @@ int tide__fsclose (lua_State *L, const char *tname) {
   int err;
   if (x == NULL) return 0;
   o->res = NULL;
-  if ((err = res_release(x)) < 0) return tide_pushfail(L, err, NULL);
+  tide__fsreadstop(x);
+  if ((err = tide__fsrelease(x)) < 0) return tide_pushfail(L, err, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -136,10 +139,6 @@ static int pushresult (lua_State *L, FsReq *r) {
       break;
     case UV_FS_OPENDIR:
       newobj(L, tide_getloop(L), req->path, -1, req->ptr);
-      break;
-    case UV_FS_READ:
-      if (req->result == 0 && r->len > 0) lua_pushnil(L);   /* end of file */
-      else lua_pushlstring(L, r->buf, (size_t)req->result);
       break;
     case UV_FS_STAT: case UV_FS_LSTAT: case UV_FS_FSTAT:
       tide__fspushstat(L, &req->statbuf);
@@ -179,7 +178,8 @@ static void drop (FsReq *r) {
 
 static void freereq (FsReq *r) {
   uv_fs_req_cleanup(&r->req);
-  if (r->res) res_release(r->res);
+  if (r->busy) r->res->busy--;
+  if (r->res) tide__fsrelease(r->res);
   tide__free(r);
 }
 
@@ -240,6 +240,7 @@ FsReq *tide__fsreq (lua_State *L, Res *res, size_t size) {
   r->done = 0;
   r->off = -1;
   r->excl = 0;
+  r->busy = 0;
   if (res) res->refs++;
   return r;
 }

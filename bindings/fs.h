@@ -1,9 +1,10 @@
 /*
 ** fs.h: what the files of tide.fs share: a descriptor shared by its Lua
 ** object and the requests in flight on it (a Res), and the one request
-** type whose callback pushes what each call yields (fs.c). The calls on
-** paths are in fs_path.c, File in fs_file.c, Dir in fs_dir.c, the tables
-** they return in fs_result.c, Watcher in fs_watch.c.
+** type whose callback pushes what each call but File:read yields (fs.c).
+** The calls on paths are in fs_path.c, File in fs_file.c and its reads in
+** fs_read.c, Dir in fs_dir.c, the tables they return in fs_result.c,
+** Watcher in fs_watch.c.
 */
 #ifndef TIDE_FS_H
 #define TIDE_FS_H
@@ -17,6 +18,8 @@
                                       less than 4 GiB); more is a short write */
 
 
+typedef struct Read Read;          /* a File's read (fs_read.c) */
+
 /* A descriptor shared by its Lua object and the requests in flight on it;
 ** closed and freed when the last of them lets go. */
 typedef struct Res {
@@ -25,6 +28,14 @@ typedef struct Res {
   uv_dir_t *dir;           /* a directory, or NULL */
   uv_dirent_t *ents;       /* where a directory's entries are read to */
   uv_loop_t *loop;
+  Read *ahead;             /* File: the next read, read ahead, or NULL */
+  Read *spare;             /* File: a buffer kept for the next read */
+  size_t seqlen;           /* File: the size of the last read at the file
+                              position if it got all it asked, else 0 */
+  int busy;                /* File: calls in flight that move the position
+                              or change the data */
+  int noahead;             /* File: never reads ahead (closed, shared with
+                              other processes, not a regular file) */
   char name[];             /* the path, for messages */
 } Res;
 
@@ -40,7 +51,8 @@ typedef struct FsReq {
   size_t len, done;        /* write: bytes to write, bytes written */
   int64_t off;             /* write: where (-1: at the file position) */
   int excl;                /* open: creates the file (O_CREAT | O_EXCL) */
-  char buf[];              /* read: the data read; write: a copy to write */
+  int busy;                /* write, truncate: counted in res->busy */
+  char buf[];              /* write: a copy of the data */
 } FsReq;
 
 
@@ -50,6 +62,10 @@ typedef struct FsReq {
 Res *tide__fsres (lua_State *L, int i, const char *tname, const char *what);
 int tide__fsclose (lua_State *L, const char *tname);
 int tide__fstostring (lua_State *L, const char *tname);
+
+/* fs.c: let go of x; the last one closes the descriptor (returns the
+** error of that close, or 0) */
+int tide__fsrelease (Res *x);
 
 #define checkfile(L, i) tide__fsres(L, i, TIDE_FILE, "file")
 #define checkdir(L, i) tide__fsres(L, i, TIDE_DIR, "directory")
@@ -74,6 +90,15 @@ int tide__fsmode (lua_State *L, int i, int def);
 void tide__fsregister (lua_State *L, const luaL_Reg *funcs, const char *tname,
                        const luaL_Reg *meta, const luaL_Reg *methods,
                        const char *field);
+
+/* fs_read.c: f:read(n [, off]) on x (off -1: at the file position); the
+** position or the data may change: what was read ahead is stale; r (a
+** write or a truncate) is about to start: the same, and x counts it busy
+** until r is freed; x's File closes: it reads ahead no more */
+int tide__fsread (lua_State *L, Res *x, size_t n, int64_t off);
+void tide__fsmoved (Res *x);
+void tide__fsbusy (Res *x, FsReq *r);
+void tide__fsreadstop (Res *x);
 
 /* fs_result.c: what a stat, a scandir and a batch of readdir push */
 void tide__fspushstat (lua_State *L, const uv_stat_t *s);

@@ -1,6 +1,6 @@
 /*
-** fs_file.c: tide.fs.open and File: reads and writes at the file position
-** or at an offset, seek, sync, stat, truncate, close.
+** fs_file.c: tide.fs.open and File: reads (done in fs_read.c) and writes at
+** the file position or at an offset, seek, sync, stat, truncate, close.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,13 +58,8 @@ static int file_read (lua_State *L) {
   Res *x = checkfile(L, 1);
   lua_Integer n = tide__optinteger(L, 2, READ_CHUNK);
   int64_t off = optoffset(L, 3);
-  uv_buf_t b;
-  FsReq *r;
   tide__argcheck(L, n >= 0 && n <= INT32_MAX, 2, "size out of range");
-  r = tide__fsreq(L, x, (size_t)n);
-  b = uv_buf_init(r->buf, (unsigned)n);
-  return fs_wait(L, r, uv_fs_read(LOOP(L), REQ(r), x->fd, &b, 1, off,
-                                  tide__fscb));
+  return tide__fsread(L, x, (size_t)n, off);
 }
 
 static int write_k (lua_State *L, int status, lua_KContext ctx) {
@@ -89,6 +84,7 @@ static int file_write (lua_State *L) {
   r = tide__fsreq(L, x, len);
   memcpy(r->buf, data, len);       /* libuv may still use it after a cancel */
   r->off = off;
+  tide__fsbusy(x, r);
   lua_settop(L, 1);                /* write_k's results go above f */
   b = uv_buf_init(r->buf, (unsigned)(len < WRITE_MAX ? len : WRITE_MAX));
   return tide__fswait(L, r, uv_fs_write(LOOP(L), REQ(r), x->fd, &b, 1, off,
@@ -103,7 +99,9 @@ static int file_seek (lua_State *L) {
   Res *x = checkfile(L, 1);
   int whence = tide__checkoption(L, 2, "cur", names);
   lua_Integer off = tide__optinteger(L, 3, 0);
-  off_t pos = lseek(x->fd, (off_t)off, modes[whence]);
+  off_t pos;
+  if (whence != 1 || off != 0) tide__fsmoved(x);   /* not just asking */
+  pos = lseek(x->fd, (off_t)off, modes[whence]);
   if (pos < 0) return tide_pushfail(L, uv_translate_sys_error(errno), x->name);
   lua_pushinteger(L, (lua_Integer)pos);
   return 1;
@@ -132,6 +130,7 @@ static int file_truncate (lua_State *L) {
   FsReq *r;
   tide__argcheck(L, size >= 0, 2, "non-negative size expected");
   r = tide__fsreq(L, x, 0);
+  tide__fsbusy(x, r);
   return fs_wait(L, r, uv_fs_ftruncate(LOOP(L), REQ(r), x->fd, size,
                                        tide__fscb));
 }

@@ -139,6 +139,7 @@ describe("tide.fs.read_file and write_file", function ()
     t:cancel()
     assert.has_error(function () t:await() end)
     assert.is_true(t:cancelled())
+    holdpool(tmpdir(), finally)()    -- an open it cancelled is undone once ended
     assert.equal("old", get(d .. "/f"))
     assert.same({ "f" }, names(d))
   end))
@@ -399,6 +400,125 @@ describe("tide.fs.open and File", function ()
     assert.is_true(t:cancelled())
     assert.is_false(fs.exists(d .. "/never"))
     assert.is_true(fs.mkdir(d .. "/now"))            -- the pool goes on
+  end))
+end)
+
+describe("a File read in whole reads of one size", function ()
+  local N = 4096
+
+  -- count chunks of N bytes, each of its own digits.
+  local function chunks (count)
+    local parts = {}
+    for i = 1, count do parts[i] = ("%08d"):format(i):rep(N // 8) end
+    return parts
+  end
+
+  -- A new file of count chunks and tail, open (mode), and its chunks.
+  local function chunkfile (count, tail, mode)
+    local path = tmpdir() .. "/f"
+    local parts = chunks(count)
+    put(path, table.concat(parts) .. (tail or ""))
+    return assert(fs.open(path, mode)), parts
+  end
+
+  it("reads ahead without moving the position or serving stale data", async(function ()
+    local f <close>, parts = chunkfile(12, "tail", "r+")
+    for i = 1, 4 do
+      assert.equal(parts[i], f:read(N))
+      assert.equal(i * N, f:seek())
+    end
+    tide.sleep(0.01)                                 -- what was read ahead is there
+    assert.equal(parts[5], f:read(N))
+    assert.equal(parts[1], f:read(N, 0))             -- at an offset: aside
+    assert.equal(parts[6], f:read(N))
+    assert.equal(f, f:write(("x"):rep(N), 7 * N))    -- a write: stale
+    assert.equal(parts[7], f:read(N))
+    assert.equal(("x"):rep(N), f:read(N))
+    assert.equal(N, f:seek("set", N))                -- a seek: stale
+    for i = 2, 4 do assert.equal(parts[i], f:read(N)) end
+    assert.equal(parts[5]:sub(1, 100), f:read(100))  -- another size
+    assert.equal(4 * N + 100, f:seek())
+    assert.equal(parts[5]:sub(101), f:read(N - 100))
+    assert.equal(parts[6], f:read(N))
+    assert.is_true(f:truncate(7 * N + 10))           -- a truncate: stale
+    assert.equal(parts[7], f:read(N))
+    assert.equal(("x"):rep(10), f:read(N))
+    assert.is_nil(f:read(N))
+    assert.equal(7 * N + 10, f:seek())
+  end))
+
+  it("gives every byte up to the end, a short last read included", async(function ()
+    for _, tail in ipairs({ "", "end" }) do
+      local f <close>, parts = chunkfile(20, tail)
+      local got = {}
+      while true do
+        local s = f:read(N)
+        if s == nil then break end
+        got[#got + 1] = s
+      end
+      if tail ~= "" then parts[#parts + 1] = tail end
+      assert.same(parts, got)
+      assert.is_nil(f:read(N))
+    end
+  end))
+
+  it("shares the bytes between tasks reading at the position, each once", async(function ()
+    local f <close>, parts = chunkfile(64)
+    local got = {}
+    local function reader ()
+      while true do
+        local s = f:read(N)
+        if s == nil then return end
+        got[#got + 1] = s
+      end
+    end
+    tide.gather(reader, reader, reader)
+    table.sort(got)
+    assert.same(parts, got)
+  end))
+
+  it("a cancelled read waiting on a read ahead leaves the position", async(function ()
+    local f <close>, parts = chunkfile(8)
+    assert.equal(parts[1], f:read(N))
+    assert.equal(parts[2], f:read(N))                -- reads 3 and 4 ahead
+    tide.sleep(0.01)
+    local release = holdpool(tmpdir(), finally)
+    assert.equal(parts[3], f:read(N))                -- 5 and 6 wait for the pool
+    assert.equal(parts[4], f:read(N))
+    local t = tide.spawn(f.read, f, N)
+    tide.sleep(0.01)
+    assert.equal("waiting", t:state())
+    t:cancel()
+    assert.has_error(function () t:await() end)
+    assert.equal(4 * N, f:seek())
+    release()
+    for i = 5, 8 do assert.equal(parts[i], f:read(N)) end
+    assert.is_nil(f:read(N))
+  end))
+
+  it("reads a FIFO as asked, never ahead", async(function ()
+    local fifo = tmpdir() .. "/fifo"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    local f <close> = assert(fs.open(fifo, "r+"))
+    assert.equal(f, f:write("aabbccdd"))
+    for _, s in ipairs({ "aa", "bb", "cc", "dd" }) do assert.equal(s, f:read(2)) end
+  end))
+
+  it("closes its fd once what it read ahead has ended", async(function ()
+    local d = fs.realpath(tmpdir())
+    put(d .. "/f", table.concat(chunks(8)))
+    for _, drop in ipairs({ "close", "collect" }) do
+      local f = assert(fs.open(d .. "/f"))
+      for _ = 1, 3 do assert(f:read(N)) end
+      if drop == "close" then assert.is_true(f:close()) end
+      f = nil                                        -- luacheck: ignore
+      collectgarbage()
+      for _ = 1, 100 do
+        if fds_on(d .. "/f") == 0 then break end
+        tide.sleep(0.01)
+      end
+      assert.equal(0, fds_on(d .. "/f"))
+    end
   end))
 end)
 

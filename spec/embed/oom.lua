@@ -166,6 +166,10 @@ local function files ()
   f:seek("set")
   for _ in f:lines() do n = n + 1 end
   assert(n == 3)
+  f:seek("set")
+  local parts = {}
+  for i = 1, 8 do parts[i] = f:read(2) end         -- reads ahead from the third
+  assert(table.concat(parts) == "one\ntwo\nthree\n")
   f:close()
   assert(tide.fs.mkdir(dir .. "/sub/deeper", { parents = true }))
   assert(tide.fs.rename(path, dir .. "/sub/file"))
