@@ -5,8 +5,9 @@
 ** (req->fs_type) yields. A File or Dir shares its descriptor with the
 ** requests in flight on it (a Res), so closing one never pulls the
 ** descriptor from under a pool thread. The calls themselves are in
-** fs_path.c, fs_file.c, fs_dir.c and fs_watch.c (see fs.h); the compositions (read_file, write_file, mkdir with parents,
-** lines, readdir and scandir iterators) are in runtime/lua/fs.lua.
+** fs_path.c, fs_file.c, fs_dir.c and fs_watch.c (see fs.h); the
+** compositions (read_file, write_file, mkdir with parents, lines, readdir
+** and scandir iterators) are in runtime/lua/fs.lua.
 */
 #include <stdlib.h>
 #include <string.h>
