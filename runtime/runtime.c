@@ -373,6 +373,8 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   tide__opensched(L);
   tide__opentimer(L);
   tide__openwatch(L);
+  tide__openlock(L);
+  tide__openqueue(L);
   tide__opendebug(L);
   tide__open_stream(L);
   tide__open_dns(L);

@@ -166,6 +166,10 @@ void tide__timeradd (lua_State *L, tide_Wait *w, double s);
 int tide__openwatch (lua_State *L);
 void tide__watched (Task *t);
 
+/* lock.c and queue.c: tide.Lock and the Guard of hold(); the queues */
+int tide__openlock (lua_State *L);
+int tide__openqueue (lua_State *L);
+
 /* coro.c */
 int tide__opencoro (lua_State *L);
 int tide__corowait (lua_State *L, Task *t);
