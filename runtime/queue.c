@@ -33,7 +33,10 @@ typedef struct Queue {
   int kind, closed;
 } Queue;
 
-#define ITEMS 2            /* where the methods below push the items table */
+/* The stack of a method: self, the item and priority of a put (nil for
+** other methods: every method sets the top at 3), the metatable (left by
+** the check of self), and then the items table and the comparator. */
+#define ITEMS 5
 
 static const char closedmsg[] = "%s: the queue is closed";
 
@@ -105,7 +108,7 @@ static void lifo_take (lua_State *L, Queue *q, int vi) {
 ** comparator's or the items' error), then made by moves that cannot fail,
 ** so that an error leaves the heap as it was. */
 
-#define CMP 3              /* where the comparator is pushed (or nil) */
+#define CMP 6
 
 /* cmp(a, b) for the values at a and b, as a boolean */
 static int callcmp (lua_State *L, int a, int b) {
@@ -251,13 +254,17 @@ static void heap_check (lua_State *L, Queue *q, int vi) {
 
 /* ---- The engine --------------------------------------------------------- */
 
-/* Push the items table (at ITEMS) and the comparator (at CMP) above self
-** and the item and priority at 2 and 3, which move up to 4 and 5. */
-static void pushitems (lua_State *L) {
+/* The self of a method, the top set at 3 and the metatable pushed. */
+static Queue *checkqueue (lua_State *L, tide_SyncClass *c) {
   lua_settop(L, 3);
+  return tide__syncself(L, c);
+}
+
+/* Push the items table at ITEMS and, for a PriorityQueue, the comparator
+** at CMP. */
+static void pushitems (lua_State *L, Queue *q) {
   lua_getiuservalue(L, 1, 1);
-  lua_getiuservalue(L, 1, 2);
-  lua_rotate(L, 2, 2);
+  if (q->kind == PRIO) lua_getiuservalue(L, 1, 2);
 }
 
 static void push (lua_State *L, Queue *q, int vi) {
@@ -285,29 +292,31 @@ static void handoff (lua_State *L, Queue *q, int vi) {
   tide__syncwake(g, 1);
 }
 
-/* The item at 4 (its priority at 5) has room: give it to a waiting getter
+/* The item at 2 (its priority at 3) has room: give it to a waiting getter
 ** or store it. If storing it raises, nothing has changed. */
 static void enter (lua_State *L, Queue *q) {
   if (q->n == 0 && q->getters.head != NULL) {
-    handoff(L, q, 4);
+    handoff(L, q, 2);
     return;
   }
-  push(L, q, 4);
+  pushitems(L, q);
+  push(L, q, 2);
   q->unfinished++;
 }
 
 /* Push the first item and take it out; a waiting putter's item takes its
-** place if the queue was full. Stack as pushitems leaves it. */
+** place if the queue was full. */
 static void take (lua_State *L, Queue *q) {
   Task *p = q->n == q->max ? first(&q->putters) : NULL;
   int vi = 0;
-  if (p != NULL) {                 /* its item and priority, at 6 and 7 */
+  pushitems(L, q);
+  if (p != NULL) {                 /* its item and priority, on top */
     lua_State *pL = p->w.L;
     if (!lua_checkstack(pL, 2)) tide__nomem(L);
     lua_pushvalue(pL, 2);
     lua_pushvalue(pL, 3);
     lua_xmove(pL, L, 2);
-    vi = 6;
+    vi = lua_gettop(L) - 1;
   }
   switch (q->kind) {
     case FIFO: fifo_take(L, q, vi); break;
@@ -337,20 +346,19 @@ static int put_k (lua_State *L, int status, lua_KContext base) {
 
 /* q:put(item [, priority]): store it, waiting while the queue is full. */
 static int queue_put (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  tide_SyncClass *c = tide__syncclass(L);
+  Queue *q = checkqueue(L, c);
   tide_Wait *w;
-  if (q->n < q->max && !lua_isnoneornil(L, 2)) {
-    pushitems(L);
+  if (q->n < q->max && !lua_isnil(L, 2)) {
     enter(L, q);
     return 0;
   }
-  if (lua_isnoneornil(L, 2) || q->closed) return badput(L);
+  if (lua_isnil(L, 2) || q->closed) return badput(L);
   if (q->kind == PRIO) {
-    pushitems(L);
-    heap_check(L, q, 4);
-    lua_rotate(L, 2, 2);           /* back to 2 and 3 */
+    pushitems(L, q);
+    heap_check(L, q, 2);
   }
-  w = tide__waitbegin(tide__rt(L), L);
+  w = tide__waitbegin(c->rt, L);
   lua_settop(L, 3);                /* a getter moves the item in */
   tide__fifopush(&q->putters, tide__task(w));
   return tide_awaitk(L, w, tide__fifocancel, &q->putters, put_k, 3);
@@ -358,14 +366,13 @@ static int queue_put (lua_State *L) {
 
 /* q:put_nowait(item [, priority]) -> true | nil, "full" */
 static int queue_put_nowait (lua_State *L) {
-  Queue *q = tide__syncself(L);
-  if (lua_isnoneornil(L, 2) || q->closed) return badput(L);
+  Queue *q = checkqueue(L, tide__syncclass(L));
+  if (lua_isnil(L, 2) || q->closed) return badput(L);
   if (q->n >= q->max) {
     luaL_pushfail(L);
     lua_pushliteral(L, "full");
     return 2;
   }
-  pushitems(L);
   enter(L, q);
   lua_pushboolean(L, 1);
   return 1;
@@ -374,10 +381,10 @@ static int queue_put_nowait (lua_State *L) {
 /* q:get() -> item, waiting while the queue is empty; nil, "closed" once
 ** it is closed and empty. */
 static int queue_get (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  tide_SyncClass *c = tide__syncclass(L);
+  Queue *q = checkqueue(L, c);
   tide_Wait *w;
   if (q->n > 0) {
-    pushitems(L);
     take(L, q);
     return 1;
   }
@@ -386,7 +393,7 @@ static int queue_get (lua_State *L) {
     lua_pushliteral(L, "closed");
     return 2;
   }
-  w = tide__waitbegin(tide__rt(L), L);
+  w = tide__waitbegin(c->rt, L);
   lua_settop(L, 1);                /* a putter hands the item over */
   tide__fifopush(&q->getters, tide__task(w));
   return tide_await(L, w, tide__fifocancel, &q->getters);
@@ -394,9 +401,8 @@ static int queue_get (lua_State *L) {
 
 /* q:get_nowait() -> item | nil, "empty" | nil, "closed" */
 static int queue_get_nowait (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  Queue *q = checkqueue(L, tide__syncclass(L));
   if (q->n > 0) {
-    pushitems(L);
     take(L, q);
     return 1;
   }
@@ -407,32 +413,32 @@ static int queue_get_nowait (lua_State *L) {
 }
 
 static int queue_size (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  Queue *q = checkqueue(L, tide__syncclass(L));
   lua_pushinteger(L, q->n);
   return 1;
 }
 
 static int queue_empty (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  Queue *q = checkqueue(L, tide__syncclass(L));
   lua_pushboolean(L, q->n == 0);
   return 1;
 }
 
 static int queue_full (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  Queue *q = checkqueue(L, tide__syncclass(L));
   lua_pushboolean(L, q->maxsize > 0 && q->n >= q->maxsize);
   return 1;
 }
 
 /* q:maxsize() -> the maxsize it was made with, 0 when unbounded */
 static int queue_maxsize (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  Queue *q = checkqueue(L, tide__syncclass(L));
   lua_pushinteger(L, q->maxsize);
   return 1;
 }
 
 static int queue_is_closed (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  Queue *q = checkqueue(L, tide__syncclass(L));
   lua_pushboolean(L, q->closed);
   return 1;
 }
@@ -453,7 +459,7 @@ static void wakeall (lua_State *L, tide_Fifo *f, int n) {
 
 /* q:task_done(): an item taken by get is dealt with (for join). */
 static int queue_task_done (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  Queue *q = checkqueue(L, tide__syncclass(L));
   if (q->unfinished == 0)
     return tide__error(L, "%s: called more times than items were put",
                        tide__fname(L));
@@ -463,10 +469,11 @@ static int queue_task_done (lua_State *L) {
 
 /* q:join(): wait until every item put has been marked task_done. */
 static int queue_join (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  tide_SyncClass *c = tide__syncclass(L);
+  Queue *q = checkqueue(L, c);
   tide_Wait *w;
   if (q->unfinished == 0) return 0;
-  w = tide__waitbegin(tide__rt(L), L);
+  w = tide__waitbegin(c->rt, L);
   lua_settop(L, 1);
   tide__fifopush(&q->joiners, tide__task(w));
   return tide_await(L, w, tide__fifocancel, &q->joiners);
@@ -475,7 +482,7 @@ static int queue_join (lua_State *L) {
 /* q:close(): no more puts (they raise, and so do those waiting now);
 ** getters drain what is left and then get nil, "closed". */
 static int queue_close (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  Queue *q = checkqueue(L, tide__syncclass(L));
   if (q->closed) return 0;
   lua_settop(L, 1);
   luaL_pushfail(L);
@@ -491,14 +498,14 @@ static int queue_close (lua_State *L) {
 
 /* for item in q:iter() do ... end: get until the queue is closed and empty. */
 static int queue_iter (lua_State *L) {
-  tide__syncself(L);
+  checkqueue(L, tide__syncclass(L));
   lua_getfield(L, lua_upvalueindex(2), "get");
   lua_pushvalue(L, 1);
   return 2;
 }
 
 static int queue_tostring (lua_State *L) {
-  Queue *q = tide__syncself(L);
+  Queue *q = checkqueue(L, tide__syncclass(L));
   const char *closed = q->closed ? ", closed" : "";
   lua_getfield(L, lua_upvalueindex(2), "__name");
   if (q->maxsize > 0)
@@ -591,10 +598,12 @@ static void openclass (lua_State *L, const char *name, lua_CFunction ctor) {
   lua_remove(L, -2);
   lua_pushvalue(L, -1);
   lua_setfield(L, -2, "__index");
+  tide__newclass(L, -2);           /* tide, private, rt, mt, class */
   lua_pushvalue(L, -2);
   lua_pushvalue(L, -2);
+  lua_pushvalue(L, -4);
   luaL_setfuncs(L, queue_methods, 2);
-  lua_pushvalue(L, -2);
+  lua_pop(L, 1);
   lua_insert(L, -2);
   lua_pushcclosure(L, ctor, 2);
   lua_setfield(L, -4, name);

@@ -8,8 +8,27 @@
 
 #include "tide_int.h"
 
-/* Methods and constructors have two upvalues: the runtime userdata and
-** the metatable of their class (which is its own method table). */
+/* Methods and constructors have two upvalues: their class, a userdata
+** made by tide__newclass, and the metatable of the class (which is its
+** own method table). */
+typedef struct tide_SyncClass {
+  tide_Runtime *rt;        /* kept alive by the class's user value */
+  const void *mt;          /* the metatable, upvalue 2 */
+} tide_SyncClass;
+
+#define tide__syncclass(L) \
+  ((tide_SyncClass *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* Push a class for the metatable on top, of the runtime userdata at rt. */
+static inline void tide__newclass (lua_State *L, int rt) {
+  tide_SyncClass *c;
+  rt = lua_absindex(L, rt);
+  c = lua_newuserdatauv(L, sizeof *c, 1);
+  c->rt = lua_touserdata(L, rt);
+  c->mt = lua_topointer(L, -2);
+  lua_pushvalue(L, rt);
+  lua_setiuservalue(L, -2, 1);
+}
 
 /* Raise for a self that is not of the class (with the message that
 ** tide__checkudata gives, naming the method; no self is nil, as for the
@@ -20,14 +39,12 @@ static inline void *tide__badself (lua_State *L) {
   return tide__checkudata(L, 1, lua_tostring(L, -1));
 }
 
-/* The object at 1, checked with one comparison of metatables. */
-static inline void *tide__syncself (lua_State *L) {
+/* The object at 1, of class c, checked with one comparison of metatables.
+** Its metatable is left on top. */
+static inline void *tide__syncself (lua_State *L, const tide_SyncClass *c) {
   void *p = lua_touserdata(L, 1);
-  if (p != NULL && lua_getmetatable(L, 1)) {
-    int ok = lua_rawequal(L, -1, lua_upvalueindex(2));
-    lua_pop(L, 1);
-    if (ok) return p;
-  }
+  if (p != NULL && lua_getmetatable(L, 1) && lua_topointer(L, -1) == c->mt)
+    return p;
   return tide__badself(L);
 }
 

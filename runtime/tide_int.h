@@ -57,6 +57,8 @@ struct Task {
   unsigned reported : 1;   /* its error was reported as nobody's */
   unsigned wakeerr : 1;    /* the waker's values could not be made: raise
                               the error it left, or "not enough memory" */
+  uint32_t lockid;         /* lock.c: the task's number as a lock owner,
+                              given when it first takes one (0 until then) */
 };
 
 /* The C side of every object that owns a libuv handle starts with this. */
