@@ -33,12 +33,11 @@ typedef struct Queue {
   int kind, closed;
 } Queue;
 
-/* The stack of a method: self, the item and priority of a put (nil for
-** other methods: every method sets the top at 3), the metatable (left by
-** the check of self), and then the items table and the comparator. */
-#define ITEMS 5
-
 static const char closedmsg[] = "%s: the queue is closed";
+
+/* The functions below find the items table at stack index it (pushed by
+** pushitems) and, in a PriorityQueue, the comparator at it + 1. An item to
+** store is at vi, its priority at pi. */
 
 /* ---- FIFO: a ring that doubles as it fills ---------------------------- */
 
@@ -49,39 +48,39 @@ static lua_Integer fifo_slot (Queue *q, lua_Integer i) {
 
 /* Double the full ring: its part that wraps around moves after the rest.
 ** The copies come first; if one runs out of memory, nothing has changed. */
-static void fifo_grow (lua_State *L, Queue *q) {
+static void fifo_grow (lua_State *L, Queue *q, int it) {
   lua_Integer i, size = q->size ? 2 * q->size : 1;
   for (i = 1; i <= q->head; i++) {
-    lua_rawgeti(L, ITEMS, i);
-    lua_rawseti(L, ITEMS, q->size + i);
+    lua_rawgeti(L, it, i);
+    lua_rawseti(L, it, q->size + i);
   }
   for (i = 1; i <= q->head; i++) {
     lua_pushnil(L);
-    lua_rawseti(L, ITEMS, i);
+    lua_rawseti(L, it, i);
   }
   q->size = size;
 }
 
 /* Store the item at vi last. */
-static void fifo_push (lua_State *L, Queue *q, int vi) {
-  if (q->n == q->size) fifo_grow(L, q);
+static void fifo_push (lua_State *L, Queue *q, int it, int vi) {
+  if (q->n == q->size) fifo_grow(L, q, it);
   lua_pushvalue(L, vi);
-  lua_rawseti(L, ITEMS, fifo_slot(q, q->n));
+  lua_rawseti(L, it, fifo_slot(q, q->n));
   q->n++;
 }
 
 /* Push the first item and take it out; the item at vi, if vi is not 0,
 ** goes in last (a putter's, the queue being full). */
-static void fifo_take (lua_State *L, Queue *q, int vi) {
+static void fifo_take (lua_State *L, Queue *q, int it, int vi) {
   lua_Integer first = q->head + 1;
-  lua_rawgeti(L, ITEMS, first);
+  lua_rawgeti(L, it, first);
   if (vi != 0) {                   /* first, so that if it runs out of */
-    fifo_push(L, q, vi);           /* memory, nothing has changed */
-    first = q->head + 1;           /* (the ring may have grown) */
+    fifo_push(L, q, it, vi);       /* memory, nothing has changed */
+    first = q->head + 1;
   }
   if (vi == 0 || fifo_slot(q, q->n - 1) != first) {
     lua_pushnil(L);
-    lua_rawseti(L, ITEMS, first);
+    lua_rawseti(L, it, first);
   }
   q->head = first == q->size ? 0 : first;
   q->n--;
@@ -89,17 +88,17 @@ static void fifo_take (lua_State *L, Queue *q, int vi) {
 
 /* ---- LIFO: a stack ------------------------------------------------------ */
 
-static void lifo_push (lua_State *L, Queue *q, int vi) {
+static void lifo_push (lua_State *L, Queue *q, int it, int vi) {
   lua_pushvalue(L, vi);
-  lua_rawseti(L, ITEMS, q->n + 1);
+  lua_rawseti(L, it, q->n + 1);
   q->n++;
 }
 
-static void lifo_take (lua_State *L, Queue *q, int vi) {
-  lua_rawgeti(L, ITEMS, q->n);
+static void lifo_take (lua_State *L, Queue *q, int it, int vi) {
+  lua_rawgeti(L, it, q->n);
   if (vi != 0) lua_pushvalue(L, vi);   /* in its place: it is the last */
   else lua_pushnil(L);
-  lua_rawseti(L, ITEMS, q->n);
+  lua_rawseti(L, it, q->n);
   if (vi == 0) q->n--;
 }
 
@@ -108,12 +107,10 @@ static void lifo_take (lua_State *L, Queue *q, int vi) {
 ** comparator's or the items' error), then made by moves that cannot fail,
 ** so that an error leaves the heap as it was. */
 
-#define CMP 6
-
 /* cmp(a, b) for the values at a and b, as a boolean */
-static int callcmp (lua_State *L, int a, int b) {
+static int callcmp (lua_State *L, int cmp, int a, int b) {
   int r;
-  lua_pushvalue(L, CMP);
+  lua_pushvalue(L, cmp);
   lua_pushvalue(L, a);
   lua_pushvalue(L, b);
   lua_call(L, 2, 1);
@@ -124,11 +121,11 @@ static int callcmp (lua_State *L, int a, int b) {
 
 /* Whether priority pa (a stack index) of arrival sa comes before pb of sb:
 ** cmp(pa, pb) if there is a comparator, else pa < pb; then arrival. */
-static int before (lua_State *L, int pa, lua_Integer sa, int pb,
+static int before (lua_State *L, int it, int pa, lua_Integer sa, int pb,
                    lua_Integer sb) {
-  if (!lua_isnil(L, CMP)) {
-    if (callcmp(L, pa, pb)) return 1;
-    if (callcmp(L, pb, pa)) return 0;
+  if (!lua_isnil(L, it + 1)) {
+    if (callcmp(L, it + 1, pa, pb)) return 1;
+    if (callcmp(L, it + 1, pb, pa)) return 0;
   }
   else {
     if (lua_compare(L, pa, pb, LUA_OPLT)) return 1;
@@ -138,141 +135,134 @@ static int before (lua_State *L, int pa, lua_Integer sa, int pb,
 }
 
 /* Push the priority of entry i; return its arrival number. */
-static lua_Integer heap_key (lua_State *L, lua_Integer i) {
+static lua_Integer heap_key (lua_State *L, int it, lua_Integer i) {
   lua_Integer s;
-  lua_rawgeti(L, ITEMS, 3 * i);
+  lua_rawgeti(L, it, 3 * i);
   s = lua_tointeger(L, -1);
   lua_pop(L, 1);
-  lua_rawgeti(L, ITEMS, 3 * i - 1);
+  lua_rawgeti(L, it, 3 * i - 1);
   return s;
 }
 
 /* Whether entry i comes before the priority at p of arrival s. */
-static int heap_before (lua_State *L, lua_Integer i, int p, lua_Integer s) {
-  lua_Integer si = heap_key(L, i);
-  int r = before(L, lua_gettop(L), si, p, s);
+static int heap_before (lua_State *L, int it, lua_Integer i, int p,
+                        lua_Integer s) {
+  lua_Integer si = heap_key(L, it, i);
+  int r = before(L, it, lua_gettop(L), si, p, s);
   lua_pop(L, 1);
   return r;
 }
 
 /* Entry i moves to slot j (which exists). */
-static void heap_move (lua_State *L, lua_Integer i, lua_Integer j) {
+static void heap_move (lua_State *L, int it, lua_Integer i, lua_Integer j) {
   int k;
   for (k = 0; k < 3; k++) {
-    lua_rawgeti(L, ITEMS, 3 * i - k);
-    lua_rawseti(L, ITEMS, 3 * j - k);
+    lua_rawgeti(L, it, 3 * i - k);
+    lua_rawseti(L, it, 3 * j - k);
   }
 }
 
 /* Entry j becomes the item at vi, of priority at pi, arrival s. */
-static void heap_set (lua_State *L, lua_Integer j, int vi, int pi,
+static void heap_set (lua_State *L, int it, lua_Integer j, int vi, int pi,
                       lua_Integer s) {
   lua_pushvalue(L, vi);
-  lua_rawseti(L, ITEMS, 3 * j - 2);
+  lua_rawseti(L, it, 3 * j - 2);
   lua_pushvalue(L, pi);
-  lua_rawseti(L, ITEMS, 3 * j - 1);
+  lua_rawseti(L, it, 3 * j - 1);
   lua_pushinteger(L, s);
-  lua_rawseti(L, ITEMS, 3 * j);
+  lua_rawseti(L, it, 3 * j);
 }
 
-/* The priority of a put: the one given (at vi + 1), else the item. */
-static int priority (lua_State *L, int vi) {
-  return lua_isnoneornil(L, vi + 1) ? vi : vi + 1;
-}
-
-/* Add the item at vi (its priority at vi + 1, or the item itself). */
-static void heap_push (lua_State *L, Queue *q, int vi) {
-  int pi = priority(L, vi);
+/* Add the item at vi of priority at pi. */
+static void heap_push (lua_State *L, Queue *q, int it, int vi, int pi) {
   lua_Integer s = q->seq + 1, i = q->n + 1, j = i;
-  while (j > 1 && !heap_before(L, j / 2, pi, s)) j /= 2;
-  heap_set(L, i, vi, pi, s);       /* the new slots: may run out of memory */
-  for (; i > j; i /= 2) heap_move(L, i / 2, i);
-  if (j != q->n + 1) heap_set(L, j, vi, pi, s);
+  while (j > 1 && !heap_before(L, it, j / 2, pi, s)) j /= 2;
+  heap_set(L, it, i, vi, pi, s);   /* the new slots: may run out of memory */
+  for (; i > j; i /= 2) heap_move(L, it, i / 2, i);
+  if (j != q->n + 1) heap_set(L, it, j, vi, pi, s);
   q->n++;
   q->seq = s;
 }
 
 /* Where the entry of priority p, arrival s, put at the top of entries
 ** 1 .. m, sinks to: path[0 .. d - 1], the entries that move up a level. */
-static int heap_sink (lua_State *L, lua_Integer m, int p, lua_Integer s,
-                      lua_Integer *path) {
+static int heap_sink (lua_State *L, int it, lua_Integer m, int p,
+                      lua_Integer s, lua_Integer *path) {
   lua_Integer i = 1;
   int d = 0;
   for (;;) {
     lua_Integer c = 2 * i;
     if (c > m) break;
     if (c < m) {
-      lua_Integer sc = heap_key(L, c);
-      if (heap_before(L, c + 1, lua_gettop(L), sc)) c++;
+      lua_Integer sc = heap_key(L, it, c);
+      if (heap_before(L, it, c + 1, lua_gettop(L), sc)) c++;
       lua_pop(L, 1);
     }
-    if (!heap_before(L, c, p, s)) break;
+    if (!heap_before(L, it, c, p, s)) break;
     path[d++] = c;
     i = c;
   }
   return d;
 }
 
-/* Push the first item and take it out; the item at vi, if vi is not 0,
-** takes its place (a putter's, the queue being full). */
-static void heap_take (lua_State *L, Queue *q, int vi) {
+/* Push the first item and take it out; the item at vi of priority at pi,
+** if vi is not 0, takes its place (a putter's, the queue being full). */
+static void heap_take (lua_State *L, Queue *q, int it, int vi, int pi) {
   lua_Integer path[64], m = q->n, s, hole = 1;
-  int pi, d, k;
+  int d, k;
   if (vi == 0) {                   /* the last entry goes to the top */
-    lua_rawgeti(L, ITEMS, 3 * m - 2);
+    lua_rawgeti(L, it, 3 * m - 2);
     vi = lua_gettop(L);
-    s = heap_key(L, m);
+    s = heap_key(L, it, m);
     pi = vi + 1;
     m--;
   }
-  else {
-    pi = priority(L, vi);
-    s = q->seq + 1;
-  }
-  d = heap_sink(L, m, pi, s, path);
-  lua_rawgeti(L, ITEMS, 1);        /* the first item */
+  else s = q->seq + 1;
+  d = heap_sink(L, it, m, pi, s, path);
+  lua_rawgeti(L, it, 1);           /* the first item */
   for (k = 0; k < d; k++) {
-    heap_move(L, path[k], hole);
+    heap_move(L, it, path[k], hole);
     hole = path[k];
   }
-  heap_set(L, hole, vi, pi, s);
+  heap_set(L, it, hole, vi, pi, s);
   if (m < q->n) {                  /* the last slot is free */
     for (k = 0; k < 3; k++) {
       lua_pushnil(L);
-      lua_rawseti(L, ITEMS, 3 * q->n - k);
+      lua_rawseti(L, it, 3 * q->n - k);
     }
     q->n = m;
   }
   else q->seq = s;
 }
 
-/* A putter must not wait with a priority that cannot be compared: raise
-** now rather than in a later get. */
-static void heap_check (lua_State *L, Queue *q, int vi) {
-  if (q->n > 0) heap_before(L, 1, priority(L, vi), 0);
-}
-
 /* ---- The engine --------------------------------------------------------- */
 
-/* The self of a method, the top set at 3 and the metatable pushed. */
-static Queue *checkqueue (lua_State *L, tide_SyncClass *c) {
-  lua_settop(L, 3);
+/* The queue at 1, with the count of arguments in *n (before the metatable
+** is pushed by the check). */
+static Queue *checkqueue (lua_State *L, tide_SyncClass *c, int *n) {
+  *n = lua_gettop(L);
   return tide__syncself(L, c);
 }
 
-/* Push the items table at ITEMS and, for a PriorityQueue, the comparator
-** at CMP. */
-static void pushitems (lua_State *L, Queue *q) {
-  lua_getiuservalue(L, 1, 1);
-  if (q->kind == PRIO) lua_getiuservalue(L, 1, 2);
+/* The priority of the item at 2 of a put with n arguments: the one given,
+** else the item. */
+static int priority (lua_State *L, int n) {
+  return n >= 3 && !lua_isnil(L, 3) ? 3 : 2;
 }
 
-static void push (lua_State *L, Queue *q, int vi) {
-  switch (q->kind) {
-    case FIFO: fifo_push(L, q, vi); break;
-    case LIFO: lifo_push(L, q, vi); break;
-    default: heap_push(L, q, vi); break;
-  }
+/* Push the items table and, for a PriorityQueue, the comparator above
+** it; return the index of the table. */
+static int pushitems (lua_State *L, Queue *q) {
+  lua_getiuservalue(L, 1, 1);
+  if (q->kind == PRIO) lua_getiuservalue(L, 1, 2);
+  return lua_gettop(L) - (q->kind == PRIO);
+}
+
+/* A putter must not wait with a priority that cannot be compared: raise
+** now rather than in a later get. */
+static void checkpriority (lua_State *L, Queue *q, int n) {
+  if (q->kind == PRIO && q->n > 0)
+    heap_before(L, pushitems(L, q), 1, priority(L, n), 0);
 }
 
 /* The first waiter of f, which is waiting on it. */
@@ -280,27 +270,32 @@ static Task *first (tide_Fifo *f) {
   return f->head;
 }
 
-/* Give the item at vi to the first waiting getter. */
-static void handoff (lua_State *L, Queue *q, int vi) {
+/* Give the item at 2 to the first waiting getter. */
+static void handoff (lua_State *L, Queue *q) {
   Task *g = first(&q->getters);
   lua_State *gL = g->w.L;
   if (!lua_checkstack(gL, 1)) tide__nomem(L);
   tide__fifopop(&q->getters);
-  lua_pushvalue(L, vi);
+  lua_pushvalue(L, 2);
   lua_xmove(L, gL, 1);
   q->unfinished++;
   tide__syncwake(g, 1);
 }
 
-/* The item at 2 (its priority at 3) has room: give it to a waiting getter
-** or store it. If storing it raises, nothing has changed. */
-static void enter (lua_State *L, Queue *q) {
+/* The item at 2 of a put of n arguments has room: give it to a waiting
+** getter or store it. If storing it raises, nothing has changed. */
+static void enter (lua_State *L, Queue *q, int n) {
+  int it;
   if (q->n == 0 && q->getters.head != NULL) {
-    handoff(L, q, 2);
+    handoff(L, q);
     return;
   }
-  pushitems(L, q);
-  push(L, q, 2);
+  it = pushitems(L, q);
+  switch (q->kind) {
+    case FIFO: fifo_push(L, q, it, 2); break;
+    case LIFO: lifo_push(L, q, it, 2); break;
+    default: heap_push(L, q, it, 2, priority(L, n)); break;
+  }
   q->unfinished++;
 }
 
@@ -308,8 +303,7 @@ static void enter (lua_State *L, Queue *q) {
 ** place if the queue was full. */
 static void take (lua_State *L, Queue *q) {
   Task *p = q->n == q->max ? first(&q->putters) : NULL;
-  int vi = 0;
-  pushitems(L, q);
+  int it = pushitems(L, q), vi = 0;
   if (p != NULL) {                 /* its item and priority, on top */
     lua_State *pL = p->w.L;
     if (!lua_checkstack(pL, 2)) tide__nomem(L);
@@ -319,9 +313,11 @@ static void take (lua_State *L, Queue *q) {
     vi = lua_gettop(L) - 1;
   }
   switch (q->kind) {
-    case FIFO: fifo_take(L, q, vi); break;
-    case LIFO: lifo_take(L, q, vi); break;
-    default: heap_take(L, q, vi); break;
+    case FIFO: fifo_take(L, q, it, vi); break;
+    case LIFO: lifo_take(L, q, it, vi); break;
+    default:
+      heap_take(L, q, it, vi, vi == 0 || lua_isnil(L, vi + 1) ? vi : vi + 1);
+      break;
   }
   if (p != NULL) {
     tide__fifopop(&q->putters);
@@ -330,9 +326,10 @@ static void take (lua_State *L, Queue *q) {
   }
 }
 
-/* Raise for a put that cannot be done: a nil item, or a closed queue. */
-static int badput (lua_State *L) {
-  if (lua_isnoneornil(L, 2)) return tide__argerror(L, 2, "value expected");
+/* Raise for a put of n arguments that cannot be done: a nil item, or a
+** closed queue. */
+static int badput (lua_State *L, int n) {
+  if (n < 2 || lua_isnil(L, 2)) return tide__argerror(L, 2, "value expected");
   return tide__error(L, closedmsg, tide__fname(L));
 }
 
@@ -347,33 +344,33 @@ static int put_k (lua_State *L, int status, lua_KContext base) {
 /* q:put(item [, priority]): store it, waiting while the queue is full. */
 static int queue_put (lua_State *L) {
   tide_SyncClass *c = tide__syncclass(L);
-  Queue *q = checkqueue(L, c);
+  int n;
+  Queue *q = checkqueue(L, c, &n);
   tide_Wait *w;
-  if (q->n < q->max && !lua_isnil(L, 2)) {
-    enter(L, q);
+  if (n < 2 || lua_isnil(L, 2) || q->closed) return badput(L, n);
+  if (q->n < q->max) {
+    enter(L, q, n);
     return 0;
   }
-  if (lua_isnil(L, 2) || q->closed) return badput(L);
-  if (q->kind == PRIO) {
-    pushitems(L, q);
-    heap_check(L, q, 2);
-  }
+  checkpriority(L, q, n);
   w = tide__waitbegin(c->rt, L);
-  lua_settop(L, 3);                /* a getter moves the item in */
+  lua_settop(L, n < 3 ? 2 : 3);    /* a getter moves the item in from */
+  if (n < 3) lua_pushnil(L);       /* 2 and 3 */
   tide__fifopush(&q->putters, tide__task(w));
   return tide_awaitk(L, w, tide__fifocancel, &q->putters, put_k, 3);
 }
 
 /* q:put_nowait(item [, priority]) -> true | nil, "full" */
 static int queue_put_nowait (lua_State *L) {
-  Queue *q = checkqueue(L, tide__syncclass(L));
-  if (lua_isnil(L, 2) || q->closed) return badput(L);
+  int n;
+  Queue *q = checkqueue(L, tide__syncclass(L), &n);
+  if (n < 2 || lua_isnil(L, 2) || q->closed) return badput(L, n);
   if (q->n >= q->max) {
     luaL_pushfail(L);
     lua_pushliteral(L, "full");
     return 2;
   }
-  enter(L, q);
+  enter(L, q, n);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -382,7 +379,7 @@ static int queue_put_nowait (lua_State *L) {
 ** it is closed and empty. */
 static int queue_get (lua_State *L) {
   tide_SyncClass *c = tide__syncclass(L);
-  Queue *q = checkqueue(L, c);
+  Queue *q = tide__syncself(L, c);
   tide_Wait *w;
   if (q->n > 0) {
     take(L, q);
@@ -401,7 +398,7 @@ static int queue_get (lua_State *L) {
 
 /* q:get_nowait() -> item | nil, "empty" | nil, "closed" */
 static int queue_get_nowait (lua_State *L) {
-  Queue *q = checkqueue(L, tide__syncclass(L));
+  Queue *q = tide__syncself(L, tide__syncclass(L));
   if (q->n > 0) {
     take(L, q);
     return 1;
@@ -413,32 +410,32 @@ static int queue_get_nowait (lua_State *L) {
 }
 
 static int queue_size (lua_State *L) {
-  Queue *q = checkqueue(L, tide__syncclass(L));
+  Queue *q = tide__syncself(L, tide__syncclass(L));
   lua_pushinteger(L, q->n);
   return 1;
 }
 
 static int queue_empty (lua_State *L) {
-  Queue *q = checkqueue(L, tide__syncclass(L));
+  Queue *q = tide__syncself(L, tide__syncclass(L));
   lua_pushboolean(L, q->n == 0);
   return 1;
 }
 
 static int queue_full (lua_State *L) {
-  Queue *q = checkqueue(L, tide__syncclass(L));
+  Queue *q = tide__syncself(L, tide__syncclass(L));
   lua_pushboolean(L, q->maxsize > 0 && q->n >= q->maxsize);
   return 1;
 }
 
 /* q:maxsize() -> the maxsize it was made with, 0 when unbounded */
 static int queue_maxsize (lua_State *L) {
-  Queue *q = checkqueue(L, tide__syncclass(L));
+  Queue *q = tide__syncself(L, tide__syncclass(L));
   lua_pushinteger(L, q->maxsize);
   return 1;
 }
 
 static int queue_is_closed (lua_State *L) {
-  Queue *q = checkqueue(L, tide__syncclass(L));
+  Queue *q = tide__syncself(L, tide__syncclass(L));
   lua_pushboolean(L, q->closed);
   return 1;
 }
@@ -459,7 +456,7 @@ static void wakeall (lua_State *L, tide_Fifo *f, int n) {
 
 /* q:task_done(): an item taken by get is dealt with (for join). */
 static int queue_task_done (lua_State *L) {
-  Queue *q = checkqueue(L, tide__syncclass(L));
+  Queue *q = tide__syncself(L, tide__syncclass(L));
   if (q->unfinished == 0)
     return tide__error(L, "%s: called more times than items were put",
                        tide__fname(L));
@@ -470,7 +467,7 @@ static int queue_task_done (lua_State *L) {
 /* q:join(): wait until every item put has been marked task_done. */
 static int queue_join (lua_State *L) {
   tide_SyncClass *c = tide__syncclass(L);
-  Queue *q = checkqueue(L, c);
+  Queue *q = tide__syncself(L, c);
   tide_Wait *w;
   if (q->unfinished == 0) return 0;
   w = tide__waitbegin(c->rt, L);
@@ -482,7 +479,7 @@ static int queue_join (lua_State *L) {
 /* q:close(): no more puts (they raise, and so do those waiting now);
 ** getters drain what is left and then get nil, "closed". */
 static int queue_close (lua_State *L) {
-  Queue *q = checkqueue(L, tide__syncclass(L));
+  Queue *q = tide__syncself(L, tide__syncclass(L));
   if (q->closed) return 0;
   lua_settop(L, 1);
   luaL_pushfail(L);
@@ -498,14 +495,14 @@ static int queue_close (lua_State *L) {
 
 /* for item in q:iter() do ... end: get until the queue is closed and empty. */
 static int queue_iter (lua_State *L) {
-  checkqueue(L, tide__syncclass(L));
+  tide__syncself(L, tide__syncclass(L));
   lua_getfield(L, lua_upvalueindex(2), "get");
   lua_pushvalue(L, 1);
   return 2;
 }
 
 static int queue_tostring (lua_State *L) {
-  Queue *q = checkqueue(L, tide__syncclass(L));
+  Queue *q = tide__syncself(L, tide__syncclass(L));
   const char *closed = q->closed ? ", closed" : "";
   lua_getfield(L, lua_upvalueindex(2), "__name");
   if (q->maxsize > 0)

@@ -209,6 +209,39 @@ describe("tide.Queue", function ()
     producer:await()
   end))
 
+  it("keeps first in, first out as its items wrap around and it grows", async(function ()
+    local q, got, want = tide.Queue(), {}, {}
+    for i = 1, 3 do q:put(i) end
+    got[1], got[2] = q:get(), q:get()
+    for i = 4, 40 do q:put(i) end        -- grows twice with items wrapped
+    while not q:empty() do got[#got + 1] = q:get() end
+    for i = 1, 40 do want[i] = i end
+    assert.same(want, got)
+    local b = tide.Queue(3)
+    for i = 1, 100 do
+      b:put(i)
+      if i > 2 then assert.equal(i - 2, b:get()) end
+    end
+    assert.same({ 99, 100 }, { b:get(), b:get() })
+  end))
+
+  it("moves in the item of a putter waiting inside a coroutine.wrap generator", async(function ()
+    local q = tide.Queue(1)
+    q:put("first")
+    local putter = tide.spawn(function ()
+      local gen = coroutine.wrap(function ()
+        q:put("second")
+        coroutine.yield("put")
+      end)
+      return gen()
+    end)
+    pass()
+    assert.equal("waiting", putter:state())
+    assert.equal("first", q:get())
+    assert.equal("put", putter:await())
+    assert.equal("second", q:get())
+  end))
+
   describe("task_done and join", function ()
     it("makes join wait until every item is marked done", async(function ()
       local q = tide.Queue()
@@ -546,6 +579,26 @@ describe("tide.PriorityQueue", function ()
     assert.has_error(function () q:task_done() end)
   end))
 
+  it("is left as it was when the comparator raises", async(function ()
+    local boom = false
+    local q = tide.PriorityQueue(3, function (a, b)
+      if boom then error("boom") end
+      return a < b
+    end)
+    for _, v in ipairs { 5, 3, 8 } do q:put(v) end
+    local putter = tide.spawn(function () q:put(1) end)
+    pass()
+    boom = true
+    assert.matches("boom", errorof(q.get, q))
+    assert.matches("boom", errorof(q.get_nowait, q))
+    assert.equal(3, q:size())
+    assert.equal("waiting", putter:state())
+    boom = false
+    assert.equal(3, q:get())           -- moves 1 in
+    putter:await()
+    assert.same({ 1, 5, 8 }, { q:get(), q:get(), q:get() })
+  end))
+
   it("raises on a comparator that is not a function", async(function ()
     assert.matches("bad argument #2 to 'tide.PriorityQueue' %(function expected, got string%)",
                    errorof(tide.PriorityQueue, 3, "x"))
@@ -627,6 +680,19 @@ describe("tide.Lock", function ()
       error("boom")
     end)
     assert.is_false(lock:locked())
+  end))
+
+  it("stays held by a task that ended holding it", async(function ()
+    local lock = tide.Lock()
+    tide.spawn(function () lock:acquire() end):await()
+    assert.is_true(lock:locked())
+    local waiter = tide.spawn(function () return lock:acquire() end)
+    pass()
+    assert.equal("waiting", waiter:state())
+    assert.matches("Lock:release: lock held by another task", errorof(lock.release, lock))
+    assert.is_true(outside(lock.release, lock))   -- for the holder
+    assert.is_true(waiter:await())
+    assert.is_true(lock:locked())                 -- the waiter ended holding it
   end))
 
   describe("cancellation", function ()
