@@ -1,5 +1,6 @@
--- sync_spec.lua: Queue, LifoQueue, PriorityQueue, Lock, Event, Condition,
--- Semaphore, BoundedSemaphore, Barrier (runtime/lua/sync.lua).
+-- sync_spec.lua: Queue, LifoQueue, PriorityQueue (runtime/queue.c), Lock
+-- (runtime/lock.c), Event, Condition, Semaphore, BoundedSemaphore, Barrier
+-- (runtime/lua/sync.lua).
 
 -- Let the other ready tasks run (each until its next wait).
 local function pass (n)
@@ -680,6 +681,19 @@ describe("tide.Lock", function ()
       error("boom")
     end)
     assert.is_false(lock:locked())
+  end))
+
+  it("is released by the guard of a task that ends with an error", async(function ()
+    local lock = tide.Lock()
+    local t = tide.spawn(function ()
+      local _ <close> = lock:hold()
+      tide.yield()
+      error("boom")
+    end)
+    assert.matches("boom", tostring(failure(t)))
+    assert.is_false(lock:locked())
+    assert.is_true(lock:acquire())
+    lock:release()
   end))
 
   it("stays held by a task that ended holding it", async(function ()
