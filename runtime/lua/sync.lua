@@ -29,7 +29,7 @@ local function checkcount (i, n, min, default)
 end
 
 -- A class: a metatable that is its own method table, named for tostring
--- and, being in the registry, in messages ("Queue:put").
+-- and, being in the registry, in messages ("Event:wait").
 local function class (name, tostr)
   local c = sched.newclass("tide." .. name)
   c.__index = c
@@ -44,7 +44,7 @@ end
 -- Waiter lists. A list holds the tasks waiting on one thing, first come
 -- first served, as entries of four slots from index h up to t - 1: the
 -- task, the generation of its wait (sched.token), and two values the
--- waiter leaves for whoever wakes it (a putter's item and priority).
+-- waiter may leave for whoever wakes it.
 -- Entries are dropped lazily: a waker skips a task that is no longer in
 -- that wait (wake returns false), and a waiter whose wait ends with an
 -- error blanks its own entry, trimming the tail. A waker calls wake before
