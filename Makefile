@@ -27,8 +27,8 @@ BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_pat
            fs_file fs_read fs_dir fs_result fs_watch work tty
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
-HEADERS  = runtime/tide.h runtime/tide_int.h runtime/sync.h bindings/process.h \
-           bindings/fs.h
+HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h
+HEADERS += runtime/sync.h
 
 # Outside the dynamic linker's own directories, programs built with
 # `pkg-config --libs tide` find libtide.so through an rpath.
