@@ -314,7 +314,8 @@ Task *tide__spawn (tide_Runtime *rt, lua_State *L, int nargs) {
   t = lua_newuserdatauv(L, sizeof(Task), 2);
   memset(t, 0, sizeof *t);
   t->rt = rt;
-  luaL_setmetatable(L, TIDE_TASK);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &rt->taskmt);
+  lua_setmetatable(L, -2);
   co = lua_newthread(L);
   t->co = co;
   lua_setiuservalue(L, -2, 1);

@@ -16,6 +16,13 @@
 
 typedef struct Task Task;
 typedef struct tide_WatchNode tide_WatchNode;   /* watch.c */
+typedef struct tide_TimerList tide_TimerList;   /* timer.c */
+
+/* A link in a timer list (timer.c): circular, through the list's head. */
+typedef struct tide_TNode tide_TNode;
+struct tide_TNode {
+  tide_TNode *prev, *next;
+};
 
 enum { T_NEW, T_READY, T_RUNNING, T_WAITING, T_DONE };
 
@@ -37,8 +44,9 @@ struct Task {
   Task *link;              /* next in the list of a task's awaiters */
   Task *awaiters;          /* tasks awaiting this one */
   tide_WatchNode *watchers;/* the watches on it (watch.c) */
-  uint64_t due;            /* timer heap: when to wake (loop ms) */
-  uint32_t heapidx;        /* position in the timer heap + 1; 0 if absent */
+  tide_TNode tnode;        /* in a timer list while next != NULL */
+  uint64_t due;            /* its timer's key: when to wake (loop ms) << 24,
+                              then arrival */
   uint32_t slot;           /* position in the live-task array + 1 */
   uint32_t gen;            /* count of finished waits (Lua-side tokens) */
   int nres;                /* results (or 2: error, traceback) when done */
@@ -68,8 +76,8 @@ struct tide_Handle {
   void (*onclose) (tide_Handle *o);/* wake the object's waiters */
 };
 
-typedef struct Heap {
-  Task **a;
+typedef struct Heap {      /* the timer lists, by their first due time */
+  tide_TimerList **a;
   uint32_t n, cap;
 } Heap;
 
@@ -99,6 +107,8 @@ struct tide_Runtime {
   uv_timer_t timer;        /* fires the earliest entry of the heap */
   Heap heap;
   uint64_t seq;
+  uint32_t ntimed;         /* tasks in the timer lists */
+  tide_TimerList *lastlist;/* the list the last timed wait went in */
   int debug;               /* famine detection on */
   double famine;           /* seconds a resume may take before a report */
   struct tide_Watch *watch;/* debug.c's detector (and its thread), or NULL */
@@ -109,6 +119,8 @@ struct tide_Runtime {
   int exitstatus;
   tide_Handle *handles;    /* open handles, closed by tide_close */
   struct tide_Pool *pool;  /* pool.c: the loop of thread-pool requests */
+  const void *taskmt;      /* the Task metatable (also in the registry
+                              under &rt->taskmt), for tide__totask */
 };
 
 /* alloc.c: tide's own C memory, from the host's allocator if it set one;
@@ -133,6 +145,7 @@ void tide__cancelall (tide_Runtime *rt);
 /* task.c: the Task object */
 int tide__opentask (lua_State *L);
 Task *tide__checktask (lua_State *L, int i);
+Task *tide__totask (tide_Runtime *rt, lua_State *L, int i);  /* faster */
 void tide__pushresult (lua_State *L, Task *t);
 
 /* wait.c: the wait/wake protocol and cancellation */
@@ -157,9 +170,10 @@ void tide__observed (Task *t);
 void tide__reportfailed (tide_Runtime *rt);
 void tide__reportleft (tide_Runtime *rt);
 
-/* timer.c */
+/* timer.c; tide__heapremove takes t out of the timers (if it is in) */
 int tide__opentimer (lua_State *L);
 void tide__heapremove (tide_Runtime *rt, Task *t);
+#define tide__timed(t) ((t)->tnode.next != NULL)
 void tide__timeradd (lua_State *L, tide_Wait *w, double s);
 
 /* watch.c: watches on tasks for the Lua-side library */

@@ -111,7 +111,7 @@ TIDE_API void tide_wake (tide_Wait *w, int nres) {
   }
   w->nres = nres;
   w->cancel = NULL;
-  if (t->heapidx) tide__heapremove(rt, t);
+  if (tide__timed(t)) tide__heapremove(rt, t);
   t->gen++;
   t->state = T_READY;
   if (rt->depth > 0 || rt->closing)
@@ -203,7 +203,7 @@ static int sched_token (lua_State *L) {
 }
 
 static int sched_wake (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
+  Task *t = tide__totask(tide__rt(L), L, 1);
   lua_Integer gen = luaL_checkinteger(L, 2);
   int n = lua_gettop(L) - 2;
   if (t->state != T_WAITING || t->gen != (uint32_t)gen ||

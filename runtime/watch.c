@@ -189,7 +189,7 @@ static void wait_cancel (tide_Wait *tw) {
   Watch *w = tide_waitdata(tw);
   Task *t = tide__task(tw);
   w->waiter = NULL;
-  if (t->heapidx) tide__heapremove(t->rt, t);
+  if (tide__timed(t)) tide__heapremove(t->rt, t);
 }
 
 static int wait_k (lua_State *L, int status, lua_KContext ctx) {
