@@ -41,6 +41,16 @@ Task *tide__totask (tide_Runtime *rt, lua_State *L, int i) {
   return tide__checktask(L, i);
 }
 
+void tide__pushextras (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE) return;
+  lua_createtable(L, 3, 0);        /* thread, extras */
+  lua_rotate(L, -2, 1);
+  lua_rawseti(L, -2, TIDE_EXCO);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, idx, 1);
+}
+
 /* The Task at i for its methods, which have the runtime as upvalue 1. */
 static Task *checktask (lua_State *L, int i) {
   return tide__totask(tide__rt(L), L, i);
@@ -149,11 +159,12 @@ static int task_on_done (lua_State *L) {
     tide__callback(t->rt, cbL);
     return 0;
   }
-  if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) {
+  tide__pushextras(L, 1);
+  if (lua_rawgeti(L, -1, TIDE_EXCBS) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushvalue(L, -1);
-    lua_setiuservalue(L, 1, 2);
+    lua_rawseti(L, -3, TIDE_EXCBS);
   }
   lua_pushvalue(L, 2);
   lua_rawseti(L, -2, luaL_len(L, -2) + 1);
@@ -252,8 +263,10 @@ int tide__opentask (lua_State *L) {
   luaL_setfuncs(L, task_methods, 1);
   lua_setfield(L, -2, "__index");
   rt->taskmt = lua_topointer(L, -1);
-  lua_pushvalue(L, -1);            /* for spawn */
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt->taskmt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
+  lua_pushvalue(L, -2);            /* at hand for spawn (the live array */
+  lua_setmetatable(L, -2);         /* is only used raw) */
+  lua_pop(L, 1);
   lua_setfield(L, -3, "Task");
   /* filled by every open: a failed one may have left it half done */
   luaL_newmetatable(L, TIDE_CANCELLED);

@@ -26,6 +26,10 @@ struct tide_TNode {
 
 enum { T_NEW, T_READY, T_RUNNING, T_WAITING, T_DONE };
 
+/* A task's extras table (tide__pushextras): its thread, its on_done
+** callbacks (a list), its Cancelled object. */
+enum { TIDE_EXCO = 1, TIDE_EXCBS, TIDE_EXCANCEL };
+
 struct tide_Wait {
   lua_State *L;            /* thread that waits: the task or a coroutine in it */
   tide_CancelF cancel;
@@ -39,14 +43,24 @@ struct tide_Wait {
 
 struct Task {
   tide_Wait w;             /* first: a tide_Wait * is a Task * */
-  lua_State *co;           /* kept alive by user value 1 */
+  lua_State *co;           /* kept alive by user value 1: the thread, or
+                              a table of extras (tide__pushextras) */
   tide_Runtime *rt;
-  Task *link;              /* next in the list of a task's awaiters */
+  union {                  /* a timed task awaits no task, nor has ended */
+    Task *link;            /* next in the list of a task's awaiters, or of
+                              the failed tasks (report.c) */
+    uint64_t due;          /* timed: its timer's key: when to wake (loop
+                              ms) << 24, then arrival */
+  };
   Task *awaiters;          /* tasks awaiting this one */
   tide_WatchNode *watchers;/* the watches on it (watch.c) */
-  tide_TNode tnode;        /* in a timer list while next != NULL */
-  uint64_t due;            /* its timer's key: when to wake (loop ms) << 24,
-                              then arrival */
+  union {                  /* a queued task is not timed */
+    tide_TNode tnode;      /* in a timer list while tnode.next != NULL */
+    struct {
+      Task *qnext;         /* queued: the next in the ready queue */
+      void *untimed;       /* tnode.next, NULL */
+    };
+  };
   uint32_t slot;           /* position in the live-task array + 1 */
   uint32_t gen;            /* count of finished waits (Lua-side tokens) */
   int nres;                /* results (or 2: error, traceback) when done */
@@ -59,7 +73,7 @@ struct Task {
   unsigned failed : 1;     /* ended with an error */
   unsigned cancelled : 1;  /* ended with tide.Cancelled */
   unsigned retrieved : 1;  /* its result or error was looked at */
-  unsigned hascbs : 1;     /* user value 2 holds on_done callbacks */
+  unsigned hascbs : 1;     /* its extras hold on_done callbacks */
   unsigned main : 1;       /* driven by tide_call: errors go to the caller */
   unsigned badwait : 1;    /* the wait cannot go on: raise at its await */
   unsigned reported : 1;   /* its error was reported as nobody's */
@@ -91,9 +105,10 @@ struct tide_Runtime {
   int depth;               /* > 0 while the scheduler runs a task */
   int liveref;             /* registry: array of live tasks */
   uint32_t nlive;
-  Task **ready;            /* ring buffer of tasks to resume; rcap > nlive
-                              (grown at spawn), so queueing never fails */
-  uint32_t rhead, rcount, rcap;
+  Task **ready;            /* unused (NULL): the ready queue is a list */
+  uint32_t rhead, rcount, rcap;    /* rcount: the tasks in it */
+  Task *qhead, *qtail;     /* the ready queue, through Task.qnext: queueing
+                              allocates nothing, so it never fails */
   uv_idle_t idle;          /* runs the ready queue while it is not empty */
   uv_check_t check;        /* ... and after the callbacks of each poll */
   uv_prepare_t prepare;    /* reports errors nobody observed, once the
@@ -119,8 +134,8 @@ struct tide_Runtime {
   int exitstatus;
   tide_Handle *handles;    /* open handles, closed by tide_close */
   struct tide_Pool *pool;  /* pool.c: the loop of thread-pool requests */
-  const void *taskmt;      /* the Task metatable (also in the registry
-                              under &rt->taskmt), for tide__totask */
+  const void *taskmt;      /* the Task metatable (also the live array's),
+                              for tide__totask */
 };
 
 /* alloc.c: tide's own C memory, from the host's allocator if it set one;
@@ -142,8 +157,11 @@ void tide__callback (tide_Runtime *rt, lua_State *L);
 int tide__pcall (tide_Runtime *rt, lua_CFunction f, void *ud, int nres);
 void tide__cancelall (tide_Runtime *rt);
 
-/* task.c: the Task object */
+/* task.c: the Task object; tide__pushextras pushes the table of extras
+** of the Task object at idx (on_done callbacks as field cbs, Cancelled
+** object as cancel, thread as co), made on first use (may raise) */
 int tide__opentask (lua_State *L);
+void tide__pushextras (lua_State *L, int idx);
 Task *tide__checktask (lua_State *L, int i);
 Task *tide__totask (tide_Runtime *rt, lua_State *L, int i);  /* faster */
 void tide__pushresult (lua_State *L, Task *t);

@@ -205,7 +205,7 @@ static void yield_cancel (tide_Wait *w) { (void)w; }
 
 /* Wait in the ready queue: other ready tasks run first. */
 static int yield_now (lua_State *L, tide_Runtime *rt) {
-  tide_Wait *w = tide_wait(L);
+  tide_Wait *w = tide__waitbegin(rt, L);
   lua_settop(L, 0);
   tide__enqueue(rt, tide__task(w));
   return tide_await(L, w, yield_cancel, NULL);
@@ -224,7 +224,7 @@ static int timer_sleep (lua_State *L) {
   double s = checkduration(L, 1);
   tide_Wait *w;
   if (s == 0) return yield_now(L, rt);
-  w = tide_wait(L);
+  w = tide__waitbegin(rt, L);
   lua_settop(L, 0);
   timer_add(L, rt, w, s);
   return tide_await(L, w, timer_cancel, NULL);
@@ -241,7 +241,7 @@ static void suspend_cancel (tide_Wait *w) { timer_cancel(w); }
 static int timer_suspend (lua_State *L) {
   tide_Runtime *rt = tide__rt(L);
   double s = lua_isnoneornil(L, 1) ? HUGE_VAL : checkduration(L, 1);
-  tide_Wait *w = tide_wait(L);
+  tide_Wait *w = tide__waitbegin(rt, L);
   lua_settop(L, 0);
   timer_add(L, rt, w, s);
   return tide_await(L, w, suspend_cancel, TIDE_LUAWAIT);

@@ -209,7 +209,7 @@ static int watch_wait (lua_State *L) {
   if (w->count > 0 || w->n == 0) return pushnext(L, w);
   if (w->waiter)
     return tide__error(L, "%s: another task waits on it", tide__fname(L));
-  tw = tide_wait(L);
+  tw = tide__waitbegin(tide__rt(L), L);
   if (s >= 0) tide__timeradd(L, tw, s);
   w->waiter = tide__task(tw);
   return tide_awaitk(L, tw, wait_cancel, w, wait_k, 0);
