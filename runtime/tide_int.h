@@ -123,6 +123,8 @@ struct tide_Runtime {
   Heap heap;
   uint64_t seq;
   uint32_t ntimed;         /* tasks in the timer lists */
+  uint32_t nspawned;       /* tasks spawned since a task was last resumed */
+  int gcpause;             /* the collector's pause before a burst */
   tide_TimerList *lastlist;/* the list the last timed wait went in */
   int debug;               /* famine detection on */
   double famine;           /* seconds a resume may take before a report */
@@ -219,7 +221,7 @@ tide_Runtime *tide__rt (lua_State *L);   /* from upvalue 1 */
 int tide__protect (lua_State *L, lua_CFunction f, int nargs, int nres);
 
 /* heap.c (the tide command only) */
-void tide__hugeheap (lua_State *L);
+void tide__heapadvice (lua_State *L);
 
 /* handle.c */
 void *tide__handleinit (lua_State *L, tide_Runtime *rt, tide_Handle *o,
