@@ -23,6 +23,7 @@ struct tide_TimerList {
   uint64_t ms;             /* the duration of every wait in it */
   uint64_t key;            /* heap key: at most its first task's */
   uint32_t heapidx;        /* position in the heap + 1; 0 if absent */
+  int idle;                /* came up empty once: dropped if it does again */
 };
 
 #define task_of(n) ((Task *)(void *)((char *)(n) - offsetof(Task, tnode)))
@@ -94,6 +95,7 @@ static tide_TimerList *getlist (lua_State *L, tide_Runtime *rt,
     l->ms = ms;
     l->key = 0;
     l->heapidx = 0;
+    l->idle = 0;
     lua_rawseti(L, -3, (lua_Integer)ms);
     h->a[h->n] = l;                /* in the heap with the table */
     h->a[h->n]->key = (uv_now(rt->loop) + ms) << 24;
@@ -137,6 +139,7 @@ static void timer_push (tide_Runtime *rt, tide_TimerList *l, Task *t,
   tide_TNode *n = &t->tnode;
   if (n->next != NULL) tide__heapremove(rt, t);
   t->due = (due << 24) | (rt->seq++ & 0xffffff);
+  l->idle = 0;
   n->next = &l->head;
   n->prev = l->head.prev;
   l->head.prev->next = n;
@@ -155,8 +158,14 @@ static void timer_cb (uv_timer_t *timer) {
   while (h->n > 0) {
     tide_TimerList *l = h->a[0];
     Task *t;
-    if (l->head.next == &l->head) {
-      droplist(rt);
+    if (l->head.next == &l->head) {  /* empty: kept for one duration */
+      if ((l->key >> 24) > now) break;
+      if (l->idle) droplist(rt);     /* more, for a task that sleeps */
+      else {                         /* again (a ticker) to find it */
+        l->idle = 1;
+        l->key = (now + l->ms) << 24;
+        heap_down(h, 0);
+      }
       continue;
     }
     t = task_of(l->head.next);
