@@ -220,7 +220,7 @@ void tide__replinterrupt (void);
 tide_Runtime *tide__rt (lua_State *L);   /* from upvalue 1 */
 int tide__protect (lua_State *L, lua_CFunction f, int nargs, int nres);
 
-/* heap.c (the tide command only) */
+/* heap.c (the tide command only): its Lua allocator, on L */
 void tide__heapadvice (lua_State *L);
 
 /* handle.c */
