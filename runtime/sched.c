@@ -16,18 +16,6 @@
 ** only C points at (a timer, a request) is collected. Removal moves the last
 ** entry into the hole. */
 
-/* The slot is filled before it is counted: a rawseti that runs out of
-** memory raises with the array as it was. */
-static void live_add (tide_Runtime *rt, lua_State *L, int idx) {
-  Task *t = lua_touserdata(L, idx);
-  idx = lua_absindex(L, idx);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
-  lua_pushvalue(L, idx);
-  lua_rawseti(L, -2, (lua_Integer)rt->nlive + 1);
-  lua_pop(L, 1);
-  t->slot = ++rt->nlive;
-}
-
 static void live_remove (tide_Runtime *rt, lua_State *L, Task *t) {
   uint32_t last = rt->nlive--;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
@@ -51,10 +39,11 @@ void tide__pushtask (lua_State *L, Task *t) {
   lua_remove(L, -2);
 }
 
-/* ---- The ready queue: a ring buffer of tasks to resume ------------------
+/* ---- The ready queue: a list of tasks to resume, in order -------------
 ** Tasks are queued from libuv callbacks, where nothing may fail, and each
-** at most once; so the ring is grown at spawn to hold every live task, and
-** queueing never allocates. */
+** at most once; the link is in the task (a queued task is not timed, so it
+** shares the timer's), so queueing allocates nothing. Once tide_close has
+** closed the loop's handles, nothing is queued any more. */
 
 static void idle_cb (uv_idle_t *h) {
   tide__runready(h->data);
@@ -64,33 +53,25 @@ static void check_cb (uv_check_t *h) {
   tide__runready(h->data);
 }
 
-/* Double the ring; 0 when out of memory. */
-static int ready_grow (tide_Runtime *rt) {
-  uint32_t ncap = rt->rcap ? rt->rcap * 2 : 64, i;
-  Task **a = tide__malloc(ncap * sizeof *a);
-  if (a == NULL) return 0;
-  for (i = 0; i < rt->rcount; i++)
-    a[i] = rt->ready[(rt->rhead + i) % rt->rcap];
-  tide__free(rt->ready);
-  rt->ready = a;
-  rt->rhead = 0;
-  rt->rcap = ncap;
-  return 1;
-}
-
 void tide__enqueue (tide_Runtime *rt, Task *t) {
-  if (t->queued || rt->ready == NULL) return;  /* NULL: tide_close ran */
-  rt->ready[(rt->rhead + rt->rcount++) % rt->rcap] = t;
+  if (t->queued || uv_is_closing((uv_handle_t *)&rt->idle)) return;
+  if (tide__timed(t)) tide__heapremove(rt, t);
+  t->qnext = NULL;
+  if (rt->qtail != NULL) rt->qtail->qnext = t;
+  else rt->qhead = t;
+  rt->qtail = t;
   t->queued = 1;
-  if (rt->rcount == 1 && !rt->closing) {
+  if (rt->rcount++ == 0 && !rt->closing) {
     uv_idle_start(&rt->idle, idle_cb);
     uv_check_start(&rt->check, check_cb);
   }
 }
 
 static Task *dequeue (tide_Runtime *rt) {
-  Task *t = rt->ready[rt->rhead];
-  rt->rhead = (rt->rhead + 1) % rt->rcap;
+  Task *t = rt->qhead;
+  rt->qhead = t->qnext;
+  if (rt->qhead == NULL) rt->qtail = NULL;
+  t->qnext = NULL;
   rt->rcount--;
   t->queued = 0;
   return t;
@@ -150,7 +131,9 @@ static void run_callbacks (tide_Runtime *rt, Task *t) {
   lua_State *L = rt->cbL;
   lua_Integer i, n;
   tide__pushtask(L, t);
-  lua_getiuservalue(L, -1, 2);
+  lua_getiuservalue(L, -1, 1);     /* its extras: a list of callbacks */
+  lua_rawgeti(L, -1, TIDE_EXCBS);
+  lua_remove(L, -2);
   n = luaL_len(L, -1);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
@@ -261,6 +244,26 @@ static int cancelled_obj (lua_State *L) {
   return 1;
 }
 
+/* A burst of spawns: the tasks one resume spawns are nearly all alive when
+** it ends, so the collector's cycles over the growing heap find almost no
+** garbage. Past BURST of them the collector waits for the heap to grow
+** BURST_PAUSE % rather than its pause (200 %) between cycles, until the
+** resume ends. */
+#define BURST 1024
+#define BURST_PAUSE 1000
+
+static void burst_begin (tide_Runtime *rt, lua_State *L) {
+  int pause = lua_gc(L, LUA_GCSETPAUSE, BURST_PAUSE);
+  if (pause < 0) rt->nspawned = 0;     /* in a finalizer: not now */
+  else rt->gcpause = pause;
+}
+
+/* The burst is over: the pause it found, unless one was set since. */
+static void burst_end (tide_Runtime *rt, lua_State *L) {
+  int pause = lua_gc(L, LUA_GCSETPAUSE, rt->gcpause);
+  if (pause != BURST_PAUSE && pause >= 0) lua_gc(L, LUA_GCSETPAUSE, pause);
+}
+
 void tide__taskrun (tide_Runtime *rt, Task *t) {
   lua_State *co = t->co;
   int nargs = 0, nres, status, timed = rt->debug;
@@ -292,6 +295,8 @@ void tide__taskrun (tide_Runtime *rt, Task *t) {
   status = lua_resume(co, NULL, nargs, &nres);
   if (timed) tide__famineend(rt, t);
   rt->current = prev;
+  if (rt->nspawned >= BURST) burst_end(rt, rt->cbL);
+  rt->nspawned = 0;
   if (status == LUA_YIELD) {
     if (rt->exiting) task_exit(rt, t);
     else if (t->state == T_RUNNING) task_badyield(rt, t, nres);
@@ -304,28 +309,34 @@ void tide__taskrun (tide_Runtime *rt, Task *t) {
 /* ---- Spawning ------------------------------------------------------------ */
 
 /* L: function, nargs arguments -> the Task object. Whatever may run out of
-** memory (the ready queue's room for it, the objects, its slot in the
-** live array) comes before the task counts as live. */
+** memory (the objects, its slot in the live array) comes before the task
+** counts as live. The live array's
+** metatable is the Task metatable, at hand for the new object. */
 Task *tide__spawn (tide_Runtime *rt, lua_State *L, int nargs) {
   Task *t;
   lua_State *co;
   if (rt->closing) luaL_error(L, "spawn: the tide runtime is closed");
-  if (rt->rcap <= rt->nlive && !ready_grow(rt)) tide__nomem(L);
-  t = lua_newuserdatauv(L, sizeof(Task), 2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
+  t = lua_newuserdatauv(L, sizeof(Task), 1);
   memset(t, 0, sizeof *t);
   t->rt = rt;
-  luaL_setmetatable(L, TIDE_TASK);
+  lua_getmetatable(L, -2);
+  lua_setmetatable(L, -2);
   co = lua_newthread(L);
   t->co = co;
-  lua_setiuservalue(L, -2, 1);
-  lua_rotate(L, -(nargs + 2), 1);   /* Task, function, arguments */
+  lua_setiuservalue(L, -2, 1);     /* function, arguments, live, Task */
+  lua_rotate(L, -(nargs + 3), 2);  /* live, Task, function, arguments */
   if (!lua_checkstack(co, nargs + 1))
     luaL_error(L, "too many arguments to spawn");
   lua_xmove(L, co, nargs + 1);
-  live_add(rt, L, -1);
+  lua_pushvalue(L, -1);            /* filled before it is counted */
+  lua_rawseti(L, -3, (lua_Integer)rt->nlive + 1);
+  t->slot = ++rt->nlive;
+  lua_remove(L, -2);
   t->state = T_NEW;
   t->w.nres = nargs;
   tide__enqueue(rt, t);
+  if (++rt->nspawned == BURST) burst_begin(rt, L);
   return t;
 }
 

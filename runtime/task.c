@@ -8,8 +8,10 @@
 
 #include "tide_int.h"
 
+static Task *checktask (lua_State *L, int i);
+
 static int task_cancel (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
+  Task *t = checktask(L, 1);
   if (!lua_isnoneornil(L, 2) && t->state != T_DONE && !t->cancelreq) {
     tide__checkstring(L, 2);
     tide__pushcancelled(L, t);
@@ -25,6 +27,33 @@ static int task_cancel (lua_State *L) {
 
 Task *tide__checktask (lua_State *L, int i) {
   return tide__checkudata(L, i, TIDE_TASK);
+}
+
+/* As tide__checktask, with one comparison against the runtime's Task
+** metatable where luaL_testudata looks the metatable up by its name. */
+Task *tide__totask (tide_Runtime *rt, lua_State *L, int i) {
+  Task *t = lua_touserdata(L, i);
+  if (t != NULL && lua_getmetatable(L, i)) {
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (mt == rt->taskmt) return t;
+  }
+  return tide__checktask(L, i);
+}
+
+void tide__pushextras (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE) return;
+  lua_createtable(L, 3, 0);        /* thread, extras */
+  lua_rotate(L, -2, 1);
+  lua_rawseti(L, -2, TIDE_EXCO);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, idx, 1);
+}
+
+/* The Task at i for its methods, which have the runtime as upvalue 1. */
+static Task *checktask (lua_State *L, int i) {
+  return tide__totask(tide__rt(L), L, i);
 }
 
 /* Push the results of an ended task, or raise its error. */
@@ -62,13 +91,14 @@ static void shieldawait_cancel (tide_Wait *w) {
   unlink_awaiter(tide__task(w));
 }
 
+/* ctx: the awaited task, which stays at 1 */
 static int await_done (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  return task_results(L, tide__checktask(L, 1));
+  (void)status;
+  return task_results(L, (Task *)ctx);
 }
 
 static int awaittask (lua_State *L, tide_CancelF cancel) {
-  Task *t = tide__checktask(L, 1), *me;
+  Task *t = checktask(L, 1), *me;
   tide_Wait *w;
   lua_settop(L, 1);
   if (t->state == T_DONE) return task_results(L, t);
@@ -78,7 +108,7 @@ static int awaittask (lua_State *L, tide_CancelF cancel) {
     return tide__error(L, "%s: a task cannot await itself", tide__fname(L));
   me->link = t->awaiters;
   t->awaiters = me;
-  return tide_awaitk(L, w, cancel, t, await_done, 0);
+  return tide_awaitk(L, w, cancel, t, await_done, (lua_KContext)t);
 }
 
 static int task_await (lua_State *L) {
@@ -91,18 +121,18 @@ static int sched_shieldawait (lua_State *L) {
 }
 
 static int task_done (lua_State *L) {
-  lua_pushboolean(L, tide__checktask(L, 1)->state == T_DONE);
+  lua_pushboolean(L, checktask(L, 1)->state == T_DONE);
   return 1;
 }
 
 static int task_cancelled (lua_State *L) {
-  lua_pushboolean(L, tide__checktask(L, 1)->cancelled);
+  lua_pushboolean(L, checktask(L, 1)->cancelled);
   return 1;
 }
 
 /* task:result() -> true, results... | false, err; raises if not done. */
 static int task_result (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
+  Task *t = checktask(L, 1);
   lua_State *co = t->co;
   if (t->state != T_DONE)
     return tide__error(L, "%s: the task has not ended", tide__fname(L));
@@ -118,7 +148,7 @@ static int task_result (lua_State *L) {
 
 /* task:on_done(fn): fn(task) once the task ends (now, if it has). */
 static int task_on_done (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
+  Task *t = checktask(L, 1);
   tide__checktype(L, 2, LUA_TFUNCTION);
   if (t->state == T_DONE) {
     lua_State *cbL = t->rt->cbL;
@@ -129,11 +159,12 @@ static int task_on_done (lua_State *L) {
     tide__callback(t->rt, cbL);
     return 0;
   }
-  if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) {
+  tide__pushextras(L, 1);
+  if (lua_rawgeti(L, -1, TIDE_EXCBS) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushvalue(L, -1);
-    lua_setiuservalue(L, 1, 2);
+    lua_rawseti(L, -3, TIDE_EXCBS);
   }
   lua_pushvalue(L, 2);
   lua_rawseti(L, -2, luaL_len(L, -2) + 1);
@@ -143,7 +174,7 @@ static int task_on_done (lua_State *L) {
 
 /* A task in a <close> variable is cancelled when the scope ends. */
 static int task_close (lua_State *L) {
-  tide__cancel(tide__checktask(L, 1));
+  tide__cancel(checktask(L, 1));
   return 0;
 }
 
@@ -157,19 +188,19 @@ static const char *task_statename (Task *t) {
 }
 
 static int task_tostring (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
+  Task *t = checktask(L, 1);
   lua_pushfstring(L, "tide.Task: %p (%s)", (void *)t, task_statename(t));
   return 1;
 }
 
 static int task_state (lua_State *L) {
-  lua_pushstring(L, task_statename(tide__checktask(L, 1)));
+  lua_pushstring(L, task_statename(checktask(L, 1)));
   return 1;
 }
 
 /* task:traceback([msg]) -> where the task is (waits), as debug.traceback */
 static int task_traceback (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
+  Task *t = checktask(L, 1);
   const char *msg = tide__optstring(L, 2, NULL);
   if (t->state == T_DONE || t->co == NULL) {
     lua_pushstring(L, msg ? msg : "stack traceback:\n\t(the task has ended)");
@@ -196,9 +227,13 @@ static const luaL_Reg task_methods[] = {
 };
 
 static const luaL_Reg task_meta[] = {
+  {"__index", NULL},
+  {NULL, NULL}
+};
+
+static const luaL_Reg task_meta_rt[] = {   /* runtime as upvalue 1 */
   {"__close", task_close},
   {"__tostring", task_tostring},
-  {"__index", NULL},
   {NULL, NULL}
 };
 
@@ -217,11 +252,21 @@ static int cancelled_tostring (lua_State *L) {
 /* Stack: tide table, private table, runtime userdata. Sets private.Task
 ** (the metatable), private.shieldawait and tide.Cancelled. */
 int tide__opentask (lua_State *L) {
+  tide_Runtime *rt = lua_touserdata(L, -1);
   /* filled by every open: a failed one may have left it half done */
   luaL_newmetatable(L, TIDE_TASK);
   luaL_setfuncs(L, task_meta, 0);
-  luaL_newlib(L, task_methods);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, task_meta_rt, 1);
+  luaL_newlibtable(L, task_methods);
+  lua_pushvalue(L, -3);
+  luaL_setfuncs(L, task_methods, 1);
   lua_setfield(L, -2, "__index");
+  rt->taskmt = lua_topointer(L, -1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->liveref);
+  lua_pushvalue(L, -2);            /* at hand for spawn (the live array */
+  lua_setmetatable(L, -2);         /* is only used raw) */
+  lua_pop(L, 1);
   lua_setfield(L, -3, "Task");
   /* filled by every open: a failed one may have left it half done */
   luaL_newmetatable(L, TIDE_CANCELLED);
@@ -230,7 +275,8 @@ int tide__opentask (lua_State *L) {
   lua_pushliteral(L, TIDE_CANCELLED);
   lua_setfield(L, -2, "__name");
   lua_setfield(L, -4, "Cancelled");
-  lua_pushcfunction(L, sched_shieldawait);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, sched_shieldawait, 1);
   lua_setfield(L, -3, "shieldawait");
   return 0;
 }

@@ -16,8 +16,19 @@
 
 typedef struct Task Task;
 typedef struct tide_WatchNode tide_WatchNode;   /* watch.c */
+typedef struct tide_TimerList tide_TimerList;   /* timer.c */
+
+/* A link in a timer list (timer.c): circular, through the list's head. */
+typedef struct tide_TNode tide_TNode;
+struct tide_TNode {
+  tide_TNode *prev, *next;
+};
 
 enum { T_NEW, T_READY, T_RUNNING, T_WAITING, T_DONE };
+
+/* A task's extras table (tide__pushextras): its thread, its on_done
+** callbacks (a list), its Cancelled object. */
+enum { TIDE_EXCO = 1, TIDE_EXCBS, TIDE_EXCANCEL };
 
 struct tide_Wait {
   lua_State *L;            /* thread that waits: the task or a coroutine in it */
@@ -32,13 +43,24 @@ struct tide_Wait {
 
 struct Task {
   tide_Wait w;             /* first: a tide_Wait * is a Task * */
-  lua_State *co;           /* kept alive by user value 1 */
+  lua_State *co;           /* kept alive by user value 1: the thread, or
+                              a table of extras (tide__pushextras) */
   tide_Runtime *rt;
-  Task *link;              /* next in the list of a task's awaiters */
+  union {                  /* a timed task awaits no task, nor has ended */
+    Task *link;            /* next in the list of a task's awaiters, or of
+                              the failed tasks (report.c) */
+    uint64_t due;          /* timed: its timer's key: when to wake (loop
+                              ms) << 24, then arrival */
+  };
   Task *awaiters;          /* tasks awaiting this one */
   tide_WatchNode *watchers;/* the watches on it (watch.c) */
-  uint64_t due;            /* timer heap: when to wake (loop ms) */
-  uint32_t heapidx;        /* position in the timer heap + 1; 0 if absent */
+  union {                  /* a queued task is not timed */
+    tide_TNode tnode;      /* in a timer list while tnode.next != NULL */
+    struct {
+      Task *qnext;         /* queued: the next in the ready queue */
+      void *untimed;       /* tnode.next, NULL */
+    };
+  };
   uint32_t slot;           /* position in the live-task array + 1 */
   uint32_t gen;            /* count of finished waits (Lua-side tokens) */
   int nres;                /* results (or 2: error, traceback) when done */
@@ -51,7 +73,7 @@ struct Task {
   unsigned failed : 1;     /* ended with an error */
   unsigned cancelled : 1;  /* ended with tide.Cancelled */
   unsigned retrieved : 1;  /* its result or error was looked at */
-  unsigned hascbs : 1;     /* user value 2 holds on_done callbacks */
+  unsigned hascbs : 1;     /* its extras hold on_done callbacks */
   unsigned main : 1;       /* driven by tide_call: errors go to the caller */
   unsigned badwait : 1;    /* the wait cannot go on: raise at its await */
   unsigned reported : 1;   /* its error was reported as nobody's */
@@ -70,8 +92,8 @@ struct tide_Handle {
   void (*onclose) (tide_Handle *o);/* wake the object's waiters */
 };
 
-typedef struct Heap {
-  Task **a;
+typedef struct Heap {      /* the timer lists, by their first due time */
+  tide_TimerList **a;
   uint32_t n, cap;
 } Heap;
 
@@ -85,9 +107,10 @@ struct tide_Runtime {
   int depth;               /* > 0 while the scheduler runs a task */
   int liveref;             /* registry: array of live tasks */
   uint32_t nlive;
-  Task **ready;            /* ring buffer of tasks to resume; rcap > nlive
-                              (grown at spawn), so queueing never fails */
-  uint32_t rhead, rcount, rcap;
+  Task **ready;            /* unused (NULL): the ready queue is a list */
+  uint32_t rhead, rcount, rcap;    /* rcount: the tasks in it */
+  Task *qhead, *qtail;     /* the ready queue, through Task.qnext: queueing
+                              allocates nothing, so it never fails */
   uv_idle_t idle;          /* runs the ready queue while it is not empty */
   uv_check_t check;        /* ... and after the callbacks of each poll */
   uv_prepare_t prepare;    /* reports errors nobody observed, once the
@@ -101,6 +124,10 @@ struct tide_Runtime {
   uv_timer_t timer;        /* fires the earliest entry of the heap */
   Heap heap;
   uint64_t seq;
+  uint32_t ntimed;         /* tasks in the timer lists */
+  uint32_t nspawned;       /* tasks spawned since a task was last resumed */
+  int gcpause;             /* the collector's pause before a burst */
+  tide_TimerList *lastlist;/* the list the last timed wait went in */
   int debug;               /* famine detection on */
   double famine;           /* seconds a resume may take before a report */
   struct tide_Watch *watch;/* debug.c's detector (and its thread), or NULL */
@@ -111,6 +138,8 @@ struct tide_Runtime {
   int exitstatus;
   tide_Handle *handles;    /* open handles, closed by tide_close */
   struct tide_Pool *pool;  /* pool.c: the loop of thread-pool requests */
+  const void *taskmt;      /* the Task metatable (also the live array's),
+                              for tide__totask */
 };
 
 /* alloc.c: tide's own C memory, from the host's allocator if it set one;
@@ -132,9 +161,13 @@ void tide__callback (tide_Runtime *rt, lua_State *L);
 int tide__pcall (tide_Runtime *rt, lua_CFunction f, void *ud, int nres);
 void tide__cancelall (tide_Runtime *rt);
 
-/* task.c: the Task object */
+/* task.c: the Task object; tide__pushextras pushes the table of extras
+** of the Task object at idx (on_done callbacks as field cbs, Cancelled
+** object as cancel, thread as co), made on first use (may raise) */
 int tide__opentask (lua_State *L);
+void tide__pushextras (lua_State *L, int idx);
 Task *tide__checktask (lua_State *L, int i);
+Task *tide__totask (tide_Runtime *rt, lua_State *L, int i);  /* faster */
 void tide__pushresult (lua_State *L, Task *t);
 
 /* wait.c: the wait/wake protocol and cancellation */
@@ -159,9 +192,10 @@ void tide__observed (Task *t);
 void tide__reportfailed (tide_Runtime *rt);
 void tide__reportleft (tide_Runtime *rt);
 
-/* timer.c */
+/* timer.c; tide__heapremove takes t out of the timers (if it is in) */
 int tide__opentimer (lua_State *L);
 void tide__heapremove (tide_Runtime *rt, Task *t);
+#define tide__timed(t) ((t)->tnode.next != NULL)
 void tide__timeradd (lua_State *L, tide_Wait *w, double s);
 
 /* watch.c: watches on tasks for the Lua-side library */
@@ -192,8 +226,8 @@ void tide__replinterrupt (void);
 tide_Runtime *tide__rt (lua_State *L);   /* from upvalue 1 */
 int tide__protect (lua_State *L, lua_CFunction f, int nargs, int nres);
 
-/* heap.c (the tide command only) */
-void tide__hugeheap (lua_State *L);
+/* heap.c (the tide command only): its Lua allocator, on L */
+void tide__heapadvice (lua_State *L);
 
 /* handle.c */
 void *tide__handleinit (lua_State *L, tide_Runtime *rt, tide_Handle *o,

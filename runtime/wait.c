@@ -15,18 +15,13 @@ char tide__luawait;
 ** given to cancel()). */
 void tide__pushcancelled (lua_State *L, Task *t) {
   tide__pushtask(L, t);
-  if (lua_getiuservalue(L, -1, 2) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, -3, 2);
-  }
-  if (lua_getfield(L, -1, "cancel") == LUA_TNIL) {
+  tide__pushextras(L, -1);
+  if (lua_rawgeti(L, -1, TIDE_EXCANCEL) == LUA_TNIL) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 1);
     luaL_setmetatable(L, TIDE_CANCELLED);
     lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "cancel");
+    lua_rawseti(L, -3, TIDE_EXCANCEL);
   }
   lua_replace(L, -3);
   lua_pop(L, 1);
@@ -111,7 +106,7 @@ TIDE_API void tide_wake (tide_Wait *w, int nres) {
   }
   w->nres = nres;
   w->cancel = NULL;
-  if (t->heapidx) tide__heapremove(rt, t);
+  if (tide__timed(t)) tide__heapremove(rt, t);
   t->gen++;
   t->state = T_READY;
   if (rt->depth > 0 || rt->closing)
@@ -166,6 +161,7 @@ void tide__interrupt (Task *t) {
   t->w.cancel = NULL;
   t->interrupted = 1;
   if (cancel) cancel(&t->w);
+  if (tide__timed(t)) tide__heapremove(t->rt, t);
   t->gen++;
   t->state = T_READY;
   tide__enqueue(t->rt, t);
@@ -203,7 +199,7 @@ static int sched_token (lua_State *L) {
 }
 
 static int sched_wake (lua_State *L) {
-  Task *t = tide__checktask(L, 1);
+  Task *t = tide__totask(tide__rt(L), L, 1);
   lua_Integer gen = luaL_checkinteger(L, 2);
   int n = lua_gettop(L) - 2;
   if (t->state != T_WAITING || t->gen != (uint32_t)gen ||

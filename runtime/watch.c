@@ -189,7 +189,7 @@ static void wait_cancel (tide_Wait *tw) {
   Watch *w = tide_waitdata(tw);
   Task *t = tide__task(tw);
   w->waiter = NULL;
-  if (t->heapidx) tide__heapremove(t->rt, t);
+  if (tide__timed(t)) tide__heapremove(t->rt, t);
 }
 
 static int wait_k (lua_State *L, int status, lua_KContext ctx) {
@@ -209,7 +209,7 @@ static int watch_wait (lua_State *L) {
   if (w->count > 0 || w->n == 0) return pushnext(L, w);
   if (w->waiter)
     return tide__error(L, "%s: another task waits on it", tide__fname(L));
-  tw = tide_wait(L);
+  tw = tide__waitbegin(tide__rt(L), L);
   if (s >= 0) tide__timeradd(L, tw, s);
   w->waiter = tide__task(tw);
   return tide_awaitk(L, tw, wait_cancel, w, wait_k, 0);
