@@ -183,10 +183,11 @@ static void addmatch (const char *prefix, size_t plen, const char *key) {
 }
 
 /* Names that start "__" (metamethods, a class's __index and __name) are
-** not offered after ':', nor after '.' unless the word typed starts so. */
-static void collect (const char *text) {
-  lua_State *L = in.rt->cbL;
-  int top = lua_gettop(L);
+** not offered after ':', nor after '.' unless the word typed starts so.
+** A table's __pairs runs first (the tide table's runs the library files
+** not yet run, whose names it then holds). (text) */
+static int collect_protected (lua_State *L) {
+  const char *text = lua_touserdata(L, 1);
   const char *sep = strpbrk(text, ".:"), *last = NULL, *word;
   size_t plen;
   int nometa;
@@ -196,6 +197,10 @@ static void collect (const char *text) {
   nometa = last && (*last == ':' || strncmp(word, "__", 2) != 0);
   if (last ? pushpath(L, text, plen - 1) && fieldtable(L, *last == ':')
            : (lua_pushglobaltable(L), 1)) {
+    if (luaL_getmetafield(L, -1, "__pairs") != LUA_TNIL) {
+      lua_pushvalue(L, -2);
+      lua_call(L, 1, 0);
+    }
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       const char *key;
@@ -206,6 +211,18 @@ static void collect (const char *text) {
           !(nometa && strncmp(key, "__", 2) == 0))
         addmatch(text, plen, key);
     }
+  }
+  return 0;
+}
+
+/* Errors (of an __index or __pairs on the way) leave no match. */
+static void collect (const char *text) {
+  lua_State *L = in.rt->cbL;
+  int top = lua_gettop(L);
+  if (lua_checkstack(L, 2)) {
+    lua_pushcfunction(L, collect_protected);
+    lua_pushlightuserdata(L, (void *)text);
+    lua_pcall(L, 1, 0, 0);
   }
   lua_settop(L, top);
 }

@@ -348,22 +348,250 @@ static int rt_gc (lua_State *L) {
   return 0;
 }
 
-/* Run each file of the Lua-side library with the tide and private tables.
-** Stack: tide, private. */
-static void open_lualib (lua_State *L) {
-  const tide_LuaSource *s;
-  for (s = tide__luasources; s->name != NULL; s++) {
-    lua_pushfstring(L, "=%s", s->name);
-    if (luaL_loadbufferx(L, s->source, s->size, lua_tostring(L, -1), "b"))
-      lua_error(L);
-    lua_pushvalue(L, -4);
-    lua_pushvalue(L, -4);
-    lua_call(L, 2, 0);
-    lua_pop(L, 1);
-  }
+/* ---- The Lua-side library and the bindings, on first use ----------------- */
+
+/* Each file of the Lua-side library (runtime/lua) runs on the first use of
+** a name of the tide table that it defines (its names: see embed.lua), the
+** first file (tide.lua, whose helpers in the private table the others
+** take) before any other; the bindings below open on the first use of the
+** name each sets. Indexing the tide table, assigning a new name in it and
+** pairs(tide) (which runs them all) see every name as if all had run at
+** tide_open. The metamethods share five upvalues: */
+#define LZ_TIDE     lua_upvalueindex(1)   /* the tide table */
+#define LZ_PRIVATE  lua_upvalueindex(2)   /* the private table */
+#define LZ_RT       lua_upvalueindex(3)   /* the runtime userdata */
+#define LZ_STATE    lua_upvalueindex(4)   /* [part] = false while it runs, */
+                                          /* true once it has */
+#define LZ_GLOBALS  lua_upvalueindex(5)   /* the globals a file takes */
+
+/* The bindings opened on first use; stack: tide, private, runtime. */
+static const struct Binding {
+  const char *name;
+  lua_CFunction open;
+} bindings[] = {
+  {"dns", tide__open_dns}, {"tcp", tide__open_tcp},
+  {"pipe", tide__open_pipe}, {"udp", tide__open_udp},
+  {"process", tide__open_process}, {"fs", tide__open_fs},
+  {NULL, NULL}
+};
+
+static int lz_state (lua_State *L, const void *part) {
+  int t = lua_rawgetp(L, LZ_STATE, part);
+  int done = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return t == LUA_TNIL ? -1 : done;      /* -1: never started */
 }
 
-/* Build the module table: C parts, then the Lua-side library. */
+/* Never allocates: the state table has room for every part. */
+static void lz_setstate (lua_State *L, const void *part, int state) {
+  if (state < 0) lua_pushnil(L);
+  else lua_pushboolean(L, state);
+  lua_rawsetp(L, LZ_STATE, part);
+}
+
+/* Whether k is one of the space-separated words of list. */
+static int hasname (const char *list, const char *k, size_t len) {
+  const char *p = list;
+  while ((p = strstr(p, k)) != NULL) {
+    if ((p == list || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0'))
+      return 1;
+    p += len;
+  }
+  return 0;
+}
+
+static const struct Binding *findbinding (const char *k) {
+  const struct Binding *b;
+  for (b = bindings; b->name != NULL; b++)
+    if (strcmp(b->name, k) == 0) return b;
+  return NULL;
+}
+
+/* A part failed half-way: the names it set are taken back (setting nil
+** never allocates) so that the next use starts it afresh; its error is
+** raised again. */
+static int lz_fail (lua_State *L, const void *part, const char *names) {
+  const char *p = names;
+  lz_setstate(L, part, -1);
+  while (*p) {
+    size_t n = strcspn(p, " ");
+    const struct Binding *b;
+    lua_pushlstring(L, p, n);            /* an existing key: fixed strings */
+    lua_pushnil(L);                      /* of the binary are interned */
+    lua_rawset(L, LZ_TIDE);              /* (short strings): no allocation */
+    lua_pushlstring(L, p, n);
+    b = findbinding(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (b != NULL) lz_setstate(L, b, -1);
+    p += n + (p[n] == ' ');
+  }
+  return lua_error(L);
+}
+
+/* (tide, private, runtime, binding): open it; its table is also
+** package.loaded["tide.<name>"], as tide__openwhere does for the others,
+** for the names in messages. */
+static int open_binding (lua_State *L) {
+  const struct Binding *b = lua_touserdata(L, 4);
+  lua_settop(L, 3);
+  b->open(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushfstring(L, "tide.%s", b->name);
+  lua_getfield(L, 1, b->name);
+  lua_rawset(L, -3);
+  return 0;
+}
+
+static void lz_open (lua_State *L, const struct Binding *b) {
+  lz_setstate(L, b, 1);
+  lua_pushcfunction(L, open_binding);
+  lua_pushvalue(L, LZ_TIDE);
+  lua_pushvalue(L, LZ_PRIVATE);
+  lua_pushvalue(L, LZ_RT);
+  lua_pushlightuserdata(L, (void *)b);
+  if (lua_pcall(L, 4, 0, 0) != LUA_OK) lz_fail(L, b, b->name);
+}
+
+/* Run a file of the library with the tide and private tables, its globals
+** those of tide_open while it runs (the standard functions it keeps in
+** locals), the live ones afterwards. */
+static void lz_run (lua_State *L, const tide_LuaSource *s) {
+  int status;
+  if (s != tide__luasources && lz_state(L, tide__luasources) < 0)
+    lz_run(L, tide__luasources);
+  lz_setstate(L, s, 0);
+  lua_pushfstring(L, "=%s", s->name);
+  status = luaL_loadbufferx(L, s->source, s->size, lua_tostring(L, -1), "b");
+  lua_remove(L, -2);
+  if (status != LUA_OK) lz_fail(L, s, s->names);
+  lua_pushvalue(L, LZ_GLOBALS);
+  lua_setupvalue(L, -2, 1);
+  lua_pushvalue(L, -1);
+  lua_pushvalue(L, LZ_TIDE);
+  lua_pushvalue(L, LZ_PRIVATE);
+  status = lua_pcall(L, 2, 0, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_setupvalue(L, -2, 1);
+  if (status != LUA_OK) lz_fail(L, s, s->names);
+  lua_pop(L, 1);
+  lz_setstate(L, s, 1);
+}
+
+/* Open or run what defines the name k and has not started; 0 if none. */
+static int lz_load (lua_State *L, const char *k) {
+  const tide_LuaSource *s;
+  const struct Binding *b = findbinding(k);
+  size_t len = strlen(k);
+  int found = 0;
+  if (b != NULL && lz_state(L, b) < 0) {
+    lz_open(L, b);
+    found = 1;
+  }
+  for (s = tide__luasources; s->name != NULL; s++) {
+    if (hasname(s->names, k, len) && lz_state(L, s) < 0) {
+      lz_run(L, s);
+      found = 1;
+    }
+  }
+  return found;
+}
+
+static void lz_checkmodule (lua_State *L) {
+  if (!lua_rawequal(L, 1, LZ_TIDE)) tide__typeerror(L, 1, "the tide module");
+}
+
+/* tide.__index(tide, k) */
+static int lz_index (lua_State *L) {
+  lz_checkmodule(L);
+  lua_settop(L, 2);
+  if (lua_type(L, 2) == LUA_TSTRING && lz_load(L, lua_tostring(L, 2)))
+    lua_gettable(L, 1);                  /* through a file's own __index */
+  else lua_rawget(L, 1);
+  return 1;
+}
+
+/* tide.__newindex(tide, k, v): what defines k runs first, as it would
+** have at tide_open (unless k is the name of a binding being opened,
+** which sets it). */
+static int lz_newindex (lua_State *L) {
+  lz_checkmodule(L);
+  lua_settop(L, 3);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    const struct Binding *b = findbinding(lua_tostring(L, 2));
+    if (b == NULL || lz_state(L, b) < 0) lz_load(L, lua_tostring(L, 2));
+  }
+  lua_rawset(L, 1);
+  return 0;
+}
+
+static int lz_next (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+/* tide.__pairs(tide): everything runs first. */
+static int lz_pairs (lua_State *L) {
+  const struct Binding *b;
+  const tide_LuaSource *s;
+  lz_checkmodule(L);
+  for (b = bindings; b->name != NULL; b++)
+    if (lz_state(L, b) < 0) lz_open(L, b);
+  for (s = tide__luasources; s->name != NULL; s++)
+    if (lz_state(L, s) < 0) lz_run(L, s);
+  lua_pushcfunction(L, lz_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+static const luaL_Reg lz_meta[] = {
+  {"__index", lz_index},
+  {"__newindex", lz_newindex},
+  {"__pairs", lz_pairs},
+  {NULL, NULL}
+};
+
+/* The globals the files use, as they are now; the others from _G. */
+static void pushglobals (lua_State *L) {
+  const char *p = tide__luasources_globals;
+  lua_newtable(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  while (*p) {
+    size_t n = strcspn(p, " ");
+    lua_pushlstring(L, p, n);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    lua_rawset(L, -4);
+    p += n + (p[n] == ' ');
+  }
+  lua_createtable(L, 0, 1);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+}
+
+/* Stack: tide, private, runtime. The tide table's metatable. */
+static void open_lazy (lua_State *L) {
+  int n = 0;
+  const struct Binding *b;
+  const tide_LuaSource *s;
+  for (b = bindings; b->name != NULL; b++) n++;
+  for (s = tide__luasources; s->name != NULL; s++) n++;
+  lua_createtable(L, 0, 3);
+  lua_pushvalue(L, -4);
+  lua_pushvalue(L, -4);
+  lua_pushvalue(L, -4);
+  lua_createtable(L, 0, n);
+  pushglobals(L);
+  luaL_setfuncs(L, lz_meta, 5);
+  lua_setmetatable(L, -4);
+}
+
+/* Build the module table: the C parts that every program uses at once,
+** the rest on first use. */
 static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_newtable(L);                             /* tide */
   lua_newtable(L);                             /* private */
@@ -375,14 +603,8 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   tide__openwatch(L);
   tide__opendebug(L);
   tide__open_stream(L);
-  tide__open_dns(L);
   tide__open_server(L);
-  tide__open_tcp(L);
-  tide__open_pipe(L);
-  tide__open_udp(L);
   tide__open_signal(L);
-  tide__open_process(L);
-  tide__open_fs(L);
   tide__open_work(L);
   tide__open_tty(L);
   lua_pushvalue(L, -1);
@@ -390,9 +612,8 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_setfield(L, -3, "runmain");
   tide__opencoro(L);
   tide__openwhere(L);
-  lua_pop(L, 1);                               /* tide, private */
-  open_lualib(L);
-  lua_pop(L, 1);
+  open_lazy(L);
+  lua_pop(L, 2);                               /* tide */
   lua_pushliteral(L, TIDE_VERSION);
   lua_setfield(L, -2, "_VERSION");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
