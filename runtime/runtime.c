@@ -557,7 +557,10 @@ static const luaL_Reg lz_meta[] = {
 /* The globals the files use, as they are now; the others from _G. */
 static void pushglobals (lua_State *L) {
   const char *p = tide__luasources_globals;
-  lua_newtable(L);
+  int n = 1;
+  while ((p = strchr(p, ' ')) != NULL) p++, n++;
+  p = tide__luasources_globals;
+  lua_createtable(L, 0, n);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   while (*p) {
     size_t n = strcspn(p, " ");
