@@ -456,7 +456,7 @@ static void lz_open (lua_State *L, const struct Binding *b) {
 ** those of tide_open while it runs (the standard functions it keeps in
 ** locals), the live ones afterwards. */
 static void lz_run (lua_State *L, const tide_LuaSource *s) {
-  int status;
+  int status, fn;
   if (s != tide__luasources && lz_state(L, tide__luasources) < 0)
     lz_run(L, tide__luasources);
   lz_setstate(L, s, 0);
@@ -464,15 +464,16 @@ static void lz_run (lua_State *L, const tide_LuaSource *s) {
   status = luaL_loadbufferx(L, s->source, s->size, lua_tostring(L, -1), "b");
   lua_remove(L, -2);
   if (status != LUA_OK) lz_fail(L, s, s->names);
+  fn = lua_gettop(L);
   lua_pushvalue(L, LZ_GLOBALS);
-  lua_setupvalue(L, -2, 1);
-  lua_pushvalue(L, -1);
+  lua_setupvalue(L, fn, 1);
+  lua_pushvalue(L, fn);
   lua_pushvalue(L, LZ_TIDE);
   lua_pushvalue(L, LZ_PRIVATE);
   status = lua_pcall(L, 2, 0, 0);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  lua_setupvalue(L, -2, 1);
-  if (status != LUA_OK) lz_fail(L, s, s->names);
+  lua_setupvalue(L, fn, 1);
+  if (status != LUA_OK) lz_fail(L, s, s->names);   /* the error on top */
   lua_pop(L, 1);
   lz_setstate(L, s, 1);
 }
