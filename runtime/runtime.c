@@ -389,9 +389,10 @@ static void lz_setstate (lua_State *L, const void *part, int state) {
   lua_rawsetp(L, LZ_STATE, part);
 }
 
-/* Whether k is one of the space-separated words of list. */
+/* Whether k (len bytes) is one of the space-separated words of list. */
 static int hasname (const char *list, const char *k, size_t len) {
   const char *p = list;
+  if (len == 0 || memchr(k, ' ', len) != NULL || strlen(k) != len) return 0;
   while ((p = strstr(p, k)) != NULL) {
     if ((p == list || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0'))
       return 1;
@@ -400,30 +401,32 @@ static int hasname (const char *list, const char *k, size_t len) {
   return 0;
 }
 
-static const struct Binding *findbinding (const char *k) {
+static const struct Binding *findbinding (const char *k, size_t len) {
   const struct Binding *b;
   for (b = bindings; b->name != NULL; b++)
-    if (strcmp(b->name, k) == 0) return b;
+    if (strlen(b->name) == len && memcmp(b->name, k, len) == 0) return b;
   return NULL;
 }
 
-/* A part failed half-way: the names it set are taken back (setting nil
-** never allocates) so that the next use starts it afresh; its error is
-** raised again. */
+/* A part failed half-way: the names it set are taken back so that the
+** next use starts it afresh (allocating nothing: setting an existing key
+** to nil while traversing); its error, on top, is raised again. */
 static int lz_fail (lua_State *L, const void *part, const char *names) {
-  const char *p = names;
   lz_setstate(L, part, -1);
-  while (*p) {
-    size_t n = strcspn(p, " ");
-    const struct Binding *b;
-    lua_pushlstring(L, p, n);            /* an existing key: fixed strings */
-    lua_pushnil(L);                      /* of the binary are interned */
-    lua_rawset(L, LZ_TIDE);              /* (short strings): no allocation */
-    lua_pushlstring(L, p, n);
-    b = findbinding(lua_tostring(L, -1));
+  lua_pushnil(L);
+  while (lua_next(L, LZ_TIDE)) {
+    size_t n;
+    const char *k;
     lua_pop(L, 1);
-    if (b != NULL) lz_setstate(L, b, -1);
-    p += n + (p[n] == ' ');
+    if (lua_type(L, -1) != LUA_TSTRING) continue;
+    k = lua_tolstring(L, -1, &n);
+    if (hasname(names, k, n)) {
+      const struct Binding *b = findbinding(k, n);
+      if (b != NULL) lz_setstate(L, b, -1);
+      lua_pushvalue(L, -1);
+      lua_pushnil(L);
+      lua_rawset(L, LZ_TIDE);
+    }
   }
   return lua_error(L);
 }
@@ -456,13 +459,13 @@ static void lz_open (lua_State *L, const struct Binding *b) {
 ** those of tide_open while it runs (the standard functions it keeps in
 ** locals), the live ones afterwards. */
 static void lz_run (lua_State *L, const tide_LuaSource *s) {
+  char chunkname[64];
   int status, fn;
   if (s != tide__luasources && lz_state(L, tide__luasources) < 0)
     lz_run(L, tide__luasources);
   lz_setstate(L, s, 0);
-  lua_pushfstring(L, "=%s", s->name);
-  status = luaL_loadbufferx(L, s->source, s->size, lua_tostring(L, -1), "b");
-  lua_remove(L, -2);
+  snprintf(chunkname, sizeof chunkname, "=%s", s->name);
+  status = luaL_loadbufferx(L, s->source, s->size, chunkname, "b");
   if (status != LUA_OK) lz_fail(L, s, s->names);
   fn = lua_gettop(L);
   lua_pushvalue(L, LZ_GLOBALS);
@@ -478,21 +481,25 @@ static void lz_run (lua_State *L, const tide_LuaSource *s) {
   lz_setstate(L, s, 1);
 }
 
-/* Open or run what defines the name k and has not started; 0 if none. */
-static int lz_load (lua_State *L, const char *k) {
+/* Run or open what defines the name at idx (a string) and has not
+** started; 0 if none. A file that extends a binding's table opens it as
+** it takes it (through lz_index): then, if the file fails, the binding
+** is opened again with it on the next use. */
+static int lz_load (lua_State *L, int idx) {
   const tide_LuaSource *s;
-  const struct Binding *b = findbinding(k);
-  size_t len = strlen(k);
+  size_t len;
+  const char *k = lua_tolstring(L, idx, &len);
+  const struct Binding *b = findbinding(k, len);
   int found = 0;
-  if (b != NULL && lz_state(L, b) < 0) {
-    lz_open(L, b);
-    found = 1;
-  }
   for (s = tide__luasources; s->name != NULL; s++) {
     if (hasname(s->names, k, len) && lz_state(L, s) < 0) {
       lz_run(L, s);
       found = 1;
     }
+  }
+  if (b != NULL && lz_state(L, b) < 0) {
+    lz_open(L, b);
+    found = 1;
   }
   return found;
 }
@@ -505,7 +512,7 @@ static void lz_checkmodule (lua_State *L) {
 static int lz_index (lua_State *L) {
   lz_checkmodule(L);
   lua_settop(L, 2);
-  if (lua_type(L, 2) == LUA_TSTRING && lz_load(L, lua_tostring(L, 2)))
+  if (lua_type(L, 2) == LUA_TSTRING && lz_load(L, 2))
     lua_gettable(L, 1);                  /* through a file's own __index */
   else lua_rawget(L, 1);
   return 1;
@@ -518,8 +525,10 @@ static int lz_newindex (lua_State *L) {
   lz_checkmodule(L);
   lua_settop(L, 3);
   if (lua_type(L, 2) == LUA_TSTRING) {
-    const struct Binding *b = findbinding(lua_tostring(L, 2));
-    if (b == NULL || lz_state(L, b) < 0) lz_load(L, lua_tostring(L, 2));
+    size_t len;
+    const char *k = lua_tolstring(L, 2, &len);
+    const struct Binding *b = findbinding(k, len);
+    if (b == NULL || lz_state(L, b) < 0) lz_load(L, 2);
   }
   lua_rawset(L, 1);
   return 0;
@@ -538,10 +547,10 @@ static int lz_pairs (lua_State *L) {
   const struct Binding *b;
   const tide_LuaSource *s;
   lz_checkmodule(L);
-  for (b = bindings; b->name != NULL; b++)
-    if (lz_state(L, b) < 0) lz_open(L, b);
   for (s = tide__luasources; s->name != NULL; s++)
     if (lz_state(L, s) < 0) lz_run(L, s);
+  for (b = bindings; b->name != NULL; b++)
+    if (lz_state(L, b) < 0) lz_open(L, b);
   lua_pushcfunction(L, lz_next);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
