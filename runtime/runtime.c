@@ -356,23 +356,31 @@ static int rt_gc (lua_State *L) {
 ** take) before any other; the bindings below open on the first use of the
 ** name each sets. Indexing the tide table, assigning a new name in it and
 ** pairs(tide) (which runs them all) see every name as if all had run at
-** tide_open. The metamethods share five upvalues: */
+** tide_open. The metamethods share six upvalues: */
 #define LZ_TIDE     lua_upvalueindex(1)   /* the tide table */
 #define LZ_PRIVATE  lua_upvalueindex(2)   /* the private table */
 #define LZ_RT       lua_upvalueindex(3)   /* the runtime userdata */
 #define LZ_STATE    lua_upvalueindex(4)   /* [part] = false while it runs, */
                                           /* true once it has */
 #define LZ_GLOBALS  lua_upvalueindex(5)   /* the globals a file takes */
+#define LZ_TABLES   lua_upvalueindex(6)   /* [binding] = its table, and */
+                                          /* [its table] = binding */
 
-/* The bindings opened on first use; stack: tide, private, runtime. */
+/* The bindings opened on first use; stack: tide, private, runtime. Each
+** sets a table in the tide table that keeps no reference to itself: it is
+** emptied into the table made for it at tide_open, package.loaded["tide.
+** <name>"] from then on (as tide__openwhere has the others there: it
+** names their functions in Lua's own messages, and require finds them),
+** whose __index and __pairs open it until then. */
 static const struct Binding {
-  const char *name;
+  const char *name, *modname;
   lua_CFunction open;
 } bindings[] = {
-  {"dns", tide__open_dns}, {"tcp", tide__open_tcp},
-  {"pipe", tide__open_pipe}, {"udp", tide__open_udp},
-  {"process", tide__open_process}, {"fs", tide__open_fs},
-  {NULL, NULL}
+  {"dns", "tide.dns", tide__open_dns}, {"tcp", "tide.tcp", tide__open_tcp},
+  {"pipe", "tide.pipe", tide__open_pipe}, {"udp", "tide.udp", tide__open_udp},
+  {"process", "tide.process", tide__open_process},
+  {"fs", "tide.fs", tide__open_fs},
+  {NULL, NULL, NULL}
 };
 
 static int lz_state (lua_State *L, const void *part) {
@@ -431,17 +439,24 @@ static int lz_fail (lua_State *L, const void *part, const char *names) {
   return lua_error(L);
 }
 
-/* (tide, private, runtime, binding): open it; its table is also
-** package.loaded["tide.<name>"], as tide__openwhere does for the others,
-** for the names in messages. */
+/* (tide, private, runtime, binding, its table): open it, into its table. */
 static int open_binding (lua_State *L) {
   const struct Binding *b = lua_touserdata(L, 4);
-  lua_settop(L, 3);
+  lua_insert(L, 1);                      /* table, tide, private, runtime */
+  lua_settop(L, 4);
   b->open(L);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushfstring(L, "tide.%s", b->name);
-  lua_getfield(L, 1, b->name);
-  lua_rawset(L, -3);
+  if (lua_getfield(L, 2, b->name) == LUA_TTABLE && !lua_rawequal(L, -1, 1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, 1);
+    }
+    lua_pushvalue(L, 1);
+    lua_setfield(L, 2, b->name);
+  }
+  lua_pushnil(L);
+  lua_setmetatable(L, 1);
   return 0;
 }
 
@@ -452,7 +467,8 @@ static void lz_open (lua_State *L, const struct Binding *b) {
   lua_pushvalue(L, LZ_PRIVATE);
   lua_pushvalue(L, LZ_RT);
   lua_pushlightuserdata(L, (void *)b);
-  if (lua_pcall(L, 4, 0, 0) != LUA_OK) lz_fail(L, b, b->name);
+  lua_rawgetp(L, LZ_TABLES, b);
+  if (lua_pcall(L, 5, 0, 0) != LUA_OK) lz_fail(L, b, b->name);
 }
 
 /* Run a file of the library with the tide and private tables, its globals
@@ -564,6 +580,42 @@ static const luaL_Reg lz_meta[] = {
   {NULL, NULL}
 };
 
+/* The table of a binding not opened yet (from package.loaded) at 1: open
+** it (as tide.<name> does), which leaves it a plain table. */
+static void lz_opentable (lua_State *L) {
+  const struct Binding *b;
+  lua_pushvalue(L, 1);
+  b = lua_rawget(L, LZ_TABLES) == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1)
+                                                     : NULL;
+  if (b == NULL) tide__typeerror(L, 1, "a table of the tide module");
+  lua_getfield(L, LZ_TIDE, b->name);
+  lua_pop(L, 2);
+}
+
+/* tide.<name>.__index(t, k) */
+static int lz_tableindex (lua_State *L) {
+  lua_settop(L, 2);
+  lz_opentable(L);
+  lua_gettable(L, 1);
+  return 1;
+}
+
+/* tide.<name>.__pairs(t) */
+static int lz_tablepairs (lua_State *L) {
+  lua_settop(L, 1);
+  lz_opentable(L);
+  lua_pushcfunction(L, lz_next);
+  lua_insert(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+static const luaL_Reg lz_tablemeta[] = {
+  {"__index", lz_tableindex},
+  {"__pairs", lz_tablepairs},
+  {NULL, NULL}
+};
+
 /* The globals the files use, as they are now; the others from _G. */
 static void pushglobals (lua_State *L) {
   const char *p = tide__luasources_globals;
@@ -573,12 +625,12 @@ static void pushglobals (lua_State *L) {
   lua_createtable(L, 0, n);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   while (*p) {
-    size_t n = strcspn(p, " ");
-    lua_pushlstring(L, p, n);
+    size_t len = strcspn(p, " ");
+    lua_pushlstring(L, p, len);
     lua_pushvalue(L, -1);
     lua_rawget(L, -3);
     lua_rawset(L, -4);
-    p += n + (p[n] == ' ');
+    p += len + (p[len] == ' ');
   }
   lua_createtable(L, 0, 1);
   lua_insert(L, -2);
@@ -586,21 +638,56 @@ static void pushglobals (lua_State *L) {
   lua_setmetatable(L, -2);
 }
 
-/* Stack: tide, private, runtime. The tide table's metatable. */
-static void open_lazy (lua_State *L) {
+/* The bindings' tables, each also package.loaded["tide.<name>"], with
+** the metatable at mt; pushes [binding] = table and [table] = binding. */
+static void pushtables (lua_State *L, int mt) {
+  const struct Binding *b;
   int n = 0;
+  for (b = bindings; b->name != NULL; b++) n++;
+  lua_createtable(L, 0, 2 * n);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  for (b = bindings; b->name != NULL; b++) {
+    lua_newtable(L);
+    lua_pushvalue(L, mt);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -4, b);
+    lua_pushvalue(L, -1);
+    lua_pushlightuserdata(L, (void *)b);
+    lua_rawset(L, -5);
+    lua_setfield(L, -2, b->modname);
+  }
+  lua_pop(L, 1);
+}
+
+/* Stack: tide, private, runtime. The metatables of the tide table and of
+** the bindings' tables, their functions sharing the LZ_ upvalues. */
+static void open_lazy (lua_State *L) {
+  int n = 0, i, tm, m, base = lua_gettop(L) - 2;
   const struct Binding *b;
   const tide_LuaSource *s;
+  luaL_checkstack(L, 24, NULL);
   for (b = bindings; b->name != NULL; b++) n++;
   for (s = tide__luasources; s->name != NULL; s++) n++;
+  lua_createtable(L, 0, 2);
+  tm = lua_gettop(L);
   lua_createtable(L, 0, 3);
-  lua_pushvalue(L, -4);
-  lua_pushvalue(L, -4);
-  lua_pushvalue(L, -4);
-  lua_createtable(L, 0, n);
-  pushglobals(L);
-  luaL_setfuncs(L, lz_meta, 5);
-  lua_setmetatable(L, -4);
+  m = lua_gettop(L);
+  lua_pushvalue(L, base);                      /* LZ_TIDE */
+  lua_pushvalue(L, base + 1);                  /* LZ_PRIVATE */
+  lua_pushvalue(L, base + 2);                  /* LZ_RT */
+  lua_createtable(L, 0, n);                    /* LZ_STATE */
+  pushglobals(L);                              /* LZ_GLOBALS */
+  pushtables(L, tm);                           /* LZ_TABLES */
+  lua_pushvalue(L, tm);
+  for (i = 1; i <= 6; i++) lua_pushvalue(L, m + i);
+  luaL_setfuncs(L, lz_tablemeta, 6);
+  lua_pop(L, 1);
+  lua_pushvalue(L, m);
+  for (i = 1; i <= 6; i++) lua_pushvalue(L, m + i);
+  luaL_setfuncs(L, lz_meta, 6);
+  lua_setmetatable(L, base);
+  lua_settop(L, base + 2);
 }
 
 /* Build the module table: the C parts that every program uses at once,

@@ -85,6 +85,19 @@ for _, k in ipairs(list) do show(k) end]])
       assert.same(all, lines(out))
     end)
 
+    it("has each table of the tide table in package.loaded from the start", function ()
+      assert.equal("function\ttrue\ttrue\n",
+                   check("local fs = require 'tide.fs' print(type(fs.read_file), " ..
+                         "fs == tide.fs, package.loaded['tide.tcp'] == tide.tcp)"))
+      assert.equal("connect listen serve\n", check([[
+local list = {}
+for k in pairs(require "tide.tcp") do list[#list + 1] = k end
+table.sort(list)
+print(table.concat(list, " "))]]))
+      assert.matches("bad argument #1 to 'tide.fs.stat' %(string expected, got table%)",
+                     check("print(pcall(tide.fs.stat, {}))"))
+    end)
+
     it("makes the standard streams on first use", function ()
       assert.equal("true\ttrue\n",
                    check("print(tide.stdout ~= nil, rawget(tide, 'stdout') ~= nil)"))
