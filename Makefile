@@ -16,6 +16,21 @@ UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
 EDIT_LIBS  := $(shell pkg-config --libs libedit 2>/dev/null)
 
+# The command links Lua and libuv in (as lua5.4 links Lua) where their
+# static archives are installed, all of each, for the C modules it loads;
+# a shared libuv is bound at startup (BIND_NOW), which costs more than the
+# rest of an empty run. libedit is loaded by the prompt (repl.c), by the
+# soname it has here.
+LUA_A   := $(wildcard $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)/liblua5.4.a)
+UV_A    := $(firstword $(wildcard $(addprefix \
+             $(shell pkg-config --variable=libdir libuv 2>/dev/null)/,libuv_a.a libuv.a)))
+UV_PRIV := $(filter-out -luv,$(shell pkg-config --libs --static libuv 2>/dev/null))
+EDIT_SONAME := $(shell objdump -p $$(pkg-config --variable=libdir libedit \
+             2>/dev/null)/libedit.so 2>/dev/null | awk '$$1 == "SONAME" { print $$2 }')
+CMD_LIBS = $(if $(LUA_A)$(UV_A),-Wl$(comma)--whole-archive $(LUA_A) $(UV_A) \
+             -Wl$(comma)--no-whole-archive) \
+           $(if $(LUA_A),,$(LUA_LIBS)) $(if $(UV_A),$(UV_PRIV),$(UV_LIBS)) -ldl -lm
+
 OPT     ?= -O2 -g
 WARN     = -Wall -Wextra -Werror
 CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
@@ -60,6 +75,8 @@ $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUI
 $(BUILD)/repl_lua.c: runtime/lua/repl.lua runtime/lua/embed.lua | $(BUILD)/obj
 	lua5.4 runtime/lua/embed.lua $@ tide__replsources repl=runtime/lua/repl.lua
 
+$(BUILD)/obj/repl.o: CFLAGS += $(if $(EDIT_SONAME),-DTIDE_EDITLIB='"$(EDIT_SONAME)"')
+
 $(BUILD)/obj/repl_lua.o: $(BUILD)/repl_lua.c runtime/tide_int.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -72,7 +89,7 @@ $(BUILD)/obj:
 # The command exports the tide and Lua API to the C modules it loads.
 CMDOBJS  = main heap repl repl_lua
 $(BUILD)/tide: $(CMDOBJS:%=$(BUILD)/obj/%.o) $(OBJS)
-	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_LIBS) $(UV_LIBS) $(EDIT_LIBS) -lm
+	$(CC) $(LDFLAGS) -Wl,-E -Wl,-O1 -Wl,--as-needed -o $@ $^ $(CMD_LIBS)
 
 $(BUILD)/libtide.a: $(OBJS)
 	rm -f $@

@@ -4,8 +4,11 @@
 ** stdin: no thread, no busy polling), with history and completion; through
 ** a pipe, plain lines read as they come. Ctrl-C cancels the input that is
 ** running, or abandons the line being typed. The prompt itself (compile,
-** run as a task, print) is runtime/lua/repl.lua, run as a task.
+** run as a task, print) is runtime/lua/repl.lua, run as a task. libedit
+** is loaded when a prompt starts on a terminal: the command's other runs
+** never link it, nor the libraries it needs.
 */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,11 +38,48 @@ typedef struct Input {
 
 static Input in;
 
+/* ---- libedit, loaded on first use ----------------------------------------- */
+
+#ifndef TIDE_EDITLIB
+#define TIDE_EDITLIB "libedit.so.2"      /* the Makefile gives its soname */
+#endif
+
+#define EDIT_SYMBOLS(X) \
+  X(add_history) X(read_history) X(write_history) X(stifle_history) \
+  X(rl_callback_handler_install) X(rl_callback_handler_remove) \
+  X(rl_callback_read_char) X(rl_completion_matches) \
+  X(rl_forced_update_display) X(rl_readline_name) \
+  X(rl_attempted_completion_function) X(rl_attempted_completion_over) \
+  X(rl_basic_word_break_characters) X(rl_completion_append_character)
+
+/* A pointer to each (ed.add_history(line), *ed.rl_readline_name = ...) */
+static struct {
+#define EDIT_FIELD(s) __typeof__(s) *s;
+  EDIT_SYMBOLS(EDIT_FIELD)
+#undef EDIT_FIELD
+  int loaded;
+} ed;
+
+/* NULL once loaded, else why not. */
+static const char *edit_load (void) {
+  void *lib, *p;
+  if (ed.loaded) return NULL;
+  if ((lib = dlopen(TIDE_EDITLIB, RTLD_NOW | RTLD_LOCAL)) == NULL)
+    return dlerror();
+#define EDIT_LOAD(s) \
+  if ((p = dlsym(lib, #s)) == NULL) return dlerror(); \
+  memcpy(&ed.s, &p, sizeof p);
+  EDIT_SYMBOLS(EDIT_LOAD)
+#undef EDIT_LOAD
+  ed.loaded = 1;
+  return NULL;
+}
+
 /* ---- Handing a line to the waiting task ------------------------------------ */
 
 static void stop_reading (void) {
   if (in.pollable) uv_poll_stop(&in.poll);
-  if (in.editing) rl_callback_handler_remove();
+  if (in.editing) ed.rl_callback_handler_remove();
   in.editing = 0;
 }
 
@@ -133,7 +173,7 @@ static void plain_read (void) {
 static void poll_cb (uv_poll_t *h, int status, int events) {
   (void)h; (void)events;
   if (status < 0) deliver(NULL, 0, 0);
-  else if (in.tty) rl_callback_read_char();
+  else if (in.tty) ed.rl_callback_read_char();
   else plain_read();
 }
 
@@ -183,10 +223,11 @@ static void addmatch (const char *prefix, size_t plen, const char *key) {
 }
 
 /* Names that start "__" (metamethods, a class's __index and __name) are
-** not offered after ':', nor after '.' unless the word typed starts so. */
-static void collect (const char *text) {
-  lua_State *L = in.rt->cbL;
-  int top = lua_gettop(L);
+** not offered after ':', nor after '.' unless the word typed starts so.
+** A table's __pairs runs first (the tide table's runs the library files
+** not yet run, whose names it then holds). (text) */
+static int collect_protected (lua_State *L) {
+  const char *text = lua_touserdata(L, 1);
   const char *sep = strpbrk(text, ".:"), *last = NULL, *word;
   size_t plen;
   int nometa;
@@ -196,6 +237,10 @@ static void collect (const char *text) {
   nometa = last && (*last == ':' || strncmp(word, "__", 2) != 0);
   if (last ? pushpath(L, text, plen - 1) && fieldtable(L, *last == ':')
            : (lua_pushglobaltable(L), 1)) {
+    if (luaL_getmetafield(L, -1, "__pairs") != LUA_TNIL) {
+      lua_pushvalue(L, -2);
+      lua_call(L, 1, 0);
+    }
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       const char *key;
@@ -206,6 +251,18 @@ static void collect (const char *text) {
           !(nometa && strncmp(key, "__", 2) == 0))
         addmatch(text, plen, key);
     }
+  }
+  return 0;
+}
+
+/* Errors (of an __index or __pairs on the way) leave no match. */
+static void collect (const char *text) {
+  lua_State *L = in.rt->cbL;
+  int top = lua_gettop(L);
+  if (lua_checkstack(L, 2)) {
+    lua_pushcfunction(L, collect_protected);
+    lua_pushlightuserdata(L, (void *)text);
+    lua_pcall(L, 1, 0, 0);
   }
   lua_settop(L, top);
 }
@@ -220,8 +277,8 @@ static char *generator (const char *text, int state) {
 
 static char **complete (const char *text, int start, int end) {
   (void)start; (void)end;
-  rl_attempted_completion_over = 1;      /* never file names */
-  return rl_completion_matches(text, generator);
+  *ed.rl_attempted_completion_over = 1;  /* never file names */
+  return ed.rl_completion_matches(text, generator);
 }
 
 /* ---- Ctrl-C ------------------------------------------------------------------ */
@@ -257,7 +314,7 @@ static int l_readline (lua_State *L) {
   if (in.reader != NULL) return luaL_error(L, "readline: already reading");
   lua_settop(L, 0);
   if (in.tty) {
-    rl_callback_handler_install(prompt, on_line);
+    ed.rl_callback_handler_install(prompt, on_line);
     in.editing = 1;
   }
   else {
@@ -281,8 +338,8 @@ static int l_readline (lua_State *L) {
 static int l_addhistory (lua_State *L) {
   const char *line = luaL_checkstring(L, 1);
   if (in.tty && line[0] != '\0') {
-    add_history(line);
-    if (in.history[0]) write_history(in.history);
+    ed.add_history(line);
+    if (in.history[0]) ed.write_history(in.history);
   }
   return 0;
 }
@@ -310,7 +367,7 @@ static int l_show (lua_State *L) {
   (void)L;
   if (in.editing) {
     fflush(stdout);
-    rl_forced_update_display();
+    ed.rl_forced_update_display();
   }
   return 0;
 }
@@ -347,8 +404,8 @@ static void history_open (void) {
   in.history[0] = '\0';
   if (!in.tty || home == NULL) return;
   snprintf(in.history, sizeof in.history, "%s/.tide_history", home);
-  stifle_history(HISTORY_MAX);
-  read_history(in.history);
+  ed.stifle_history(HISTORY_MAX);
+  ed.read_history(in.history);
 }
 
 /* Push the table of line-input functions for repl.lua; NULL message on
@@ -363,18 +420,20 @@ const char *tide__replinput (tide_Runtime *rt, lua_State *L) {
     {"finish", l_finish},
     {NULL, NULL}
   };
+  const char *err;
   memset(&in, 0, sizeof in);
   in.rt = rt;
   in.taskref = LUA_NOREF;
-  rt->aroundreport = around_report;
   in.tty = isatty(0);
+  if (in.tty && (err = edit_load()) != NULL) return err;
+  rt->aroundreport = around_report;
   in.pollable = in.open = uv_poll_init(rt->loop, &in.poll, 0) == 0;
   if (!in.pollable && in.tty) return "cannot watch the standard input";
   if (in.tty) {
-    rl_readline_name = "tide";
-    rl_attempted_completion_function = complete;
-    rl_basic_word_break_characters = " \t\n\"'`@$><=;|&{(,+-*/%^~#[]";
-    rl_completion_append_character = '\0';
+    *ed.rl_readline_name = "tide";
+    *ed.rl_attempted_completion_function = complete;
+    *ed.rl_basic_word_break_characters = " \t\n\"'`@$><=;|&{(,+-*/%^~#[]";
+    *ed.rl_completion_append_character = '\0';
     history_open();
   }
   luaL_newlib(L, funcs);

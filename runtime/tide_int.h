@@ -210,12 +210,16 @@ int tide__openqueue (lua_State *L);
 int tide__opencoro (lua_State *L);
 int tide__corowait (lua_State *L, Task *t);
 
-/* The Lua-side library (runtime/lua), compiled in; ends with NULL. */
+/* The Lua-side library (runtime/lua), compiled in; ends with NULL. names:
+** those of the tide table that a file defines, separated by spaces (see
+** runtime/lua/embed.lua); _globals: the standard globals the files use. */
 typedef struct tide_LuaSource {
   const char *name, *source;
   size_t size;
+  const char *names;
 } tide_LuaSource;
 extern const tide_LuaSource tide__luasources[];
+extern const char tide__luasources_globals[];
 
 /* repl.c and repl.lua (the tide command only): the interactive prompt */
 extern const tide_LuaSource tide__replsources[];

@@ -300,6 +300,8 @@ end
 
 -- tide.stdin, tide.stdout, tide.stderr: made on first use (a Stream on a
 -- terminal, pipe or socket; a File on a file), nil when the fd is closed.
+-- Also defines: tide.stdin tide.stdout tide.stderr (for the loader, which
+-- runs this file on first use of a name it defines: see embed.lua).
 local stdfds = { stdin = 0, stdout = 1, stderr = 2 }
 local mt = getmetatable(tide) or {}
 local index = mt.__index
