@@ -53,10 +53,10 @@ for _, runner in ipairs(RUNNERS) do
 
     it("runs no library file until one of its names is used", function ()
       assert.equal("nil\tnil\tnil\tnil\n",
-                   check("print(rawget(tide, 'run'), rawget(tide, 'Queue'), " ..
+                   check("print(rawget(tide, 'run'), rawget(tide, 'Event'), " ..
                          "rawget(tide, 'fs'), rawget(tide, 'tcp'))"))
       assert.equal("function\tnil\tnil\n",
-                   check("local _ = tide.Queue print(type(rawget(tide, 'Queue')), " ..
+                   check("local _ = tide.Event print(type(rawget(tide, 'Event')), " ..
                          "rawget(tide, 'fs'), rawget(tide, 'process'))"))
     end)
 
@@ -105,18 +105,18 @@ print(table.concat(list, " "))]]))
 
     it("keeps a name set before its file runs", function ()
       assert.equal("42\tfunction\n",
-                   check("tide.Queue = 42 local l = tide.Lock print(tide.Queue, type(l))"))
+                   check("tide.Event = 42 local s = tide.Semaphore print(tide.Event, type(s))"))
       assert.equal("mine\n", check("tide.mine = 'mine' print(tide.mine)"))
     end)
 
     it("raises a file's error where its name is used, and runs it again on the next use", function ()
       local out = check([[
 local reg = debug.getregistry()
-reg["tide.Queue"] = 5                 -- sync.lua's Queue class cannot be made
-print(pcall(function () return tide.Lock end))
-print(rawget(tide, "Lock"), rawget(tide, "Queue"))
-reg["tide.Queue"] = nil
-print(type(tide.Lock), type(tide.Queue(1)))]])
+reg["tide.Event"] = 5                 -- sync.lua's Event class cannot be made
+print(pcall(function () return tide.Semaphore end))
+print(rawget(tide, "Semaphore"), rawget(tide, "Event"))
+reg["tide.Event"] = nil
+print(type(tide.Semaphore), type(tide.Event()))]])
       local l = lines(out)
       assert.matches("^false\tsync:%d+: attempt to index a number value", l[1])
       assert.equal("nil\tnil", l[2])
