@@ -109,6 +109,7 @@ struct tide_Runtime {
   int exitstatus;
   tide_Handle *handles;    /* open handles, closed by tide_close */
   struct tide_Pool *pool;  /* pool.c: the loop of thread-pool requests */
+  struct tide_Http *http;  /* http_client_multi.c: curl's multi, or NULL */
 };
 
 /* alloc.c: tide's own C memory, from the host's allocator if it set one;
@@ -219,6 +220,7 @@ int tide__open_signal (lua_State *L);
 int tide__open_fs (lua_State *L);
 int tide__open_work (lua_State *L);
 int tide__open_tty (lua_State *L);
+int tide__open_http (lua_State *L);
 
 /* fs.c: a File on fd (which it owns), named name in messages */
 void tide__newfile (lua_State *L, int fd, const char *name);
