@@ -249,7 +249,9 @@ describe("a streamed response", function ()
       if total % (4 * 1024 * 1024) < #s then peak = math.max(peak, rss() - before) end
     end
     assert.equal(n, total)
-    assert.is_true(peak < 16 * 1024, "grew by " .. peak .. " KiB")
+    if not BUILD:match("asan") then      -- its quarantine keeps what was freed
+      assert.is_true(peak < 16 * 1024, "grew by " .. peak .. " KiB")
+    end
   end))
 
   it("reads the whole rest with body()", async(function ()
@@ -474,7 +476,7 @@ http {
     local res = assert(http.get(plain("/page.txt")))
     assert.equal(200, res.status)
     local body = res:body()
-    assert.equal(body, sh("curl -s --compressed " .. plain("/page.txt")))
+    assert.equal(body, sh("env -u LD_PRELOAD curl -s --compressed " .. plain("/page.txt")))
     assert.equal("gzip", res.headers["content-encoding"])
   end))
 
