@@ -571,8 +571,7 @@ static void unpause (Transfer *t) {
   int mask = (t->recvpaused ? CURLPAUSE_RECV : 0) |
              (t->sendpaused ? CURLPAUSE_SEND : 0);
   if (t->l.easy == NULL || h == NULL) return;
-  CU.easy_pause(t->l.easy, mask);
-  tide__httpsettle(h);
+  tide__httpsettle(h, &t->l, CU.easy_pause(t->l.easy, mask));
 }
 
 /* Transfer:_feed(chunk | nil): the next piece of the request body, or its

@@ -73,8 +73,9 @@ void tide__httpwait (tide_Http *h, int delta);
 /* True while curl runs callbacks (no Lua may run then). */
 int tide__httpbusy (tide_Http *h);
 
-/* After a call into curl outside its socket actions (curl_easy_pause):
-** finish the transfers whose sockets could not be watched. */
-void tide__httpsettle (tide_Http *h);
+/* After a call into curl outside its socket actions (curl_easy_pause on
+** l, which returned rc): finish the transfers whose sockets could not be
+** watched, and l if curl ran out of memory. */
+void tide__httpsettle (tide_Http *h, tide_HttpLink *l, int rc);
 
 #endif

@@ -85,6 +85,15 @@ static void fail_link (tide_Http *h, CURL *e) {
   h->failed = 1;
 }
 
+/* curl ran out of memory while it drove the multi: a transfer among them
+** may have a socket nobody watches now (curl could not record it), and
+** which one is not said, so all of them fail. */
+static void fail_all (tide_Http *h) {
+  tide_HttpLink *l;
+  for (l = h->links; l != NULL; l = l->next) l->failed = 1;
+  h->failed = 1;
+}
+
 static void drive (tide_Http *h, curl_socket_t fd, int flags);
 
 static void on_poll (uv_poll_t *p, int status, int events) {
@@ -190,14 +199,20 @@ static void drive (tide_Http *h, curl_socket_t fd, int flags) {
   rt = h->o.rt;
   rt->depth++;
   h->busy++;
-  CU.multi_socket_action(h->multi, fd, flags, &running);
+  if (CU.multi_socket_action(h->multi, fd, flags, &running) ==
+      CURLM_OUT_OF_MEMORY)
+    fail_all(h);
   h->busy--;
   finished(h);
   rt->depth--;
   if (rt->depth == 0 && rt->rcount > 0) tide__runready(rt);
 }
 
-void tide__httpsettle (tide_Http *h) {
+void tide__httpsettle (tide_Http *h, tide_HttpLink *l, int rc) {
+  if (rc == CURLE_OUT_OF_MEMORY) {
+    l->failed = 1;
+    h->failed = 1;
+  }
   if (h->failed) finished(h);
 }
 
