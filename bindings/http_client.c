@@ -19,6 +19,7 @@
 /* stream = true: curl is paused while this much is buffered unread */
 #define HIGH (64 * 1024)
 
+
 enum { S_HEAD, S_BODY, S_DONE };          /* where the response is */
 enum { W_HEAD = 1, W_DATA, W_DONE };      /* what a task waits for */
 
@@ -40,6 +41,7 @@ typedef struct Transfer {
   int upneed;              /* curl waits for more of the request body */
   int upend;               /* the request body has ended */
   int cut;                 /* ended by a cancel or close */
+  int kept;                /* a Response has it: __close leaves it */
   int nomem;               /* a callback ran out of memory */
   CURLcode result;
   long oserr;              /* errno of a failed connect, send or receive */
@@ -326,27 +328,36 @@ static Transfer *checktransfer (lua_State *L, int i) {
   return tide__checkudata(L, i, TIDE_TRANSFER);
 }
 
+/* The arguments of _start (see http_start). */
+enum { A_URL = 1, A_OPTS, A_METHOD, A_LINES, A_BODY, A_PULL, A_SIZE };
+
+/* opts[name] (checked by http.lua) pushed, or nil when there are no
+** options; its type. */
+static int getopt (lua_State *L, const char *name) {
+  if (!lua_istable(L, A_OPTS)) {
+    lua_pushnil(L);
+    return LUA_TNIL;
+  }
+  return lua_getfield(L, A_OPTS, name);
+}
+
 /* opts[name] as a string, or NULL. */
 static const char *optstr (lua_State *L, const char *name) {
   const char *s;
-  lua_getfield(L, 1, name);
+  getopt(L, name);
   s = lua_tostring(L, -1);
   lua_pop(L, 1);                   /* anchored by opts */
   return s;
 }
 
 static double optnum (lua_State *L, const char *name, double def) {
-  double v;
-  lua_getfield(L, 1, name);
-  v = lua_isnil(L, -1) ? def : lua_tonumber(L, -1);
+  double v = getopt(L, name) == LUA_TNIL ? def : lua_tonumber(L, -1);
   lua_pop(L, 1);
   return v;
 }
 
 static int optbool (lua_State *L, const char *name, int def) {
-  int v;
-  lua_getfield(L, 1, name);
-  v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+  int v = getopt(L, name) == LUA_TNIL ? def : lua_toboolean(L, -1);
   lua_pop(L, 1);
   return v;
 }
@@ -356,20 +367,18 @@ static void setstr (lua_State *L, CURL *e, CURLoption o, const char *s) {
   if (CU.easy_setopt(e, o, s) == CURLE_OUT_OF_MEMORY) tide__nomem(L);
 }
 
-/* opts.headers: a list of "Name: value" lines. */
+/* The header lines, "Name: value" each, in the list at A_LINES (or none). */
 static void set_headers (lua_State *L, Transfer *t) {
   lua_Integer i, n;
-  lua_getfield(L, 1, "headers");
-  n = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+  n = lua_istable(L, A_LINES) ? (lua_Integer)lua_rawlen(L, A_LINES) : 0;
   for (i = 1; i <= n; i++) {
     struct curl_slist *s;
-    lua_rawgeti(L, -1, i);
+    lua_rawgeti(L, A_LINES, i);
     s = CU.slist_append(t->headers, lua_tostring(L, -1));
+    lua_pop(L, 1);
     if (s == NULL) tide__nomem(L);
     t->headers = s;
-    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
   if (t->headers) CU.easy_setopt(t->l.easy, CURLOPT_HTTPHEADER, t->headers);
 }
 
@@ -378,17 +387,16 @@ static const long versioncodes[] = {
   CURL_HTTP_VERSION_1_0, CURL_HTTP_VERSION_1_1, CURL_HTTP_VERSION_2TLS
 };
 
-/* The method and the request body: opts.body (a string, kept in user
-** value 1), or opts.pull (pulled with _feed), of opts.size bytes (-1:
-** unknown, sent chunked). */
-static void set_method (lua_State *L, Transfer *t, const char *method) {
+/* The method and the request body: a string (kept in user value 1), or
+** pulled with _feed, of size bytes (-1: unknown, sent chunked). */
+static void set_method (lua_State *L, Transfer *t, int ud) {
   CURL *e = t->l.easy;
   size_t len;
-  const char *body;
-  int pull = optbool(L, "pull", 0);
-  lua_getfield(L, 1, "body");
-  body = lua_tolstring(L, -1, &len);
-  lua_setiuservalue(L, -2, 1);
+  const char *method = lua_tostring(L, A_METHOD);
+  const char *body = lua_tolstring(L, A_BODY, &len);
+  int pull = lua_toboolean(L, A_PULL);
+  lua_pushvalue(L, A_BODY);
+  lua_setiuservalue(L, ud, 1);
   if (body != NULL || pull) {
     CU.easy_setopt(e, CURLOPT_POST, 1L);
     if (body != NULL) {
@@ -397,7 +405,7 @@ static void set_method (lua_State *L, Transfer *t, const char *method) {
     }
     else {
       CU.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t)optnum(L, "size", -1));
+                     (curl_off_t)luaL_optinteger(L, A_SIZE, -1));
       CU.easy_setopt(e, CURLOPT_READFUNCTION, on_read);
       CU.easy_setopt(e, CURLOPT_READDATA, t);
     }
@@ -447,8 +455,9 @@ static void set_limits (lua_State *L, Transfer *t) {
   }
 }
 
-/* The options of a transfer, from the table at 1 (checked by http.lua). */
-static void setup (lua_State *L, Transfer *t) {
+/* The options of a transfer, from its arguments (checked by http.lua); ud:
+** the Transfer's index. */
+static void setup (lua_State *L, Transfer *t, int ud) {
   CURL *e = t->l.easy;
   const char *s;
   t->stream = optbool(L, "stream", 0);
@@ -462,12 +471,16 @@ static void setup (lua_State *L, Transfer *t) {
   CU.easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   setstr(L, e, CURLOPT_PROTOCOLS_STR, "http,https");
   setstr(L, e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  setstr(L, e, CURLOPT_URL, optstr(L, "url"));
+  setstr(L, e, CURLOPT_URL, lua_tostring(L, A_URL));
   CU.easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)t->follow);
   CU.easy_setopt(e, CURLOPT_MAXREDIRS, (long)optnum(L, "max_redirects", 5));
   if (optbool(L, "decompress", 1)) setstr(L, e, CURLOPT_ACCEPT_ENCODING, "");
-  if ((s = optstr(L, "user_agent")) != NULL)
-    setstr(L, e, CURLOPT_USERAGENT, s);
+  if ((s = optstr(L, "user_agent")) == NULL) {
+    char ua[48];                   /* "tide/0.1.0" */
+    snprintf(ua, sizeof ua, "tide/%s", TIDE_VERSION + sizeof "tide");
+    setstr(L, e, CURLOPT_USERAGENT, ua);
+  }
+  else setstr(L, e, CURLOPT_USERAGENT, s);
   if ((s = optstr(L, "proxy")) != NULL) setstr(L, e, CURLOPT_PROXY, s);
   if ((s = optstr(L, "noproxy")) != NULL) setstr(L, e, CURLOPT_NOPROXY, s);
   if ((s = optstr(L, "version")) != NULL) {
@@ -479,7 +492,7 @@ static void setup (lua_State *L, Transfer *t) {
   set_limits(L, t);
   set_tls(L, t);
   set_headers(L, t);
-  set_method(L, t, optstr(L, "method"));
+  set_method(L, t, ud);
 }
 
 /* ---- The Lua side ------------------------------------------------------- */
@@ -494,13 +507,16 @@ static void cut (Transfer *t) {
   t->h = NULL;
 }
 
-/* _start(opts) -> Transfer, started */
+/* _start(url, opts, method, header lines, body, pull, size) -> Transfer,
+** started: opts may be nil, the header lines too; body a string or nil;
+** pull true to pull the body with _feed, of size bytes (-1: unknown). */
 static int http_start (lua_State *L) {
   tide_Http *h;
   Transfer *t;
-  int rc;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
+  int rc, ud = A_SIZE + 1;
+  luaL_checkstring(L, A_URL);
+  luaL_checkstring(L, A_METHOD);
+  lua_settop(L, A_SIZE);
   h = tide__http(L);
   t = lua_newuserdatauv(L, sizeof *t, 2);
   memset(t, 0, sizeof *t);
@@ -510,7 +526,7 @@ static int http_start (lua_State *L) {
   t->l.done = on_done;
   t->h = h;
   t->state = S_HEAD;
-  setup(L, t);
+  setup(L, t, ud);
   if ((rc = tide__httpadd(h, &t->l)) != 0) {
     cut(t);
     if (rc == CURLM_OUT_OF_MEMORY) tide__nomem(L);
@@ -604,14 +620,26 @@ static const char *versionname (long v) {
   }
 }
 
-/* Transfer:_info() -> status, version, url, header block */
+/* Transfer:_info() -> status, version, url */
 static int tr_info (lua_State *L) {
   Transfer *t = checktransfer(L, 1);
   lua_pushinteger(L, t->status);
   lua_pushstring(L, versionname(t->version));
   lua_pushstring(L, t->url ? t->url : "");
+  return 3;
+}
+
+/* Transfer:_head() -> the final header block, status line first */
+static int tr_head (lua_State *L) {
+  Transfer *t = checktransfer(L, 1);
   lua_pushlstring(L, t->head.p ? t->head.p : "", t->head.len);
-  return 4;
+  return 1;
+}
+
+/* Transfer:_keep(): its __close no longer closes it (a Response has it). */
+static int tr_keep (lua_State *L) {
+  checktransfer(L, 1)->kept = 1;
+  return 0;
 }
 
 /* Transfer:_read([n]) -> up to n bytes of what is buffered (all of it by
@@ -633,6 +661,17 @@ static int tr_read (lua_State *L) {
     t->recvpaused = 0;
     unpause(t);
   }
+  return 1;
+}
+
+/* Transfer:_rest() -> the whole body not read yet, when the transfer has
+** ended well; else nil. */
+static int tr_rest (lua_State *L) {
+  Transfer *t = checktransfer(L, 1);
+  Buf *b = &t->body;
+  if (t->state != S_DONE || t->result != CURLE_OK || t->nomem) return 0;
+  lua_pushlstring(L, b->p ? b->p + b->off : "", buf_unread(b));
+  b->off = b->len = 0;
   return 1;
 }
 
@@ -664,6 +703,12 @@ static int tr_close (lua_State *L) {
   return 0;
 }
 
+/* __close: close unless a Response has taken it (_keep). */
+static int tr_release (lua_State *L) {
+  Transfer *t = checktransfer(L, 1);
+  return t->kept ? 0 : tr_close(L);
+}
+
 static int tr_tostring (lua_State *L) {
   Transfer *t = checktransfer(L, 1);
   lua_pushfstring(L, "%s (%s)", TIDE_TRANSFER,
@@ -675,6 +720,9 @@ static const luaL_Reg tr_methods[] = {
   {"_wait", tr_wait},
   {"_feed", tr_feed},
   {"_info", tr_info},
+  {"_head", tr_head},
+  {"_keep", tr_keep},
+  {"_rest", tr_rest},
   {"_read", tr_read},
   {"_result", tr_result},
   {"close", tr_close},
@@ -683,7 +731,7 @@ static const luaL_Reg tr_methods[] = {
 
 static const luaL_Reg tr_meta[] = {
   {"__gc", tr_close},
-  {"__close", tr_close},
+  {"__close", tr_release},
   {"__tostring", tr_tostring},
   {"__index", NULL},
   {NULL, NULL}

@@ -17,8 +17,6 @@ local argerror, typeerror = sched.argerror, sched.typeerror
 local checkself, checkwait = sched.checkself, sched.checkwait
 local classof, new = sched.classof, sched.new
 
--- "tide/0.1.0" (tide._VERSION is set once the library has loaded)
-local user_agent
 
 -- ---- Headers ------------------------------------------------------------
 
@@ -89,7 +87,27 @@ end
 -- ---- The Response --------------------------------------------------------
 
 local Response = sched.newclass("tide.http.Response")
-Response.__index = Response
+
+-- The fields made on first use: the header block is parsed only if asked.
+local lazy = {}
+function lazy.reason (r)
+  r.reason, r.headers, r._list = parse_head(r._t:_head(), r.status)
+  return r.reason
+end
+function lazy.headers (r)
+  lazy.reason(r)
+  return r.headers
+end
+function lazy._list (r)
+  lazy.reason(r)
+  return r._list
+end
+
+function Response.__index (r, k)
+  local f = lazy[k]
+  if f then return f(r) end
+  return Response[k]
+end
 
 -- Wait on transfer t for what ("head", "data", "done"), feeding it the
 -- request body from src whenever curl asks for more.
@@ -105,15 +123,6 @@ local function pump (t, what, src)
     end
     t:_feed(chunk)
   end
-end
-
-local function new_response (t, src, file)
-  local status, version, url, block = t:_info()
-  local reason, headers, list = parse_head(block, status)
-  return new(Response, {
-    status = status, reason = reason, headers = headers, url = url,
-    version = version, _t = t, _src = src, _file = file, _list = list,
-  })
 end
 
 -- res:read([n]) -> data | nil | nil, msg, code: waits for body data, at
@@ -139,7 +148,10 @@ end
 -- res:body() -> the whole body (what read() has not taken) | nil, msg, code
 function Response:body ()
   if classof[self] ~= Response then checkself(self, Response) end
-  local parts, n, t = {}, 0, self._t
+  local t = self._t
+  local rest = t:_rest()
+  if rest then return rest end
+  local parts, n = {}, 0
   while true do
     local s = t:_read()
     if s then
@@ -153,7 +165,7 @@ function Response:body ()
       pump(t, "data", self._src)
     end
   end
-  return n == 1 and parts[1] or concat(parts)
+  return concat(parts)
 end
 
 -- for line in res:lines() do ... end: lines without "\n" (the last may
@@ -209,43 +221,74 @@ end
 
 -- ---- Options ------------------------------------------------------------------
 
--- Closes what a request leaves behind when it fails, is cancelled or raises.
-local Holder = { __close = function (h)
-  if h.t then h.t:close() end
-  if h.f then h.f:close() end
-end }
-
 local function field (i, name, msg)
   argerror(i, ("'%s': %s"):format(name, msg))
 end
 
-local function optnumber (i, opts, name)
-  local v = opts[name]
-  if v == nil then return nil end
+local function isnumber (i, k, v)
   if type(v) ~= "number" or not (v >= 0) then
-    field(i, name, "non-negative number expected")
+    field(i, k, "non-negative number expected")
   end
-  return v
 end
 
-local function optstring (i, opts, name)
-  local v = opts[name]
-  if v ~= nil and type(v) ~= "string" then field(i, name, "string expected") end
-  return v
+local function isstring (i, k, v)
+  if type(v) ~= "string" then field(i, k, "string expected") end
 end
 
-local function optboolean (i, opts, name)
-  local v = opts[name]
-  if v ~= nil and type(v) ~= "boolean" then field(i, name, "boolean expected") end
-  return v
+local function isboolean (i, k, v)
+  if type(v) ~= "boolean" then field(i, k, "boolean expected") end
 end
 
--- opts.headers { name = value | { value, ... } } as "Name: value" lines;
--- whether a Content-Type, an Expect and a User-Agent are among them.
-local function header_lines (i, hs)
+local function iscount (i, k, v)
+  v = tointeger(v)
+  if not v or v < 0 then field(i, k, "non-negative integer expected") end
+end
+
+local function isname (i, k, v)
+  if type(v) ~= "string" or not v:find("^[%w!#$%%&'*+.^_`|~-]+$") then
+    field(i, k, "method name expected")
+  end
+end
+
+local versions = { ["1.0"] = true, ["1.1"] = true, ["2"] = true }
+
+-- The checks of each option (the table passed to _start as it is).
+local checks = {
+  stream = isboolean, follow = isboolean, decompress = isboolean,
+  verify = isboolean, timeout = isnumber, connect_timeout = isnumber,
+  low_speed_limit = isnumber, low_speed_time = isnumber, cafile = isstring,
+  capath = isstring, proxy = isstring, noproxy = isstring,
+  user_agent = isstring, max_redirects = iscount, size = iscount,
+  method = isname, url = isstring, file = isstring,
+  version = function (i, k, v)
+    if not versions[v] then field(i, k, "\"1.0\", \"1.1\" or \"2\" expected") end
+  end,
+  body = function (i, k, v)
+    if type(v) ~= "string" and type(v) ~= "function" and not isfile(v) then
+      field(i, k, "string, function or tide.File expected")
+    end
+  end,
+  headers = function (i, k, v)
+    if type(v) ~= "table" then field(i, k, "table expected") end
+  end,
+}
+
+local function checkopts (i, opts)
+  for k, v in pairs(opts) do
+    local check = checks[k]
+    if not check then field(i, tostring(k), "unknown option") end
+    check(i, k, v)
+  end
+end
+
+-- The header lines ("Name: value") of opts.headers { name = value |
+-- { value, ... } }; with a request body, none of curl's own Content-Type
+-- and no Expect: 100-continue round trip unless they are given.
+local nolines = { "Content-Type:", "Expect:" }
+
+local function header_lines (i, hs, withbody)
+  if hs == nil then return withbody and nolines or nil end
   local lines, has = {}, {}
-  if hs == nil then return lines, has end
-  if type(hs) ~= "table" then field(i, "headers", "table expected") end
   for name, v in pairs(hs) do
     if type(name) ~= "string" or not name:find("^[%w!#$%%&'*+.^_`|~-]+$") then
       field(i, "headers", "bad field name " .. tostring(name))
@@ -264,155 +307,95 @@ local function header_lines (i, hs)
     end
     has[lower(name)] = true
   end
-  return lines, has
-end
-
-local versions = { ["1.0"] = true, ["1.1"] = true, ["2"] = true }
-
--- The table _start takes, from the user's options (argument i).
-local function transfer_opts (i, opts)
-  local url = opts.url
-  if type(url) ~= "string" then field(i, "url", "string expected") end
-  local o = {
-    url = url,
-    stream = optboolean(i, opts, "stream"),
-    follow = optboolean(i, opts, "follow"),
-    decompress = optboolean(i, opts, "decompress"),
-    verify = optboolean(i, opts, "verify"),
-    timeout = optnumber(i, opts, "timeout"),
-    connect_timeout = optnumber(i, opts, "connect_timeout"),
-    low_speed_limit = optnumber(i, opts, "low_speed_limit"),
-    low_speed_time = optnumber(i, opts, "low_speed_time"),
-    cafile = optstring(i, opts, "cafile"),
-    capath = optstring(i, opts, "capath"),
-    proxy = optstring(i, opts, "proxy"),
-    noproxy = optstring(i, opts, "noproxy"),
-    version = optstring(i, opts, "version"),
-  }
-  local mr = opts.max_redirects
-  if mr ~= nil then
-    mr = tointeger(mr)
-    if not mr or mr < 0 then
-      field(i, "max_redirects", "non-negative integer expected")
-    end
-    o.max_redirects = mr
-  end
-  if o.version and not versions[o.version] then
-    field(i, "version", "\"1.0\", \"1.1\" or \"2\" expected")
-  end
-  local body, file = opts.body, opts.file
-  if body ~= nil and type(body) ~= "string" and type(body) ~= "function"
-     and not isfile(body) then
-    field(i, "body", "string, function or tide.File expected")
-  end
-  if file ~= nil and type(file) ~= "string" then
-    field(i, "file", "string expected")
-  end
-  if body ~= nil and file ~= nil then field(i, "file", "'body' given too") end
-  local method = opts.method
-  if method == nil then
-    method = (body ~= nil or file ~= nil) and "POST" or "GET"
-  elseif type(method) ~= "string" or not method:find("^[%w!#$%%&'*+.^_`|~-]+$")
-  then
-    field(i, "method", "method name expected")
-  end
-  o.method = method
-  local lines, has = header_lines(i, opts.headers)
-  if not has["user-agent"] then
-    user_agent = user_agent
-      or "tide/" .. (tostring(tide._VERSION):match("[%d.]+$") or "0")
-    lines[#lines + 1] = "User-Agent: " .. user_agent
-  end
-  if body ~= nil or file ~= nil then
-    -- no form type of curl's own, no Expect: 100-continue round trip
+  if withbody then
     if not has["content-type"] then lines[#lines + 1] = "Content-Type:" end
     if not has["expect"] then lines[#lines + 1] = "Expect:" end
   end
-  o.headers = lines
-  local size = opts.size
-  if size ~= nil and (not tointeger(size) or size < 0) then
-    field(i, "size", "non-negative integer expected")
-  end
-  return o, body, file, size
-end
-
--- The request body as _start takes it (o.body, or o.pull and o.size) and
--- the function that pulls it; a File opened here (to close); or nil, msg,
--- code when the file cannot be opened.
-local function body_source (o, body, file, size)
-  if type(body) == "string" then
-    o.body = body
-    return nil
-  end
-  if type(body) == "function" then
-    o.pull, o.size = true, size or -1
-    return body
-  end
-  local opened
-  if file ~= nil then
-    local f, msg, code = tide.fs.open(file, "r")
-    if not f then return nil, nil, msg, code end
-    body, opened = f, f
-  end
-  if body == nil then return nil end
-  o.pull, o.size = true, size or filesize(body)
-  local f = body
-  return function () return f:read(CHUNK) end, opened
+  return lines
 end
 
 -- ---- Requests ----------------------------------------------------------------
 
--- The request of options opts (argument i of the function the user called).
-local function request (i, opts)
-  if type(opts) ~= "table" then typeerror(i, "table", opts) end
-  local o, body, file, size = transfer_opts(i, opts)
+-- Closes the file a request opened when it fails, is cancelled or raises.
+local Holder = { __close = function (h) if h.f then h.f:close() end end }
+
+-- The request body for _start: the string, or the function that pulls it
+-- (reading a File, opened here from a path: returned too, to close) and
+-- its size; or nil, nil, nil, msg, code when the file cannot be opened.
+local function body_source (body, file, size)
+  if type(body) == "string" or body == nil and file == nil then
+    return body
+  end
+  if type(body) == "function" then return nil, body, size or -1 end
+  local opened
+  if file ~= nil then
+    local f, msg, code = tide.fs.open(file, "r")
+    if not f then return nil, nil, nil, msg, code end
+    body, opened = f, f
+  end
+  local f = body
+  return nil, function () return f:read(CHUNK) end, size or filesize(f), opened
+end
+
+-- The request to url with options opts (argument i of the function the
+-- user called; nil: none) and body.
+local function request (i, url, opts, body)
+  local method, hs, file, size, stream
+  if opts then
+    checkopts(i, opts)
+    method, hs, file, size = opts.method, opts.headers, opts.file, opts.size
+    stream = opts.stream
+    if body ~= nil and file ~= nil then field(i, "file", "a body is given") end
+  end
+  local withbody = body ~= nil or file ~= nil
+  method = method or (withbody and "POST" or "GET")
+  local lines = header_lines(i, hs, withbody)
   checkwait()
-  local src, opened, msg, code = body_source(o, body, file, size)
-  if msg then return nil, msg, code end
-  local hold <close> = setmetatable({ f = opened }, Holder)
-  local t = start(o)
-  hold.t = t
-  pump(t, o.stream and "head" or "done", src)
-  local ok
+  local str, src, n, opened, code = body_source(body, file, size)
+  if opened and not src then return nil, opened, code end   -- msg, code
+  local t <close> = start(url, opts, method, lines, str, src ~= nil, n)
+  local hold <close> = opened and setmetatable({ f = opened }, Holder)
+  pump(t, stream and "head" or "done", src)
+  local ok, msg
   ok, msg, code = t:_result()
   if ok == nil and msg then return nil, msg, code end
-  local res = new_response(t, src, ok == nil and opened or nil)
-  hold.t = nil
-  if ok == nil then hold.f = nil end         -- a streamed body goes on
+  local status, version, where = t:_info()
+  local res = new(Response, {
+    status = status, version = version, url = where, _t = t,
+  })
+  t:_keep()
+  if ok == nil then                     -- streamed: the body goes on
+    res._src = src
+    if opened then res._file, hold.f = opened, nil end
+  end
   return res
 end
 
 -- tide.http.request{ url =, method =, headers =, body =, ... } ->
 -- Response | nil, msg, code
 function http.request (opts)
-  local res, msg, code = request(1, opts)
+  if type(opts) ~= "table" then typeerror(1, "table", opts) end
+  if type(opts.url) ~= "string" then field(1, "url", "string expected") end
+  local res, msg, code = request(1, opts.url, opts, opts.body)
   return res, msg, code
-end
-
-local function with (i, url, opts)
-  if type(url) ~= "string" then typeerror(1, "string", url) end
-  if opts ~= nil and type(opts) ~= "table" then typeerror(i, "table", opts) end
-  local o = {}
-  if opts then for k, v in pairs(opts) do o[k] = v end end
-  o.url = url
-  return o
 end
 
 -- tide.http.get(url [, opts]) -> Response | nil, msg, code
 function http.get (url, opts)
-  local res, msg, code = request(2, with(2, url, opts))
+  if type(url) ~= "string" then typeerror(1, "string", url) end
+  if opts ~= nil and type(opts) ~= "table" then typeerror(2, "table", opts) end
+  local res, msg, code = request(2, url, opts, opts and opts.body)
   return res, msg, code
 end
 
 -- tide.http.post(url, body [, opts]) -> Response | nil, msg, code
 function http.post (url, body, opts)
-  local o = with(3, url, opts)
+  if type(url) ~= "string" then typeerror(1, "string", url) end
   if type(body) ~= "string" and type(body) ~= "function" and not isfile(body)
   then
     typeerror(2, "string, function or tide.File", body)
   end
-  o.body = body
-  o.method = o.method or "POST"
-  local res, msg, code = request(3, o)
+  if opts ~= nil and type(opts) ~= "table" then typeerror(3, "table", opts) end
+  local res, msg, code = request(3, url, opts, body)
   return res, msg, code
 end
