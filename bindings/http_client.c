@@ -469,6 +469,7 @@ static void setup (lua_State *L, Transfer *t, int ud) {
   CU.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   CU.easy_setopt(e, CURLOPT_WRITEDATA, t);
   CU.easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+  CU.easy_setopt(e, CURLOPT_PIPEWAIT, 1L);   /* share an HTTP/2 connection */
   setstr(L, e, CURLOPT_PROTOCOLS_STR, "http,https");
   setstr(L, e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   setstr(L, e, CURLOPT_URL, lua_tostring(L, A_URL));

@@ -182,6 +182,10 @@ describe("tide.http.request", function ()
     end, "bad argument #1 to 'request' ('headers': line break in the value of X)")
     assert.has_error(function () http.post(url("/"), 5) end,
       "bad argument #2 to 'post' (string, function or tide.File expected, got number)")
+    assert.has_error(function () http.get(url("/"), { tiemout = 1 }) end,
+      "bad argument #2 to 'get' ('tiemout': unknown option)")
+    assert.has_error(function () http.request{ url = url("/"), version = "3" } end,
+      "bad argument #1 to 'request' ('version': \"1.0\", \"1.1\" or \"2\" expected)")
   end))
 
   it("raises outside a task", async(function ()
