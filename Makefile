@@ -8,7 +8,7 @@ BUILD   ?= build
 
 PKGS     = lua5.4 libuv libedit
 DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev libedit-dev lua5.4 lua-busted valgrind tmux \
-           python3 curl libcurl4-openssl-dev nginx
+           python3 curl libcurl4-openssl-dev nginx openssl
 BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

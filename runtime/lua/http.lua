@@ -87,6 +87,7 @@ end
 -- ---- The Response --------------------------------------------------------
 
 local Response = sched.newclass("tide.http.Response")
+local methods = {}
 
 -- The fields made on first use: the header block is parsed only if asked.
 local lazy = {}
@@ -104,9 +105,12 @@ function lazy._list (r)
 end
 
 function Response.__index (r, k)
+  local m = methods[k]
+  if m ~= nil then return m end
+  if classof[r] ~= Response then checkself(r, Response) end
   local f = lazy[k]
   if f then return f(r) end
-  return Response[k]
+  return nil
 end
 
 -- Wait on transfer t for what ("head", "data", "done"), feeding it the
@@ -127,7 +131,7 @@ end
 
 -- res:read([n]) -> data | nil | nil, msg, code: waits for body data, at
 -- most n bytes (default: what is buffered, up to 64 KiB); nil at its end.
-function Response:read (n)
+function methods:read (n)
   if classof[self] ~= Response then checkself(self, Response) end
   if n ~= nil then
     n = tointeger(n)
@@ -146,7 +150,7 @@ function Response:read (n)
 end
 
 -- res:body() -> the whole body (what read() has not taken) | nil, msg, code
-function Response:body ()
+function methods:body ()
   if classof[self] ~= Response then checkself(self, Response) end
   local t = self._t
   local rest = t:_rest()
@@ -170,7 +174,7 @@ end
 
 -- for line in res:lines() do ... end: lines without "\n" (the last may
 -- lack it); an error raises.
-function Response:lines ()
+function methods:lines ()
   if classof[self] ~= Response then checkself(self, Response) end
   local buf, ended = "", false
   return function ()
@@ -196,7 +200,7 @@ function Response:lines ()
 end
 
 -- res:getall(name) -> { value, ... }: every value of a field, in order.
-function Response:getall (name)
+function methods:getall (name)
   if classof[self] ~= Response then checkself(self, Response) end
   if type(name) ~= "string" then typeerror(2, "string", name) end
   local k, all = lower(name), {}
@@ -208,14 +212,15 @@ end
 
 -- res:close(): stop a transfer still going (a streamed body not read to
 -- its end: its connection is closed, not reused); harmless twice.
-function Response:close ()
+function methods:close ()
   if classof[self] ~= Response then checkself(self, Response) end
   self._t:close()
   if self._file then self._file:close() end
 end
-Response.__close = Response.close
+Response.__close = methods.close
 
 function Response:__tostring ()
+  if classof[self] ~= Response then checkself(self, Response) end
   return ("tide.http.Response (%d %s)"):format(self.status, self.reason)
 end
 
