@@ -530,6 +530,37 @@ http {
     assert.equal(before + 1, stats())
   end))
 
+  it("is crawled by scripts/crawl.lua over HTTPS, verified, to a depth", function ()
+    local site = nginx.dir .. "/www/site"
+    assert(os.execute("mkdir -p " .. site))
+    local pages = {
+      ["index.html"] = '<a href="a.html">a</a> <a href=\'/site/b.html#top\'>b</a>',
+      ["a.html"] = '<a href="c.html">c</a> <a href="missing.html">gone</a>',
+      ["b.html"] = '<a href="./c.html">c</a> <a href="https://elsewhere.invalid/">out</a>'
+                   .. ' <a href="mailto:x@y">mail</a>',
+      ["c.html"] = '<a href="d.html">too deep</a>',
+      ["d.html"] = 'deep',
+    }
+    for name, html in pairs(pages) do
+      local f = assert(io.open(site .. "/" .. name, "w"))
+      f:write("<html><body>", html, "</body></html>")
+      f:close()
+    end
+    local out, code = sh(("SSL_CERT_FILE=%s/ca.pem %s scripts/crawl.lua %s -j 4 -d 2 2>/dev/null")
+      :format(nginx.dir, TIDE, tls("/site/index.html")))
+    assert.equal(0, code, out)
+    for _, page in ipairs { "index", "a", "b", "c" } do
+      assert.matches("\n?200 +%d+ B +[%d.]+ s  " .. tls("/site/" .. page .. ".html"):gsub("%p", "%%%0"), out)
+    end
+    assert.matches("404 +%d+ B +[%d.]+ s  " .. tls("/site/missing.html"):gsub("%p", "%%%0"), out)
+    assert.is_nil(out:find("d.html", 1, true))
+    assert.is_nil(out:find("elsewhere", 1, true))
+    assert.matches("5 pages, 0 errors, [%d.]+ KiB in [%d.]+ s %([%d.]+ pages/s%) with 4 at once; 200: 4, 404: 1\n$", out)
+    out = sh(("%s scripts/crawl.lua %s -d 0 2>/dev/null"):format(TIDE, tls("/site/index.html")))
+    assert.matches("certificate verify failed", out)
+    assert.matches("0 pages, 1 errors", out)
+  end)
+
   it("runs 200 requests at once", async(function ()
     local fns = {}
     for i = 1, 200 do
