@@ -565,6 +565,9 @@ static int wait_k (lua_State *L, int status, lua_KContext what) {
     lua_pushstring(L, ev);
     return 1;
   }
+  if (t->w != NULL)
+    return tide__error(L, "'%s': another task is reading this response",
+                       tide__fname(L));
   w = tide_wait(L);
   t->w = w;
   t->waitfor = (int)what;

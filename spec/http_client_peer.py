@@ -109,6 +109,8 @@ class Origin(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(n))
         self.end_headers()
+        self.wfile.flush()
+        time.sleep(float(q.get("first", "0")))
         try:
             for _ in range(n):
                 self.wfile.write(b"x")

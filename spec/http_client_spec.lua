@@ -258,6 +258,17 @@ describe("a streamed response", function ()
     end
   end))
 
+  it("is read by one task at a time: a second raises", async(function ()
+    local res <close> = assert(http.get(url("/trickle?n=5&delay=0.05&first=0.2"),
+                                        { stream = true }))
+    local first = tide.spawn(function () return res:read() end)
+    tide.sleep(0.01)
+    local ok, err = pcall(res.read, res)
+    assert.is_false(ok)
+    assert.matches("another task is reading this response", err)
+    assert.equal("x", first:await())
+  end))
+
   it("reads the whole rest with body()", async(function ()
     local res = assert(http.get(url("/big?n=1000000"), { stream = true }))
     local first = res:read(10)
