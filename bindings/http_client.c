@@ -478,7 +478,7 @@ static void setup (lua_State *L, Transfer *t, int ud) {
   if (optbool(L, "decompress", 1)) setstr(L, e, CURLOPT_ACCEPT_ENCODING, "");
   if ((s = optstr(L, "user_agent")) == NULL) {
     char ua[48];                   /* "tide/0.1.0" */
-    snprintf(ua, sizeof ua, "tide/%s", TIDE_VERSION + sizeof "tide");
+    snprintf(ua, sizeof ua, "tide/%s", &TIDE_VERSION[sizeof "tide"]);
     setstr(L, e, CURLOPT_USERAGENT, ua);
   }
   else setstr(L, e, CURLOPT_USERAGENT, s);
