@@ -247,12 +247,15 @@ def main():
     hole.bind(("127.0.0.1", 0))
     hole.listen(0)
     fill = []
-    for _ in range(8):              # until the kernel drops new SYNs
+    for _ in range(64):             # until the kernel drops new SYNs
         c = socket.socket()
-        c.setblocking(False)
-        c.connect_ex(hole.getsockname())
+        c.settimeout(0.2)
+        try:
+            c.connect(hole.getsockname())
+        except OSError:
+            c.close()
+            break
         fill.append(c)
-    time.sleep(0.2)
     import os
     tmp = sys.argv[1] + ".tmp"
     with open(tmp, "w") as f:
