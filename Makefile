@@ -8,7 +8,7 @@ BUILD   ?= build
 
 PKGS     = lua5.4 libuv libedit
 DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev libedit-dev lua5.4 lua-busted valgrind tmux \
-           python3 curl
+           python3 curl libcurl4-openssl-dev nginx openssl
 BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -39,10 +39,12 @@ LDFLAGS += $(SAN)
 CORE     = sched task wait report timer coro debug handle runtime interrupt where \
            pool alloc watch lock queue
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_path \
-           fs_file fs_read fs_dir fs_result fs_watch work tty
+           fs_file fs_read fs_dir fs_result fs_watch work tty \
+           http_client http_client_multi http_client_curl
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
-HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h
+HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h \
+           bindings/http_client.h
 HEADERS += runtime/sync.h
 
 # Outside the dynamic linker's own directories, programs built with
@@ -65,7 +67,7 @@ $(BUILD)/obj/%.o: bindings/%.c $(HEADERS) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # The Lua-side library, in load order.
-LUALIB   = tide sync net process fs
+LUALIB   = tide sync net process fs http
 
 $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
 	lua5.4 runtime/lua/embed.lua $@ tide__luasources \

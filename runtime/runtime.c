@@ -379,7 +379,7 @@ static const struct Binding {
   {"dns", "tide.dns", tide__open_dns}, {"tcp", "tide.tcp", tide__open_tcp},
   {"pipe", "tide.pipe", tide__open_pipe}, {"udp", "tide.udp", tide__open_udp},
   {"process", "tide.process", tide__open_process},
-  {"fs", "tide.fs", tide__open_fs},
+  {"fs", "tide.fs", tide__open_fs}, {"http", "tide.http", tide__open_http},
   {NULL, NULL, NULL}
 };
 

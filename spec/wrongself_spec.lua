@@ -79,6 +79,45 @@ kinds["tide.Stream"] = { waiter = "read", make = function ()
   end
 end }
 
+-- tide.http: two responses (the second closed) from a server of its own,
+-- which ends before they are returned.
+local function responses ()
+  local sv = assert(tide.tcp.listen("127.0.0.1", 0))
+  local _, port = sv:getsockname()
+  local server = tide.spawn(function ()
+    for _ = 1, 2 do
+      local s = assert(sv:accept())
+      s:read_until("\r\n\r\n")
+      s:write("HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\npong")
+      s:close()
+    end
+  end)
+  local url = ("http://127.0.0.1:%d/"):format(port)
+  local live = assert(tide.http.get(url))
+  local closed = assert(tide.http.get(url))
+  closed:close()
+  server:await()
+  sv:close()
+  return live, closed
+end
+
+kinds["tide.http.Response"] = { make = function ()
+  local live, closed = responses()
+  return live, closed, function ()
+    assert.equal(200, live.status)
+    assert.equal("pong", live:body())
+    live:close()
+  end
+end }
+
+kinds["tide.HttpTransfer"] = { make = function ()
+  local live, closed = responses()
+  return live._t, closed._t, function ()
+    assert.equal(200, (live._t:_info()))
+    live:close()
+  end
+end }
+
 kinds["tide.UdpSocket"] = { waiter = "recv", make = function ()
   local u = assert(tide.udp.bind("127.0.0.1", 0))
   local c = assert(tide.udp.bind("127.0.0.1", 0))
