@@ -172,6 +172,23 @@ local function checkunstarted (res)
   if res._c.started then raise("%s: the response has started") end
 end
 
+-- Read and drop what is left of a body the handler did not read, when it
+-- is small (at most DRAIN bytes) and the client is not waiting for a 100
+-- Continue, so that the connection can go on.
+local DRAIN = 64 * 1024
+
+local function drain (c, req)
+  if c.bodydone or c.expect or c.bad or (req._length or 0) > DRAIN then
+    return
+  end
+  local left = DRAIN - c.received
+  while left > 0 do
+    local data = nextpiece(c)
+    if not data then return end
+    left = left - #data
+  end
+end
+
 -- Whether the connection must close after this response.
 local function closing (c, req)
   return not req._keep or c.srv.closed or (req._body and not c.bodydone)
@@ -364,6 +381,7 @@ local function serve_request (c, req, complete)
     return false
   end
   if not res._finished then
+    if not c.started and req._body then drain(c, req) end
     if status ~= nil and not c.started then
       if type(status) ~= "number" or status < 100 or status > 999 then
         report(srv.fname, "bad status returned by the handler: "
@@ -490,6 +508,7 @@ function Serving:close (grace)
   self.server:close()
   pcall(self.loop.await, self.loop)
   self.sweeper:cancel()
+  pcall(self.sweeper.await, self.sweeper)
   for c in pairs(self.conns) do
     if c.state ~= BUSY then c.s:close() end
   end
