@@ -259,20 +259,18 @@ static void pushrequest (lua_State *L, Parser *ps) {
   lua_getiuservalue(L, 1, 1);      /* the Headers metatable */
   lua_setmetatable(L, -2);
   lua_setfield(L, -2, "headers");
+  /* all set, so that reading them never reaches the metatable */
   lua_pushboolean(L, http_should_keep_alive(p));
   lua_setfield(L, -2, "_keep");
-  if (hasbody(p)) {
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "_body");
-    if (!(p->flags & F_CHUNKED)) {
-      lua_pushinteger(L, (lua_Integer)p->content_length);
-      lua_setfield(L, -2, "_length");
-    }
-  }
-  if (p->upgrade) {
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "_upgrade");
-  }
+  lua_pushboolean(L, hasbody(p));
+  lua_setfield(L, -2, "_body");
+  if (hasbody(p) && !(p->flags & F_CHUNKED))
+    lua_pushinteger(L, (lua_Integer)p->content_length);
+  else
+    lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "_length");
+  lua_pushboolean(L, p->upgrade);
+  lua_setfield(L, -2, "_upgrade");
   lua_getiuservalue(L, 1, 2);      /* the Request metatable */
   lua_setmetatable(L, -2);
 }

@@ -118,6 +118,55 @@ kinds["tide.HttpTransfer"] = { make = function ()
   end
 end }
 
+-- tide.http.serve: a Serving, and a request and its response from one of
+-- its handlers (finished: they are the closed ones).
+local function http_serve ()
+  local sv = assert(tide.http.serve("127.0.0.1", 0, function (req, res)
+    return 200, nil, req.method
+  end))
+  return sv, function ()
+    local _, port = sv:getsockname()
+    local r = assert(tide.http.get(("http://127.0.0.1:%d/"):format(port)))
+    assert.equal("GET", r:body())
+    sv:close()
+  end
+end
+
+kinds["tide.http.Serving"] = {
+  task = true,
+  make = function ()
+    local sv, check = http_serve()
+    local c = http_serve()
+    c:close()
+    return sv, c, check
+  end,
+  outside = http_serve,
+}
+
+local function http_exchange ()
+  local got
+  local sv = assert(tide.http.serve("127.0.0.1", 0, function (req, res)
+    got = { req, res }
+    return 200, nil, "ok"
+  end))
+  local _, port = sv:getsockname()
+  assert(tide.http.get(("http://127.0.0.1:%d/"):format(port)))
+  sv:close()
+  return got[1], got[2]
+end
+
+kinds["tide.http.Request"] = { make = function ()
+  local req = http_exchange()
+  return nil, req, nil
+end }
+
+kinds["tide.http.ServerResponse"] = { make = function ()
+  local _, res = http_exchange()
+  return nil, res, nil
+end }
+
+kinds["tide.HttpParser"] = {}      -- a connection's, inside tide.http.serve
+
 kinds["tide.UdpSocket"] = { waiter = "recv", make = function ()
   local u = assert(tide.udp.bind("127.0.0.1", 0))
   local c = assert(tide.udp.bind("127.0.0.1", 0))

@@ -61,6 +61,7 @@ local function decodequery (q)
 end
 
 function Request.__index (req, k)
+  if getmetatable(req) ~= Request then checkself(req, Request) end
   if k == "query" then
     local q = decodequery(rawget(req, "_query"))
     req.query = q
