@@ -3,8 +3,9 @@
 ** sockets. Reads land straight in the stream's buffer (read-ahead stops at
 ** a high-water mark); the read methods take what they need from it, read()
 ** all of it in one string. Writes of one or several strings go to the
-** kernel at once as one writev and are queued, copied, only when the socket
-** is full; a writer waits while the queue is over its high-water mark.
+** kernel at once as one writev and are queued only when the socket is
+** full (the strings kept, not copied, for a big rest); a writer waits
+** while the queue is over its high-water mark.
 */
 #define _GNU_SOURCE              /* memmem */
 #include <stdlib.h>
@@ -338,8 +339,19 @@ static int stream_lines (lua_State *L) {
 
 /* ---- Writing ------------------------------------------------------------ */
 
+/* What the socket did not take is queued. A big rest is not copied: the
+** strings it lies in are pinned in the registry's pin table until the
+** write callback (the strings' memory stays put while they live); a small
+** rest is copied into the request, which is cheaper than pinning. */
+#define PIN_MIN     (16 * 1024)
+
+static char pinkey;        /* registry[&pinkey]: the pin table */
+
 typedef struct WriteReq {
   uv_write_t req;
+  tide_Runtime *rt;
+  int ref;                 /* the pinned string or strings in the pin
+                              table, or LUA_NOREF: the rest is in data */
   char data[];
 } WriteReq;
 
@@ -347,9 +359,33 @@ static size_t queued (Stream *s) {
   return uv_stream_get_write_queue_size(H(s));
 }
 
+/* Pin the value on top of L (popped) and return its reference. */
+static int pin (lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pinkey) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &pinkey);
+  }
+  lua_insert(L, -2);
+  return luaL_ref(L, -2);          /* pops the value; the table is left */
+}
+
+/* Unpinning sets existing keys only: it allocates nothing, never raises.
+** Not while the state closes (rt->L is NULL then): it frees them all. */
+static void unpin (tide_Runtime *rt, int ref) {
+  lua_State *L = rt->cbL;
+  if (rt->L == NULL || !lua_checkstack(L, 2)) return;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pinkey) == LUA_TTABLE)
+    luaL_unref(L, -1, ref);
+  lua_pop(L, 1);
+}
+
 static void write_cb (uv_write_t *req, int status) {
+  WriteReq *r = (WriteReq *)req;
   Stream *s = req->handle->data;   /* NULL once the stream was closed */
-  tide__free(req);
+  if (r->ref != LUA_NOREF) unpin(r->rt, r->ref);
+  tide__free(r);
   if (s == NULL) return;
   if (status < 0 && s->werr == 0) s->werr = status;
   if (s->writers && (status < 0 || queued(s) <= WRITE_LWM))
@@ -367,37 +403,55 @@ static int write_wait (lua_State *L, Stream *s, lua_KFunction k) {
   return tide_awaitk(L, w, write_cancel, s, k, (lua_KContext)s);
 }
 
-/* Write the nb buffers b (total bytes in all): at once, as far as the
-** socket takes them, and the rest queued in one copy. 0, or the count of
-** results pushed for a failure. */
-static int write_bufs (lua_State *L, Stream *s, const uv_buf_t *b, int nb,
-                       size_t total) {
-  size_t done = 0, skip;
-  uv_buf_t q;
+/* Write the nb buffers b, total bytes in all, of the strings at stack
+** indices at[]: at once, as far as the socket takes them, and the rest
+** queued. 0, or the count of results pushed for a failure. */
+static int write_bufs (lua_State *L, Stream *s, uv_buf_t *b, const int *at,
+                       int nb, size_t total) {
+  size_t done = 0;
+  int ref = LUA_NOREF, err, i;
   WriteReq *r;
-  char *p;
-  int i, err;
   if (queued(s) == 0) {
     int n = uv_try_write(H(s), b, (unsigned)nb);
     if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
     if (n < 0) return tide_pushfail(L, n, NULL);
     if ((done = (size_t)n) == total) return 0;
   }
-  if ((r = tide__malloc(sizeof *r + total - done)) == NULL)
-    return tide__nomem(L);
-  p = r->data;
-  for (i = 0, skip = done; i < nb; i++) {
-    if (skip >= b[i].len) {        /* written already */
-      skip -= b[i].len;
-      continue;
+  total -= done;                   /* what is left, from b[0] on */
+  for (; done >= b->len; b++, at++, nb--) done -= b->len;
+  b->base += done;
+  b->len -= done;
+  if (total >= PIN_MIN) {
+    if (nb == 1) lua_pushvalue(L, at[0]);
+    else {
+      lua_createtable(L, nb, 0);
+      for (i = 0; i < nb; i++) {
+        lua_pushvalue(L, at[i]);
+        lua_rawseti(L, -2, i + 1);
+      }
     }
-    memcpy(p, b[i].base + skip, b[i].len - skip);
-    p += b[i].len - skip;
-    skip = 0;
+    ref = pin(L);
+    lua_pop(L, 1);                 /* the pin table */
   }
-  q.base = r->data;
-  q.len = total - done;
-  if ((err = uv_write(&r->req, H(s), &q, 1, write_cb)) < 0) {
+  r = tide__malloc(sizeof *r + (ref == LUA_NOREF ? total : 0));
+  if (r == NULL) {
+    if (ref != LUA_NOREF) unpin(s->o.rt, ref);
+    return tide__nomem(L);
+  }
+  r->rt = s->o.rt;
+  r->ref = ref;
+  if (ref == LUA_NOREF) {          /* copy the rest */
+    char *p = r->data;
+    for (i = 0; i < nb; i++) {
+      memcpy(p, b[i].base, b[i].len);
+      p += b[i].len;
+    }
+    b[0].base = r->data;
+    b[0].len = total;
+    nb = 1;
+  }
+  if ((err = uv_write(&r->req, H(s), b, (unsigned)nb, write_cb)) < 0) {
+    if (ref != LUA_NOREF) unpin(s->o.rt, ref);
     tide__free(r);
     return tide_pushfail(L, err, NULL);
   }
@@ -415,17 +469,18 @@ static int write_k (lua_State *L, int status, lua_KContext ctx) {
   if (queued(s) > WRITE_HWM) return write_wait(L, s, write_k);
   while (i <= n) {
     uv_buf_t b[WRITE_IOV];
+    int at[WRITE_IOV], nb = 0;
     size_t total = 0;
-    int nb = 0;
     for (; i <= n && nb < WRITE_IOV; i++) {
       size_t len;
       const char *data = lua_tolstring(L, i, &len);
       if (len == 0) continue;
       b[nb].base = (char *)data;
-      b[nb++].len = len;
+      b[nb].len = len;
+      at[nb++] = i;
       total += len;
     }
-    if (nb > 0 && (r = write_bufs(L, s, b, nb, total)) > 0) return r;
+    if (nb > 0 && (r = write_bufs(L, s, b, at, nb, total)) > 0) return r;
   }
   lua_settop(L, 1);
   return 1;                        /* the stream, as file:write returns */
