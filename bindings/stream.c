@@ -28,8 +28,7 @@ typedef struct Stream {
   char *buf;               /* read buffer: data is buf[off .. off+len) */
   size_t off, len, cap;
   size_t rsize;            /* room the next read asks for: doubles, up to
-                              READ_MAX, each time a read fills its room */
-  size_t roffer;           /* room the current read was given */
+                              READ_MAX, each time a read fills it */
   int rerr;                /* UV_EOF or a read error: the read side ended */
   int werr;                /* the error of a queued write */
   int reading;
@@ -94,9 +93,8 @@ static void alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     s->buf = nbuf;
     s->cap = ncap;
   }
-  s->roffer = s->cap - s->off - s->len;
   buf->base = s->buf + s->off + s->len;
-  buf->len = s->roffer;
+  buf->len = want;
 }
 
 /* Only a task waiting to read keeps the loop alive: the read-ahead that
@@ -119,7 +117,7 @@ static void read_cb (uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0) return;          /* nothing this time (EAGAIN) */
   if (nread > 0) {
     s->len += (size_t)nread;
-    if ((size_t)nread == s->roffer && s->rsize < READ_MAX)
+    if ((size_t)nread == s->rsize && s->rsize < READ_MAX)
       s->rsize *= 2;               /* more is likely waiting: read more */
   }
   else if (nread == UV_ENOBUFS) {  /* alloc_cb had no memory: the data */
