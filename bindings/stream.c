@@ -43,9 +43,9 @@ typedef struct Stream {
 static Stream *checkstream (lua_State *L, int i) {
   Stream *s = lua_touserdata(L, i);
   if (s != NULL && lua_getmetatable(L, i)) {
-    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    const void *mt = lua_topointer(L, -1);
     lua_pop(L, 1);
-    if (ok) return s;
+    if (mt == lua_topointer(L, lua_upvalueindex(1))) return s;
   }
   return tide__checkudata(L, i, TIDE_STREAM);
 }
@@ -354,7 +354,7 @@ typedef struct WriteReq {
 } WriteReq;
 
 static size_t queued (Stream *s) {
-  return uv_stream_get_write_queue_size(H(s));
+  return H(s)->write_queue_size;   /* uv_stream_get_write_queue_size */
 }
 
 /* Pin the value on top of L (popped) and return its reference. */
