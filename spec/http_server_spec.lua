@@ -447,6 +447,129 @@ describe("tide.http.serve", function ()
     end)
   end))
 
+  it("raises on a write past the Content-Length, sending none of it", async(function ()
+    local errs = tide.Queue()
+    serving(function (req, res)
+      res:header("Content-Length", "3")
+      if req.path == "/finish" then
+        res:write("ab")
+        errs:put(select(2, pcall(res.finish, res, "cd")))
+        return res:finish("c")
+      end
+      errs:put(select(2, pcall(function () res:write("hello") end)))
+      res:write("abc")
+    end, nil, function (port)
+      -- curl reuses the connection: the extra bytes would break the second
+      local out = background(("curl -sv %s %s"):format(url(port), url(port, "/finish")))()
+      assert.matches("intact\nabc%*.*intact\nabc$", out)
+      assert.matches("Re%-using existing connection", out)
+      assert.matches("http_server_spec%.lua:%d+: http%.ServerResponse:write: more than the 3 bytes of Content%-Length",
+                     errs:get())
+      assert.equal("http.ServerResponse:finish: more than the 3 bytes of Content-Length", errs:get())
+    end)
+  end))
+
+  it("closes the connection after a body short of its Content-Length, and reports it", async(function ()
+    local seen = {}
+    local stderr = io.stderr
+    io.stderr = { write = function (_, ...) seen[#seen + 1] = table.concat({ ... }) end }
+    local ok, err = pcall(serving, function (req, res)
+      res:header("Content-Length", "5")
+      res:write("ab")
+      if req.path == "/finish" then res:finish("c") end
+    end, nil, function (port)
+      for _, path in ipairs({ "/", "/finish" }) do
+        local out = background(("python3 -c 'import http.client as h; c = h.HTTPConnection(\"127.0.0.1\", %d, timeout=5); "
+          .. "c.request(\"GET\", \"%s\"); r = c.getresponse()\ntry: print(r.read())\nexcept h.IncompleteRead as e: print(\"short\", e.partial)'")
+          :format(port, path))()
+        assert.matches(path == "/" and "short b'ab'" or "short b'abc'", out, 1, true)
+      end
+    end)
+    io.stderr = stderr
+    assert(ok, err)
+    assert.equal(2, #seen)
+    assert.matches("tide.http.serve: error in a request handler: .*finished after 2 of the 5 bytes of Content%-Length", seen[1])
+    assert.matches("http_server_spec%.lua:%d+: http%.ServerResponse:finish: finished after 3 of the 5 bytes", seen[2])
+  end))
+
+  it("checks what the handler returns", async(function ()
+    local seen = {}
+    local stderr = io.stderr
+    io.stderr = { write = function (_, ...) seen[#seen + 1] = table.concat({ ... }) end }
+    local ok, err = pcall(serving, function (req, res)
+      if req.path == "/table" then return 200, nil, { "a", "b" } end
+      if req.path == "/status" then return 700, nil, "x" end
+      if req.path == "/nostatus" then return nil, nil, "body" end
+      if req.path == "/set" then res:status(201) return nil, nil, "made" end
+      if req.path == "/late" then res:write("x") return 404 end
+      return res:finish("done")
+    end, nil, function (port)
+      local r = assert(http.get(url(port, "/table")))
+      assert.equal(500, r.status)
+      r = assert(http.get(url(port, "/status")))
+      assert.equal(500, r.status)
+      r = assert(http.get(url(port, "/nostatus")))
+      assert.same({ 200, "body" }, { r.status, r:body() })
+      r = assert(http.get(url(port, "/set")))
+      assert.same({ 201, "made" }, { r.status, r:body() })
+      r = assert(http.get(url(port, "/late")))
+      assert.same({ 200, "x" }, { r.status, r:body() })
+      r = assert(http.get(url(port, "/")))
+      assert.same({ 200, "done" }, { r.status, r:body() })
+    end)
+    io.stderr = stderr
+    assert(ok, err)
+    assert.equal(3, #seen, table.concat(seen))
+    assert.matches("error in a request handler: bad response returned by the handler: body of type table", seen[1], 1, true)
+    assert.matches("error in a request handler: bad response returned by the handler: status 700", seen[2], 1, true)
+    assert.matches("error in a request handler: the handler returned a status (404) after its response had started", seen[3], 1, true)
+  end))
+
+  it("raises on unknown options", async(function ()
+    local ok, e = pcall(function () http.serve("127.0.0.1", 0, hello, { max_bdy = 1 }) end)
+    assert.is_false(ok)
+    assert.matches("http_server_spec%.lua:%d+: bad argument #4 to 'serve' %('max_bdy': unknown option%)", e)
+  end))
+
+  it("refuses a CR or LF in a header at res:header", async(function ()
+    local errs = tide.Queue()
+    serving(function (_, res)
+      errs:put(select(2, pcall(function () res:header("X-A", "a\r\nX-B: b") end)))
+      errs:put(select(2, pcall(function () res:header("X-A", { "a", "b\n" }) end)))
+      errs:put(select(2, pcall(function () res:header("X\r\nB", "a") end)))
+      return 200, nil, "ok"
+    end, nil, function (port)
+      local r = assert(http.get(url(port)))
+      assert.same({ 200, "ok" }, { r.status, r:body() })
+      assert.matches(":%d+: bad argument #2 to 'header' %(CR or LF in the value%)$", errs:get())
+      assert.matches(":%d+: bad argument #2 to 'header' %(CR or LF in the value%)$", errs:get())
+      assert.matches(":%d+: bad argument #1 to 'header' %(CR or LF in the name%)$", errs:get())
+    end)
+  end))
+
+  it("says keep-alive to an HTTP/1.0 client that asks for it", async(function ()
+    serving(hello, nil, function (port)
+      local s = connect(port)
+      for _ = 1, 2 do
+        assert(s:write("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"))
+        local status, head, body = response(s)
+        assert.equal(200, status)
+        assert.matches("\r\nConnection: keep%-alive\r\n", head)
+        assert.equal("Hello, World!", body)
+      end
+      s:close()
+      local out = background(("curl -sv --http1.0 -H 'Connection: keep-alive' %s %s")
+                             :format(url(port), url(port)))()
+      assert.matches("Re%-using existing connection", out)
+      s = connect(port)
+      assert(s:write("GET / HTTP/1.0\r\n\r\n"))
+      local status, head = response(s)
+      assert.equal(200, status)
+      assert.is_nil(head:lower():match("keep%-alive"))
+      s:close()
+    end)
+  end))
+
   it("stands wrk's load with no errors", async(function ()
     serving(hello, nil, function (port)
       local out = background(("wrk -t1 -c50 -d1s %s"):format(url(port)))()

@@ -198,6 +198,19 @@ end
 
 local nobody = { [204] = true, [304] = true }
 
+-- Whether v (a string, a number, a list of them) holds a CR or an LF,
+-- which would end the field early and let the rest pass for more of the
+-- head.
+local function crlf (v)
+  if type(v) == "string" then return v:find("[\r\n]") ~= nil end
+  if type(v) == "table" then
+    for _, x in pairs(v) do
+      if type(x) == "string" and x:find("[\r\n]") then return true end
+    end
+  end
+  return false
+end
+
 -- res:status(code) -> res
 function Response:status (code)
   checkres(self)
@@ -218,6 +231,8 @@ function Response:header (name, value)
     typeerror(3, "string", value)
   end
   checkunstarted(self)
+  if crlf(name) then argerror(2, "CR or LF in the name") end
+  if crlf(value) then argerror(3, "CR or LF in the value") end
   local k = lower(name)
   if k == "content-length" then
     local n = tointeger(tonumber(value))
@@ -256,6 +271,21 @@ local function send (c, data)
   return true
 end
 
+-- An HTTP/1.0 client keeps a connection only when the response says so:
+-- Connection: keep-alive, unless the handler set a Connection field.
+local function keepalive (res)
+  local h = res._h
+  if h then
+    for k in pairs(h) do
+      if type(k) == "string" and lower(k) == "connection" then return end
+    end
+  else
+    h = {}
+    res._h = h
+  end
+  h.Connection = "keep-alive"
+end
+
 -- Send the head; length: >= 0, -1 (chunked) or -2 (neither).
 local function start (res, length, body)
   local c, req = res._c, res._req
@@ -263,12 +293,30 @@ local function start (res, length, body)
   if nobody[status] or status < 200 then length, body = -2, nil end
   local close = closing(c, req)
   if length == -2 and status >= 200 and not nobody[status] then close = true end
+  if not close and req.version == "1.0" then keepalive(res) end
   local data, closes = respond(status, res._h, length, body, close,
                                req.method == "HEAD")
   c.close = closes
   c.started = true
   res._chunked = length == -1
   return send(c, data)
+end
+
+-- Wrong use: more body than the Content-Length set, raised before any of
+-- it is sent.
+local function toolong (length)
+  raise(("%%s: more than the %d bytes of Content-Length"):format(length))
+end
+
+-- The message for a response finished short of its Content-Length, or nil.
+local function short (res, extra)
+  local length = res._length
+  if not length or res._chunked or res._req.method == "HEAD" then return nil end
+  local status = res._status or 200
+  if nobody[status] or status < 200 then return nil end
+  local n = (res._sent or 0) + extra
+  if n >= length then return nil end
+  return ("finished after %d of the %d bytes of Content-Length"):format(n, length)
 end
 
 -- res:write(chunk) -> true | nil, message, code: the head first if not
@@ -281,6 +329,12 @@ function Response:write (data)
   end
   local c = self._c
   if self._finished then raise("%s: the response has finished") end
+  local length = self._length
+  if length and not self._chunked then
+    local n = (self._sent or 0) + #data
+    if n > length then toolong(length) end
+    self._sent = n
+  end
   if not c.started then
     local length = self._length or (self._req.version == "1.1" and -1 or -2)
     local ok, err, code = start(self, length)
@@ -299,10 +353,26 @@ function Response:finish (body)
     body = tostring(body)
   end
   if self._finished then raise("%s: the response has finished") end
+  local c, length = self._c, self._length
+  local extra = body and #body or 0
+  if length and not self._chunked and (self._sent or 0) + extra > length then
+    toolong(length)
+  end
   self._finished = true
-  local c = self._c
+  local msg = short(self, extra)
+  if msg then
+    -- what was declared cannot come: send the rest, then close, so that
+    -- the client sees a body cut short rather than waiting for the rest.
+    self._sent = (self._sent or 0) + extra
+    c.close = true
+    self._req._keep = false
+    if not c.started then start(self, length, body)
+    elseif extra > 0 then send(c, body) end
+    c.close = true
+    raise("%s: " .. msg)
+  end
   if not c.started then
-    return start(self, self._length or (body and #body or 0), body)
+    return start(self, length or extra, body)
   end
   if self._req.method == "HEAD" then return true end
   if self._chunked then
@@ -368,6 +438,33 @@ local function refuse (c, status, msg)
                    msg .. "\n", true, false)))
 end
 
+-- What is wrong with what a handler returned (status, headers, body), or
+-- nil.
+local function returned (status, headers, body)
+  local n = type(status) == "number" and tointeger(status)
+  if not n or n < 100 or n > 599 then
+    return "status " .. message(status) .. " (an integer 100..599 expected)"
+  end
+  if body ~= nil and type(body) ~= "string" then
+    return "body of type " .. type(body) .. " (a string or nil expected)"
+  end
+  if headers == nil then return nil end
+  if type(headers) ~= "table" then
+    return "headers " .. message(headers) .. " (a table expected)"
+  end
+  for k, v in pairs(headers) do
+    local tv = type(v)
+    if type(k) ~= "string" or (tv ~= "string" and tv ~= "number"
+                               and tv ~= "table") then
+      return "header " .. message(k) .. " (a string name and value expected)"
+    end
+    if crlf(k) or crlf(v) then
+      return "header " .. k .. " (CR or LF in it)"
+    end
+  end
+  return nil
+end
+
 -- One request: its handler's response, finished. Returns whether the
 -- connection goes on.
 local function serve_request (c, req, complete)
@@ -401,41 +498,48 @@ local function serve_request (c, req, complete)
                      or "bad request: " .. tostring(c.badmsg))
     return false
   end
-  if not res._finished then
-    if not c.started and req._body then drain(c, req) end
-    if status ~= nil and not c.started then
-      if type(status) ~= "number" or status < 100 or status > 999 then
-        report(srv.fname, "bad status returned by the handler: "
-                          .. tostring(status))
-        refuse(c, 500, "internal server error")
-        return false
-      end
-      res._status = status
-      if headers ~= nil and type(headers) ~= "table" then
-        report(srv.fname, "bad headers returned by the handler")
-        refuse(c, 500, "internal server error")
-        return false
-      end
-      if headers then
-        for k, v in pairs(headers) do
-          if type(k) == "string" and lower(k) == "content-length" then
-            -- the body says it
-          else
-            res._h = res._h or {}
-            res._h[k] = v
-          end
-        end
-      end
-      if body ~= nil and type(body) ~= "string" then body = tostring(body) end
-      res._finished = true
-      local sent, err = pcall(start, res, body and #body or 0, body)
-      if not sent then
-        report(srv.fname, err)
-        return false
-      end
-    else
-      res:finish()
+  if c.started or res._finished then
+    if type(status) == "number" then
+      -- (return res:finish() returns true, or nil, message, code)
+      report(srv.fname, "the handler returned a status (" .. message(status)
+                        .. ") after its response had started")
+      c.close = true
     end
+    if not res._finished then
+      local done, err = pcall(res.finish, res)
+      if not done then report(srv.fname, err) return false end
+    end
+    return not c.close and not c.broken
+  end
+  if req._body then drain(c, req) end
+  if status == nil and (headers ~= nil or body ~= nil) then
+    status = res._status or 200
+  end
+  if status == nil then
+    local done, err = pcall(res.finish, res)
+    if not done then report(srv.fname, err) return false end
+    return not c.close and not c.broken
+  end
+  local bad = returned(status, headers, body)
+  if bad then
+    report(srv.fname, "bad response returned by the handler: " .. bad)
+    refuse(c, 500, "internal server error")
+    return false
+  end
+  res._status = tointeger(status)
+  if headers then
+    for k, v in pairs(headers) do
+      if lower(k) ~= "content-length" then
+        res._h = res._h or {}
+        res._h[k] = v
+      end
+    end
+  end
+  res._finished = true
+  local sent, err = pcall(start, res, body and #body or 0, body)
+  if not sent then
+    report(srv.fname, err)
+    return false
   end
   return not c.close and not c.broken
 end
@@ -581,6 +685,14 @@ local function option (opts, i, k, default, positive)
   return n
 end
 
+-- The options serve knows: its own and tide.tcp.listen's.
+local known = {
+  max_connections = true, max_header = true, max_body = true,
+  header_timeout = true, idle_timeout = true, body_timeout = true,
+  write_timeout = true, tls = true,
+  backlog = true, reuseport = true, ipv6only = true,
+}
+
 -- tide.http.serve(host, port, handler [, opts]) -> Serving | nil, msg,
 -- code. handler(req, res) runs for each request, in the task of its
 -- connection. opts: those of tide.tcp.listen (reuseport, backlog, ...),
@@ -593,6 +705,13 @@ function http.serve (host, port, handler, opts)
   if port < 0 or port > 65535 then argerror(2, "port out of range") end
   if type(handler) ~= "function" then typeerror(3, "function", handler) end
   if opts ~= nil and type(opts) ~= "table" then typeerror(4, "table", opts) end
+  if opts then
+    for k in pairs(opts) do
+      if not known[k] then
+        argerror(4, ("'%s': unknown option"):format(tostring(k)))
+      end
+    end
+  end
   local self = {
     handler = handler, fname = "tide.http.serve", conns = {},
     max_header = option(opts, 4, "max_header", 16 * 1024, true),
