@@ -1,9 +1,10 @@
 -- crawl.lua: a web crawler on tide.http. It fetches the pages given, then
 -- the pages they link to on the same host, down to a depth, at most N at
 -- once (N worker tasks taking URLs from one queue); it prints each page's
--- status, size and time, a progress line on a terminal, and totals at the
--- end. HTTPS is verified against the system's certificates (SSL_CERT_FILE
--- and SSL_CERT_DIR too); -k turns verification off.
+-- status, size and time, a progress line on a terminal (elsewhere, one
+-- each 10 pages), and totals at the end. HTTPS is verified against the
+-- system's certificates (SSL_CERT_FILE and SSL_CERT_DIR too); -k turns
+-- verification off.
 -- Run: tide scripts/crawl.lua https://www.lua.org/ -j 8 -d 2
 local usage = "usage: tide scripts/crawl.lua URL... [-j N] [-d DEPTH] [-k]"
 
@@ -91,13 +92,17 @@ local queue = tide.Queue()
 local stats = { pages = 0, errors = 0, bytes = 0, active = 0, statuses = {} }
 local start = tide.now()
 local tty = tostring(tide.stderr):find("tty") ~= nil
+local shown = 0              -- off a terminal: the tens of pages reported
 
 local function progress (final)
   local line = ("[%d done, %d errors, %d active, %d queued] %.1f KiB in %.1f s")
     :format(stats.pages, stats.errors, stats.active, queue:size(),
             stats.bytes / 1024, tide.now() - start)
   if tty then io.stderr:write("\r\27[K", line, final and "\n" or "")
-  elseif final or stats.pages % 10 == 0 then io.stderr:write(line, "\n") end
+  elseif final or stats.pages // 10 > shown then
+    shown = stats.pages // 10
+    io.stderr:write(line, "\n")
+  end
 end
 
 local function say (s)

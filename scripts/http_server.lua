@@ -1,6 +1,6 @@
 -- http_server.lua: a small HTTP server with tide.http.serve.
 --   tide scripts/http_server.lua [PORT]
---   curl localhost:8080/hello; curl localhost:8080/add?a=1&b=2
+--   curl localhost:8080/hello; curl 'localhost:8080/add?a=1&b=2'
 --   curl --data-binary @file localhost:8080/echo     (streamed back)
 -- Ctrl-C ends it.
 local port = tonumber(arg[1]) or 8080

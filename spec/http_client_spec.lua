@@ -624,3 +624,66 @@ describe("the runtime", function ()
     assert.matches("^200\n", out)
   end)
 end)
+
+-- What the README says of the client, on a tide.http.serve of this process.
+describe("as documented", function ()
+  local function serving (handler, fn)
+    local sv = assert(http.serve("127.0.0.1", 0, handler))
+    local _, port = sv:getsockname()
+    local ok, err = pcall(fn, port)
+    sv:close()
+    assert(ok, err)
+  end
+
+  it("takes a URL without a scheme as http://, as curl guesses", async(function ()
+    serving(function (req) return 200, nil, req.path end, function (port)
+      local r = assert(http.get(("127.0.0.1:%d/x"):format(port)))
+      assert.same({ 200, "/x", ("http://127.0.0.1:%d/x"):format(port) },
+                  { r.status, r:body(), r.url })
+      local _, err, code = http.get("ftp.invalid/x")
+      assert.equal("EINVAL", code, err)
+    end)
+  end))
+
+  it("gives a body once, then \"\"; keeps the \\r of CRLF lines", async(function ()
+    serving(function () return 200, nil, "a\r\nb\r\n" end, function (port)
+      local u = ("http://127.0.0.1:%d/"):format(port)
+      local r = assert(http.get(u))
+      assert.equal("a\r\nb\r\n", r:body())
+      assert.equal("", r:body())
+      r = assert(http.get(u, { stream = true }))
+      local lines = {}
+      for l in r:lines() do lines[#lines + 1] = l end
+      assert.same({ "a\r", "b\r" }, lines)
+    end)
+  end))
+
+  it("raises the error of a body function that raises", async(function ()
+    serving(function (req) return 200, nil, req:body() end, function (port)
+      local u = ("http://127.0.0.1:%d/"):format(port)
+      local ok, err = pcall(http.post, u, function () error("boom", 0) end)
+      assert.same({ false, "boom" }, { ok, err })
+      assert.equal("next", assert(http.post(u, "next")):body())
+    end)
+  end))
+
+  it("is crawled by scripts/crawl.lua with a progress line each 10 pages off a terminal", async(function ()
+    serving(function (req)
+      if req.path == "/" then
+        local links = {}
+        for i = 1, 24 do links[i] = ('<a href="/p%d">%d</a>'):format(i, i) end
+        return 200, { ["Content-Type"] = "text/html" }, table.concat(links)
+      end
+      return 200, { ["Content-Type"] = "text/plain" }, "page"
+    end, function (port)
+      local out = background(("%s scripts/crawl.lua http://127.0.0.1:%d/ -j 4 2>&1 >/dev/null")
+                             :format(TIDE, port))()
+      local lines = {}
+      for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+      assert.equal(3, #lines, out)
+      assert.matches("^%[10 done", lines[1])
+      assert.matches("^%[20 done", lines[2])
+      assert.matches("^%[25 done, 0 errors, 0 active, 0 queued%]", lines[3])
+    end)
+  end))
+end)
