@@ -520,13 +520,16 @@ local function serve_request (c, req, complete)
     if not done then report(srv.fname, err) return false end
     return not c.close and not c.broken
   end
-  local bad = returned(status, headers, body)
-  if bad then
-    report(srv.fname, "bad response returned by the handler: " .. bad)
+  -- (checked inline first: this is every such response's path)
+  if type(status) ~= "number" or status % 1 ~= 0 or status < 100
+     or status > 599 or (body ~= nil and type(body) ~= "string")
+     or (headers ~= nil and returned(status, headers, body)) then
+    report(srv.fname, "bad response returned by the handler: "
+                      .. returned(status, headers, body))
     refuse(c, 500, "internal server error")
     return false
   end
-  res._status = tointeger(status)
+  res._status = status
   if headers then
     for k, v in pairs(headers) do
       if lower(k) ~= "content-length" then
