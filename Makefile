@@ -6,15 +6,16 @@ DESTDIR ?=
 CC      ?= cc
 BUILD   ?= build
 
-PKGS     = lua5.4 libuv libedit
+PKGS     = lua5.4 libuv libedit openssl
 DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev libedit-dev lua5.4 lua-busted valgrind tmux \
-           python3 curl
+           python3 curl libssl-dev openssl
 BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
 EDIT_LIBS  := $(shell pkg-config --libs libedit 2>/dev/null)
+SSL_LIBS   := $(shell pkg-config --libs openssl 2>/dev/null)
 
 # The command links Lua and libuv in (as lua5.4 links Lua) where their
 # static archives are installed, all of each, for the C modules it loads;
@@ -27,8 +28,17 @@ UV_A    := $(firstword $(wildcard $(addprefix \
 UV_PRIV := $(filter-out -luv,$(shell pkg-config --libs --static libuv 2>/dev/null))
 EDIT_SONAME := $(shell objdump -p $$(pkg-config --variable=libdir libedit \
              2>/dev/null)/libedit.so 2>/dev/null | awk '$$1 == "SONAME" { print $$2 }')
+# OpenSSL goes in the same way (what tide.tls uses of its archives), its
+# names kept out of the command's exports: a C module that brings its own
+# (LuaSec) keeps it, and loading the shared libssl and libcrypto would
+# double the cost of an empty run.
+SSL_A   := $(wildcard $(addprefix $(shell pkg-config --variable=libdir openssl \
+             2>/dev/null)/,libssl.a libcrypto.a))
+SSL_PRIV := $(filter-out -lssl -lcrypto,$(shell pkg-config --libs --static openssl 2>/dev/null))
 CMD_LIBS = $(if $(LUA_A)$(UV_A),-Wl$(comma)--whole-archive $(LUA_A) $(UV_A) \
              -Wl$(comma)--no-whole-archive) \
+           $(if $(SSL_A),-Wl$(comma)--exclude-libs$(comma)libssl.a:libcrypto.a \
+             $(SSL_A) $(SSL_PRIV),$(SSL_LIBS)) \
            $(if $(LUA_A),,$(LUA_LIBS)) $(if $(UV_A),$(UV_PRIV),$(UV_LIBS)) -ldl -lm
 
 OPT     ?= -O2 -g
@@ -39,11 +49,12 @@ LDFLAGS += $(SAN)
 CORE     = sched task wait report timer coro debug handle runtime interrupt where \
            pool alloc watch lock queue
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_path \
-           fs_file fs_read fs_dir fs_result fs_watch work tty
+           fs_file fs_read fs_dir fs_result fs_watch work tty \
+           tls tls_context tls_engine tls_error
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h
-HEADERS += runtime/sync.h
+HEADERS += runtime/sync.h bindings/tls.h
 
 # Outside the dynamic linker's own directories, programs built with
 # `pkg-config --libs tide` find libtide.so through an rpath.
@@ -65,7 +76,7 @@ $(BUILD)/obj/%.o: bindings/%.c $(HEADERS) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # The Lua-side library, in load order.
-LUALIB   = tide sync net process fs
+LUALIB   = tide sync net process fs tls
 
 $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
 	lua5.4 runtime/lua/embed.lua $@ tide__luasources \
@@ -100,11 +111,11 @@ $(BUILD)/libtide.a: $(OBJS)
 # lua_close unloads the C modules it loaded.
 $(BUILD)/libtide.so: $(OBJS)
 	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -Wl,-soname,libtide.so.$(SOVERSION) \
-	  -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -lm
+	  -o $@ $^ $(LUA_LIBS) $(UV_LIBS) $(SSL_LIBS) -lm
 
 # The Lua C module: lua_* symbols come from the interpreter that loads it.
 $(BUILD)/tide.so: $(OBJS)
-	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(UV_LIBS) -lm
+	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(UV_LIBS) $(SSL_LIBS) -lm
 
 # Install missing Debian packages (as root), or say what to run.
 deps:
@@ -167,7 +178,7 @@ $(BUILD)/fuzz_%: spec/fuzz/%.c spec/fuzz/fuzz.h bindings/stream.c \
                  $(BUILD)/obj/heap.o $(BUILD)/obj/repl.o $(BUILD)/obj/repl_lua.o
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/obj/heap.o \
 	  $(BUILD)/obj/repl.o $(BUILD)/obj/repl_lua.o $(BUILD)/libtide.a \
-	  $(LUA_LIBS) $(UV_LIBS) $(EDIT_LIBS) -lm
+	  $(LUA_LIBS) $(UV_LIBS) $(SSL_LIBS) $(EDIT_LIBS) -lm
 
 # Mixed load in one process for SOAK_S seconds (tools/soak.lua, with a
 # python3 peer): fails if RSS, fds, tasks or handles grow past their

@@ -709,6 +709,7 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   tide__open_signal(L);
   tide__open_work(L);
   tide__open_tty(L);
+  tide__open_tls(L);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, rt_runmain, 1);
   lua_setfield(L, -3, "runmain");

@@ -15,7 +15,7 @@ exe=$build/oomhost
 # shellcheck disable=SC2046,SC2086
 env -u LD_PRELOAD cc -Wall -Wextra -Werror -O1 -g $san -Iruntime \
   $(pkg-config --cflags lua5.4 libuv) -o "$exe" spec/embed/oom.c \
-  "$build/libtide.a" $(pkg-config --libs lua5.4 libuv) -lm || exit 1
+  "$build/libtide.a" $(pkg-config --libs lua5.4 libuv openssl) -lm || exit 1
 count=$(env -u LD_PRELOAD "$exe" count spec/embed/oom.lua) || exit 1
 to=$((count + count / 20))     # allocations vary a little from run to run
 echo "oom: a run makes $count allocations; N from 1 to $to by $step"
