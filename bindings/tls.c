@@ -48,10 +48,10 @@ static int setclient (SSL *ssl, SSL_CTX *ctx, int verify, const char *name,
   return 0;
 }
 
-/* tls._wrap(stream, context, server [, name [, key]]) -> true |
+/* tls._wrap(stream, context, server [, name [, key [, argi]]]) -> true |
 ** nil, msg, code: put TLS under the stream and start the handshake (a
 ** client sends its hello). name: the peer's name (a client's); key: the
-** session cache's key. */
+** session cache's key; argi: the argument the options were, in errors. */
 static int tls_wrap (lua_State *L) {
   SSL_CTX *ctx = tls__checkctx(L, 2);
   int server = lua_toboolean(L, 3), verify;
@@ -67,9 +67,9 @@ static int tls_wrap (lua_State *L) {
     return tide__error(L, "%s: the stream is already TLS", tide__fname(L));
   verify = c->verify < 0 ? !server : c->verify;
   if (!server && verify && name == NULL)
-    return tide__error(L, "%s: 'servername' expected: the name the peer's "
-                       "certificate must have (or verify = false)",
-                       tide__fname(L));
+    return tide__argerror(L, (int)luaL_optinteger(L, 6, 2), "'servername' "
+                          "expected: the name the peer's certificate must "
+                          "have (or verify = false)");
   if (!server && verify && tls__trust(ctx, msg, sizeof msg) < 0) {
     luaL_pushfail(L);
     lua_pushstring(L, msg);
@@ -92,10 +92,8 @@ static int tls_wrap (lua_State *L) {
     return tide__nomem(L);
   }
   if ((ly = tls__newlayer(ssl)) == NULL) return tide__nomem(L);
-  if ((why = tide__streamlayer(L, 1, ly)) != NULL) {
-    ly->ops->free(ly);
+  if ((why = tide__streamlayer(L, 1, ly)) != NULL)   /* ly freed */
     return tide__error(L, "%s: %s", tide__fname(L), why);
-  }
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -270,8 +270,9 @@ static int usecert (Opts *o) {
     BIO_free(b);
   }
   SSL_CTX_set_default_passwd_cb_userdata(o->ctx, NULL);
-  if (!ok) return fail(o, "key", key);
-  if (!SSL_CTX_check_private_key(o->ctx)) {
+  if (!ok && ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH)
+    return fail(o, "key", key);
+  if (!ok || !SSL_CTX_check_private_key(o->ctx)) {
     snprintf(o->msg, sizeof o->msg, "key: it does not match the certificate");
     o->code = "ETLSCONFIG";
     ERR_clear_error();

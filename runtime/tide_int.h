@@ -316,7 +316,7 @@ struct tide_Layer {
 
 /* Put ly under the open Stream at i (what it has buffered moves into ly,
 ** read by it first); NULL, or why not ("a task is reading the stream",
-** "already TLS"; ly is then not taken). The layer of the Stream at i, or
+** "the stream is already TLS"; ly is then freed). The layer of the Stream at i, or
 ** NULL. tide__streamready is a Lua function: (stream) waits as a read
 ** does until its layer is ready -> true | nil, msg, code. */
 const char *tide__streamlayer (lua_State *L, int i, tide_Layer *ly);

@@ -112,29 +112,34 @@ local function checkname (i, opts)
 end
 
 -- Put TLS under s and wait for the handshake: s, or nil, msg, code with s
--- closed; s is closed as well if the wait is cancelled.
-local function secure (s, ctx, server, name, key)
+-- closed; s is closed as well if the wait is cancelled. Wrong use (opts:
+-- argument i) raises with s untouched.
+local function secure (i, s, ctx, server, name, key)
+  local ok, err, code = wrap(s, ctx, server, name, key, i)
+  if not ok then
+    s:close()
+    return nil, err, code
+  end
   local done = false
   local _ <close> = setmetatable({}, { __close = function ()
     if not done then s:close() end
   end })
-  local ok, err, code = wrap(s, ctx, server, name, key)
-  if ok then ok, err, code = handshake(s) end
+  ok, err, code = handshake(s)
   if not ok then return nil, err, code end
   done = true
   return s
 end
 
--- secure under a timeout (nil: none); what timed out is named by what.
-local function secure_within (timeout, what, s, ctx, server, name, key)
+-- secure under a timeout (seconds, or nil: none).
+local function secure_within (timeout, i, s, ctx, server, name, key)
   if not timeout then
-    local r, err, code = secure(s, ctx, server, name, key)
+    local r, err, code = secure(i, s, ctx, server, name, key)
     return r, err, code
   end
-  local r, err, code = tide.timeout(timeout, secure, s, ctx, server, name, key)
+  local r, err, code = tide.timeout(timeout, secure, i, s, ctx, server, name, key)
   if r == nil and err == "timeout" then
     s:close()
-    return nil, what .. "handshake timed out", "ETIMEDOUT"
+    return nil, "handshake timed out", "ETIMEDOUT"
   end
   return r, err, code
 end
@@ -166,7 +171,7 @@ function tls.connect (host, port, opts)
     if not s then return nil, e, c end
     phase = "handshake"
     local r
-    r, e, c = secure(s, ctx, false, name, key)
+    r, e, c = secure(3, s, ctx, false, name, key)
     return r, e, c
   end
   if not timeout then
@@ -190,7 +195,7 @@ function tls.wrap (stream, opts)
   local ctx, err, code = contextof(opts, 2, server)
   if not ctx then return nil, err, code end
   checkwait()
-  local s, e, c = secure_within(timeout, "", stream, ctx, server, name,
+  local s, e, c = secure_within(timeout, 2, stream, ctx, server, name,
                                 name and not server and name or nil)
   return s, e, c
 end
@@ -207,7 +212,7 @@ function TlsServer:accept ()
   local s, err, code = self.server:accept()
   if not s then return nil, err, code end
   local r
-  r, err, code = secure_within(self.timeout, "", s, self.context, true)
+  r, err, code = secure_within(self.timeout, 3, s, self.context, true)
   return r, err, code
 end
 
@@ -261,6 +266,6 @@ function tls.serve (host, port, handler, opts)
   local server, err, code = tcp.listen(host, port, opts)
   if not server then return nil, err, code end
   return sched.serve(server, function (s)
-    if secure_within(timeout, "", s, ctx, true) then return handler(s) end
+    if secure_within(timeout, 4, s, ctx, true) then return handler(s) end
   end, opts, "tide.tls.serve")
 end
