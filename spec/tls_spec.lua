@@ -362,7 +362,7 @@ c.close()
   local function proxy (port, keep, how)
     return tcp_server(function (c)
       local up <close> = assert(tide.tcp.connect("127.0.0.1", port))
-      local t = tide.spawn(function ()
+      local t = tide.spawn(pcall, function ()   -- up may close first
         while true do
           local d = c:read()
           if not d then up:shutdown() return end
