@@ -159,7 +159,7 @@ bench: deps
 # inputs in that corpus.
 FUZZDEPS  = clang libclang-rt-14-dev
 FUZZ_S   ?= 60
-FUZZERS   = stream streambuf work cli
+FUZZERS   = stream streambuf work cli tls
 FUZZSAN   = -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=all
 .PHONY: fuzz fuzzers

@@ -453,11 +453,23 @@ SSL_CTX *tls__checkctx (lua_State *L, int i) {
   return *(SSL_CTX **)tide__checkudata(L, i, TIDE_TLSCONTEXT);
 }
 
+/* OpenSSL is set up at the first context, not at every tide_open (it
+** reads its configuration file): OPENSSL_init_ssl first, so that its
+** global state is freed at exit (an ex data index alone would set it up
+** without that). */
+static void init (void) {
+  if (confindex >= 0) return;
+  OPENSSL_init_ssl(0, NULL);
+  sslindex = SSL_get_ex_new_index(0, NULL, NULL, NULL, keyfree);
+  confindex = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, conffree);
+}
+
 /* tls._context(opts, argi) -> context | nil, msg, code; argi: the
 ** argument opts is to the function the user called. */
 static int tls_context (lua_State *L) {
   Opts o;
   SSL_CTX **box;
+  init();
   memset(&o, 0, sizeof o);
   o.L = L;
   o.t = 1;
@@ -499,17 +511,16 @@ static int context_tostring (lua_State *L) {
 static const luaL_Reg context_meta[] = {
   {"__gc", context_gc},
   {"__tostring", context_tostring},
+  {"__index", NULL},               /* no methods: its fields read nil */
   {NULL, NULL}
 };
 
 /* Stack: the tls table. */
 int tls__opencontext (lua_State *L) {
-  if (confindex < 0)
-    confindex = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, conffree);
-  if (sslindex < 0)
-    sslindex = SSL_get_ex_new_index(0, NULL, NULL, NULL, keyfree);
   luaL_newmetatable(L, TIDE_TLSCONTEXT);
   luaL_setfuncs(L, context_meta, 0);
+  lua_newtable(L);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_pushcfunction(L, tls_context);
   lua_setfield(L, -2, "_context");
