@@ -115,18 +115,16 @@ end
 -- closed; s is closed as well if the wait is cancelled. Wrong use (opts:
 -- argument i) raises with s untouched.
 local function secure (i, s, ctx, server, name, key)
-  local ok, err, code = wrap(s, ctx, server, name, key, i)
-  if not ok then
-    s:close()
-    return nil, err, code
-  end
-  local done = false
+  local armed = false              -- the guard is made first (it needs memory)
   local _ <close> = setmetatable({}, { __close = function ()
-    if not done then s:close() end
+    if armed then s:close() end
   end })
+  local ok, err, code = wrap(s, ctx, server, name, key, i)
+  armed = true
+  if not ok then return nil, err, code end
   ok, err, code = handshake(s)
   if not ok then return nil, err, code end
-  done = true
+  armed = false
   return s
 end
 
