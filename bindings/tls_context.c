@@ -370,9 +370,10 @@ static void usenames (Opts *o) {
   if (!lua_istable(L, -1)) fielderror(o, "servernames", "table expected");
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    if (lua_type(L, -2) != LUA_TSTRING ||
-        !luaL_testudata(L, -1, TIDE_TLSCONTEXT))
+    SSL_CTX **sub = luaL_testudata(L, -1, TIDE_TLSCONTEXT);
+    if (lua_type(L, -2) != LUA_TSTRING || sub == NULL)
       fielderror(o, "servernames", "{ [name] = tide.tls.context } expected");
+    if (*sub == NULL) fielderror(o, "servernames", "a closed tide.TlsContext");
     n++;
     lua_pop(L, 1);
   }
@@ -450,7 +451,11 @@ static int configure (Opts *o) {
 /* ---- The Lua object -------------------------------------------------------- */
 
 SSL_CTX *tls__checkctx (lua_State *L, int i) {
-  return *(SSL_CTX **)tide__checkudata(L, i, TIDE_TLSCONTEXT);
+  SSL_CTX *ctx = *(SSL_CTX **)tide__checkudata(L, i, TIDE_TLSCONTEXT);
+  if (ctx == NULL)                 /* its __gc was called by hand */
+    tide__error(L, "%s: attempt to use a closed tide.TlsContext",
+                tide__fname(L));
+  return ctx;
 }
 
 /* OpenSSL is set up at the first context, not at every tide_open (it

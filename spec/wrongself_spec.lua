@@ -555,6 +555,8 @@ local function finish (objs, dir)
     end
   end
   os.remove(dir .. "/file")
+  os.remove(dir .. "/tls.pem")
+  os.remove(dir .. "/tls.key")
   assert(os.remove(dir))
 end
 
@@ -684,6 +686,8 @@ describe("a __gc called by hand", function ()
     assert.is_true(n >= 8, n .. " types")
     assert_none(r.problems, r.n, 60)
     os.remove(dir .. "/file")
+    os.remove(dir .. "/tls.pem")
+    os.remove(dir .. "/tls.key")
     assert(os.remove(dir))
   end))
 end)
