@@ -678,6 +678,16 @@ static int stream_name (lua_State *L, int peer) {
   return tide_pushfail(L, UV_ENOTSUP, NULL);
 }
 
+/* s:tlsinfo() -> what TLS agreed on (see tls.c), or nil without TLS */
+static int stream_tlsinfo (lua_State *L) {
+  Stream *s = checkopen(L, 1);
+  if (s->layer == NULL) {
+    luaL_pushfail(L);
+    return 1;
+  }
+  return s->layer->ops->info(s->layer, L);
+}
+
 /* s:getpeername() -> host, port (TCP) or path (Unix socket) */
 static int stream_getpeername (lua_State *L) { return stream_name(L, 1); }
 static int stream_getsockname (lua_State *L) { return stream_name(L, 0); }
@@ -881,6 +891,7 @@ static const luaL_Reg stream_methods[] = {
   {"getpeername", stream_getpeername},
   {"getsockname", stream_getsockname},
   {"setoption", stream_setoption},
+  {"tlsinfo", stream_tlsinfo},
   {NULL, NULL}
 };
 

@@ -2,8 +2,8 @@
 ** tls.c: tide.tls, the C side (runtime/lua/tls.lua builds connect, wrap,
 ** listen and serve on it): put a TLS layer (tls_engine.c) under a Stream
 ** as a client or a server, with verification, the host name check, SNI
-** and a cached session set up; wait for its handshake; and
-** stream:tlsinfo().
+** and a cached session set up; wait for its handshake; and what
+** stream:tlsinfo() returns.
 */
 #define _GNU_SOURCE              /* timegm */
 #include <arpa/inet.h>
@@ -165,20 +165,12 @@ static void setpeer (lua_State *L, SSL *ssl) {
   lua_setfield(L, -2, "peer");
 }
 
-/* stream:tlsinfo() -> { protocol, cipher, alpn, servername, resumed,
-** verified, peer = { subject, issuer, san, not_before, not_after } }, or
-** nil for a stream without TLS. */
-static int stream_tlsinfo (lua_State *L) {
-  tide_Layer *ly;
+/* What stream:tlsinfo() returns (stream.c asks the layer): { protocol,
+** cipher, alpn, servername, resumed, verified, peer = { subject, issuer,
+** san, not_before, not_after } }. */
+int tls__info (SSL *ssl, lua_State *L) {
   const unsigned char *alpn;
   unsigned alpnlen;
-  SSL *ssl;
-  tide__tostream(L, 1);
-  if (!tls__islayer(ly = tide__getlayer(L, 1))) {
-    luaL_pushfail(L);
-    return 1;
-  }
-  ssl = tls__ssl(ly);
   lua_createtable(L, 0, 8);
   setstr(L, "protocol", SSL_get_version(ssl));
   setstr(L, "cipher", SSL_get_cipher_name(ssl));
@@ -217,10 +209,5 @@ int tide__open_tls (lua_State *L) {
   luaL_setfuncs(L, tls_funcs, 0);
   tls__opencontext(L);
   lua_setfield(L, -4, "tls");
-  luaL_getmetatable(L, TIDE_STREAM);           /* a method of every Stream */
-  lua_getfield(L, -1, "__index");
-  lua_pushcfunction(L, stream_tlsinfo);
-  lua_setfield(L, -2, "tlsinfo");
-  lua_pop(L, 2);
   return 0;
 }

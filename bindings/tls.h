@@ -53,8 +53,9 @@ int tls__sslindex (void);        /* SSL ex data: the session's key */
 /* tls_engine.c: a layer for stream.c around ssl (which it owns from now);
 ** NULL when out of memory (ssl then freed). */
 tide_Layer *tls__newlayer (SSL *ssl);
-SSL *tls__ssl (tide_Layer *ly);
-int tls__islayer (tide_Layer *ly);
+
+/* tls.c: push what stream:tlsinfo() returns for ssl; 1 */
+int tls__info (SSL *ssl, lua_State *L);
 
 /* tls_error.c: what went wrong, after a TLS call on ssl returned ret
 ** (done: the handshake had finished): the message in msg, the code

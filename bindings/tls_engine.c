@@ -214,6 +214,10 @@ static int tls_pushfail (tide_Layer *ly, lua_State *L) {
   return 3;
 }
 
+static int tls_info (tide_Layer *ly, lua_State *L) {
+  return tls__info(((Tls *)ly)->ssl, L);
+}
+
 static void tls_free (tide_Layer *ly) {
   Tls *t = (Tls *)ly;
   SSL_free(t->ssl);                /* and its BIO */
@@ -224,7 +228,7 @@ static void tls_free (tide_Layer *ly) {
 
 static const tide_LayerOps tls_ops = {
   tls_room, tls_input, tls_read, tls_write, tls_shutdown, tls_output,
-  tls_ready, tls_pushfail, tls_free
+  tls_ready, tls_pushfail, tls_info, tls_free
 };
 
 /* A layer around ssl, which it owns from now on; NULL when out of memory
@@ -246,12 +250,4 @@ tide_Layer *tls__newlayer (SSL *ssl) {
   BIO_set_data(bio, t);
   SSL_set_bio(ssl, bio, bio);
   return &t->ly;
-}
-
-SSL *tls__ssl (tide_Layer *ly) {
-  return ((Tls *)ly)->ssl;
-}
-
-int tls__islayer (tide_Layer *ly) {
-  return ly != NULL && ly->ops == &tls_ops;
 }

@@ -379,7 +379,7 @@ static const struct Binding {
   {"dns", "tide.dns", tide__open_dns}, {"tcp", "tide.tcp", tide__open_tcp},
   {"pipe", "tide.pipe", tide__open_pipe}, {"udp", "tide.udp", tide__open_udp},
   {"process", "tide.process", tide__open_process},
-  {"fs", "tide.fs", tide__open_fs},
+  {"fs", "tide.fs", tide__open_fs}, {"tls", "tide.tls", tide__open_tls},
   {NULL, NULL, NULL}
 };
 
@@ -709,7 +709,6 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   tide__open_signal(L);
   tide__open_work(L);
   tide__open_tty(L);
-  tide__open_tls(L);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, rt_runmain, 1);
   lua_setfield(L, -3, "runmain");

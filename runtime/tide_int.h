@@ -295,8 +295,9 @@ const char *tide__streamtake (lua_State *L, int i, char **buf, size_t *len,
 ** data goes through write; what the layer has to send (output: taken,
 ** valid until the next call into it) goes to the socket after each call.
 ** shutdown puts the layer's close message in its output; pushfail pushes
-** nil, message, code for TIDE_ELAYER; free ends it when the stream
-** closes. None of them calls Lua. */
+** nil, message, code for TIDE_ELAYER; info pushes what stream:tlsinfo()
+** returns; free ends it when the stream closes. None of them but
+** pushfail and info calls Lua. */
 #define TIDE_ELAYER (-0x7e1a)
 typedef struct tide_Layer tide_Layer;
 typedef struct tide_LayerOps {
@@ -308,6 +309,7 @@ typedef struct tide_LayerOps {
   size_t (*output) (tide_Layer *ly, const char **data);
   int (*ready) (tide_Layer *ly);   /* the handshake is done */
   int (*pushfail) (tide_Layer *ly, lua_State *L);
+  int (*info) (tide_Layer *ly, lua_State *L);
   void (*free) (tide_Layer *ly);
 } tide_LayerOps;
 struct tide_Layer {
