@@ -129,8 +129,10 @@ local function tcp_server (handler)
   return assert(tide.tcp.serve("127.0.0.1", 0, handler))
 end
 
--- The handles of tide's objects open now, once those closing are gone.
+-- The handles of tide's objects open now, once those closing are gone
+-- (and those of objects already dropped are collected).
 local function handles ()
+  collectgarbage()
   tide.sleep(0.01)
   return (tide.handles())
 end
@@ -316,7 +318,7 @@ for i in range(2):
     assert.equal("ETIMEDOUT", code)
     assert.is_true(tide.now() - t0 < 1)
     srv:close()
-    assert.equal(before, handles())
+    assert.is_true(handles() <= before)   -- nothing of ours left open
   end))
 
   it("fails cleanly on garbage instead of a handshake", async(function ()
@@ -582,7 +584,7 @@ describe("tide.tls backpressure and cancellation", function ()
     assert.has_error(function () t:await() end)
     assert.is_true(t:cancelled())
     srv:close()
-    assert.equal(before, handles())
+    assert.is_true(handles() <= before)   -- nothing of ours left open
   end))
 
   it("stays usable after a read is cancelled, losing no data", async(function ()
@@ -638,7 +640,7 @@ describe("tide.tls backpressure and cancellation", function ()
     s:close()
     srv:close()
     echo:close()
-    assert.equal(before, handles())
+    assert.is_true(handles() <= before)   -- nothing of ours left open
   end))
 end)
 
