@@ -403,17 +403,19 @@ if want echo; then
 fi
 
 # --------------------------------------------------------------------- TLS
-# A TLS echo server per peer (bench/tls_server.*) with an ECDSA P-256
-# certificate made here, driven by bench/tls_load.c (C on OpenSSL, TLS 1.3,
-# no resumption): full handshakes from 4 client threads, round trips on 10
+# A TLS echo server per peer (bench/tls_server.*, and bench/tls_echo_uv.c
+# in C on libuv and OpenSSL, the ceiling) with an ECDSA P-256 certificate
+# made here, driven by bench/tls_load.c (C on OpenSSL, TLS 1.3, no
+# resumption): full handshakes from 4 client threads, round trips on 10
 # kept connections, and $MIB MiB echoed on one connection; pinned and timed
 # as the TCP echo rows.
 TLS_SECS="tls_handshake tls_rr10 tls_bulk"
-TLS_PEERS="tide node"
+TLS_PEERS="tide node c"
 tls_server_cmd() {
   case $1 in
     tide) echo "$TIDE $BENCH/tls_server.lua $TMP/tls.pem $TMP/tls.key" ;;
     node) echo "$NODE $BENCH/tls_server.js $TMP/tls.pem $TMP/tls.key" ;;
+    c) echo "$BIN/tls_echo_uv $TMP/tls.pem $TMP/tls.key" ;;
   esac
 }
 tls_skip() { for _s in $TLS_SECS; do skip "$_s" "$1" "$2"; done; }
@@ -458,11 +460,16 @@ if want tls; then
   # shellcheck disable=SC2046
   cc -O2 -o "$BIN/tls_load" "$BENCH/tls_load.c" $(pkg-config --cflags --libs openssl) \
     -lpthread 2> "$TMP/cc.tls_load" || rm -f "$BIN/tls_load"
+  # shellcheck disable=SC2046
+  cc -O2 -o "$BIN/tls_echo_uv" "$BENCH/tls_echo_uv.c" \
+    $(pkg-config --cflags --libs libuv openssl) 2> "$TMP/cc.tls_echo_uv" ||
+    rm -f "$BIN/tls_echo_uv"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout "$TMP/tls.key" -out "$TMP/tls.pem" -days 1 -subj /CN=localhost \
     > "$TMP/openssl.err" 2>&1 || rm -f "$TMP/tls.pem"
   for peer in $TLS_PEERS; do
     why=$(unavailable "$peer")
+    [ "$peer" = c ] && { why=; [ -x "$BIN/tls_echo_uv" ] || why="bench/tls_echo_uv.c did not compile"; }
     [ -z "$why" ] && [ ! -x "$BIN/tls_load" ] && why="bench/tls_load.c did not compile"
     [ -z "$why" ] && [ ! -f "$TMP/tls.pem" ] && why="openssl req failed"
     [ -n "$why" ] && tls_skip "$peer" "$why"
@@ -685,7 +692,8 @@ note	echo_bulk	second. Server CPU: utime + stime from /proc/PID/stat before and 
 note	echo_bulk	run (connect and close included), over the MiB echoed.
 note	echo_bulk	$PINNED
 note	echo_bulk	Best of $REPEAT passes (by MiB/s; its CPU figure is from the same run).
-section	tls_handshake	TLS handshakes: new connections, TLS 1.3, ECDSA P-256 certificate	tide node
+section	tls_handshake	TLS handshakes: new connections, TLS 1.3, ECDSA P-256 certificate	tide node c
+ceiling	tls_handshake	c
 metric	tls_handshake	tls_handshakes_per_s	handshakes/s	higher
 metric	tls_handshake	tls_cpu_us_per_handshake	server CPU us/handshake	lower
 note	tls_handshake	client: bench/tls_load.c (C on OpenSSL $(openssl version | cut -d' ' -f2)), 4 threads each connecting,
@@ -694,14 +702,17 @@ note	tls_handshake	close_notify and closing, for $SECONDS_RR s. Server: bench/tl
 note	tls_handshake	node's tls.createServer), a self-signed ECDSA P-256 certificate. Server CPU from /proc
 note	tls_handshake	over the run, per handshake: the client's own cost (a verify less) often bounds the
 note	tls_handshake	rate, so the CPU figure is the server's. $PINNED Best of $REPEAT passes.
-section	tls_rr10	TLS echo, request/response: 10 kept connections, 100-byte messages	tide node
+note	tls_handshake	c: bench/tls_echo_uv.c, libuv with two OpenSSL memory BIOs per connection (BIO_s_mem).
+section	tls_rr10	TLS echo, request/response: 10 kept connections, 100-byte messages	tide node c
+ceiling	tls_rr10	c
 metric	tls_rr10	tls_rr10_rr_per_s	round trips/s	higher
 metric	tls_rr10	tls_rr10_p50_us	p50 latency (us)	lower
 metric	tls_rr10	tls_rr10_p99_us	p99 latency (us)	lower
 metric	tls_rr10	tls_rr10_cpu_us_per_msg	server CPU us/round trip	lower
 note	tls_rr10	client: bench/tls_load.c, a thread per connection (blocking OpenSSL), each writing a
 note	tls_rr10	message and reading its echo; $WARMUP_RR s of warm-up, $SECONDS_RR s measured, as the TCP rows.
-section	tls_bulk	TLS echo, bulk: one connection, $MIB MiB sent and echoed back	tide node
+section	tls_bulk	TLS echo, bulk: one connection, $MIB MiB sent and echoed back	tide node c
+ceiling	tls_bulk	c
 metric	tls_bulk	tls_bulk_mib_per_s	MiB/s	higher
 metric	tls_bulk	tls_bulk_cpu_ms_per_mib	server CPU ms per MiB	lower
 note	tls_bulk	client: bench/tls_load.c, one non-blocking connection writing 64 KiB pieces while reading
