@@ -15,6 +15,8 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
 EDIT_LIBS  := $(shell pkg-config --libs libedit 2>/dev/null)
+# tide loads OpenSSL on the first use of tide.tls (bindings/tls_load.c):
+# only the fuzzers link it
 SSL_LIBS   := $(shell pkg-config --libs openssl 2>/dev/null)
 
 # The command links Lua and libuv in (as lua5.4 links Lua) where their
@@ -28,17 +30,8 @@ UV_A    := $(firstword $(wildcard $(addprefix \
 UV_PRIV := $(filter-out -luv,$(shell pkg-config --libs --static libuv 2>/dev/null))
 EDIT_SONAME := $(shell objdump -p $$(pkg-config --variable=libdir libedit \
              2>/dev/null)/libedit.so 2>/dev/null | awk '$$1 == "SONAME" { print $$2 }')
-# OpenSSL goes in the same way (what tide.tls uses of its archives), its
-# names kept out of the command's exports: a C module that brings its own
-# (LuaSec) keeps it, and loading the shared libssl and libcrypto would
-# double the cost of an empty run.
-SSL_A   := $(wildcard $(addprefix $(shell pkg-config --variable=libdir openssl \
-             2>/dev/null)/,libssl.a libcrypto.a))
-SSL_PRIV := $(filter-out -lssl -lcrypto,$(shell pkg-config --libs --static openssl 2>/dev/null))
 CMD_LIBS = $(if $(LUA_A)$(UV_A),-Wl$(comma)--whole-archive $(LUA_A) $(UV_A) \
              -Wl$(comma)--no-whole-archive) \
-           $(if $(SSL_A),-Wl$(comma)--exclude-libs$(comma)libssl.a:libcrypto.a \
-             $(SSL_A) $(SSL_PRIV),$(SSL_LIBS)) \
            $(if $(LUA_A),,$(LUA_LIBS)) $(if $(UV_A),$(UV_PRIV),$(UV_LIBS)) -ldl -lm
 
 OPT     ?= -O2 -g
@@ -50,11 +43,11 @@ CORE     = sched task wait report timer coro debug handle runtime interrupt wher
            pool alloc watch lock queue
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_path \
            fs_file fs_read fs_dir fs_result fs_watch work tty \
-           tls tls_context tls_engine tls_error
+           tls tls_context tls_engine tls_error tls_load
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h
-HEADERS += runtime/sync.h bindings/tls.h
+HEADERS += runtime/sync.h bindings/tls.h bindings/tls_api.h
 
 # Outside the dynamic linker's own directories, programs built with
 # `pkg-config --libs tide` find libtide.so through an rpath.
@@ -111,11 +104,11 @@ $(BUILD)/libtide.a: $(OBJS)
 # lua_close unloads the C modules it loaded.
 $(BUILD)/libtide.so: $(OBJS)
 	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -Wl,-soname,libtide.so.$(SOVERSION) \
-	  -o $@ $^ $(LUA_LIBS) $(UV_LIBS) $(SSL_LIBS) -lm
+	  -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -ldl -lm
 
 # The Lua C module: lua_* symbols come from the interpreter that loads it.
 $(BUILD)/tide.so: $(OBJS)
-	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(UV_LIBS) $(SSL_LIBS) -lm
+	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(UV_LIBS) -ldl -lm
 
 # Install missing Debian packages (as root), or say what to run.
 deps:

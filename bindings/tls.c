@@ -10,9 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/err.h>
-#include <openssl/x509v3.h>
-
 #include "tls.h"
 
 static int isip (const char *name) {

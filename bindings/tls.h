@@ -1,16 +1,15 @@
 /*
 ** tls.h: what the files of tide.tls share (tls.c the module, tls_context.c
 ** the configuration, tls_engine.c the layer under a Stream, tls_error.c
-** the messages). OpenSSL 3 never touches a socket here: the engine's BIO
-** reads from and writes to buffers of its own, which stream.c fills from
-** the socket and empties into it.
+** the messages, tls_load.c OpenSSL itself). OpenSSL 3 never touches a
+** socket here: the engine's BIO reads from and writes to buffers of its
+** own, which stream.c fills from the socket and empties into it.
 */
 #ifndef TIDE_TLS_H
 #define TIDE_TLS_H
 
-#include <openssl/ssl.h>
-
 #include "tide_int.h"
+#include "tls_api.h"
 
 #define TIDE_TLSCONTEXT "tide.TlsContext"
 #define TLS_SESSIONS 32          /* sessions a client context keeps */

@@ -11,10 +11,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
-
 #include "tls.h"
 
 static int confindex = -1, sslindex = -1;
@@ -458,11 +454,12 @@ SSL_CTX *tls__checkctx (lua_State *L, int i) {
   return ctx;
 }
 
-/* OpenSSL is set up at the first context, not at every tide_open (it
-** reads its configuration file): OPENSSL_init_ssl first, so that its
-** global state is freed at exit (an ex data index alone would set it up
-** without that). */
-static void init (void) {
+/* OpenSSL is loaded and set up at the first context (tls_load.c):
+** OPENSSL_init_ssl first, so that its global state is freed at exit (an
+** ex data index alone would set it up without that). */
+static void init (lua_State *L) {
+  const char *err = tls__load();
+  if (err != NULL) tide__error(L, "%s: %s", tide__fname(L), err);
   if (confindex >= 0) return;
   OPENSSL_init_ssl(0, NULL);
   sslindex = SSL_get_ex_new_index(0, NULL, NULL, NULL, keyfree);
@@ -474,7 +471,7 @@ static void init (void) {
 static int tls_context (lua_State *L) {
   Opts o;
   SSL_CTX **box;
-  init();
+  init(L);
   memset(&o, 0, sizeof o);
   o.L = L;
   o.t = 1;
@@ -502,7 +499,7 @@ static int tls_context (lua_State *L) {
 
 static int context_gc (lua_State *L) {
   SSL_CTX **box = tide__checkudata(L, 1, TIDE_TLSCONTEXT);
-  SSL_CTX_free(*box);
+  if (*box != NULL) SSL_CTX_free(*box);
   *box = NULL;
   return 0;
 }

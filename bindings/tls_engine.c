@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/err.h>
-
 #include "tls.h"
 
 #define IN_SIZE (64 * 1024)        /* ciphertext read from the socket at most */

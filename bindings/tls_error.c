@@ -10,9 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/err.h>
-#include <openssl/x509v3.h>
-
 #include "tls.h"
 
 /* Alerts a peer sends, with what they most often mean. */

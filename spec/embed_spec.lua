@@ -10,7 +10,7 @@ local sanflags = sanitized and "-fsanitize=address,undefined " or ""
 local function build (name)
   local exe = os.tmpname()
   local out, code = sh(("env -u LD_PRELOAD cc -Wall -Wextra -Werror %s-Iruntime $(pkg-config --cflags lua5.4 libuv) " ..
-    "-o %s spec/embed/%s.c %s/libtide.a $(pkg-config --libs lua5.4 libuv openssl) -lm")
+    "-o %s spec/embed/%s.c %s/libtide.a $(pkg-config --libs lua5.4 libuv) -lm")
     :format(sanflags, exe, name, BUILD))
   assert(code == 0, out)
   return exe

@@ -35,9 +35,13 @@ static lua_State *L;
 
 /* A self-signed P-256 certificate for the server, made once. */
 static void setup (void) {
-  EVP_PKEY *pk = EVP_EC_gen("P-256");
-  X509 *x = X509_new();
+  const char *err = tls__load();     /* the layer calls OpenSSL through it */
+  EVP_PKEY *pk;
+  X509 *x;
   X509_NAME *n;
+  if (err != NULL) fail("%s", err);
+  pk = EVP_EC_gen("P-256");
+  x = X509_new();
   if (pk == NULL || x == NULL) fail("no key");
   X509_set_version(x, 2);
   ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
