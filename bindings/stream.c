@@ -3,7 +3,9 @@
 ** sockets. Reads land straight in the stream's buffer (read-ahead stops at
 ** a high-water mark); the read methods take what they need from it. Writes
 ** are tried at once and queued, copied, only when the socket is full; a
-** writer waits while the queue is over its high-water mark.
+** writer waits while the queue is over its high-water mark. A layer (TLS,
+** see tide_int.h) may sit between the socket and the buffers: the socket's
+** bytes go to it, and the stream pumps its plaintext into the buffer.
 */
 #define _GNU_SOURCE              /* memmem */
 #include <stdlib.h>

@@ -689,10 +689,12 @@ print(recvall(s))
   it("raises on wrong use", async(function ()
     local srv <close> = echo_server()
     local s <close> = assert(tide.tcp.connect("127.0.0.1", port_of(srv)))
-    local ok, err = pcall(tide.tls.wrap, s, { cafile = CA })
-    assert.is_false(ok)
-    assert.matches("bad argument #2 to 'tide.tls.wrap' ('servername' expected: the name "
-      .. "the peer's certificate must have (or verify = false))", err, 1, true)
+    for _, opts in ipairs { { cafile = CA }, { cafile = CA, timeout = 1 } } do
+      local ok, err = pcall(tide.tls.wrap, s, opts)
+      assert.is_false(ok)
+      assert.matches("bad argument #2 to 'tide.tls.wrap' ('servername' expected: the name "
+        .. "the peer's certificate must have (or verify = false))", err, 1, true)
+    end
     local r = tide.spawn(s.read, s)
     tide.yield()
     assert.has_error(function () tide.tls.wrap(s, { servername = "localhost", cafile = CA }) end)

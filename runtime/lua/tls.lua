@@ -111,10 +111,11 @@ local function checkname (i, opts)
   return name
 end
 
--- Put TLS under s and wait for the handshake: s, or nil, msg, code with s
--- closed; s is closed as well if the wait is cancelled. Wrong use (opts:
--- argument i) raises with s untouched.
-local function secure (i, s, ctx, server, name, key)
+-- Put TLS under s and wait for the handshake, within timeout seconds (nil:
+-- none): s, or nil, msg, code with s closed; s is closed as well if the
+-- wait is cancelled. Wrong use (opts: argument i) raises here, in the
+-- caller's task, with s untouched; only the handshake is timed.
+local function secure (timeout, i, s, ctx, server, name, key)
   local armed = false              -- the guard is made first (it needs memory)
   local _ <close> = setmetatable({}, { __close = function ()
     if armed then s:close() end
@@ -122,24 +123,17 @@ local function secure (i, s, ctx, server, name, key)
   local ok, err, code = wrap(s, ctx, server, name, key, i)
   armed = true
   if not ok then return nil, err, code end
-  ok, err, code = handshake(s)
+  if timeout then
+    ok, err, code = tide.timeout(timeout, handshake, s)
+    if ok == nil and err == "timeout" then
+      return nil, "handshake timed out", "ETIMEDOUT"
+    end
+  else
+    ok, err, code = handshake(s)
+  end
   if not ok then return nil, err, code end
   armed = false
   return s
-end
-
--- secure under a timeout (seconds, or nil: none).
-local function secure_within (timeout, i, s, ctx, server, name, key)
-  if not timeout then
-    local r, err, code = secure(i, s, ctx, server, name, key)
-    return r, err, code
-  end
-  local r, err, code = tide.timeout(timeout, secure, i, s, ctx, server, name, key)
-  if r == nil and err == "timeout" then
-    s:close()
-    return nil, "handshake timed out", "ETIMEDOUT"
-  end
-  return r, err, code
 end
 
 -- tide.tls.context(opts) -> context | nil, msg, code
@@ -169,7 +163,7 @@ function tls.connect (host, port, opts)
     if not s then return nil, e, c end
     phase = "handshake"
     local r
-    r, e, c = secure(3, s, ctx, false, name, key)
+    r, e, c = secure(nil, 3, s, ctx, false, name, key)
     return r, e, c
   end
   if not timeout then
@@ -193,7 +187,7 @@ function tls.wrap (stream, opts)
   local ctx, err, code = contextof(opts, 2, server)
   if not ctx then return nil, err, code end
   checkwait()
-  local s, e, c = secure_within(timeout, 2, stream, ctx, server, name,
+  local s, e, c = secure(timeout, 2, stream, ctx, server, name,
                                 name and not server and name or nil)
   return s, e, c
 end
@@ -210,7 +204,7 @@ function TlsServer:accept ()
   local s, err, code = self.server:accept()
   if not s then return nil, err, code end
   local r
-  r, err, code = secure_within(self.timeout, 3, s, self.context, true)
+  r, err, code = secure(self.timeout, 3, s, self.context, true)
   return r, err, code
 end
 
@@ -264,6 +258,6 @@ function tls.serve (host, port, handler, opts)
   local server, err, code = tcp.listen(host, port, opts)
   if not server then return nil, err, code end
   return sched.serve(server, function (s)
-    if secure_within(timeout, 4, s, ctx, true) then return handler(s) end
+    if secure(timeout, 4, s, ctx, true) then return handler(s) end
   end, opts, "tide.tls.serve")
 end
