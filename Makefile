@@ -8,7 +8,7 @@ BUILD   ?= build
 
 PKGS     = lua5.4 libuv libedit openssl
 DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev libedit-dev lua5.4 lua-busted valgrind tmux \
-           python3 curl libssl-dev openssl
+           python3 curl libcurl4-openssl-dev nginx openssl libhttp-parser-dev libssl-dev
 BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -43,11 +43,14 @@ CORE     = sched task wait report timer coro debug handle runtime interrupt wher
            pool alloc watch lock queue
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_path \
            fs_file fs_read fs_dir fs_result fs_watch work tty \
+           http_client http_client_multi http_client_curl \
+           http_server http_server_parser \
            tls tls_context tls_engine tls_error tls_load
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
-           $(BUILD)/obj/tide_lua.o
-HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h
-HEADERS += runtime/sync.h bindings/tls.h bindings/tls_api.h
+           $(BUILD)/obj/tide_lua.o $(BUILD)/obj/http_parser.o
+HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h \
+           bindings/http_client.h bindings/tls.h bindings/tls_api.h
+HEADERS += runtime/sync.h bindings/http_server.h
 
 # Outside the dynamic linker's own directories, programs built with
 # `pkg-config --libs tide` find libtide.so through an rpath.
@@ -68,8 +71,18 @@ $(BUILD)/obj/%.o: runtime/%.c $(HEADERS) | $(BUILD)/obj
 $(BUILD)/obj/%.o: bindings/%.c $(HEADERS) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# http-parser (Debian's libhttp-parser-dev, position-independent) goes in
+# as the object of its archive: every program and library built from OBJS
+# has it, and nothing loads it at startup.
+HP_A := $(firstword $(wildcard $(shell pkg-config --variable=libdir lua5.4 \
+          2>/dev/null)/libhttp_parser.a) /usr/lib/$(shell $(CC) -dumpmachine \
+          2>/dev/null)/libhttp_parser.a)
+
+$(BUILD)/obj/http_parser.o: | $(BUILD)/obj
+	cd $(BUILD)/obj && ar x $(HP_A) http_parser.o
+
 # The Lua-side library, in load order.
-LUALIB   = tide sync net process fs tls
+LUALIB   = tide sync net process fs http http_server tls
 
 $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
 	lua5.4 runtime/lua/embed.lua $@ tide__luasources \
@@ -104,11 +117,11 @@ $(BUILD)/libtide.a: $(OBJS)
 # lua_close unloads the C modules it loaded.
 $(BUILD)/libtide.so: $(OBJS)
 	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -Wl,-soname,libtide.so.$(SOVERSION) \
-	  -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -ldl -lm
+	  -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -lm
 
 # The Lua C module: lua_* symbols come from the interpreter that loads it.
 $(BUILD)/tide.so: $(OBJS)
-	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(UV_LIBS) -ldl -lm
+	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -o $@ $^ $(UV_LIBS) -lm
 
 # Install missing Debian packages (as root), or say what to run.
 deps:

@@ -1,5 +1,5 @@
 -- Echo server under tide: tide.tcp.serve runs a task per connection that
--- reads what is there (up to 64 KiB) and writes it back.
+-- reads what is there (all that is buffered) and writes it back.
 -- Usage: tide echo_server.lua; prints "port\t<n>" once listening.
 local serving = assert(tide.tcp.serve("127.0.0.1", 0, function (stream)
   while true do

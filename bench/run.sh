@@ -8,9 +8,9 @@
 # the reason.
 # Environment: LUA (lua5.4), NODE (node), PYTHON (Debian's /usr/bin/python3),
 # BENCH_REPEAT (3 passes), BENCH_TIMEOUT (300 s per program),
-# BENCH_ONLY (some of "tasks startup switch echo tls queue process fs"; all
-# by default). The fs section writes 266 MiB of files under a temporary
-# directory (TMPDIR), removed at the end.
+# BENCH_ONLY (some of "tasks startup switch echo tls queue process fs
+# http_client"; all by default), NGINX (nginx). The fs section writes
+# 266 MiB of files under a temporary directory (TMPDIR), removed at the end.
 set -u
 
 BUILD=${1:-build}
@@ -23,7 +23,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 REPEAT=${BENCH_REPEAT:-3}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 LIMIT=$TIMEOUT
-ONLY=${BENCH_ONLY:-tasks startup switch echo tls queue process fs}
+ONLY=${BENCH_ONLY:-tasks startup switch echo tls queue process fs http_client}
 BIN=$BUILD/bench
 OUT=$BUILD/bench.txt
 
@@ -154,9 +154,10 @@ check() {
     node*) command -v "$NODE" >/dev/null || echo "$NODE not found" ;;
     python*) "$PYTHON" -c '' 2>/dev/null || echo "$PYTHON not found" ;;
     c) [ -x "$BIN/echo_uv" ] || echo "bench/echo_uv.c did not compile" ;;
+    curl) command -v curl >/dev/null || echo "curl not found" ;;
   esac
 }
-for p in tide lua floor luv cqueues node python c; do
+for p in tide lua floor luv cqueues node python c curl; do
   check "$p" > "$TMP/na.$p"
 done
 # Variants (tide_sleep0, node_await, python_protocol) need what their base needs.
@@ -613,6 +614,85 @@ if want fs; then
   rm -rf "$FS_DIR"
 fi
 
+# ------------------------------------------------------------- HTTP client
+# HTTP_N GETs of a 13-byte file by HTTP_CONC clients at once, each one's
+# requests one after the other over its own kept-alive connection, to a
+# local nginx (one worker, pinned as the echo servers are).
+HTTP_N=20000 HTTP_CONC=50
+HTTP_PEERS="tide node_agent node_fetch curl"
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+http_cmd() {
+  case $1 in
+    tide) echo "$TIDE $BENCH/http_client.lua $HTTP_URL $HTTP_N $HTTP_CONC" ;;
+    node_agent) echo "$NODE $BENCH/http_client.js $HTTP_URL $HTTP_N $HTTP_CONC agent" ;;
+    node_fetch) echo "$NODE $BENCH/http_client.js $HTTP_URL $HTTP_N $HTTP_CONC fetch" ;;
+    curl) echo "sh $BENCH/http_client_curl.sh $HTTP_URL $HTTP_N $HTTP_CONC" ;;
+  esac
+}
+# http_nginx: start nginx on a free port, serving $TMP/nginx/www, and set
+# HTTP_URL; 1 and why in $TMP/why if it does not start.
+http_nginx() {
+  d=$TMP/nginx
+  mkdir -p "$d/www"
+  printf 'hello world!\n' > "$d/www/hello.txt"
+  port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
+    { echo "no free port" > "$TMP/why"; return 1; }
+  cat > "$d/nginx.conf" <<EOF
+daemon off; master_process off; worker_processes 1;
+pid $d/nginx.pid; error_log $d/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
+  client_body_temp_path $d; proxy_temp_path $d; fastcgi_temp_path $d;
+  uwsgi_temp_path $d; scgi_temp_path $d;
+  server { listen 127.0.0.1:$port; root $d/www; default_type text/plain; }
+}
+EOF
+  # shellcheck disable=SC2086
+  $PIN_SERVER "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" > /dev/null 2>&1 &
+  SERVER_PID=$!
+  HTTP_URL=http://127.0.0.1:$port/hello.txt
+  tries=50
+  until curl -sf -o /dev/null "$HTTP_URL"; do
+    tries=$((tries - 1))
+    if [ "$tries" -le 0 ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "nginx did not start: $(head -n 1 "$d/error.log" 2>/dev/null | cut -c1-70)" > "$TMP/why"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+if want http_client; then
+  why=""
+  [ -x "$NGINX" ] || why="nginx not found (Debian package nginx)"
+  command -v curl >/dev/null || why="curl not found"
+  if [ -z "$why" ] && ! http_nginx; then why=$(cat "$TMP/why"); fi
+  for peer in $HTTP_PEERS; do
+    w=${why:-$(unavailable "$peer")}
+    [ -n "$w" ] && skip http_client "$peer" "$w"
+  done
+  r=1
+  while [ "$r" -le "$REPEAT" ]; do
+    for peer in $HTTP_PEERS; do
+      [ -f "$TMP/keep.http_client.$peer.fail" ] && continue
+      say "http_client, pass $r/$REPEAT: $peer"
+      # shellcheck disable=SC2046,SC2086
+      trial http_client "$peer" http_client_per_s higher $PIN_CLIENT $(http_cmd "$peer")
+    done
+    r=$((r + 1))
+  done
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=""
+  fi
+  for peer in $HTTP_PEERS; do
+    kept http_client "$peer" || continue
+    record http_client_per_s "$peer" "$(get http_client_per_s)"
+    record http_client_rss_mib "$peer" "$(awk -v r="$(cat "$TMP/rss")" 'BEGIN { print r / 1024 }')"
+  done
+fi
+
 # ------------------------------------------------------------------- table
 version() { "$@" 2>&1 | head -n 1; }
 cat > "$DEFS" <<EOF
@@ -629,6 +709,9 @@ peer	python	python3 asyncio
 peer	python_plain	python3
 peer	python_protocol	python3 asyncio Protocol
 peer	c	libuv in C (ceiling)
+peer	node_agent	node, http.Agent keep-alive
+peer	node_fetch	node, fetch (undici)
+peer	curl	curl --parallel
 section	tasks100k	Tasks: 100,000 tasks each sleep 100 ms, then all are awaited	tide floor luv cqueues node python
 metric	tasks100k	tasks100k_wall_s	wall time (s)	lower
 metric	tasks100k	tasks100k_rss_mib	peak RSS (MiB)	lower
@@ -748,6 +831,14 @@ note	fs_big	from the page cache, one read at a time. tide: File:read(1 MiB); luv
 note	fs_big	python3: to_thread(f.read) on an unbuffered file: each returns a new string or bytes.
 note	fs_big	node: FileHandle.read into one reused Buffer. Same run as the small files; best of
 note	fs_big	$REPEAT passes.
+section	http_client	HTTP client: $HTTP_N GETs of a 13-byte file over $HTTP_CONC connections to a local nginx	tide node_agent node_fetch curl
+metric	http_client	http_client_per_s	requests/s	higher
+metric	http_client	http_client_rss_mib	peak RSS (MiB)	lower
+note	http_client	$HTTP_CONC clients at once, each one's requests one after the other on its kept-alive
+note	http_client	connection, the whole body read. tide: tide.http.get in $HTTP_CONC tasks (libcurl's multi
+note	http_client	on tide's loop); node: http.get with an http.Agent({keepAlive}), and fetch, in $HTTP_CONC
+note	http_client	async functions; curl: --parallel --parallel-max $HTTP_CONC. nginx: one worker.
+note	http_client	$PINNED Best of $REPEAT passes.
 EOF
 
 {

@@ -1,11 +1,14 @@
 /*
 ** stream.c: tide.Stream, the one stream behind TCP connections and Unix
 ** sockets. Reads land straight in the stream's buffer (read-ahead stops at
-** a high-water mark); the read methods take what they need from it. Writes
-** are tried at once and queued, copied, only when the socket is full; a
-** writer waits while the queue is over its high-water mark. A layer (TLS,
-** see tide_int.h) may sit between the socket and the buffers: the socket's
-** bytes go to it, and the stream pumps its plaintext into the buffer.
+** a high-water mark); the read methods take what they need from it, read()
+** all of it in one string. Writes of one or several strings go to the
+** kernel at once as one writev and are queued only when the socket is
+** full (the strings kept, not copied, for a big rest); a writer waits
+** while the queue is over its high-water mark. A layer (TLS, see
+** tide_int.h) may sit between the socket and the buffers: the socket's
+** bytes go to it, the stream pumps its plaintext into the buffer, and
+** writes go through it.
 */
 #define _GNU_SOURCE              /* memmem */
 #include <stdlib.h>
@@ -13,11 +16,13 @@
 
 #include "tide_int.h"
 
-#define READ_CHUNK  (64 * 1024)
+#define READ_MIN    (64 * 1024)      /* a read offers at least this room */
+#define READ_MAX    (256 * 1024)     /* ... up to this after full reads */
 #define READ_HWM    (256 * 1024)     /* read-ahead stops with this much */
 #define WRITE_HWM   (256 * 1024)     /* write() waits above this queued */
 #define WRITE_LWM   (64 * 1024)      /* ... until the queue is below this */
-#define LINE_LIMIT    (64 * 1024)      /* default limit of read_until */
+#define LINE_LIMIT  (64 * 1024)      /* default limit of read_until */
+#define WRITE_IOV   16               /* strings handed to one writev */
 
 typedef struct Stream {
   tide_Handle o;           /* o.h: the uv_stream_t */
@@ -25,6 +30,8 @@ typedef struct Stream {
   Task *writers;           /* tasks waiting for the write queue to shrink */
   char *buf;               /* read buffer: data is buf[off .. off+len) */
   size_t off, len, cap;
+  size_t rsize;            /* room the next read asks for: doubles, up to
+                              READ_MAX, each time a read fills it */
   int rerr;                /* UV_EOF or a read error: the read side ended */
   int werr;                /* the error of a queued write */
   int reading;
@@ -37,7 +44,16 @@ typedef struct Stream {
 static void layer_in (Stream *s, ssize_t nread);
 static void pump (Stream *s, int force);
 
+/* The methods and metamethods have the metatable as upvalue 1: a pointer
+** comparison instead of the registry lookup of luaL_testudata on every
+** call. Called from elsewhere (no such upvalue), it takes the long way. */
 static Stream *checkstream (lua_State *L, int i) {
+  Stream *s = lua_touserdata(L, i);
+  if (s != NULL && lua_getmetatable(L, i)) {
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (mt == lua_topointer(L, lua_upvalueindex(1))) return s;
+  }
   return tide__checkudata(L, i, TIDE_STREAM);
 }
 
@@ -57,21 +73,29 @@ static int pushclosed (lua_State *L) {
 
 /* ---- Reading ------------------------------------------------------------ */
 
+/* Room for the next read: rsize bytes (or what is left below the
+** high-water mark, at least READ_MIN), after the data. A stream that keeps
+** filling its reads gets bigger ones, so bulk data comes in fewer system
+** calls (and leaves in fewer, when read() hands all of it on). */
 static void alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   Stream *s = h->data;
+  size_t want = s->rsize;
   (void)suggested;
   if (s->layer) {                  /* the layer's input takes the bytes */
     *buf = s->layer->ops->room(s->layer, 0);
     return;
   }
-  if (s->off > 0 && s->off + s->len + READ_CHUNK > s->cap) {
+  if (s->len + want > READ_HWM)    /* not much past the high-water mark */
+    want = s->len + READ_MIN > READ_HWM ? READ_MIN : READ_HWM - s->len;
+  if (s->len == 0) s->off = 0;
+  if (s->off > 0 && s->off + s->len + want > s->cap) {
     memmove(s->buf, s->buf + s->off, s->len);   /* reuse the front */
     s->off = 0;
   }
-  if (s->len + READ_CHUNK > s->cap) {
-    size_t ncap = s->cap ? s->cap * 2 : READ_CHUNK;
+  if (s->len + want > s->cap) {
+    size_t ncap = s->cap ? s->cap * 2 : READ_MIN;
     char *nbuf;
-    while (ncap < s->len + READ_CHUNK) ncap *= 2;
+    while (ncap < s->len + want) ncap *= 2;
     nbuf = tide__realloc(s->buf, ncap);
     if (nbuf == NULL) {            /* libuv reports UV_ENOBUFS */
       *buf = uv_buf_init(NULL, 0);
@@ -80,8 +104,8 @@ static void alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     s->buf = nbuf;
     s->cap = ncap;
   }
-  *buf = uv_buf_init(s->buf + s->off + s->len,
-                     (unsigned)(s->cap - s->off - s->len));
+  buf->base = s->buf + s->off + s->len;
+  buf->len = want;
 }
 
 /* Only a task waiting to read keeps the loop alive: the read-ahead that
@@ -103,7 +127,11 @@ static void read_cb (uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   (void)buf;
   if (nread == 0) return;          /* nothing this time (EAGAIN) */
   if (s->layer) layer_in(s, nread);
-  else if (nread > 0) s->len += (size_t)nread;
+  else if (nread > 0) {
+    s->len += (size_t)nread;
+    if ((size_t)nread == s->rsize && s->rsize < READ_MAX)
+      s->rsize *= 2;               /* more is likely waiting: read more */
+  }
   else if (nread == UV_ENOBUFS) {  /* alloc_cb had no memory: the data */
     s->nomem = 1;                  /* stays in the socket, for a later */
     read_stop(s);                  /* read */
@@ -153,7 +181,8 @@ enum { R_SOME, R_EXACT, R_UNTIL, R_LINE, R_READY };
 
 typedef struct ReadArgs {
   int mode;
-  size_t n;                /* R_SOME: at most; R_EXACT: exactly; else max */
+  size_t n;                /* R_SOME: at most (SIZE_MAX: all there is);
+                              R_EXACT: exactly; else the limit */
   const char *sep;
   size_t seplen;
 } ReadArgs;
@@ -213,7 +242,8 @@ static void read_cancel (tide_Wait *w) {
   hold(tide_waitdata(w), NULL);
 }
 
-/* Read per a, waiting for data as needed; k re-enters after each wake. */
+/* Read per a, waiting for data as needed; k re-enters after each wake,
+** with s as its context (the stream stays at index 1 of the stack). */
 static int read_do (lua_State *L, Stream *s, const ReadArgs *a,
                     lua_KFunction k) {
   tide_Wait *w;
@@ -231,23 +261,26 @@ static int read_do (lua_State *L, Stream *s, const ReadArgs *a,
   if (s->reader != NULL)
     return tide__error(L, "%s: another task is already reading this stream",
                        tide__fname(L));
-  w = tide_wait(L);
+  w = tide__waitbegin(s->o.rt, L);
   read_start(s);
   if (!s->reading && (r = read_try(L, s, a)) >= 0) return r;
   hold(s, tide__task(w));
-  return tide_awaitk(L, w, read_cancel, s, k, 0);
+  return tide_awaitk(L, w, read_cancel, s, k, (lua_KContext)s);
 }
 
 /* Read the arguments of a read method from the stack. */
-static Stream *read_args (lua_State *L, int mode, ReadArgs *a) {
-  Stream *s = checkstream(L, 1);
+static void read_args (lua_State *L, int mode, ReadArgs *a) {
   lua_Integer n;
   a->mode = mode;
   a->sep = NULL;
   a->seplen = 0;
   switch (mode) {
     case R_SOME:
-      n = tide__optinteger(L, 2, READ_CHUNK);
+      if (lua_isnoneornil(L, 2)) {
+        a->n = SIZE_MAX;
+        return;
+      }
+      n = tide__checkinteger(L, 2);
       tide__argcheck(L, n > 0, 2, "positive size expected");
       break;
     case R_EXACT:
@@ -261,47 +294,44 @@ static Stream *read_args (lua_State *L, int mode, ReadArgs *a) {
       tide__argcheck(L, n > 0, 3, "positive limit expected");
   }
   a->n = (size_t)n;
-  return s;
 }
 
+/* The continuations of the read methods; ctx is the stream, checked. */
 static int read_some_k (lua_State *L, int status, lua_KContext ctx) {
   ReadArgs a;
-  Stream *s = read_args(L, R_SOME, &a);
-  (void)status; (void)ctx;
-  return read_do(L, s, &a, read_some_k);
+  (void)status;
+  read_args(L, R_SOME, &a);
+  return read_do(L, (Stream *)ctx, &a, read_some_k);
 }
 
 static int read_exactly_k (lua_State *L, int status, lua_KContext ctx) {
   ReadArgs a;
-  Stream *s = read_args(L, R_EXACT, &a);
-  (void)status; (void)ctx;
-  return read_do(L, s, &a, read_exactly_k);
+  (void)status;
+  read_args(L, R_EXACT, &a);
+  return read_do(L, (Stream *)ctx, &a, read_exactly_k);
 }
 
 static int read_until_k (lua_State *L, int status, lua_KContext ctx) {
   ReadArgs a;
-  Stream *s = read_args(L, R_UNTIL, &a);
-  (void)status; (void)ctx;
-  return read_do(L, s, &a, read_until_k);
+  (void)status;
+  read_args(L, R_UNTIL, &a);
+  return read_do(L, (Stream *)ctx, &a, read_until_k);
 }
 
-/* s:read([n]) -> up to n bytes (what is there, at least 1), nil at EOF. */
+/* s:read([n]) -> what is there (at least 1 byte; at most n), nil at EOF. */
 static int stream_read (lua_State *L) {
-  checkopen(L, 1);
-  return read_some_k(L, LUA_OK, 0);
+  return read_some_k(L, LUA_OK, (lua_KContext)checkopen(L, 1));
 }
 
 /* s:read_exactly(n) -> n bytes; nil, msg, "EOF" if the stream ends first
 ** (the bytes read stay in the buffer). */
 static int stream_read_exactly (lua_State *L) {
-  checkopen(L, 1);
-  return read_exactly_k(L, LUA_OK, 0);
+  return read_exactly_k(L, LUA_OK, (lua_KContext)checkopen(L, 1));
 }
 
 /* s:read_until(sep [, max]) -> data up to and including sep. */
 static int stream_read_until (lua_State *L) {
-  checkopen(L, 1);
-  return read_until_k(L, LUA_OK, 0);
+  return read_until_k(L, LUA_OK, (lua_KContext)checkopen(L, 1));
 }
 
 /* The iterator of s:lines(). */
@@ -331,18 +361,53 @@ static int stream_lines (lua_State *L) {
 
 /* ---- Writing ------------------------------------------------------------ */
 
+/* What the socket did not take is queued. A big rest is not copied: the
+** strings it lies in are pinned in the registry's pin table until the
+** write callback (the strings' memory stays put while they live); a small
+** rest is copied into the request, which is cheaper than pinning. */
+#define PIN_MIN     (16 * 1024)
+
+static char pinkey;        /* registry[&pinkey]: the pin table */
+
 typedef struct WriteReq {
   uv_write_t req;
+  tide_Runtime *rt;
+  int ref;                 /* the pinned string or strings in the pin
+                              table, or LUA_NOREF: the rest is in data */
   char data[];
 } WriteReq;
 
 static size_t queued (Stream *s) {
-  return uv_stream_get_write_queue_size(H(s));
+  return H(s)->write_queue_size;   /* uv_stream_get_write_queue_size */
+}
+
+/* Pin the value on top of L (popped) and return its reference. */
+static int pin (lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pinkey) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &pinkey);
+  }
+  lua_insert(L, -2);
+  return luaL_ref(L, -2);          /* pops the value; the table is left */
+}
+
+/* Unpinning sets existing keys only: it allocates nothing, never raises.
+** Not while the state closes (rt->L is NULL then): it frees them all. */
+static void unpin (tide_Runtime *rt, int ref) {
+  lua_State *L = rt->cbL;
+  if (rt->L == NULL || !lua_checkstack(L, 2)) return;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pinkey) == LUA_TTABLE)
+    luaL_unref(L, -1, ref);
+  lua_pop(L, 1);
 }
 
 static void write_cb (uv_write_t *req, int status) {
+  WriteReq *r = (WriteReq *)req;
   Stream *s = req->handle->data;   /* NULL once the stream was closed */
-  tide__free(req);
+  if (r->ref != LUA_NOREF) unpin(r->rt, r->ref);
+  tide__free(r);
   if (s == NULL) return;
   if (status < 0 && s->werr == 0) s->werr = status;
   if (s->writers && (status < 0 || queued(s) <= WRITE_LWM))
@@ -355,14 +420,70 @@ static void write_cancel (tide_Wait *w) {
 }
 
 static int write_wait (lua_State *L, Stream *s, lua_KFunction k) {
-  tide_Wait *w = tide_wait(L);
+  tide_Wait *w = tide__waitbegin(s->o.rt, L);
   tide__waitlist_add(&s->writers, w);
-  return tide_awaitk(L, w, write_cancel, s, k, 0);
+  return tide_awaitk(L, w, write_cancel, s, k, (lua_KContext)s);
+}
+
+/* Write the nb buffers b, total bytes in all, of the strings at stack
+** indices at[]: at once, as far as the socket takes them, and the rest
+** queued. 0, or the count of results pushed for a failure. */
+static int write_bufs (lua_State *L, Stream *s, uv_buf_t *b, const int *at,
+                       int nb, size_t total) {
+  size_t done = 0;
+  int ref = LUA_NOREF, err, i;
+  WriteReq *r;
+  if (queued(s) == 0) {
+    int n = uv_try_write(H(s), b, (unsigned)nb);
+    if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
+    if (n < 0) return tide_pushfail(L, n, NULL);
+    if ((done = (size_t)n) == total) return 0;
+  }
+  total -= done;                   /* what is left, from b[0] on */
+  for (; done >= b->len; b++, at++, nb--) done -= b->len;
+  b->base += done;
+  b->len -= done;
+  if (total >= PIN_MIN) {
+    if (nb == 1) lua_pushvalue(L, at[0]);
+    else {
+      lua_createtable(L, nb, 0);
+      for (i = 0; i < nb; i++) {
+        lua_pushvalue(L, at[i]);
+        lua_rawseti(L, -2, i + 1);
+      }
+    }
+    ref = pin(L);
+    lua_pop(L, 1);                 /* the pin table */
+  }
+  r = tide__malloc(sizeof *r + (ref == LUA_NOREF ? total : 0));
+  if (r == NULL) {
+    if (ref != LUA_NOREF) unpin(s->o.rt, ref);
+    return tide__nomem(L);
+  }
+  r->rt = s->o.rt;
+  r->ref = ref;
+  if (ref == LUA_NOREF) {          /* copy the rest */
+    char *p = r->data;
+    for (i = 0; i < nb; i++) {
+      memcpy(p, b[i].base, b[i].len);
+      p += b[i].len;
+    }
+    b[0].base = r->data;
+    b[0].len = total;
+    nb = 1;
+  }
+  if ((err = uv_write(&r->req, H(s), b, (unsigned)nb, write_cb)) < 0) {
+    if (ref != LUA_NOREF) unpin(s->o.rt, ref);
+    tide__free(r);
+    return tide_pushfail(L, err, NULL);
+  }
+  return 0;
 }
 
 /* ---- A layer (TLS) between the socket and the buffers ------------------- */
 
-/* Send data[0..len) as write_now does, without a Lua state: 0 or an error. */
+/* Send data[0..len) (the layer's, valid until its next call) at once as
+** far as the socket takes it, the rest copied and queued: 0 or an error. */
 static int send_raw (Stream *s, const char *data, size_t len) {
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   int n = 0, err;
@@ -374,6 +495,8 @@ static int send_raw (Stream *s, const char *data, size_t len) {
     if ((size_t)n == len) return 0;
   }
   if ((r = tide__malloc(sizeof *r + len - (size_t)n)) == NULL) return UV_ENOMEM;
+  r->rt = s->o.rt;
+  r->ref = LUA_NOREF;
   memcpy(r->data, data + n, len - (size_t)n);
   b = uv_buf_init(r->data, (unsigned)(len - (size_t)n));
   if ((err = uv_write(&r->req, H(s), &b, 1, write_cb)) < 0) tide__free(r);
@@ -392,6 +515,7 @@ static int layer_flush (Stream *s) {
 
 /* Room for n more bytes at the end of the read buffer (as alloc_cb). */
 static int reserve (Stream *s, size_t n) {
+  if (s->len == 0) s->off = 0;
   if (s->off > 0 && s->off + s->len + n > s->cap) {
     memmove(s->buf, s->buf + s->off, s->len);
     s->off = 0;
@@ -415,7 +539,7 @@ static void pump (Stream *s, int force) {
   tide_Layer *ly = s->layer;
   int n = 0;
   while (!s->rerr && (force || s->len < READ_HWM)) {
-    if (!reserve(s, READ_CHUNK)) {
+    if (!reserve(s, READ_MIN)) {
       s->nomem = 1;
       break;
     }
@@ -444,68 +568,49 @@ static int layer_fail (lua_State *L, Stream *s, int err) {
   return tide_pushfail(L, err, NULL);
 }
 
-/* Write through the layer, a piece at a time (its output stays small). */
-static int layer_write (lua_State *L, Stream *s, const char *data,
-                        size_t len) {
-  while (len > 0) {
-    size_t k = len < READ_CHUNK ? len : READ_CHUNK;
-    int err = s->layer->ops->write(s->layer, data, k);
-    if (err == 0) err = layer_flush(s);
-    if (err < 0) return layer_fail(L, s, err);
-    data += k;
-    len -= k;
+/* Write the strings at 2..n through the layer, a piece at a time (its
+** output stays small); 0, or the count of results pushed for a failure. */
+static int layer_write (lua_State *L, Stream *s, int n) {
+  int i;
+  for (i = 2; i <= n; i++) {
+    size_t len;
+    const char *data = lua_tolstring(L, i, &len);
+    while (len > 0) {
+      size_t k = len < READ_MIN ? len : READ_MIN;
+      int err = s->layer->ops->write(s->layer, data, k);
+      if (err == 0) err = layer_flush(s);
+      if (err < 0) return layer_fail(L, s, err);
+      data += k;
+      len -= k;
+    }
   }
   return 0;
 }
 
-/* Write data[0..len): at once if the socket takes it, else queue a copy. */
-static int write_now (lua_State *L, Stream *s, const char *data, size_t len) {
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-  int n = 0, err;
-  WriteReq *r;
-  if (s->layer) return layer_write(L, s, data, len);
-  if (queued(s) == 0) {
-    n = uv_try_write(H(s), &b, 1);
-    if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
-    if (n < 0) return tide_pushfail(L, n, NULL);
-    if ((size_t)n == len) return 0;
-  }
-  r = tide__malloc(sizeof *r + len - (size_t)n);
-  if (r == NULL) return tide__nomem(L);
-  memcpy(r->data, data + n, len - (size_t)n);
-  b = uv_buf_init(r->data, (unsigned)(len - (size_t)n));
-  if ((err = uv_write(&r->req, H(s), &b, 1, write_cb)) < 0) {
-    tide__free(r);
-    return tide_pushfail(L, err, NULL);
-  }
-  return 0;
-}
-
+/* Hand the strings at 2.. to the socket, WRITE_IOV at a time, each lot
+** in one writev, without joining them first. */
 static int write_k (lua_State *L, int status, lua_KContext ctx) {
-  Stream *s = checkstream(L, 1);
-  int n = lua_gettop(L), r;
-  (void)status; (void)ctx;
+  Stream *s = (Stream *)ctx;       /* checked, at index 1 */
+  int n = lua_gettop(L), i = 2, r;
+  (void)status;
   if (s->o.h == NULL) return pushclosed(L);
   if (s->werr) return tide_pushfail(L, s->werr, NULL);
   if (queued(s) > WRITE_HWM) return write_wait(L, s, write_k);
-  if (n > 2) {                     /* several pieces: one write */
-    luaL_Buffer b;
-    int i;
-    luaL_buffinit(L, &b);
-    for (i = 2; i <= n; i++) {
-      lua_pushvalue(L, i);
-      luaL_addvalue(&b);
+  if (s->layer && (r = layer_write(L, s, n)) > 0) return r;
+  while (!s->layer && i <= n) {
+    uv_buf_t b[WRITE_IOV];
+    int at[WRITE_IOV], nb = 0;
+    size_t total = 0;
+    for (; i <= n && nb < WRITE_IOV; i++) {
+      size_t len;
+      const char *data = lua_tolstring(L, i, &len);
+      if (len == 0) continue;
+      b[nb].base = (char *)data;
+      b[nb].len = len;
+      at[nb++] = i;
+      total += len;
     }
-    luaL_pushresult(&b);
-  }
-  else if (n < 2)
-    lua_pushliteral(L, "");
-  else
-    lua_pushvalue(L, 2);
-  {
-    size_t len;
-    const char *data = lua_tolstring(L, -1, &len);
-    if (len > 0 && (r = write_now(L, s, data, len)) > 0) return r;
+    if (nb > 0 && (r = write_bufs(L, s, b, at, nb, total)) > 0) return r;
   }
   lua_settop(L, 1);
   return 1;                        /* the stream, as file:write returns */
@@ -515,14 +620,14 @@ static int write_k (lua_State *L, int status, lua_KContext ctx) {
 ** data is taken or none: a write cancelled while waiting wrote nothing. */
 static int stream_write (lua_State *L) {
   int i, n = lua_gettop(L);
-  checkopen(L, 1);
+  Stream *s = checkopen(L, 1);
   for (i = 2; i <= n; i++) tide__checkstring(L, i);
-  return write_k(L, LUA_OK, 0);
+  return write_k(L, LUA_OK, (lua_KContext)s);
 }
 
 static int drain_k (lua_State *L, int status, lua_KContext ctx) {
-  Stream *s = checkstream(L, 1);
-  (void)status; (void)ctx;
+  Stream *s = (Stream *)ctx;       /* checked, at index 1 */
+  (void)status;
   if (s->o.h == NULL) return pushclosed(L);
   if (s->werr) return tide_pushfail(L, s->werr, NULL);
   if (queued(s) > 0) return write_wait(L, s, drain_k);
@@ -532,9 +637,9 @@ static int drain_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* s:drain() -> true once everything written has been handed to the OS. */
 static int stream_drain (lua_State *L) {
-  checkopen(L, 1);
+  Stream *s = checkopen(L, 1);
   lua_settop(L, 1);
-  return drain_k(L, LUA_OK, 0);
+  return drain_k(L, LUA_OK, (lua_KContext)s);
 }
 
 /* ---- Shutdown and close --------------------------------------------------- */
@@ -732,6 +837,7 @@ static int stream_setoption (lua_State *L) {
 uv_stream_t *tide__newstream (lua_State *L, tide_Runtime *rt, size_t size) {
   Stream *s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
+  s->rsize = READ_MIN;
   luaL_setmetatable(L, TIDE_STREAM);
   return tide__handleinit(L, rt, &s->o, size, stream_onclose);
 }
@@ -807,17 +913,18 @@ tide_Layer *tide__getlayer (lua_State *L, int i) {
   return checkstream(L, i)->layer;
 }
 
+/* The continuation of tide__streamready; ctx is the stream, checked. */
 static int ready_k (lua_State *L, int status, lua_KContext ctx) {
   ReadArgs a = { R_READY, 0, NULL, 0 };
-  (void)status; (void)ctx;
-  return read_do(L, checkstream(L, 1), &a, ready_k);
+  (void)status;
+  return read_do(L, (Stream *)ctx, &a, ready_k);
 }
 
 /* (stream) -> true once its layer is ready | nil, msg, code */
 int tide__streamready (lua_State *L) {
-  checkopen(L, 1);
+  Stream *s = checkopen(L, 1);
   lua_settop(L, 1);
-  return ready_k(L, LUA_OK, 0);
+  return ready_k(L, LUA_OK, (lua_KContext)s);
 }
 
 /* ---- Connecting (for tcp.c and pipe.c) ----------------------------------- */
@@ -908,8 +1015,11 @@ static const luaL_Reg stream_meta[] = {
 int tide__open_stream (lua_State *L) {
   /* filled by every open: a failed one may have left it half done */
   luaL_newmetatable(L, TIDE_STREAM);
-  luaL_setfuncs(L, stream_meta, 0);
-  luaL_newlib(L, stream_methods);
+  lua_pushvalue(L, -1);            /* upvalue 1 of each: see checkstream */
+  luaL_setfuncs(L, stream_meta, 1);
+  luaL_newlibtable(L, stream_methods);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, stream_methods, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   return 0;

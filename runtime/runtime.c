@@ -372,6 +372,12 @@ static int rt_gc (lua_State *L) {
 ** <name>"] from then on (as tide__openwhere has the others there: it
 ** names their functions in Lua's own messages, and require finds them),
 ** whose __index and __pairs open it until then. */
+/* tide.http: the client (http_client.c) and the server's C side. */
+static int open_http (lua_State *L) {
+  tide__open_http(L);
+  return tide__open_http_server(L);
+}
+
 static const struct Binding {
   const char *name, *modname;
   lua_CFunction open;
@@ -379,7 +385,8 @@ static const struct Binding {
   {"dns", "tide.dns", tide__open_dns}, {"tcp", "tide.tcp", tide__open_tcp},
   {"pipe", "tide.pipe", tide__open_pipe}, {"udp", "tide.udp", tide__open_udp},
   {"process", "tide.process", tide__open_process},
-  {"fs", "tide.fs", tide__open_fs}, {"tls", "tide.tls", tide__open_tls},
+  {"fs", "tide.fs", tide__open_fs}, {"http", "tide.http", open_http},
+  {"tls", "tide.tls", tide__open_tls},
   {NULL, NULL, NULL}
 };
 

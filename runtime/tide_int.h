@@ -140,6 +140,7 @@ struct tide_Runtime {
   struct tide_Pool *pool;  /* pool.c: the loop of thread-pool requests */
   const void *taskmt;      /* the Task metatable (also the live array's),
                               for tide__totask */
+  struct tide_Http *http;  /* http_client_multi.c: curl's multi, or NULL */
 };
 
 /* alloc.c: tide's own C memory, from the host's allocator if it set one;
@@ -263,6 +264,8 @@ int tide__open_signal (lua_State *L);
 int tide__open_fs (lua_State *L);
 int tide__open_work (lua_State *L);
 int tide__open_tty (lua_State *L);
+int tide__open_http (lua_State *L);
+int tide__open_http_server (lua_State *L);   /* into tide.http */
 int tide__open_tls (lua_State *L);
 
 /* fs.c: a File on fd (which it owns), named name in messages */

@@ -124,6 +124,55 @@ describe("tide.Stream", function ()
     assert.equal("c" .. ("x"):rep(9), s:read(10))   -- nothing was lost
   end))
 
+  it("reads all that is buffered in one string, and at most n with read(n)", async(function ()
+    local srv <close> = assert(tide.tcp.listen("127.0.0.1", 0))
+    local _, port = srv:getsockname()
+    local w <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    local r <close> = assert(srv:accept())
+    local parts = {}
+    for i = 1, 100 do parts[i] = ("%04d"):format(i):rep(250) end
+    for i = 1, 100 do assert(w:write(parts[i])) end    -- 100 KB in 100 writes
+    assert(w:shutdown())
+    local all = table.concat(parts)
+    assert.equal("0001", r:read(4))
+    tide.sleep(0.05)                         -- the read-ahead takes in the rest
+    assert.equal(all:sub(5, 14), r:read(10))
+    assert.equal(all:sub(15), r:read())      -- one string, however it came
+    assert.is_nil(r:read())
+  end))
+
+  it("writes several strings in order, queueing what the socket does not take", async(function ()
+    local srv <close> = assert(tide.tcp.listen("127.0.0.1", 0))
+    local _, port = srv:getsockname()
+    local w <close> = assert(tide.tcp.connect("127.0.0.1", port))
+    local r <close> = assert(srv:accept())
+    assert(w:setoption("sndbuf", 16384))    -- the socket takes little
+    assert(r:setoption("rcvbuf", 16384))
+    local parts = {}
+    for i = 1, 40 do parts[i] = string.char(64 + i):rep(50000 + i) end
+    parts[20] = ""
+    assert.equal(w, w:write(table.unpack(parts)))   -- 2 MB: queued, no wait
+    -- Over the high-water mark a write waits; cancelled, it wrote nothing.
+    local late = tide.spawn(function () return w:write("late", ("!"):rep(100000)) end)
+    tide.sleep(0.02)
+    assert.is_false(late:done())
+    late:cancel()
+    assert.has_error(function () late:await() end)
+    local reader = tide.spawn(function ()
+      local got = {}
+      while true do
+        local data = r:read()
+        if not data then return table.concat(got) end
+        got[#got + 1] = data
+      end
+    end)
+    assert.equal(w, w:write("small", "", "end"))      -- waits, then goes on
+    assert(w:shutdown())
+    local got = reader:await()
+    assert.equal(#table.concat(parts) + #"smallend", #got)
+    assert.is_true(got == table.concat(parts) .. "smallend")
+  end))
+
   it("iterates lines; the last one may lack a newline", async(function ()
     local port, done = python([[
 import socket

@@ -79,6 +79,94 @@ kinds["tide.Stream"] = { waiter = "read", make = function ()
   end
 end }
 
+-- tide.http: two responses (the second closed) from a server of its own,
+-- which ends before they are returned.
+local function responses ()
+  local sv = assert(tide.tcp.listen("127.0.0.1", 0))
+  local _, port = sv:getsockname()
+  local server = tide.spawn(function ()
+    for _ = 1, 2 do
+      local s = assert(sv:accept())
+      s:read_until("\r\n\r\n")
+      s:write("HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\npong")
+      s:close()
+    end
+  end)
+  local url = ("http://127.0.0.1:%d/"):format(port)
+  local live = assert(tide.http.get(url))
+  local closed = assert(tide.http.get(url))
+  closed:close()
+  server:await()
+  sv:close()
+  return live, closed
+end
+
+kinds["tide.http.Response"] = { make = function ()
+  local live, closed = responses()
+  return live, closed, function ()
+    assert.equal(200, live.status)
+    assert.equal("pong", live:body())
+    live:close()
+  end
+end }
+
+kinds["tide.HttpTransfer"] = { make = function ()
+  local live, closed = responses()
+  return live._t, closed._t, function ()
+    assert.equal(200, (live._t:_info()))
+    live:close()
+  end
+end }
+
+-- tide.http.serve: a Serving, and a request and its response from one of
+-- its handlers (finished: they are the closed ones).
+local function http_serve ()
+  local sv = assert(tide.http.serve("127.0.0.1", 0, function (req, res)
+    return 200, nil, req.method
+  end))
+  return sv, function ()
+    local _, port = sv:getsockname()
+    local r = assert(tide.http.get(("http://127.0.0.1:%d/"):format(port)))
+    assert.equal("GET", r:body())
+    sv:close()
+  end
+end
+
+kinds["tide.http.Serving"] = {
+  task = true,
+  make = function ()
+    local sv, check = http_serve()
+    local c = http_serve()
+    c:close()
+    return sv, c, check
+  end,
+  outside = http_serve,
+}
+
+local function http_exchange ()
+  local got
+  local sv = assert(tide.http.serve("127.0.0.1", 0, function (req, res)
+    got = { req, res }
+    return 200, nil, "ok"
+  end))
+  local _, port = sv:getsockname()
+  assert(tide.http.get(("http://127.0.0.1:%d/"):format(port)))
+  sv:close()
+  return got[1], got[2]
+end
+
+kinds["tide.http.Request"] = { make = function ()
+  local req = http_exchange()
+  return nil, req, nil
+end }
+
+kinds["tide.http.ServerResponse"] = { make = function ()
+  local _, res = http_exchange()
+  return nil, res, nil
+end }
+
+kinds["tide.HttpParser"] = {}      -- a connection's, inside tide.http.serve
+
 kinds["tide.UdpSocket"] = { waiter = "recv", make = function ()
   local u = assert(tide.udp.bind("127.0.0.1", 0))
   local c = assert(tide.udp.bind("127.0.0.1", 0))

@@ -1,0 +1,599 @@
+-- http_server.lua: tide.http.serve, an HTTP/1.1 server: a task per
+-- connection (as tide.tcp.serve), its requests parsed by http-parser
+-- (bindings/http_server_parser.c) straight from what the connection reads,
+-- handled one after the other (pipelined ones in order), and responses
+-- built in C (bindings/http_server.c), most in one write.
+local tide, sched = ...
+
+local http = tide.http
+local newparser, respond, frame = http._parser, http._response, http._chunk
+http._parser, http._response, http._chunk = nil, nil, nil
+
+local getmetatable, next, pairs, pcall, rawget, setmetatable, tonumber,
+      tostring, type, xpcall =
+      getmetatable, next, pairs, pcall, rawget, setmetatable, tonumber,
+      tostring, type, xpcall
+local concat, lower, char = table.concat, string.lower, string.char
+local huge, tointeger = math.huge, math.tointeger
+local now, sleep, spawn = tide.now, tide.sleep, tide.spawn
+local traceback = debug.traceback
+
+-- Wrong use: see tide.lua.
+local argerror, typeerror = sched.argerror, sched.typeerror
+local checkself, raise = sched.checkself, sched.error
+local checknumber, checkinteger = sched.checknumber, sched.checkinteger
+local classof, new = sched.classof, sched.new
+
+-- ---- Requests --------------------------------------------------------------
+
+-- req.headers: each field by its name in lower case (repeated fields
+-- joined with ", "); any case finds it.
+local Headers = {}
+function Headers.__index (h, name)
+  if type(name) ~= "string" then return nil end
+  return rawget(h, lower(name))
+end
+
+local Request = sched.newclass("tide.http.Request")
+local Response = sched.newclass("tide.http.ServerResponse")
+Response.__index = Response
+local methods = {}
+
+-- req.query: the query string decoded, made on first use.
+local function unescape (s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function (h) return char(tonumber(h, 16)) end))
+end
+
+local function decodequery (q)
+  local t = {}
+  if q == nil then return t end
+  for pair in q:gmatch("[^&;]+") do
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if not k then k, v = pair, "" end
+    k, v = unescape(k), unescape(v)
+    local old = t[k]
+    if old == nil then t[k] = v
+    elseif type(old) == "table" then old[#old + 1] = v
+    else t[k] = { old, v } end
+  end
+  return t
+end
+
+function Request.__index (req, k)
+  if getmetatable(req) ~= Request then checkself(req, Request) end
+  if k == "query" then
+    local q = decodequery(rawget(req, "_query"))
+    req.query = q
+    return q
+  end
+  return methods[k]
+end
+
+local function checkreq (req)
+  if getmetatable(req) ~= Request then checkself(req, Request) end
+  return req
+end
+
+local CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n"
+
+-- The next piece of the body of c's current request, nil at its end, or
+-- nil, message, code.
+local function nextpiece (c)
+  if c.bodydone then return nil end
+  local s, p = c.s, c.p
+  while true do
+    local data, pos, done = p:body(c.buf, c.pos)
+    if data == false then
+      c.bad, c.badmsg = pos, done
+      return nil, "bad request body: " .. done, "EPROTO"
+    end
+    c.pos = pos
+    if done then c.bodydone = true end
+    if data then
+      local n = c.received + #data
+      c.received = n
+      if n > c.srv.max_body then
+        c.bad, c.badmsg = 413, "request body too large"
+        return nil, "request body too large", "E2BIG"
+      end
+      return data
+    end
+    if done then return nil end
+    if c.expect and not c.started then
+      c.expect = false
+      local ok, err, code = s:write(CONTINUE)
+      if not ok then return nil, err, code end
+    end
+    c.deadline = now() + c.srv.body_timeout
+    local more, err, code = s:read()
+    c.deadline = nil
+    if not more then
+      c.broken = true
+      if err == nil or c.timedout then
+        if c.timedout then
+          return nil, "request body timed out", "ETIMEDOUT"
+        end
+        return nil, "connection closed before the body ended", "EOF"
+      end
+      return nil, err, code
+    end
+    c.buf, c.pos = more, 1
+  end
+end
+
+-- req:read([n]) -> up to n bytes of the body (as they come), nil at its
+-- end | nil, message, code
+function methods.read (req, n)
+  checkreq(req)
+  if n ~= nil then
+    n = checkinteger(2, n)
+    if n <= 0 then argerror(2, "positive size expected") end
+  end
+  local c = req._c
+  local data, err, code
+  if c.rest then
+    data, c.rest = c.rest, nil
+  else
+    data, err, code = nextpiece(c)
+    if not data then return nil, err, code end
+  end
+  if n and #data > n then
+    data, c.rest = data:sub(1, n), data:sub(n + 1)
+  end
+  return data
+end
+
+-- req:body() -> the whole body (at most max_body bytes) | nil, message,
+-- code
+function methods.body (req)
+  checkreq(req)
+  local c = req._c
+  local parts, i = { c.rest }, c.rest and 1 or 0
+  c.rest = nil
+  while true do
+    local data, err, code = nextpiece(c)
+    if not data then
+      if err then return nil, err, code end
+      return concat(parts, "", 1, i)
+    end
+    i = i + 1
+    parts[i] = data
+  end
+end
+
+-- ---- Responses -------------------------------------------------------------
+
+local function checkres (res)
+  if getmetatable(res) ~= Response then checkself(res, Response) end
+  return res
+end
+
+local function checkunstarted (res)
+  if res._c.started then raise("%s: the response has started") end
+end
+
+-- Read and drop what is left of a body the handler did not read, when it
+-- is small (at most DRAIN bytes) and the client is not waiting for a 100
+-- Continue, so that the connection can go on.
+local DRAIN = 64 * 1024
+
+local function drain (c, req)
+  if c.bodydone or c.expect or c.bad or (req._length or 0) > DRAIN then
+    return
+  end
+  local left = DRAIN - c.received
+  while left > 0 do
+    local data = nextpiece(c)
+    if not data then return end
+    left = left - #data
+  end
+end
+
+-- Whether the connection must close after this response.
+local function closing (c, req)
+  return not req._keep or c.srv.closed or (req._body and not c.bodydone)
+         or req._upgrade or c.bad ~= nil
+end
+
+local nobody = { [204] = true, [304] = true }
+
+-- res:status(code) -> res
+function Response:status (code)
+  checkres(self)
+  code = checkinteger(2, code)
+  if code < 100 or code > 999 then argerror(2, "status out of range") end
+  checkunstarted(self)
+  self._status = code
+  return self
+end
+
+-- res:header(name, value) -> res: sets the field (a list of values sends
+-- it once for each); Content-Length sets the length of what write sends.
+function Response:header (name, value)
+  checkres(self)
+  if type(name) ~= "string" then typeerror(2, "string", name) end
+  local tv = type(value)
+  if tv ~= "string" and tv ~= "number" and tv ~= "table" and value ~= nil then
+    typeerror(3, "string", value)
+  end
+  checkunstarted(self)
+  local k = lower(name)
+  if k == "content-length" then
+    local n = tointeger(tonumber(value))
+    if value ~= nil and not (n and n >= 0) then
+      argerror(3, "non-negative integer expected")
+    end
+    self._length = n
+    return self
+  end
+  local h, names = self._h, self._names
+  if not h then
+    h, names = {}, {}
+    self._h, self._names = h, names
+  end
+  local old = names[k]
+  if old then h[old] = nil end
+  names[k] = value ~= nil and name or nil
+  h[name] = value
+  return self
+end
+
+local function send (c, data)
+  local ok, err, code = c.s:write(data)
+  if not ok then
+    c.broken = true
+    return nil, err, code
+  end
+  return true
+end
+
+-- Send the head; length: >= 0, -1 (chunked) or -2 (neither).
+local function start (res, length, body)
+  local c, req = res._c, res._req
+  local status = res._status or 200
+  if nobody[status] or status < 200 then length, body = -2, nil end
+  local close = closing(c, req)
+  if length == -2 and status >= 200 and not nobody[status] then close = true end
+  local data, closes = respond(status, res._h, length, body, close,
+                               req.method == "HEAD")
+  c.close = closes
+  c.started = true
+  res._chunked = length == -1
+  return send(c, data)
+end
+
+-- res:write(chunk) -> true | nil, message, code: the head first if not
+-- sent, chunked when no Content-Length was set (HTTP/1.1).
+function Response:write (data)
+  checkres(self)
+  if type(data) ~= "string" then
+    if type(data) ~= "number" then typeerror(2, "string", data) end
+    data = tostring(data)
+  end
+  local c = self._c
+  if self._finished then raise("%s: the response has finished") end
+  if not c.started then
+    local length = self._length or (self._req.version == "1.1" and -1 or -2)
+    local ok, err, code = start(self, length)
+    if not ok then return nil, err, code end
+  end
+  if self._req.method == "HEAD" or data == "" then return true end
+  if self._chunked then data = frame(data) end
+  return send(c, data)
+end
+
+-- res:finish([body]) -> true | nil, message, code
+function Response:finish (body)
+  checkres(self)
+  if body ~= nil and type(body) ~= "string" then
+    if type(body) ~= "number" then typeerror(2, "string", body) end
+    body = tostring(body)
+  end
+  if self._finished then raise("%s: the response has finished") end
+  self._finished = true
+  local c = self._c
+  if not c.started then
+    return start(self, self._length or (body and #body or 0), body)
+  end
+  if self._req.method == "HEAD" then return true end
+  if self._chunked then
+    return send(c, body and body ~= "" and frame(body) .. "0\r\n\r\n"
+                    or "0\r\n\r\n")
+  end
+  if body and body ~= "" then return send(c, body) end
+  return true
+end
+
+-- res:upgrade() -> Stream, bytes: after a 101 with the headers set, the
+-- connection's raw Stream (the handler's until it returns) and what the
+-- peer sent after the request's head.
+function Response:upgrade ()
+  checkres(self)
+  checkunstarted(self)
+  local c = self._c
+  self._status = 101
+  local h = self._h or {}
+  if not self._names or not self._names.connection then
+    h.Connection = "Upgrade"
+  end
+  local data = respond(101, h, -2, nil, false, false)
+  c.started, self._finished, c.upgraded = true, true, true
+  local ok, err, code = send(c, data)
+  if not ok then return nil, err, code end
+  local rest = c.buf:sub(c.pos)
+  c.buf, c.pos = "", 1
+  return c.s, rest
+end
+
+-- ---- Connections -----------------------------------------------------------
+
+local function report (fname, err)
+  io.stderr:write(fname, ": error in a request handler: ", tostring(err),
+                  "\n")
+end
+
+local function handlererror (e)
+  if tide.iscancelled(e) then return e end
+  return traceback(tostring(e), 2)
+end
+
+-- A response for a request that broke a limit or was malformed; the
+-- connection closes after it.
+local function refuse (c, status, msg)
+  c.close = true
+  if c.started then return end
+  c.started = true
+  send(c, (respond(status, { ["Content-Type"] = "text/plain" }, #msg + 1,
+                   msg .. "\n", true, false)))
+end
+
+-- One request: its handler's response, finished. Returns whether the
+-- connection goes on.
+local function serve_request (c, req, complete)
+  local srv = c.srv
+  req._c = c
+  c.started, c.close, c.bad, c.rest, c.received = false, false, nil, nil, 0
+  c.bodydone = complete
+  c.expect = false
+  if req._body then
+    local len = req._length
+    if len and len > srv.max_body then
+      refuse(c, 413, "request body too large")
+      return false
+    end
+    local e = rawget(req.headers, "expect")
+    c.expect = e ~= nil and lower(e) == "100-continue"
+  end
+  local res = setmetatable({ _c = c, _req = req }, Response)
+  local ok, status, headers, body = xpcall(srv.handler, handlererror, req, res)
+  if not ok then
+    if tide.iscancelled(status) then return false end
+    report(srv.fname, status)
+    if c.started then return false end
+    refuse(c, 500, "internal server error")
+    return false
+  end
+  if c.broken then return false end
+  if c.upgraded then return false end
+  if c.bad and not c.started then
+    refuse(c, c.bad, c.bad == 413 and "request body too large"
+                     or "bad request: " .. tostring(c.badmsg))
+    return false
+  end
+  if not res._finished then
+    if not c.started and req._body then drain(c, req) end
+    if status ~= nil and not c.started then
+      if type(status) ~= "number" or status < 100 or status > 999 then
+        report(srv.fname, "bad status returned by the handler: "
+                          .. tostring(status))
+        refuse(c, 500, "internal server error")
+        return false
+      end
+      res._status = status
+      if headers ~= nil and type(headers) ~= "table" then
+        report(srv.fname, "bad headers returned by the handler")
+        refuse(c, 500, "internal server error")
+        return false
+      end
+      if headers then
+        for k, v in pairs(headers) do
+          if type(k) == "string" and lower(k) == "content-length" then
+            -- the body says it
+          else
+            res._h = res._h or {}
+            res._h[k] = v
+          end
+        end
+      end
+      if body ~= nil and type(body) ~= "string" then body = tostring(body) end
+      res._finished = true
+      local sent, err = pcall(start, res, body and #body or 0, body)
+      if not sent then
+        report(srv.fname, err)
+        return false
+      end
+    else
+      res:finish()
+    end
+  end
+  return not c.close and not c.broken
+end
+
+local IDLE, HEAD, BUSY = 0, 1, 2
+
+local function connection (srv, s)
+  local c = { s = s, srv = srv, buf = "", pos = 1, state = IDLE,
+              received = 0 }
+  local p = newparser(srv.max_header, Headers, Request)
+  c.p = p
+  local conns = srv.conns
+  conns[c] = true
+  local _ <close> = setmetatable({}, { __close = function ()
+    conns[c] = nil
+    s:close()
+  end })
+  c.deadline = now() + srv.header_timeout
+  local buf, pos = "", 1
+  while true do
+    local req, npos, complete = p:head(buf, pos)
+    if req then
+      c.buf, c.pos, c.state, c.deadline = buf, npos, BUSY, nil
+      if not serve_request(c, req, complete) then return end
+      if srv.closed then return end
+      buf, pos, c.state = c.buf, c.pos, IDLE
+    elseif req == nil then
+      if c.state == IDLE then
+        if srv.closed then return end
+        c.deadline = now() + srv.idle_timeout
+      end
+      local data = s:read()
+      if not data then return end
+      if c.state == IDLE then
+        c.state, c.deadline = HEAD, now() + srv.header_timeout
+      end
+      buf, pos = data, 1
+    else
+      refuse(c, npos, npos == 431 and "request header fields too large"
+                      or "bad request: " .. tostring(complete))
+      return
+    end
+  end
+end
+
+-- The connections past their deadline (header, idle, body) are closed:
+-- their task sees its stream closed.
+local function sweep (srv, every)
+  while true do
+    sleep(every)
+    local t = now()
+    for c in pairs(srv.conns) do
+      local d = c.deadline
+      if d and d <= t then
+        c.timedout = true
+        c.s:close()
+      end
+    end
+  end
+end
+
+-- ---- Serving ----------------------------------------------------------------
+
+local Serving = sched.newclass("tide.http.Serving")
+Serving.__index = Serving
+
+local function checkserving (self)
+  if classof[self] ~= Serving then checkself(self, Serving) end
+end
+
+function Serving:getsockname ()
+  checkserving(self)
+  return self.server:getsockname()
+end
+
+-- Wait until the server has closed.
+function Serving:wait ()
+  checkserving(self)
+  return self.loop:await()
+end
+
+-- Stop accepting; close the idle connections; let the requests being
+-- handled finish for grace seconds (default 0: at once), their
+-- connections closing after them; then cancel those left. Returns once
+-- all have ended.
+function Serving:close (grace)
+  checkserving(self)
+  grace = grace ~= nil and checknumber(2, grace) or 0
+  if self.closed then return end
+  self.closed = true
+  self.server:close()
+  pcall(self.loop.await, self.loop)
+  self.sweeper:cancel()
+  pcall(self.sweeper.await, self.sweeper)
+  for c in pairs(self.conns) do
+    if c.state ~= BUSY then c.s:close() end
+  end
+  local w = self.handlers
+  if w:live() > 0 then
+    if grace > 0 then
+      tide.timeout(grace, function ()
+        while w:live() > 0 do w:wait() end
+      end)
+    end
+    w:cancel()
+    sched.shield(1)
+    while w:live() > 0 do pcall(w.wait, w) end
+    sched.shield(-1)
+  end
+end
+
+function Serving:__close ()
+  checkserving(self)
+  self:close()
+end
+
+local function accept_loop (self, max)
+  local w = self.handlers
+  local _ <close> = self.server
+  while true do
+    while w:next() do end
+    while w:live() >= max do w:wait() end
+    if self.closed then return end
+    local s, err, code = self.server:accept()
+    if not s then
+      if code == "ECANCELED" then return end
+      io.stderr:write(self.fname, ": accept: ", err, "\n")
+      sleep(0.1)
+    elseif not pcall(w.spawn, w, connection, self, s) then
+      s:close()
+    end
+  end
+end
+
+local function option (opts, i, k, default, positive)
+  local v = opts and opts[k]
+  if v == nil then return default end
+  local n = tonumber(v)
+  if not n or n < 0 or (positive and n == 0) then
+    argerror(i, ("'%s': %s number expected"):format(k,
+             positive and "positive" or "non-negative"))
+  end
+  return n
+end
+
+-- tide.http.serve(host, port, handler [, opts]) -> Serving | nil, msg,
+-- code. handler(req, res) runs for each request, in the task of its
+-- connection. opts: those of tide.tcp.listen (reuseport, backlog, ...),
+-- max_connections, max_header (bytes, 16 KiB), max_body (bytes, 1 MiB),
+-- header_timeout (s, 10), idle_timeout (s, 5), body_timeout (s, 10).
+function http.serve (host, port, handler, opts)
+  if type(host) ~= "string" then typeerror(1, "string", host) end
+  port = checkinteger(2, port)
+  if port < 0 or port > 65535 then argerror(2, "port out of range") end
+  if type(handler) ~= "function" then typeerror(3, "function", handler) end
+  if opts ~= nil and type(opts) ~= "table" then typeerror(4, "table", opts) end
+  local self = {
+    handler = handler, fname = "tide.http.serve", conns = {},
+    max_header = option(opts, 4, "max_header", 16 * 1024, true),
+    max_body = option(opts, 4, "max_body", 1024 * 1024),
+    header_timeout = option(opts, 4, "header_timeout", 10, true),
+    idle_timeout = option(opts, 4, "idle_timeout", 5, true),
+    body_timeout = option(opts, 4, "body_timeout", 10, true),
+  }
+  local max = option(opts, 4, "max_connections", huge, true)
+  if opts and opts.tls ~= nil then
+    argerror(4, "'tls': not supported yet")
+  end
+  local server, err, code = tide.tcp.listen(host, port, opts)
+  if not server then return nil, err, code end
+  self.server, self.handlers = server, sched.watch()
+  new(Serving, self)
+  local every = self.header_timeout
+  if self.idle_timeout < every then every = self.idle_timeout end
+  if self.body_timeout < every then every = self.body_timeout end
+  every = every / 4
+  if every > 1 then every = 1 end
+  self.sweeper = spawn(sweep, self, every)
+  self.loop = spawn(accept_loop, self, max)
+  return self
+end

@@ -1,0 +1,422 @@
+-- http_server_spec.lua: tide.http.serve (runtime/lua/http_server.lua,
+-- bindings/http_server*.c) against real peers on 127.0.0.1: curl, python3's
+-- http.client, tide's own client, raw sockets for what clients will not
+-- send (pipelining, malformed requests, slow peers), and wrk for load.
+local http = tide.http
+
+-- Serve handler on a free port for the length of fn(port, serving).
+local function serving (handler, opts, fn)
+  local sv = assert(http.serve("127.0.0.1", 0, handler, opts))
+  local _, port = sv:getsockname()
+  local ok, err = pcall(fn, port, sv)
+  sv:close()
+  assert(ok, err)
+end
+
+local function url (port, path)
+  return ("http://127.0.0.1:%d%s"):format(port, path or "/")
+end
+
+local function connect (port)
+  return assert(tide.tcp.connect("127.0.0.1", port))
+end
+
+-- Read one response from a raw stream: status, head, body (by
+-- Content-Length, chunked, or to the end).
+local function response (s, head_only)
+  local head = s:read_until("\r\n\r\n")
+  if not head then return nil end
+  local status = tonumber(head:match("^HTTP/1%.1 (%d+)"))
+  local len = head:match("\r\n[Cc]ontent%-[Ll]ength: (%d+)")
+  if head_only or status == 100 or status == 101 or status == 204 then
+    return status, head, ""
+  end
+  if len then return status, head, s:read_exactly(tonumber(len)) end
+  if head:find("chunked", 1, true) then
+    local parts = {}
+    while true do
+      local size = tonumber(s:read_until("\r\n"):match("%x+"), 16)
+      if size == 0 then s:read_until("\r\n") break end
+      parts[#parts + 1] = s:read_exactly(size)
+      s:read_exactly(2)
+    end
+    return status, head, table.concat(parts)
+  end
+  return status, head, readall(s)
+end
+
+local function hello () return 200, { ["Content-Type"] = "text/plain" }, "Hello, World!" end
+
+describe("tide.http.serve", function ()
+  it("answers tide's own client with status, headers and body", async(function ()
+    serving(function (req)
+      return 201, { ["X-Path"] = req.path, ["X-A"] = req.query.a,
+                    ["X-Host"] = req.headers.HOST, ["X-Version"] = req.version,
+                    ["X-Method"] = req.method, ["X-Target"] = req.target },
+             "made"
+    end, nil, function (port)
+      local r = assert(http.get(url(port, "/p/q?a=x%20y&b=2")))
+      assert.equal(201, r.status)
+      assert.equal("made", r:body())
+      assert.equal("/p/q", r.headers["x-path"])
+      assert.equal("x y", r.headers["x-a"])
+      assert.equal("127.0.0.1:" .. port, r.headers["x-host"])
+      assert.equal("1.1", r.headers["x-version"])
+      assert.equal("GET", r.headers["x-method"])
+      assert.equal("/p/q?a=x%20y&b=2", r.headers["x-target"])
+      assert.is_truthy(r.headers.date)
+    end)
+  end))
+
+  it("keeps connections alive for curl (HTTP/1.1)", async(function ()
+    serving(hello, nil, function (port)
+      local out = background(("curl -sv %s %s"):format(url(port), url(port, "/2")))()
+      local _, n = out:gsub("Hello, World!", "")
+      assert.equal(2, n, out)
+      assert.matches("Re%-using existing connection", out)
+    end)
+  end))
+
+  it("answers pipelined requests in order", async(function ()
+    serving(function (req)
+      if req.path == "/slow" then tide.sleep(0.05) end
+      return 200, nil, req.path
+    end, nil, function (port)
+      local s = connect(port)
+      s:write("GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+              .. "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /d HTTP/1.1\r\n\r\n")
+      for _, want in ipairs { "/slow", "/b", "/c", "/d" } do
+        local status, _, body = response(s)
+        assert.equal(200, status)
+        assert.equal(want, body)
+      end
+      s:close()
+    end)
+  end))
+
+  it("sends 100 Continue before reading a body the client waits to send", async(function ()
+    serving(function (req) return 200, nil, "got " .. req:body() end, nil, function (port)
+      local s = connect(port)
+      s:write("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+      assert.equal(100, (response(s)))
+      s:write("data")
+      local status, _, body = response(s)
+      assert.equal(200, status)
+      assert.equal("got data", body)
+      s:close()
+      local out = background(("curl -s -H 'Expect: 100-continue' --data-binary hello %s")
+                             :format(url(port)))()
+      assert.equal("got hello", out)
+    end)
+  end))
+
+  it("answers HEAD with the length and no body", async(function ()
+    serving(hello, nil, function (port)
+      local s = connect(port)
+      s:write("HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      local status, head = response(s, true)
+      assert.equal(200, status)
+      assert.matches("Content%-Length: 13", head)
+      local _, _, body = response(s)
+      assert.equal("Hello, World!", body)
+      s:close()
+    end)
+  end))
+
+  it("takes chunked uploads from curl and streams chunked responses to python3", async(function ()
+    serving(function (req, res)
+      if req.method == "POST" then
+        local n = 0
+        while true do
+          local d = req:read(1000)
+          if not d then break end
+          n = n + #d
+        end
+        return 200, nil, tostring(n)
+      end
+      for i = 1, 3 do res:write("part" .. i .. ";") end
+      res:finish()
+    end, nil, function (port)
+      local file = tmpfile(("x"):rep(300000))
+      local out = background(("curl -s -H 'Transfer-Encoding: chunked' --data-binary @%s %s")
+                             :format(file, url(port)))()
+      os.remove(file)
+      assert.equal("300000", out)
+      out = background(("python3 -c 'import http.client as h; c = h.HTTPConnection(\"127.0.0.1\", %d); "
+        .. "c.request(\"GET\", \"/\"); r = c.getresponse(); print(r.status, r.getheader(\"Transfer-Encoding\"), r.read().decode()); "
+        .. "c.request(\"GET\", \"/\"); print(c.getresponse().read().decode())'"):format(port))()
+      assert.equal("200 chunked part1;part2;part3;\npart1;part2;part3;\n", out)
+    end)
+  end))
+
+  it("streams a large body read slowly with bounded memory", async(function ()
+    local got = 0
+    serving(function (req)
+      while true do
+        local d = req:read()
+        if not d then break end
+        got = got + #d
+        if got % (4 * 1024 * 1024) < #d then tide.sleep(0.01) end
+      end
+      return 200, nil, tostring(got)
+    end, { max_body = math.huge }, function (port)
+      collectgarbage()
+      local before = collectgarbage("count")
+      local s = connect(port)
+      local total = 64 * 1024 * 1024
+      s:write(("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"):format(total))
+      local block = ("z"):rep(256 * 1024)
+      local peak = 0
+      for _ = 1, total // #block do
+        assert(s:write(block))
+        peak = math.max(peak, collectgarbage("count") - before)
+      end
+      local _, _, body = response(s)
+      assert.equal(tostring(total), body)
+      assert.is_true(peak < 48 * 1024, "peak Lua memory " .. peak .. " KiB")
+      s:close()
+    end)
+  end))
+
+  it("closes a connection whose head is too slow, and an idle one", async(function ()
+    serving(hello, { header_timeout = 0.2, idle_timeout = 0.3 }, function (port)
+      local s = connect(port)
+      local t = tide.now()
+      s:write("GET / HTTP/1.1\r\n")
+      assert.is_nil(s:read())
+      local d = tide.now() - t
+      assert.is_true(d >= 0.15 and d < 1.5, d)
+      s = connect(port)
+      s:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.equal(200, (response(s)))
+      t = tide.now()
+      assert.is_nil(s:read())
+      d = tide.now() - t
+      assert.is_true(d >= 0.25 and d < 1.5, d)
+    end)
+  end))
+
+  it("gives the handler a timeout when the body stops coming", async(function ()
+    local seen
+    serving(function (req)
+      seen = { req:body() }
+      return 200, nil, "late"
+    end, { body_timeout = 0.2 }, function (port)
+      local s = connect(port)
+      s:write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+      assert.is_nil(response(s))
+      assert.same({ nil, "request body timed out", "ETIMEDOUT" }, seen)
+    end)
+  end))
+
+  it("answers 400 to malformed requests, 431 to huge heads, 413 to huge bodies", async(function ()
+    serving(function (req) return 200, nil, req:body() end,
+            { max_header = 4096, max_body = 1000 }, function (port)
+      local s = connect(port)
+      s:write("GET / HTTP/1.1\r\nHost x\r\n\r\n")
+      assert.equal(400, (response(s)))
+      assert.is_nil(s:read())
+      s = connect(port)
+      s:write("BLAH\r\n\r\n")
+      assert.equal(400, (response(s)))
+      s = connect(port)
+      s:write("GET / HTTP/1.1\r\nX-Big: " .. ("a"):rep(5000) .. "\r\n\r\n")
+      assert.equal(431, (response(s)))
+      s = connect(port)
+      s:write("POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n")
+      assert.equal(413, (response(s)))
+      s = connect(port)
+      s:write("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n"
+              .. ("b"):rep(1001) .. "\r\n0\r\n\r\n")
+      assert.equal(413, (response(s)))
+      s = connect(port)
+      s:write("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+      assert.equal(400, (response(s)))
+    end)
+  end))
+
+  it("serves others while slowloris clients trickle their heads", async(function ()
+    serving(hello, { header_timeout = 0.5 }, function (port)
+      local slow = {}
+      for i = 1, 50 do
+        slow[i] = tide.spawn(function ()
+          local s = connect(port)
+          local line = "GET / HTTP/1.1\r\nX-A: b\r\n"
+          for j = 1, 1000 do
+            if not s:write(line:sub(j % #line + 1, j % #line + 1)) then break end
+            tide.sleep(0.05)
+            if j > 100 then return "not closed" end
+          end
+          return "closed"
+        end)
+      end
+      for _ = 1, 5 do
+        local r = assert(http.get(url(port)))
+        assert.equal("Hello, World!", r:body())
+      end
+      for i = 1, 50 do assert.equal("closed", slow[i]:await()) end
+    end)
+  end))
+
+  it("serves 1,000 concurrent clients", async(function ()
+    serving(function (req)
+      tide.sleep(0.01)
+      return 200, nil, req.path
+    end, nil, function (port)
+      local tasks = {}
+      for i = 1, 1000 do
+        tasks[i] = tide.spawn(function ()
+          local s = connect(port)
+          s:write("GET /" .. i .. " HTTP/1.1\r\nHost: x\r\n\r\n")
+          local _, _, body = response(s)
+          s:close()
+          return body
+        end)
+      end
+      for i = 1, 1000 do assert.equal("/" .. i, tasks[i]:await()) end
+    end)
+  end))
+
+  it("answers 500 to a handler that errors, and reports the error", function ()
+    local code = [[
+      local sv = assert(tide.http.serve("127.0.0.1", 0, function () error("boom") end))
+      local _, port = sv:getsockname()
+      local r = assert(tide.http.get(("http://127.0.0.1:%d/"):format(port)))
+      print(r.status)
+      sv:close()
+    ]]
+    local out, status = sh(TIDE .. " -e '" .. code .. "'")
+    assert.equal(0, status, out)
+    assert.matches("500", out)
+    assert.matches("error in a request handler: .*boom", out)
+    assert.matches("stack traceback", out)
+  end)
+
+  it("finishes a response the handler did not finish", async(function ()
+    serving(function (_, res) res:status(204) end, nil, function (port)
+      local r = assert(http.get(url(port)))
+      assert.equal(204, r.status)
+    end)
+  end))
+
+  it("tells the handler when the client leaves mid-body", async(function ()
+    local seen = tide.Queue()
+    serving(function (req)
+      seen:put({ req:body() })
+    end, nil, function (port)
+      local s = connect(port)
+      s:write("POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc")
+      tide.sleep(0.05)
+      s:close()
+      local r = seen:get()
+      assert.is_nil(r[1])
+      assert.equal("EOF", r[3])
+    end)
+  end))
+
+  it("closes gracefully: idle connections at once, busy ones after their response", async(function ()
+    local sv = assert(http.serve("127.0.0.1", 0, function ()
+      tide.sleep(0.2)
+      return 200, nil, "done"
+    end))
+    local _, port = sv:getsockname()
+    local idle = connect(port)
+    idle:write("GET / HTTP/1.1\r\n\r\n")
+    local busy = connect(port)
+    assert.equal(200, (response(idle)))
+    busy:write("GET / HTTP/1.1\r\n\r\n")
+    tide.sleep(0.05)
+    sv:close(2)
+    assert.is_nil(idle:read())
+    local status, head, body = response(busy)
+    assert.equal(200, status)
+    assert.equal("done", body)
+    assert.matches("Connection: close", head)
+    assert.is_nil(tide.tcp.connect("127.0.0.1", port))
+  end))
+
+  it("cancels the handlers still running when the grace ends", async(function ()
+    local cancelled = false
+    local sv = assert(http.serve("127.0.0.1", 0, function ()
+      local ok, e = pcall(tide.sleep, 10)
+      cancelled = not ok and tide.iscancelled(e)
+      error(e, 0)
+    end))
+    local _, port = sv:getsockname()
+    local s = connect(port)
+    s:write("GET / HTTP/1.1\r\n\r\n")
+    tide.sleep(0.05)
+    local t = tide.now()
+    sv:close(0.1)
+    assert.is_true(tide.now() - t < 1)
+    assert.is_true(cancelled)
+    assert.is_nil(s:read())
+  end))
+
+  it("hands the raw stream to the handler after a 101", async(function ()
+    serving(function (req, res)
+      assert.equal("echo", req.headers.upgrade)
+      res:header("Upgrade", "echo")
+      local s, rest = res:upgrade()
+      s:write("[" .. rest)
+      s:write(s:read_exactly(3) .. "]")
+    end, nil, function (port)
+      local s = connect(port)
+      s:write("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhi")
+      local status, head = response(s)
+      assert.equal(101, status)
+      assert.matches("Upgrade: echo", head)
+      s:write("xyz")
+      assert.equal("[hixyz]", readall(s))
+    end)
+  end))
+
+  it("limits the connections it serves at once", async(function ()
+    serving(function () tide.sleep(0.1) return 200, nil, "x" end,
+            { max_connections = 2 }, function (port)
+      local t = tide.now()
+      local tasks = {}
+      for i = 1, 6 do
+        tasks[i] = tide.spawn(function ()
+          local s = connect(port)
+          s:write("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+          return (response(s))
+        end)
+      end
+      for i = 1, 6 do assert.equal(200, tasks[i]:await()) end
+      assert.is_true(tide.now() - t >= 0.28)
+    end)
+  end))
+
+  it("shares a port with opts.reuseport", async(function ()
+    local a = assert(http.serve("127.0.0.1", 0, hello, { reuseport = true }))
+    local _, port = a:getsockname()
+    local b = assert(http.serve("127.0.0.1", port, hello, { reuseport = true }))
+    a:close()
+    local r = assert(http.get(url(port)))
+    assert.equal("Hello, World!", r:body())
+    b:close()
+  end))
+
+  it("raises on wrong use", async(function ()
+    assert.has_error(function () http.serve("127.0.0.1", 0, 3) end)
+    assert.has_error(function () http.serve("127.0.0.1", 0, hello, { max_body = -1 }) end)
+    serving(function (_, res)
+      res:write("x")
+      local ok, e = pcall(res.status, res, 404)
+      return nil, nil, tostring(ok) .. (ok and "" or tostring(e):match("has started") or e)
+    end, nil, function (port)
+      assert.equal("x", assert(http.get(url(port))):body())
+    end)
+  end))
+
+  it("stands wrk's load with no errors", async(function ()
+    serving(hello, nil, function (port)
+      local out = background(("wrk -t1 -c50 -d1s %s"):format(url(port)))()
+      local n = tonumber(out:match("(%d+) requests in"))
+      assert.is_true(n and n > 1000, out)
+      assert.is_nil(out:match("Non%-2xx"), out)
+      assert.is_nil(out:match("Socket errors"), out)
+    end)
+  end))
+end)
