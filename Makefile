@@ -9,7 +9,8 @@ BUILD   ?= build
 PKGS     = lua5.4 libuv libedit openssl
 DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev libedit-dev lua5.4 lua-busted valgrind tmux \
            python3 curl libcurl4-openssl-dev nginx openssl libhttp-parser-dev libssl-dev
-BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time
+BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time wrk nginx libnginx-mod-http-lua \
+            python3-aiohttp lua-http
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
@@ -165,7 +166,7 @@ bench: deps
 # inputs in that corpus.
 FUZZDEPS  = clang libclang-rt-14-dev
 FUZZ_S   ?= 60
-FUZZERS   = stream streambuf work cli tls
+FUZZERS   = stream streambuf work cli http_server tls
 FUZZSAN   = -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=all
 .PHONY: fuzz fuzzers
@@ -180,7 +181,7 @@ fuzzers: $(FUZZERS:%=$(BUILD)/fuzz_%)
 
 # A harness may include the file it tests (for its static functions).
 $(BUILD)/fuzz_%: spec/fuzz/%.c spec/fuzz/fuzz.h bindings/stream.c \
-                 bindings/work.c runtime/main.c $(BUILD)/libtide.a \
+                 bindings/work.c bindings/http_server_parser.c runtime/main.c $(BUILD)/libtide.a \
                  $(BUILD)/obj/heap.o $(BUILD)/obj/repl.o $(BUILD)/obj/repl_lua.o
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/obj/heap.o \
 	  $(BUILD)/obj/repl.o $(BUILD)/obj/repl_lua.o $(BUILD)/libtide.a \

@@ -9,8 +9,9 @@
 # Environment: LUA (lua5.4), NODE (node), PYTHON (Debian's /usr/bin/python3),
 # BENCH_REPEAT (3 passes), BENCH_TIMEOUT (300 s per program),
 # BENCH_ONLY (some of "tasks startup switch echo tls queue process fs
-# http_client"; all by default), NGINX (nginx). The fs section writes
-# 266 MiB of files under a temporary directory (TMPDIR), removed at the end.
+# http_client http_server"; all by default), NGINX (nginx). The fs section
+# writes 266 MiB of files under a temporary directory (TMPDIR), removed at
+# the end.
 set -u
 
 BUILD=${1:-build}
@@ -23,7 +24,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 REPEAT=${BENCH_REPEAT:-3}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 LIMIT=$TIMEOUT
-ONLY=${BENCH_ONLY:-tasks startup switch echo tls queue process fs http_client}
+ONLY=${BENCH_ONLY:-tasks startup switch echo tls queue process fs http_client http_server}
 BIN=$BUILD/bench
 OUT=$BUILD/bench.txt
 
@@ -166,7 +167,7 @@ unavailable() { cat "$TMP/na.${1%%_*}" 2>/dev/null; }
 # ---------------------------------------------------------------- C helpers
 mkdir -p "$BIN"
 UV=$(pkg-config --cflags --libs libuv)
-for prog in startup load_uv bulk_uv echo_uv; do
+for prog in startup load_uv bulk_uv echo_uv http_idle_uv; do
   # shellcheck disable=SC2086
   cc -O2 -o "$BIN/$prog" "$BENCH/$prog.c" $UV 2> "$TMP/cc.$prog" ||
     { say "cc $prog.c failed:"; cat "$TMP/cc.$prog" >&2; rm -f "$BIN/$prog"; }
@@ -693,6 +694,188 @@ if want http_client; then
   done
 fi
 
+# ------------------------------------------------------------- HTTP server
+# wrk (HTTPD_CONNS kept-alive connections, HTTPD_SECS s, after 1 s of
+# warm-up) against a server answering 13 bytes; then, on a fresh server,
+# HTTPD_IDLE kept-alive connections left idle (bench/http_idle_uv.c) and
+# the server's RSS before and after. Pinned as the echo servers are.
+HTTPD_PEERS="tide node nginx nginx_lua aiohttp luahttp"
+HTTPD_IDLE_PEERS="tide node nginx"
+HTTPD_SECS=5 HTTPD_CONNS=50 HTTPD_IDLE=10000
+HTTPD=$TMP/httpd
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+httpd_cmd() {  # PEER PORT
+  case $1 in
+    tide) echo "$TIDE $BENCH/http_server.lua $2" ;;
+    node) echo "$NODE $BENCH/http_server.js $2" ;;
+    nginx|nginx_lua) echo "$NGINX -p $HTTPD -c $HTTPD/$1.conf -e $HTTPD/error.log" ;;
+    aiohttp) echo "$PYTHON $BENCH/http_server_aiohttp.py $2" ;;
+    luahttp) echo "$LUA $BENCH/http_server_luahttp.lua $2" ;;
+  esac
+}
+# httpd_conf PEER PORT: nginx's configuration, one worker, keep-alive 60 s;
+# nginx_lua loads the Lua module (libnginx-mod-http-lua) and answers from
+# content_by_lua_block.
+httpd_conf() {
+  if [ "$1" = nginx_lua ]; then
+    load="load_module /usr/lib/nginx/modules/ndk_http_module.so; load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;"
+    body="default_type text/plain; content_by_lua_block { ngx.print('Hello, World!') }"
+  else
+    load="" body="return 200 'Hello, World!';"
+  fi
+  cat > "$HTTPD/$1.conf" <<EOF
+daemon off; master_process off; worker_processes 1;
+$load
+pid $HTTPD/nginx.pid; error_log $HTTPD/error.log;
+events { worker_connections 20000; }
+http {
+  access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
+  client_body_temp_path $HTTPD; proxy_temp_path $HTTPD; fastcgi_temp_path $HTTPD;
+  uwsgi_temp_path $HTTPD; scgi_temp_path $HTTPD;
+  server { listen 127.0.0.1:$2; location / { $body } }
+}
+EOF
+}
+httpd_stop() {
+  kill "$SERVER_PID" 2>/dev/null
+  wait "$SERVER_PID" 2>/dev/null
+  SERVER_PID=""
+}
+# httpd_start PEER: start PEER's server on a free port (HTTPD_PORT); 1 and
+# why in $TMP/why if it does not answer.
+httpd_start() {
+  HTTPD_PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
+    { echo "no free port" > "$TMP/why"; return 1; }
+  case $1 in nginx*) httpd_conf "$1" "$HTTPD_PORT" ;; esac
+  : > "$HTTPD/error.log"
+  # shellcheck disable=SC2046,SC2086
+  $PIN_SERVER $(httpd_cmd "$1" "$HTTPD_PORT") > "$HTTPD/server.out" 2>&1 &
+  SERVER_PID=$!
+  tries=100
+  until curl -sf -o /dev/null "http://127.0.0.1:$HTTPD_PORT/"; do
+    tries=$((tries - 1))
+    if [ "$tries" -le 0 ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      why=$(cat "$HTTPD/server.out" "$HTTPD/error.log" | grep -v '^[[:space:]]*$' |
+              grep -v '^stack traceback' | head -n 1 | cut -c1-80)
+      echo "server did not start${why:+: $why}" > "$TMP/why"
+      httpd_stop
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# httpd_round PEER: wrk against a fresh server of PEER's, once.
+httpd_round() {
+  if ! httpd_start "$1"; then
+    cp "$TMP/why" "$TMP/keep.http_server.$1.fail"
+    return
+  fi
+  # shellcheck disable=SC2086
+  $PIN_CLIENT wrk -t1 -c"$HTTPD_CONNS" -d1s "http://127.0.0.1:$HTTPD_PORT/" > /dev/null 2>&1
+  # shellcheck disable=SC2086
+  if attempt $PIN_CLIENT wrk -t1 -c"$HTTPD_CONNS" -d"${HTTPD_SECS}s" --latency \
+      "http://127.0.0.1:$HTTPD_PORT/"; then
+    awk '/Requests\/sec/ { print "http_server_per_s\t" $2 }
+         / 99% / { v = $2; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0;
+                   else if (v ~ /s$/) v = v * 1000; print "p99_ms\t" v }
+         /Non-2xx|Socket errors/ { print "errors\t" $0 }' "$TMP/out" > "$TMP/out.wrk"
+    if grep -q '^errors' "$TMP/out.wrk"; then
+      grep '^errors' "$TMP/out.wrk" | head -n 1 | cut -f2 | sed 's/^ *//' | cut -c1-80 \
+        > "$TMP/keep.http_server.$1.fail"
+    else
+      cp "$TMP/out.wrk" "$TMP/out"
+      keep http_server "$1" http_server_per_s higher
+    fi
+  else
+    cp "$TMP/why" "$TMP/keep.http_server.$1.fail"
+  fi
+  httpd_stop
+}
+# httpd_idle PEER: HTTPD_IDLE idle kept-alive connections to a fresh server
+# of PEER's; idle_kib_per_conn and idle_rss_mib in $TMP/out, or 1 and why.
+httpd_idle() {
+  httpd_start "$1" || return 1
+  sleep 0.5
+  before=$(rss_kib "$SERVER_PID")
+  # shellcheck disable=SC2086
+  $PIN_CLIENT "$BIN/http_idle_uv" 127.0.0.1 "$HTTPD_PORT" "$HTTPD_IDLE" \
+    > "$HTTPD/idle.out" 2> "$HTTPD/idle.err" &
+  cpid=$!
+  tries=600
+  until grep -q ready "$HTTPD/idle.out"; do
+    tries=$((tries - 1))
+    if [ "$tries" -le 0 ] || ! kill -0 "$cpid" 2>/dev/null; then
+      echo "the client did not get its $HTTPD_IDLE connections: $(head -n 1 "$HTTPD/idle.err" | cut -c1-60)" > "$TMP/why"
+      kill "$cpid" 2>/dev/null
+      wait "$cpid" 2>/dev/null
+      httpd_stop
+      return 1
+    fi
+    sleep 0.1
+  done
+  sleep 1
+  after=$(rss_kib "$SERVER_PID")
+  kill "$cpid" 2>/dev/null
+  wait "$cpid" 2>/dev/null
+  httpd_stop
+  awk -v a="$after" -v b="$before" -v n="$HTTPD_IDLE" \
+    'BEGIN { printf "idle_kib_per_conn\t%.2f\nidle_rss_mib\t%.1f\n", (a - b) / n, a / 1024 }' > "$TMP/out"
+  echo "$after" > "$TMP/rss"
+}
+if want http_server; then
+  mkdir -p "$HTTPD"
+  why=""
+  command -v wrk >/dev/null || why="wrk not found (Debian package wrk)"
+  command -v curl >/dev/null || why="curl not found"
+  for peer in $HTTPD_PEERS; do
+    w=$why
+    case $peer in
+      nginx*) [ -x "$NGINX" ] || w=${w:-"nginx not found (Debian package nginx)"} ;;
+      luahttp) w=${w:-$(unavailable lua)} ;;
+      aiohttp) w=${w:-$(unavailable python)} ;;
+      *) w=${w:-$(unavailable "$peer")} ;;
+    esac
+    case $peer in
+      nginx_lua) [ -n "$w" ] || [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] ||
+          w="nginx's Lua module not installed (Debian package libnginx-mod-http-lua)" ;;
+      aiohttp) [ -n "$w" ] || "$PYTHON" -c 'import aiohttp' 2>/dev/null ||
+          w="$PYTHON cannot import aiohttp (Debian package python3-aiohttp)" ;;
+      luahttp) [ -n "$w" ] || "$LUA" "$BENCH/http_server_luahttp.lua" check >/dev/null 2>&1 ||
+          w="$LUA cannot load lua-http (Debian package lua-http)" ;;
+    esac
+    [ -n "$w" ] && skip http_server "$peer" "$w"
+    [ -z "$w" ] && [ ! -x "$BIN/http_idle_uv" ] && w="bench/http_idle_uv.c did not compile"
+    [ -n "$w" ] && skip http_server_idle "$peer" "$w"
+  done
+  r=1
+  while [ "$r" -le "$REPEAT" ]; do
+    for peer in $HTTPD_PEERS; do
+      [ -f "$TMP/keep.http_server.$peer.fail" ] && continue
+      say "http_server, pass $r/$REPEAT: $peer"
+      httpd_round "$peer"
+    done
+    for peer in $HTTPD_IDLE_PEERS; do
+      [ -f "$TMP/keep.http_server_idle.$peer.fail" ] && continue
+      say "http_server, $HTTPD_IDLE idle connections, pass $r/$REPEAT: $peer"
+      if httpd_idle "$peer"; then keep http_server_idle "$peer" idle_kib_per_conn lower
+      else cp "$TMP/why" "$TMP/keep.http_server_idle.$peer.fail"; fi
+    done
+    r=$((r + 1))
+  done
+  for peer in $HTTPD_PEERS; do
+    if kept http_server "$peer"; then
+      record http_server_per_s "$peer" "$(get http_server_per_s)"
+      record http_server_p99_ms "$peer" "$(get p99_ms)"
+    fi
+  done
+  for peer in $HTTPD_IDLE_PEERS; do
+    kept http_server_idle "$peer" || continue
+    record http_idle_kib_per_conn "$peer" "$(get idle_kib_per_conn)"
+    record http_idle_rss_mib "$peer" "$(get idle_rss_mib)"
+  done
+fi
+
 # ------------------------------------------------------------------- table
 version() { "$@" 2>&1 | head -n 1; }
 cat > "$DEFS" <<EOF
@@ -712,6 +895,10 @@ peer	c	libuv in C (ceiling)
 peer	node_agent	node, http.Agent keep-alive
 peer	node_fetch	node, fetch (undici)
 peer	curl	curl --parallel
+peer	nginx	nginx, one worker
+peer	nginx_lua	nginx + Lua module, one worker
+peer	aiohttp	python3 aiohttp
+peer	luahttp	lua5.4 + lua-http
 section	tasks100k	Tasks: 100,000 tasks each sleep 100 ms, then all are awaited	tide floor luv cqueues node python
 metric	tasks100k	tasks100k_wall_s	wall time (s)	lower
 metric	tasks100k	tasks100k_rss_mib	peak RSS (MiB)	lower
@@ -839,6 +1026,20 @@ note	http_client	connection, the whole body read. tide: tide.http.get in $HTTP_C
 note	http_client	on tide's loop); node: http.get with an http.Agent({keepAlive}), and fetch, in $HTTP_CONC
 note	http_client	async functions; curl: --parallel --parallel-max $HTTP_CONC. nginx: one worker.
 note	http_client	$PINNED Best of $REPEAT passes.
+section	http_server	HTTP server: wrk, $HTTPD_CONNS kept-alive connections, $HTTPD_SECS s, answering 13 bytes	tide node nginx nginx_lua aiohttp luahttp
+metric	http_server	http_server_per_s	requests/s	higher
+metric	http_server	http_server_p99_ms	p99 latency (ms, wrk)	lower
+note	http_server	wrk -t1 -c$HTTPD_CONNS after 1 s of warm-up, each peer on a fresh server. tide:
+note	http_server	tide.http.serve (bench/http_server.lua); node: http.createServer; nginx: one worker,
+note	http_server	\`return 200\`; nginx_lua: one worker, content_by_lua_block (libnginx-mod-http-lua);
+note	http_server	aiohttp: web.Application; luahttp: lua-http's http.server on cqueues. A run with
+note	http_server	socket errors or non-2xx answers counts as failed. $PINNED Best of $REPEAT passes.
+section	http_server_idle	HTTP server memory: $HTTPD_IDLE idle kept-alive connections	tide node nginx
+metric	http_server_idle	http_idle_kib_per_conn	KiB per connection	lower
+metric	http_server_idle	http_idle_rss_mib	RSS with them (MiB)	lower
+note	http_server_idle	bench/http_idle_uv.c (C, libuv) opens them, 100 at a time, each answered one GET, then
+note	http_server_idle	leaves them open; the server's VmRSS (/proc/PID/status) before and 1 s after,
+note	http_server_idle	over $HTTPD_IDLE. Each on a fresh server; lowest of $REPEAT passes.
 EOF
 
 {

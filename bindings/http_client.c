@@ -201,11 +201,19 @@ static void on_done (tide_HttpLink *l, CURLcode rc) {
 
 /* ---- Errors --------------------------------------------------------------- */
 
-/* curl's message, its first letter lowered ("Could not resolve host: x"). */
+/* curl's message, its first letter lowered when its first word is an
+** ordinary one ("Could not resolve host: x"; "URL ..." and "OpenSSL ..."
+** stay as they are). */
 static const char *curlmsg (lua_State *L, Transfer *t) {
   const char *m = t->errbuf[0] ? t->errbuf : CU.easy_strerror(t->result);
+  const char *p = m + 1;
   char first[2] = { 0, 0 };
-  first[0] = (m[0] >= 'A' && m[0] <= 'Z') ? (char)(m[0] - 'A' + 'a') : m[0];
+  first[0] = m[0];
+  if (m[0] >= 'A' && m[0] <= 'Z') {
+    while (*p >= 'a' && *p <= 'z') p++;
+    if (!(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9'))
+      first[0] = (char)(m[0] - 'A' + 'a');
+  }
   return lua_pushfstring(L, "%s%s", first, m[0] ? m + 1 : "");
 }
 
@@ -432,9 +440,9 @@ static void set_tls (lua_State *L, Transfer *t) {
     setstr(L, e, CURLOPT_CAPATH, capath);
     return;
   }
-  if ((cafile = getenv("SSL_CERT_FILE")) != NULL)
+  if ((cafile = getenv("SSL_CERT_FILE")) != NULL && cafile[0] != '\0')
     setstr(L, e, CURLOPT_CAINFO, cafile);
-  if ((capath = getenv("SSL_CERT_DIR")) != NULL)
+  if ((capath = getenv("SSL_CERT_DIR")) != NULL && capath[0] != '\0')
     setstr(L, e, CURLOPT_CAPATH, capath);
 }
 
@@ -469,7 +477,11 @@ static void setup (lua_State *L, Transfer *t, int ud) {
   CU.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   CU.easy_setopt(e, CURLOPT_WRITEDATA, t);
   CU.easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
-  CU.easy_setopt(e, CURLOPT_PIPEWAIT, 1L);   /* share an HTTP/2 connection */
+  /* Over TLS, wait for a connection being made that may carry HTTP/2 rather
+  ** than open another; plain HTTP/1.1 requests go out at once, each on a
+  ** connection of its own. */
+  if (strncasecmp(lua_tostring(L, A_URL), "https:", 6) == 0)
+    CU.easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   setstr(L, e, CURLOPT_PROTOCOLS_STR, "http,https");
   setstr(L, e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   setstr(L, e, CURLOPT_URL, lua_tostring(L, A_URL));

@@ -109,7 +109,10 @@ static int on_header_value (http_parser *p, const char *at, size_t n) {
   return append(ps, at, n);
 }
 
+/* A CONNECT has none whatever its head says: http-parser ends the request
+** at its head, and what follows is the tunnel's. */
 static int hasbody (http_parser *p) {
+  if (p->method == HTTP_CONNECT) return 0;
   return (p->flags & F_CHUNKED) ||
          (p->content_length > 0 && p->content_length != ULLONG_MAX);
 }

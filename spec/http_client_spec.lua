@@ -142,6 +142,22 @@ describe("tide.http.request", function ()
     assert.equal("13", echoed(body, "content-length"))
   end))
 
+  it("raises when a body function gives more or fewer bytes than its size, and the next request is sound", async(function ()
+    local function source (parts)
+      local i = 0
+      return function () i = i + 1 return parts[i] end
+    end
+    local ok, err = pcall(http.post, url("/echo"), source { "a", "bb", "ccc" }, { size = 4 })
+    assert.is_false(ok)
+    assert.matches("'body': it gave more than its 4 bytes %('size'%)", err)
+    ok, err = pcall(http.post, url("/echo"), source { "abc" }, { size = 10, timeout = 5 })
+    assert.is_false(ok)
+    assert.matches("'body': it ended after 3 of its 10 bytes %('size'%)", err)
+    local res = assert(http.get(url("/echo")))
+    assert.equal(200, res.status)
+    assert.equal("GET", echoed(res:body(), "method"))
+  end))
+
   it("sends a file by path or a tide File, with its length", async(function ()
     local path = dir .. "/upload"
     local f = assert(io.open(path, "w"))
@@ -570,6 +586,17 @@ http {
     out = sh(("%s scripts/crawl.lua %s -d 0 2>/dev/null"):format(TIDE, tls("/site/index.html")))
     assert.matches("certificate verify failed", out)
     assert.matches("0 pages, 1 errors", out)
+  end)
+
+  it("sends plain HTTP requests at once, each on a connection of its own, from the first", function ()
+    -- A fresh program: no connection to the host yet.
+    local out, code = sh(("%s -e 'local t0 = tide.now() local fns = {} "
+      .. "for i = 1, 4 do fns[i] = function () return tide.http.get(%q):body() end end "
+      .. "tide.gather(table.unpack(fns)) print(tide.now() - t0)'")
+      :format(TIDE, url("/slow?s=0.5")))
+    assert.equal(0, code, out)
+    local took = tonumber(out:match("^(%S+)"))
+    assert.is_true(took >= 0.5 and took < 0.95, out)   -- not 1 s or more
   end)
 
   it("runs 200 requests at once", async(function ()

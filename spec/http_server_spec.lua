@@ -209,6 +209,30 @@ describe("tide.http.serve", function ()
     end)
   end))
 
+  it("gives the handler a timeout when the client stops reading the response", async(function ()
+    local seen, ended = nil, tide.Event()
+    serving(function (_, res)
+      local chunk = ("x"):rep(64 * 1024)
+      local t0 = tide.now()
+      for _ = 1, 100000 do
+        local ok, err, code = res:write(chunk)
+        if not ok then
+          seen = { err, code, tide.now() - t0 }
+          break
+        end
+      end
+      ended:set()
+    end, { write_timeout = 0.3 }, function (port)
+      local s = connect(port)
+      s:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      assert.is_truthy(tide.timeout(10, ended.wait, ended))
+      assert.equal("response write timed out", seen[1])
+      assert.equal("ETIMEDOUT", seen[2])
+      assert.is_true(seen[3] >= 0.3, tostring(seen[3]))
+      s:close()
+    end)
+  end))
+
   it("answers 400 to malformed requests, 431 to huge heads, 413 to huge bodies", async(function ()
     serving(function (req) return 200, nil, req:body() end,
             { max_header = 4096, max_body = 1000 }, function (port)
@@ -288,8 +312,21 @@ describe("tide.http.serve", function ()
     local out, status = sh(TIDE .. " -e '" .. code .. "'")
     assert.equal(0, status, out)
     assert.matches("500", out)
-    assert.matches("error in a request handler: .*boom", out)
+    assert.matches("tide.http.serve: error in a request handler: .*boom", out)
     assert.matches("stack traceback", out)
+    code = [[
+      local sv = assert(tide.http.serve("127.0.0.1", 0, function ()
+        error(setmetatable({}, { __tostring = function () error("no") end }))
+      end))
+      local _, port = sv:getsockname()
+      local r = assert(tide.http.get(("http://127.0.0.1:%d/"):format(port)))
+      print(r.status)
+      sv:close()
+    ]]
+    out, status = sh(TIDE .. " -e '" .. code .. "'")
+    assert.equal(0, status, out)
+    assert.matches("500", out)
+    assert.matches("error in a request handler: %(error object is a table value%)", out)
   end)
 
   it("finishes a response the handler did not finish", async(function ()

@@ -7,8 +7,8 @@ local http = tide.http
 local start = http._start
 http._start = nil
 
-local getmetatable, ipairs, pairs, rawget, setmetatable, tostring, type =
-      getmetatable, ipairs, pairs, rawget, setmetatable, tostring, type
+local getmetatable, ipairs, pairs, rawget, setmetatable, tonumber, tostring, type =
+      getmetatable, ipairs, pairs, rawget, setmetatable, tonumber, tostring, type
 local concat, tointeger = table.concat, math.tointeger
 local lower, find = string.lower, string.find
 
@@ -231,7 +231,8 @@ local function field (i, name, msg)
 end
 
 local function isnumber (i, k, v)
-  if type(v) ~= "number" or not (v >= 0) then
+  v = tonumber(v)
+  if not v or not (v >= 0) then
     field(i, k, "non-negative number expected")
   end
 end
@@ -322,6 +323,29 @@ end
 -- ---- Requests ----------------------------------------------------------------
 
 -- Closes the file a request opened when it fails, is cancelled or raises.
+-- A body source that gives exactly size bytes, from src: one that gives
+-- more, or ends before, would send a request other than the one announced
+-- (the extra bytes would be taken for the next request on the connection).
+local function exact (src, size)
+  local left = size
+  return function ()
+    local chunk = src()
+    if type(chunk) ~= "string" then
+      if chunk == nil and left > 0 then
+        argerror(1, ("'body': it ended after %d of its %d bytes ('size')")
+                    :format(size - left, size))
+      end
+      return chunk
+    end
+    left = left - #chunk
+    if left < 0 then
+      argerror(1, ("'body': it gave more than its %d bytes ('size')")
+                  :format(size))
+    end
+    return chunk
+  end
+end
+
 local Holder = { __close = function (h) if h.f then h.f:close() end end }
 
 -- The request body for _start: the string, or the function that pulls it
@@ -331,7 +355,9 @@ local function body_source (body, file, size)
   if type(body) == "string" or body == nil and file == nil then
     return body
   end
-  if type(body) == "function" then return nil, body, size or -1 end
+  if type(body) == "function" then
+    return nil, size and exact(body, tointeger(size)) or body, size or -1
+  end
   local opened
   if file ~= nil then
     local f, msg, code = tide.fs.open(file, "r")
@@ -339,7 +365,9 @@ local function body_source (body, file, size)
     body, opened = f, f
   end
   local f = body
-  return nil, function () return f:read(CHUNK) end, size or filesize(f), opened
+  local function src () return f:read(CHUNK) end
+  size = size or filesize(f)
+  return nil, size and exact(src, tointeger(size)) or src, size, opened
 end
 
 -- The request to url with options opts (argument i of the function the

@@ -239,10 +239,18 @@ function Response:header (name, value)
   return self
 end
 
+-- Write to the client; a client that takes none of it for write_timeout
+-- seconds has its connection closed by the sweep.
 local function send (c, data)
+  local d = c.deadline
+  c.deadline = now() + c.srv.write_timeout
   local ok, err, code = c.s:write(data)
+  c.deadline = d
   if not ok then
     c.broken = true
+    if c.timedout then
+      return nil, "response write timed out", "ETIMEDOUT"
+    end
     return nil, err, code
   end
   return true
@@ -328,14 +336,26 @@ end
 
 -- ---- Connections -----------------------------------------------------------
 
+-- A handler's error, reported as tide.tcp.serve reports its handlers'
+-- (a line on stderr naming the server), with the traceback taken where it
+-- was raised; a value with no message is named as runtime/report.c names
+-- it.
+local function message (e)
+  if type(e) == "string" then return e end
+  local ok, s = pcall(tostring, e)
+  if ok and type(s) == "string" then return s end
+  return "(error object is a " .. type(e) .. " value)"
+end
+
 local function report (fname, err)
-  io.stderr:write(fname, ": error in a request handler: ", tostring(err),
-                  "\n")
+  pcall(io.stderr.write, io.stderr, fname, ": error in a request handler: ",
+        message(err), "\n")
 end
 
 local function handlererror (e)
   if tide.iscancelled(e) then return e end
-  return traceback(tostring(e), 2)
+  local ok, tb = pcall(traceback, message(e), 2)
+  return ok and tb or e
 end
 
 -- A response for a request that broke a limit or was malformed; the
@@ -565,7 +585,8 @@ end
 -- code. handler(req, res) runs for each request, in the task of its
 -- connection. opts: those of tide.tcp.listen (reuseport, backlog, ...),
 -- max_connections, max_header (bytes, 16 KiB), max_body (bytes, 1 MiB),
--- header_timeout (s, 10), idle_timeout (s, 5), body_timeout (s, 10).
+-- header_timeout (s, 10), idle_timeout (s, 5), body_timeout (s, 10),
+-- write_timeout (s, 30).
 function http.serve (host, port, handler, opts)
   if type(host) ~= "string" then typeerror(1, "string", host) end
   port = checkinteger(2, port)
@@ -579,6 +600,7 @@ function http.serve (host, port, handler, opts)
     header_timeout = option(opts, 4, "header_timeout", 10, true),
     idle_timeout = option(opts, 4, "idle_timeout", 5, true),
     body_timeout = option(opts, 4, "body_timeout", 10, true),
+    write_timeout = option(opts, 4, "write_timeout", 30, true),
   }
   local max = option(opts, 4, "max_connections", huge, true)
   if opts and opts.tls ~= nil then
@@ -591,6 +613,7 @@ function http.serve (host, port, handler, opts)
   local every = self.header_timeout
   if self.idle_timeout < every then every = self.idle_timeout end
   if self.body_timeout < every then every = self.body_timeout end
+  if self.write_timeout < every then every = self.write_timeout end
   every = every / 4
   if every > 1 then every = 1 end
   self.sweeper = spawn(sweep, self, every)
