@@ -6,9 +6,9 @@ DESTDIR ?=
 CC      ?= cc
 BUILD   ?= build
 
-PKGS     = lua5.4 libuv libedit
+PKGS     = lua5.4 libuv libedit openssl
 DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev libedit-dev lua5.4 lua-busted valgrind tmux \
-           python3 curl libcurl4-openssl-dev nginx openssl libhttp-parser-dev
+           python3 curl libcurl4-openssl-dev nginx openssl libhttp-parser-dev libssl-dev
 BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time wrk nginx libnginx-mod-http-lua \
             python3-aiohttp lua-http
 
@@ -16,6 +16,9 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
 EDIT_LIBS  := $(shell pkg-config --libs libedit 2>/dev/null)
+# tide loads OpenSSL on the first use of tide.tls (bindings/tls_load.c):
+# only the fuzzers link it
+SSL_LIBS   := $(shell pkg-config --libs openssl 2>/dev/null)
 
 # The command links Lua and libuv in (as lua5.4 links Lua) where their
 # static archives are installed, all of each, for the C modules it loads;
@@ -42,11 +45,12 @@ CORE     = sched task wait report timer coro debug handle runtime interrupt wher
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_path \
            fs_file fs_read fs_dir fs_result fs_watch work tty \
            http_client http_client_multi http_client_curl \
-           http_server http_server_parser
+           http_server http_server_parser \
+           tls tls_context tls_engine tls_error tls_load
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o $(BUILD)/obj/http_parser.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h \
-           bindings/http_client.h
+           bindings/http_client.h bindings/tls.h bindings/tls_api.h
 HEADERS += runtime/sync.h bindings/http_server.h
 
 # Outside the dynamic linker's own directories, programs built with
@@ -79,7 +83,7 @@ $(BUILD)/obj/http_parser.o: | $(BUILD)/obj
 	cd $(BUILD)/obj && ar x $(HP_A) http_parser.o
 
 # The Lua-side library, in load order.
-LUALIB   = tide sync net process fs http http_server
+LUALIB   = tide sync net process fs http http_server tls
 
 $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
 	lua5.4 runtime/lua/embed.lua $@ tide__luasources \
@@ -162,7 +166,7 @@ bench: deps
 # inputs in that corpus.
 FUZZDEPS  = clang libclang-rt-14-dev
 FUZZ_S   ?= 60
-FUZZERS   = stream streambuf work cli http_server
+FUZZERS   = stream streambuf work cli http_server tls
 FUZZSAN   = -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=all
 .PHONY: fuzz fuzzers
@@ -181,7 +185,7 @@ $(BUILD)/fuzz_%: spec/fuzz/%.c spec/fuzz/fuzz.h bindings/stream.c \
                  $(BUILD)/obj/heap.o $(BUILD)/obj/repl.o $(BUILD)/obj/repl_lua.o
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/obj/heap.o \
 	  $(BUILD)/obj/repl.o $(BUILD)/obj/repl_lua.o $(BUILD)/libtide.a \
-	  $(LUA_LIBS) $(UV_LIBS) $(EDIT_LIBS) -lm
+	  $(LUA_LIBS) $(UV_LIBS) $(SSL_LIBS) $(EDIT_LIBS) -lm
 
 # Mixed load in one process for SOAK_S seconds (tools/soak.lua, with a
 # python3 peer): fails if RSS, fds, tasks or handles grow past their

@@ -8,9 +8,10 @@
 # the reason.
 # Environment: LUA (lua5.4), NODE (node), PYTHON (Debian's /usr/bin/python3),
 # BENCH_REPEAT (3 passes), BENCH_TIMEOUT (300 s per program),
-# BENCH_ONLY (some of "tasks startup switch echo queue process fs
-# http_client http_server"; all by default), NGINX (nginx). The fs section writes
-# 266 MiB of files under a temporary directory (TMPDIR), removed at the end.
+# BENCH_ONLY (some of "tasks startup switch echo tls queue process fs
+# http_client http_server"; all by default), NGINX (nginx). The fs section
+# writes 266 MiB of files under a temporary directory (TMPDIR), removed at
+# the end.
 set -u
 
 BUILD=${1:-build}
@@ -23,7 +24,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 REPEAT=${BENCH_REPEAT:-3}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 LIMIT=$TIMEOUT
-ONLY=${BENCH_ONLY:-tasks startup switch echo queue process fs http_client http_server}
+ONLY=${BENCH_ONLY:-tasks startup switch echo tls queue process fs http_client http_server}
 BIN=$BUILD/bench
 OUT=$BUILD/bench.txt
 
@@ -398,6 +399,108 @@ if want echo; then
       record bulk_mib_per_s "$peer" "$(get bulk_mib_per_s)"
       v=$(get cpu_ms_per_mib)
       [ -n "$v" ] && record bulk_cpu_ms_per_mib "$peer" "$v"
+    fi
+  done
+  LIMIT=$TIMEOUT
+fi
+
+# --------------------------------------------------------------------- TLS
+# A TLS echo server per peer (bench/tls_server.*, and bench/tls_echo_uv.c
+# in C on libuv and OpenSSL, the ceiling) with an ECDSA P-256 certificate
+# made here, driven by bench/tls_load.c (C on OpenSSL, TLS 1.3, no
+# resumption): full handshakes from 4 client threads, round trips on 10
+# kept connections, and $MIB MiB echoed on one connection; pinned and timed
+# as the TCP echo rows.
+TLS_SECS="tls_handshake tls_rr10 tls_bulk"
+TLS_PEERS="tide node c"
+tls_server_cmd() {
+  case $1 in
+    tide) echo "$TIDE $BENCH/tls_server.lua $TMP/tls.pem $TMP/tls.key" ;;
+    node) echo "$NODE $BENCH/tls_server.js $TMP/tls.pem $TMP/tls.key" ;;
+    c) echo "$BIN/tls_echo_uv $TMP/tls.pem $TMP/tls.key" ;;
+  esac
+}
+tls_skip() { for _s in $TLS_SECS; do skip "$_s" "$1" "$2"; done; }
+tls_failed() {
+  for _s in $TLS_SECS; do [ -f "$TMP/keep.$_s.$1.fail" ] || return 1; done
+}
+
+# tls_round PEER: start PEER's server, run each TLS client against it once.
+tls_round() {
+  peer=$1
+  # shellcheck disable=SC2046,SC2086
+  $PIN_SERVER $(tls_server_cmd "$peer") > "$TMP/port" 2> "$TMP/server.err" &
+  SERVER_PID=$!
+  port=""
+  tries=100
+  while [ -z "$port" ] && [ "$tries" -gt 0 ] && kill -0 "$SERVER_PID" 2>/dev/null; do
+    sleep 0.1
+    tries=$((tries - 1))
+    port=$(get port "$TMP/port")
+  done
+  if [ -z "$port" ]; then
+    why=$(grep -v '^[[:space:]]*$' "$TMP/server.err" | head -n 1 | cut -c1-90)
+    tls_skip "$peer" "server did not start${why:+: $why}"
+  else
+    # shellcheck disable=SC2086
+    trial tls_handshake "$peer" handshakes_per_s higher $PIN_CLIENT "$BIN/tls_load" \
+      handshake 127.0.0.1 "$port" "$SECONDS_RR" 4 "$SERVER_PID"
+    # shellcheck disable=SC2086
+    trial tls_rr10 "$peer" rr_per_s higher $PIN_CLIENT "$BIN/tls_load" \
+      rr 127.0.0.1 "$port" 10 "$SECONDS_RR" 100 "$WARMUP_RR" "$SERVER_PID"
+    # shellcheck disable=SC2086
+    trial tls_bulk "$peer" bulk_mib_per_s higher $PIN_CLIENT "$BIN/tls_load" \
+      bulk 127.0.0.1 "$port" "$MIB" "$SERVER_PID"
+  fi
+  kill "$SERVER_PID" 2>/dev/null
+  wait "$SERVER_PID" 2>/dev/null
+  SERVER_PID=""
+}
+
+if want tls; then
+  LIMIT=60
+  # shellcheck disable=SC2046
+  cc -O2 -o "$BIN/tls_load" "$BENCH/tls_load.c" $(pkg-config --cflags --libs openssl) \
+    -lpthread 2> "$TMP/cc.tls_load" || rm -f "$BIN/tls_load"
+  # shellcheck disable=SC2046
+  cc -O2 -o "$BIN/tls_echo_uv" "$BENCH/tls_echo_uv.c" \
+    $(pkg-config --cflags --libs libuv openssl) 2> "$TMP/cc.tls_echo_uv" ||
+    rm -f "$BIN/tls_echo_uv"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$TMP/tls.key" -out "$TMP/tls.pem" -days 1 -subj /CN=localhost \
+    > "$TMP/openssl.err" 2>&1 || rm -f "$TMP/tls.pem"
+  for peer in $TLS_PEERS; do
+    why=$(unavailable "$peer")
+    [ "$peer" = c ] && { why=; [ -x "$BIN/tls_echo_uv" ] || why="bench/tls_echo_uv.c did not compile"; }
+    [ -z "$why" ] && [ ! -x "$BIN/tls_load" ] && why="bench/tls_load.c did not compile"
+    [ -z "$why" ] && [ ! -f "$TMP/tls.pem" ] && why="openssl req failed"
+    [ -n "$why" ] && tls_skip "$peer" "$why"
+  done
+  r=1
+  while [ "$r" -le "$REPEAT" ]; do
+    for peer in $TLS_PEERS; do
+      tls_failed "$peer" && continue
+      say "tls, pass $r/$REPEAT: $peer"
+      tls_round "$peer"
+    done
+    r=$((r + 1))
+  done
+  for peer in $TLS_PEERS; do
+    if kept tls_handshake "$peer"; then
+      record tls_handshakes_per_s "$peer" "$(get handshakes_per_s)"
+      v=$(get cpu_us_per_handshake)
+      [ -n "$v" ] && record tls_cpu_us_per_handshake "$peer" "$v"
+    fi
+    if kept tls_rr10 "$peer"; then
+      for m in rr_per_s p50_us p99_us cpu_us_per_msg; do
+        v=$(get "$m")
+        [ -n "$v" ] && record "tls_rr10_$m" "$peer" "$v"
+      done
+    fi
+    if kept tls_bulk "$peer"; then
+      record tls_bulk_mib_per_s "$peer" "$(get bulk_mib_per_s)"
+      v=$(get cpu_ms_per_mib)
+      [ -n "$v" ] && record tls_bulk_cpu_ms_per_mib "$peer" "$v"
     fi
   done
   LIMIT=$TIMEOUT
@@ -859,6 +962,31 @@ note	echo_bulk	second. Server CPU: utime + stime from /proc/PID/stat before and 
 note	echo_bulk	run (connect and close included), over the MiB echoed.
 note	echo_bulk	$PINNED
 note	echo_bulk	Best of $REPEAT passes (by MiB/s; its CPU figure is from the same run).
+section	tls_handshake	TLS handshakes: new connections, TLS 1.3, ECDSA P-256 certificate	tide node c
+ceiling	tls_handshake	c
+metric	tls_handshake	tls_handshakes_per_s	handshakes/s	higher
+metric	tls_handshake	tls_cpu_us_per_handshake	server CPU us/handshake	lower
+note	tls_handshake	client: bench/tls_load.c (C on OpenSSL $(openssl version | cut -d' ' -f2)), 4 threads each connecting,
+note	tls_handshake	handshaking (TLS 1.3, X25519, no resumption, the certificate not verified), sending
+note	tls_handshake	close_notify and closing, for $SECONDS_RR s. Server: bench/tls_server.* (tide.tls.serve,
+note	tls_handshake	node's tls.createServer), a self-signed ECDSA P-256 certificate. Server CPU from /proc
+note	tls_handshake	over the run, per handshake: the client's own cost (a verify less) often bounds the
+note	tls_handshake	rate, so the CPU figure is the server's. $PINNED Best of $REPEAT passes.
+note	tls_handshake	c: bench/tls_echo_uv.c, libuv with two OpenSSL memory BIOs per connection (BIO_s_mem).
+section	tls_rr10	TLS echo, request/response: 10 kept connections, 100-byte messages	tide node c
+ceiling	tls_rr10	c
+metric	tls_rr10	tls_rr10_rr_per_s	round trips/s	higher
+metric	tls_rr10	tls_rr10_p50_us	p50 latency (us)	lower
+metric	tls_rr10	tls_rr10_p99_us	p99 latency (us)	lower
+metric	tls_rr10	tls_rr10_cpu_us_per_msg	server CPU us/round trip	lower
+note	tls_rr10	client: bench/tls_load.c, a thread per connection (blocking OpenSSL), each writing a
+note	tls_rr10	message and reading its echo; $WARMUP_RR s of warm-up, $SECONDS_RR s measured, as the TCP rows.
+section	tls_bulk	TLS echo, bulk: one connection, $MIB MiB sent and echoed back	tide node c
+ceiling	tls_bulk	c
+metric	tls_bulk	tls_bulk_mib_per_s	MiB/s	higher
+metric	tls_bulk	tls_bulk_cpu_ms_per_mib	server CPU ms per MiB	lower
+note	tls_bulk	client: bench/tls_load.c, one non-blocking connection writing 64 KiB pieces while reading
+note	tls_bulk	the echo (AES-256-GCM, the TLS 1.3 default); server CPU before and after. Best of $REPEAT passes.
 section	queue	Queue and lock: 1,000,000 items or acquire/release pairs (bench/queue*)	tide luv node python
 metric	queue	queue1_items_per_s	Queue(1) items/s	higher
 metric	queue	queue100_items_per_s	Queue(100) items/s	higher

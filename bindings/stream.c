@@ -5,7 +5,10 @@
 ** all of it in one string. Writes of one or several strings go to the
 ** kernel at once as one writev and are queued only when the socket is
 ** full (the strings kept, not copied, for a big rest); a writer waits
-** while the queue is over its high-water mark.
+** while the queue is over its high-water mark. A layer (TLS, see
+** tide_int.h) may sit between the socket and the buffers: the socket's
+** bytes go to it, the stream pumps its plaintext into the buffer, and
+** writes go through it.
 */
 #define _GNU_SOURCE              /* memmem */
 #include <stdlib.h>
@@ -33,9 +36,13 @@ typedef struct Stream {
   int werr;                /* the error of a queued write */
   int reading;
   int nomem;               /* no memory to read into: the reader raises */
+  tide_Layer *layer;       /* TLS between the socket and the buffers, or NULL */
 } Stream;
 
 #define H(s) ((uv_stream_t *)(s)->o.h)
+
+static void layer_in (Stream *s, ssize_t nread);
+static void pump (Stream *s, int force);
 
 /* The methods and metamethods have the metatable as upvalue 1: a pointer
 ** comparison instead of the registry lookup of luaL_testudata on every
@@ -74,6 +81,10 @@ static void alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   Stream *s = h->data;
   size_t want = s->rsize;
   (void)suggested;
+  if (s->layer) {                  /* the layer's input takes the bytes */
+    *buf = s->layer->ops->room(s->layer, 0);
+    return;
+  }
   if (s->len + want > READ_HWM)    /* not much past the high-water mark */
     want = s->len + READ_MIN > READ_HWM ? READ_MIN : READ_HWM - s->len;
   if (s->len == 0) s->off = 0;
@@ -115,7 +126,8 @@ static void read_cb (uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   Stream *s = h->data;
   (void)buf;
   if (nread == 0) return;          /* nothing this time (EAGAIN) */
-  if (nread > 0) {
+  if (s->layer) layer_in(s, nread);
+  else if (nread > 0) {
     s->len += (size_t)nread;
     if ((size_t)nread == s->rsize && s->rsize < READ_MAX)
       s->rsize *= 2;               /* more is likely waiting: read more */
@@ -155,6 +167,8 @@ static void take (lua_State *L, Stream *s, size_t k) {
 
 /* The read side has ended: nil at the end of the stream, else the error. */
 static int pushend (lua_State *L, Stream *s, int eofmsg) {
+  if (s->rerr == TIDE_ELAYER && s->layer)
+    return s->layer->ops->pushfail(s->layer, L);
   if (s->rerr != UV_EOF) return tide_pushfail(L, s->rerr, NULL);
   luaL_pushfail(L);
   if (!eofmsg) return 1;
@@ -163,7 +177,7 @@ static int pushend (lua_State *L, Stream *s, int eofmsg) {
   return 3;
 }
 
-enum { R_SOME, R_EXACT, R_UNTIL, R_LINE };
+enum { R_SOME, R_EXACT, R_UNTIL, R_LINE, R_READY };
 
 typedef struct ReadArgs {
   int mode;
@@ -187,6 +201,12 @@ static int read_try (lua_State *L, Stream *s, const ReadArgs *a) {
     case R_EXACT:
       if (s->len >= a->n) {
         take(L, s, a->n);
+        return 1;
+      }
+      return s->rerr ? pushend(L, s, 1) : -1;
+    case R_READY:                  /* the layer's handshake is done */
+      if (s->layer == NULL || s->layer->ops->ready(s->layer)) {
+        lua_pushboolean(L, 1);
         return 1;
       }
       return s->rerr ? pushend(L, s, 1) : -1;
@@ -230,6 +250,10 @@ static int read_do (lua_State *L, Stream *s, const ReadArgs *a,
   int r;
   if (s->o.h == NULL) return pushclosed(L);
   if ((r = read_try(L, s, a)) >= 0) return r;
+  if (s->layer) {                  /* what the layer holds may do */
+    pump(s, 1);
+    if ((r = read_try(L, s, a)) >= 0) return r;
+  }
   if (s->nomem) {
     s->nomem = 0;
     return tide__nomem(L);
@@ -456,6 +480,113 @@ static int write_bufs (lua_State *L, Stream *s, uv_buf_t *b, const int *at,
   return 0;
 }
 
+/* ---- A layer (TLS) between the socket and the buffers ------------------- */
+
+/* Send data[0..len) (the layer's, valid until its next call) at once as
+** far as the socket takes it, the rest copied and queued: 0 or an error. */
+static int send_raw (Stream *s, const char *data, size_t len) {
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  int n = 0, err;
+  WriteReq *r;
+  if (queued(s) == 0) {
+    n = uv_try_write(H(s), &b, 1);
+    if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
+    if (n < 0) return n;
+    if ((size_t)n == len) return 0;
+  }
+  if ((r = tide__malloc(sizeof *r + len - (size_t)n)) == NULL) return UV_ENOMEM;
+  r->rt = s->o.rt;
+  r->ref = LUA_NOREF;
+  memcpy(r->data, data + n, len - (size_t)n);
+  b = uv_buf_init(r->data, (unsigned)(len - (size_t)n));
+  if ((err = uv_write(&r->req, H(s), &b, 1, write_cb)) < 0) tide__free(r);
+  return err;
+}
+
+/* Send what the layer has to send; a failure is the write side's. */
+static int layer_flush (Stream *s) {
+  const char *data;
+  size_t n = s->layer->ops->output(s->layer, &data);
+  int err = 0;
+  if (n > 0 && s->werr == 0 && (err = send_raw(s, data, n)) < 0)
+    s->werr = err;
+  return s->werr;
+}
+
+/* Room for n more bytes at the end of the read buffer (as alloc_cb). */
+static int reserve (Stream *s, size_t n) {
+  if (s->len == 0) s->off = 0;
+  if (s->off > 0 && s->off + s->len + n > s->cap) {
+    memmove(s->buf, s->buf + s->off, s->len);
+    s->off = 0;
+  }
+  if (s->len + n > s->cap) {
+    size_t ncap = s->cap ? s->cap * 2 : n;
+    char *nbuf;
+    while (ncap < s->len + n) ncap *= 2;
+    if ((nbuf = tide__realloc(s->buf, ncap)) == NULL) return 0;
+    s->buf = nbuf;
+    s->cap = ncap;
+  }
+  return 1;
+}
+
+/* Let the layer turn its input into plaintext in the read buffer (up to
+** the high-water mark, or all it can when force: a reader wants more),
+** then send what it has to say (the handshake, alerts). The socket is
+** not read while the layer's input is full. */
+static void pump (Stream *s, int force) {
+  tide_Layer *ly = s->layer;
+  int n = 0;
+  while (!s->rerr && (force || s->len < READ_HWM)) {
+    if (!reserve(s, READ_MIN)) {
+      s->nomem = 1;
+      break;
+    }
+    n = ly->ops->read(ly, s->buf + s->off + s->len, s->cap - s->off - s->len);
+    if (n <= 0) break;
+    s->len += (size_t)n;
+  }
+  if (n < 0) {
+    s->rerr = n;                   /* UV_EOF, an error, TIDE_ELAYER */
+    read_stop(s);
+  }
+  layer_flush(s);
+  if (ly->ops->room(ly, 0).len == 0) read_stop(s);
+}
+
+/* nread bytes from the socket came into the layer's room, or its end. */
+static void layer_in (Stream *s, ssize_t nread) {
+  if (nread != UV_ENOBUFS) s->layer->ops->input(s->layer, nread);
+  if (nread < 0) read_stop(s);
+  pump(s, s->reader != NULL);
+}
+
+static int layer_fail (lua_State *L, Stream *s, int err) {
+  if (err == TIDE_ELAYER) return s->layer->ops->pushfail(s->layer, L);
+  if (err == UV_ENOMEM) return tide__nomem(L);
+  return tide_pushfail(L, err, NULL);
+}
+
+/* Write the strings at 2..n through the layer, a piece at a time (its
+** output stays small); 0, or the count of results pushed for a failure. */
+static int layer_write (lua_State *L, Stream *s, int n) {
+  int i;
+  for (i = 2; i <= n; i++) {
+    size_t len;
+    const char *data = lua_tolstring(L, i, &len);
+    while (len > 0) {
+      size_t k = len < READ_MIN ? len : READ_MIN;
+      int err = s->layer->ops->write(s->layer, data, k);
+      if (err == 0) err = layer_flush(s);
+      if (err < 0) return layer_fail(L, s, err);
+      data += k;
+      len -= k;
+    }
+  }
+  return 0;
+}
+
 /* Hand the strings at 2.. to the socket, WRITE_IOV at a time, each lot
 ** in one writev, without joining them first. */
 static int write_k (lua_State *L, int status, lua_KContext ctx) {
@@ -465,7 +596,8 @@ static int write_k (lua_State *L, int status, lua_KContext ctx) {
   if (s->o.h == NULL) return pushclosed(L);
   if (s->werr) return tide_pushfail(L, s->werr, NULL);
   if (queued(s) > WRITE_HWM) return write_wait(L, s, write_k);
-  while (i <= n) {
+  if (s->layer && (r = layer_write(L, s, n)) > 0) return r;
+  while (!s->layer && i <= n) {
     uv_buf_t b[WRITE_IOV];
     int at[WRITE_IOV], nb = 0;
     size_t total = 0;
@@ -539,9 +671,12 @@ static void shutdown_cancel (tide_Wait *w) {
 static int stream_shutdown (lua_State *L) {
   Stream *s = checkopen(L, 1);
   tide_Wait *w = tide_wait(L);
-  ShutReq *r = tide__malloc(sizeof *r);
+  ShutReq *r;
   int err;
-  if (r == NULL) return tide__nomem(L);
+  if (s->layer && ((err = s->layer->ops->shutdown(s->layer)) < 0 ||
+                   (err = layer_flush(s)) < 0))   /* close_notify first */
+    return layer_fail(L, s, err);
+  if ((r = tide__malloc(sizeof *r)) == NULL) return tide__nomem(L);
   r->w = w;
   if ((err = uv_shutdown(&r->req, H(s), shutdown_cb)) < 0) {
     tide__free(r);
@@ -559,6 +694,10 @@ static void stream_onclose (tide_Handle *o) {
     tide_wake(&t->w, 0);           /* it sees the stream closed */
   }
   tide__wakeall(&s->writers);
+  if (s->layer) {
+    s->layer->ops->free(s->layer);
+    s->layer = NULL;
+  }
 }
 
 /* A stream closed with writes still queued lingers: its handle passes to
@@ -580,6 +719,9 @@ static void linger_done (uv_shutdown_t *req, int status) {
 /* Close s for its users now; its queued writes still go out. */
 static void closestream (Stream *s) {
   Linger *l;
+  if (s->layer && s->o.h != NULL && !s->o.rt->closing && !s->werr &&
+      s->layer->ops->shutdown(s->layer) == 0)
+    layer_flush(s);                /* close_notify, as far as it goes */
   if (s->o.h == NULL || s->o.rt->closing || s->werr || queued(s) == 0 ||
       (l = tide__malloc(sizeof *l)) == NULL) {
     tide__handleclose(&s->o);
@@ -641,6 +783,16 @@ static int stream_name (lua_State *L, int peer) {
     return 1;
   }
   return tide_pushfail(L, UV_ENOTSUP, NULL);
+}
+
+/* s:tlsinfo() -> what TLS agreed on (see tls.c), or nil without TLS */
+static int stream_tlsinfo (lua_State *L) {
+  Stream *s = checkopen(L, 1);
+  if (s->layer == NULL) {
+    luaL_pushfail(L);
+    return 1;
+  }
+  return s->layer->ops->info(s->layer, L);
 }
 
 /* s:getpeername() -> host, port (TCP) or path (Unix socket) */
@@ -712,6 +864,7 @@ const char *tide__streamtake (lua_State *L, int i, char **buf, size_t *len,
   *ended = 0;
   if (s->o.h == NULL) return "closed stream";
   if (s->reader != NULL) return "a task is reading the stream";
+  if (s->layer != NULL) return "a TLS stream";
   read_stop(s);                    /* what comes next is the taker's */
   *len = s->len;
   *ended = s->rerr != 0;
@@ -722,6 +875,56 @@ const char *tide__streamtake (lua_State *L, int i, char **buf, size_t *len,
     s->off = s->len = s->cap = 0;
   }
   return NULL;
+}
+
+/* ---- Layers (for tls.c) ------------------------------------------------------ */
+
+/* Put ly under the Stream at i: see tide_int.h. ly is the stream's from
+** now, or freed. */
+const char *tide__streamlayer (lua_State *L, int i, tide_Layer *ly) {
+  Stream *s = checkstream(L, i);
+  const char *why = s->o.h == NULL ? "attempt to use a closed stream"
+                  : s->reader != NULL ? "a task is reading the stream"
+                  : s->layer != NULL ? "the stream is already TLS" : NULL;
+  if (why != NULL) {
+    ly->ops->free(ly);
+    return why;
+  }
+  if (s->len > 0) {                /* read ahead: the layer's first input */
+    uv_buf_t b = ly->ops->room(ly, s->len);
+    if (b.len < s->len) {
+      ly->ops->free(ly);
+      tide__nomem(L);
+    }
+    memcpy(b.base, s->buf + s->off, s->len);
+    ly->ops->input(ly, (ssize_t)s->len);
+    s->off = s->len = 0;
+  }
+  if (s->rerr) {                   /* the socket's end: the layer's now */
+    ly->ops->input(ly, s->rerr);
+    s->rerr = 0;
+  }
+  s->layer = ly;
+  pump(s, 0);                      /* a client says hello */
+  return NULL;
+}
+
+tide_Layer *tide__getlayer (lua_State *L, int i) {
+  return checkstream(L, i)->layer;
+}
+
+/* The continuation of tide__streamready; ctx is the stream, checked. */
+static int ready_k (lua_State *L, int status, lua_KContext ctx) {
+  ReadArgs a = { R_READY, 0, NULL, 0 };
+  (void)status;
+  return read_do(L, (Stream *)ctx, &a, ready_k);
+}
+
+/* (stream) -> true once its layer is ready | nil, msg, code */
+int tide__streamready (lua_State *L) {
+  Stream *s = checkopen(L, 1);
+  lua_settop(L, 1);
+  return ready_k(L, LUA_OK, (lua_KContext)s);
 }
 
 /* ---- Connecting (for tcp.c and pipe.c) ----------------------------------- */
@@ -797,6 +1000,7 @@ static const luaL_Reg stream_methods[] = {
   {"getpeername", stream_getpeername},
   {"getsockname", stream_getsockname},
   {"setoption", stream_setoption},
+  {"tlsinfo", stream_tlsinfo},
   {NULL, NULL}
 };
 

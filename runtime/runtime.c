@@ -386,6 +386,7 @@ static const struct Binding {
   {"pipe", "tide.pipe", tide__open_pipe}, {"udp", "tide.udp", tide__open_udp},
   {"process", "tide.process", tide__open_process},
   {"fs", "tide.fs", tide__open_fs}, {"http", "tide.http", open_http},
+  {"tls", "tide.tls", tide__open_tls},
   {NULL, NULL, NULL}
 };
 

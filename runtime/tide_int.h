@@ -266,6 +266,7 @@ int tide__open_work (lua_State *L);
 int tide__open_tty (lua_State *L);
 int tide__open_http (lua_State *L);
 int tide__open_http_server (lua_State *L);   /* into tide.http */
+int tide__open_tls (lua_State *L);
 
 /* fs.c: a File on fd (which it owns), named name in messages */
 void tide__newfile (lua_State *L, int fd, const char *name);
@@ -288,6 +289,44 @@ int tide__connwait (lua_State *L, uv_connect_t *req, int err);
 ** ("closed stream", "a task is reading the stream"), nothing done. */
 const char *tide__streamtake (lua_State *L, int i, char **buf, size_t *len,
                               int *ended);
+
+/* stream.c: a layer between a Stream's socket and its buffers (TLS, see
+** bindings/tls_engine.c). What the socket reads goes into the layer's room
+** (input counts it, or tells the socket's end); the stream pumps plaintext
+** out of it into the read buffer (read: bytes, 0 when it needs more input,
+** or the end: UV_EOF at a clean close, a UV error, TIDE_ELAYER). Written
+** data goes through write; what the layer has to send (output: taken,
+** valid until the next call into it) goes to the socket after each call.
+** shutdown puts the layer's close message in its output; pushfail pushes
+** nil, message, code for TIDE_ELAYER; info pushes what stream:tlsinfo()
+** returns; free ends it when the stream closes. None of them but
+** pushfail and info calls Lua. */
+#define TIDE_ELAYER (-0x7e1a)
+typedef struct tide_Layer tide_Layer;
+typedef struct tide_LayerOps {
+  uv_buf_t (*room) (tide_Layer *ly, size_t atleast);  /* len 0: full */
+  void (*input) (tide_Layer *ly, ssize_t n);
+  int (*read) (tide_Layer *ly, char *dst, size_t size);
+  int (*write) (tide_Layer *ly, const char *data, size_t len);
+  int (*shutdown) (tide_Layer *ly);
+  size_t (*output) (tide_Layer *ly, const char **data);
+  int (*ready) (tide_Layer *ly);   /* the handshake is done */
+  int (*pushfail) (tide_Layer *ly, lua_State *L);
+  int (*info) (tide_Layer *ly, lua_State *L);
+  void (*free) (tide_Layer *ly);
+} tide_LayerOps;
+struct tide_Layer {
+  const tide_LayerOps *ops;
+};
+
+/* Put ly under the open Stream at i (what it has buffered moves into ly,
+** read by it first); NULL, or why not ("a task is reading the stream",
+** "the stream is already TLS"; ly is then freed). The layer of the Stream at i, or
+** NULL. tide__streamready is a Lua function: (stream) waits as a read
+** does until its layer is ready -> true | nil, msg, code. */
+const char *tide__streamlayer (lua_State *L, int i, tide_Layer *ly);
+tide_Layer *tide__getlayer (lua_State *L, int i);
+int tide__streamready (lua_State *L);
 
 /* server.c: a new Server pushed, its uv handle for the caller to init and
 ** bind; then tide__listen (0 or an error, the server closed) */

@@ -16,6 +16,13 @@ exe=$build/oomhost
 env -u LD_PRELOAD cc -Wall -Wextra -Werror -O1 -g $san -Iruntime \
   $(pkg-config --cflags lua5.4 libuv) -o "$exe" spec/embed/oom.c \
   "$build/libtide.a" $(pkg-config --libs lua5.4 libuv) -lm || exit 1
+# a certificate for the TLS part of oom.lua
+TIDE_OOM_TLS=$(mktemp -d)
+export TIDE_OOM_TLS
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout "$TIDE_OOM_TLS/key.pem" -out "$TIDE_OOM_TLS/cert.pem" -days 1 \
+  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 > /dev/null 2>&1 ||
+  { echo "oom: openssl req failed" >&2; exit 1; }
 count=$(env -u LD_PRELOAD "$exe" count spec/embed/oom.lua) || exit 1
 to=$((count + count / 20))     # allocations vary a little from run to run
 echo "oom: a run makes $count allocations; N from 1 to $to by $step"
@@ -37,4 +44,5 @@ awk '/^oom .*: tried / {
      }
      END { printf "oom: in all, tried %d, ended cleanly %d\n", t, c }' "$out"
 rm -f "$out" "$out.one"
+rm -rf "$TIDE_OOM_TLS"
 exit $status

@@ -262,6 +262,39 @@ local function serve ()
   end
 end
 
+-- A self-signed certificate for the TLS kinds, made once in dir.
+local function tlscert (dir)
+  local cert, key = dir .. "/tls.pem", dir .. "/tls.key"
+  if not io.open(cert) then
+    assert(os.execute(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 " ..
+      "-nodes -keyout %s -out %s -days 1 -subj /CN=localhost 2>/dev/null"):format(key, cert)))
+  end
+  return { cert = cert, key = key }
+end
+
+kinds["tide.TlsContext"] = { make = function (dir)
+  local ctx = assert(tide.tls.context(tlscert(dir)))
+  return ctx, nil, function ()
+    assert(tide.tls.context { servernames = { ["x.test"] = ctx } })
+  end
+end }
+
+kinds["tide.TlsServer"] = { waiter = "accept", make = function (dir)
+  local sv = assert(tide.tls.listen("127.0.0.1", 0, tlscert(dir)))
+  local c = assert(tide.tls.listen("127.0.0.1", 0, tlscert(dir)))
+  c:close()
+  return sv, c, function ()
+    local _, port = sv:getsockname()
+    local t = tide.spawn(function ()
+      return assert(tide.tls.connect("127.0.0.1", port, { verify = false }))
+    end)
+    local peer = assert(sv:accept())
+    t:await():close()
+    peer:close()
+    sv:close()
+  end
+end }
+
 kinds["tide.Serving"] = {
   task = true,
   make = function ()
@@ -610,6 +643,8 @@ local function finish (objs, dir)
     end
   end
   os.remove(dir .. "/file")
+  os.remove(dir .. "/tls.pem")
+  os.remove(dir .. "/tls.key")
   assert(os.remove(dir))
 end
 
@@ -739,6 +774,8 @@ describe("a __gc called by hand", function ()
     assert.is_true(n >= 8, n .. " types")
     assert_none(r.problems, r.n, 60)
     os.remove(dir .. "/file")
+    os.remove(dir .. "/tls.pem")
+    os.remove(dir .. "/tls.key")
     assert(os.remove(dir))
   end))
 end)

@@ -199,6 +199,7 @@ local function serve (server, handler, opts, fname)
   self.loop = tide.spawn(accept_loop, self, handler, max, fname)
   return self
 end
+sched.serve = serve                -- for tls.lua
 
 local function checkhandler (i, handler)
   if type(handler) ~= "function" then typeerror(i, "function", handler) end

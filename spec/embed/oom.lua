@@ -138,6 +138,20 @@ local function sockets ()
   assert(tide.dns.reverse("127.0.0.1"))
 end
 
+-- TLS (a certificate that spec/oom.sh makes in TIDE_OOM_TLS): the echo
+-- over tide.tls; OpenSSL's own memory is not the host's.
+local function tls ()
+  local certs = os.getenv("TIDE_OOM_TLS")
+  if not certs then return end
+  local opts = { cert = certs .. "/cert.pem", key = certs .. "/key.pem" }
+  local s0 = assert(tide.tcp.listen("127.0.0.1", 0))
+  local port = select(2, s0:getsockname())
+  s0:close()
+  assert(echo(function () return tide.tls.listen("127.0.0.1", port, opts) end,
+              function () return tide.tls.connect("127.0.0.1", port,
+                                                  { cafile = opts.cert }) end))
+end
+
 local function processes ()
   local out, _, code = tide.process.exec({ "echo", "hi" })
   assert(out == "hi\n" and code == 0)
@@ -189,6 +203,7 @@ end
 tasks()
 sync()
 sockets()
+tls()
 processes()
 files()
 return "done"
