@@ -465,6 +465,24 @@ srv:close()
     assert.matches("^EMFILE\t127.0.0.1: too many open files\nagain\n$", out)
   end)
 
+  it("closed by the <close> of a task that failed, cancels its handlers and ends", function ()
+    for _, mod in ipairs { "tcp", "http" } do
+      local script = tmpfile(([[
+tide.run(function ()
+  local srv <close> = assert(tide.%s.serve("127.0.0.1", 0, function (s) tide.sleep(30) end))
+  local c <close> = assert(tide.tcp.connect("127.0.0.1", select(2, srv:getsockname())))
+  c:write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+  tide.sleep(0.05)                       -- the handler is running
+  error("boom")
+end)
+]]):format(mod))
+      local out, code = sh("timeout 10 " .. TIDE .. " " .. script .. " 2>&1")
+      os.remove(script)
+      assert.equal(1, code, out)               -- not 124: it ended
+      assert.matches("boom", out)
+    end
+  end)
+
   it("keeps serving when accept runs out of descriptors", function ()
     local server = tmpfile([[
 local srv = assert(tide.tcp.serve("127.0.0.1", 0, function (s) s:write(s:read() or "") end))
