@@ -19,8 +19,8 @@
 
 #define MAXDATA   (1 << 20)        /* bytes the writer sends at most */
 #define MAXOPS    64
-#define READ_CHUNK (64 * 1024)     /* stream.c's defaults */
-#define LINE_LIMIT (64 * 1024)
+#define READ_ALL  LUA_MAXINTEGER   /* read() without a size: all there is */
+#define LINE_LIMIT (64 * 1024)     /* stream.c's default */
 
 static lua_State *L;
 static tide_Runtime *rt;
@@ -351,7 +351,7 @@ static int check_read (Model *m, int t, const Arg *a) {
   size_t l, rem = m->len - m->pos;
   const char *v;
   if (m->closed) return expect_error(t, "attempt to use a closed stream");
-  if (!argint(a, READ_CHUNK, &n, &err)) return expect_error(t, err);
+  if (!argint(a, READ_ALL, &n, &err)) return expect_error(t, err);
   if (n <= 0) return expect_error(t, "positive size expected");
   if (rem == 0) return expect_values(t, 1, NULL, 0, NULL, NULL);
   if (!packok(t) || packn(t) != 2) {

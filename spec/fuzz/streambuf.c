@@ -36,7 +36,7 @@ static void arrive (Stream *s, Model *m, const char *p, size_t n) {
   while (n > 0) {
     uv_buf_t b;
     size_t k;
-    alloc_cb(h, READ_CHUNK, &b);
+    alloc_cb(h, READ_MIN, &b);
     if (b.base == NULL || b.len == 0) fail("alloc_cb gave no room");
     if (b.base < s->buf + s->off + s->len || b.base + b.len > s->buf + s->cap)
       fail("alloc_cb gave room outside the buffer's free end");
@@ -163,6 +163,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   m.d = d;
   s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
+  s->rsize = READ_MIN;             /* as tide__newstream starts it */
   luaL_setmetatable(L, TIDE_STREAM);
   memset(&fake, 0, sizeof fake);
   fake.data = s;
