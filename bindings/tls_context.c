@@ -230,7 +230,7 @@ static int fail (Opts *o, const char *field, const char *v) {
 static int password_cb (char *buf, int size, int rwflag, void *u) {
   size_t n = u ? strlen(u) : 0;
   (void)rwflag;
-  if (n > (size_t)size) return 0;
+  if (n == 0 || n > (size_t)size) return 0;     /* none: the key fails */
   memcpy(buf, u, n);
   return (int)n;
 }
