@@ -45,6 +45,14 @@ static int setclient (SSL *ssl, SSL_CTX *ctx, int verify, const char *name,
   return 0;
 }
 
+/* A server's verification of client certificates, per a context's
+** verify (-1: the default, none; 1: required; 2: asked for). */
+void tls__serververify (SSL *ssl, int verify) {
+  SSL_set_verify(ssl, verify == 1 ? SSL_VERIFY_PEER |
+                 SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE :
+                 verify == 2 ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+}
+
 /* tls._wrap(stream, context, server [, name [, key [, argi]]]) -> true |
 ** nil, msg, code: put TLS under the stream and start the handshake (a
 ** client sends its hello). name: the peer's name (a client's); key: the
@@ -79,9 +87,7 @@ static int tls_wrap (lua_State *L) {
   }
   if (server) {
     SSL_set_accept_state(ssl);
-    SSL_set_verify(ssl, verify == 1 ? SSL_VERIFY_PEER |
-                   SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE :
-                   verify == 2 ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    tls__serververify(ssl, verify);
   }
   else if (setclient(ssl, ctx, verify, name, key) < 0) {
     SSL_free(ssl);

@@ -55,11 +55,17 @@ tide_Layer *tls__newlayer (SSL *ssl);
 
 /* tls.c: push what stream:tlsinfo() returns for ssl; 1 */
 int tls__info (SSL *ssl, lua_State *L);
+void tls__serververify (SSL *ssl, int verify);  /* TlsConf's verify */
 
 /* tls_error.c: what went wrong, after a TLS call on ssl returned ret
 ** (done: the handshake had finished): the message in msg, the code
 ** returned; clears OpenSSL's error queue. */
 const char *tls__why (SSL *ssl, int ret, int done, char *msg, size_t size);
-const char *tls__configwhy (const char *what, char *msg, size_t size);
+/* A field (its value: path, NULL for PEM text; pass: a password was
+** given) that would not load: the message "what: why" in msg, the code
+** returned. */
+const char *tls__configwhy (const char *what, const char *field,
+                            const char *path, int pass, char *msg,
+                            size_t size);
 
 #endif

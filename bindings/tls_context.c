@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "tls.h"
 
@@ -112,6 +113,7 @@ static int servername_cb (SSL *ssl, int *al, void *arg) {
   for (i = 0; i < c->nnames; i++)
     if (namematch(c->names[i].name, name)) {
       SSL_set_SSL_CTX(ssl, c->names[i].ctx);
+      tls__serververify(ssl, tls__conf(c->names[i].ctx)->verify);
       break;
     }
   return SSL_TLSEXT_ERR_OK;
@@ -218,7 +220,9 @@ static int ispem (const char *s) {
 static int fail (Opts *o, const char *field, const char *v) {
   char what[300];
   snprintf(what, sizeof what, "%s %s", field, ispem(v) ? "(PEM)" : v);
-  o->code = tls__configwhy(what, o->msg, sizeof o->msg);
+  o->code = tls__configwhy(what, field, ispem(v) ? NULL : v,
+                           getstring(o, "password", NULL) != NULL, o->msg,
+                           sizeof o->msg);
   return 0;
 }
 
@@ -226,7 +230,7 @@ static int fail (Opts *o, const char *field, const char *v) {
 static int password_cb (char *buf, int size, int rwflag, void *u) {
   size_t n = u ? strlen(u) : 0;
   (void)rwflag;
-  if (n > (size_t)size) return 0;
+  if (n == 0 || n > (size_t)size) return 0;     /* none: the key fails */
   memcpy(buf, u, n);
   return (int)n;
 }
@@ -266,7 +270,8 @@ static int usecert (Opts *o) {
     BIO_free(b);
   }
   SSL_CTX_set_default_passwd_cb_userdata(o->ctx, NULL);
-  if (!ok && ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH)
+  if (!ok && !(ERR_GET_LIB(ERR_peek_last_error()) == ERR_LIB_X509 &&
+                ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH))
     return fail(o, "key", key);
   if (!ok || !SSL_CTX_check_private_key(o->ctx)) {
     snprintf(o->msg, sizeof o->msg, "key: it does not match the certificate");
@@ -297,7 +302,8 @@ static int usetrust (Opts *o) {
     if (n == 0) return fail(o, "cafile", file);
     ERR_clear_error();
   }
-  if (dir != NULL && !SSL_CTX_load_verify_dir(o->ctx, dir))
+  if (dir != NULL && (access(dir, R_OK | X_OK) != 0 ||   /* else lazily */
+                      !SSL_CTX_load_verify_dir(o->ctx, dir)))
     return fail(o, "capath", dir);
   o->c->trust = file != NULL || dir != NULL;
   return 1;
@@ -313,7 +319,7 @@ static int version (Opts *o, const char *field, int def) {
   if (strncmp(v, "TLSv", 4) == 0) v += 4;
   for (i = 0; names[i] != NULL; i++)
     if (strcmp(v, names[i]) == 0) return versions[i];
-  fielderror(o, field, "\"1.2\" or \"1.3\" expected");
+  fielderror(o, field, "\"1.0\", \"1.1\", \"1.2\" or \"1.3\" expected");
   return 0;
 }
 

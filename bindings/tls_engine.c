@@ -23,7 +23,8 @@ typedef struct Tls {
   size_t outlen, outcap;
   int inend;                       /* the socket's end (UV_EOF, an error), or 0 */
   int shut;                        /* close_notify is sent */
-  int fatal;                       /* an error ended the session */
+  int fatal;                       /* the first error that ended the session
+                                      (a UV error, TIDE_ELAYER), or 0 */
   int done;                        /* the handshake had finished */
   int outnomem;                    /* the output could not grow */
   const char *code;                /* of the last TIDE_ELAYER ... */
@@ -130,30 +131,32 @@ static void tls_input (tide_Layer *ly, ssize_t n) {
 ** the message and code kept. */
 static int fail (Tls *t, int ret) {
   unsigned long e = ERR_peek_error();
+  if (t->fatal) {                  /* the first error stays the error */
+    ERR_clear_error();
+    return t->fatal;
+  }
   if (t->outnomem) {
     ERR_clear_error();
-    t->fatal = 1;
-    return UV_ENOMEM;
+    return t->fatal = UV_ENOMEM;
   }
   /* the socket failed (a reset): say that rather than "unexpected EOF" */
   if (t->inend < 0 && t->inend != UV_EOF && t->inlen == 0 &&
       (e == 0 || ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
     ERR_clear_error();
-    t->fatal = 1;
-    return t->inend;
+    return t->fatal = t->inend;
   }
   if (!t->done) {                  /* finished in this very call? */
     unsigned char fin[64];
     t->done = SSL_get_peer_finished(t->ssl, fin, sizeof fin) > 0;
   }
   t->code = tls__why(t->ssl, ret, t->done, t->msg, sizeof t->msg);
-  t->fatal = 1;
-  return TIDE_ELAYER;
+  return t->fatal = TIDE_ELAYER;
 }
 
 static int tls_read (tide_Layer *ly, char *dst, size_t size) {
   Tls *t = (Tls *)ly;
   int n;
+  if (t->fatal) return t->fatal;
   ERR_clear_error();
   n = SSL_read(t->ssl, dst, size > INT_MAX ? INT_MAX : (int)size);
   if (n > 0) return n;
@@ -168,6 +171,7 @@ static int tls_read (tide_Layer *ly, char *dst, size_t size) {
 static int tls_write (tide_Layer *ly, const char *data, size_t len) {
   Tls *t = (Tls *)ly;
   size_t written;
+  if (t->fatal) return t->fatal;  /* a read or write failed: that again */
   if (t->shut) return UV_EPIPE;
   if (!SSL_is_init_finished(t->ssl)) {
     t->code = "ETLS";
@@ -179,10 +183,12 @@ static int tls_write (tide_Layer *ly, const char *data, size_t len) {
   return fail(t, 0);
 }
 
-/* Put close_notify in the output, once, if the session is sound. */
+/* Put close_notify in the output, once, if the session is sound; a
+** broken session's error. */
 static int tls_shutdown (tide_Layer *ly) {
   Tls *t = (Tls *)ly;
-  if (t->shut || t->fatal || !SSL_is_init_finished(t->ssl)) return 0;
+  if (t->fatal) return t->fatal;
+  if (t->shut || !SSL_is_init_finished(t->ssl)) return 0;
   t->shut = 1;
   ERR_clear_error();
   if (SSL_shutdown(t->ssl) < 0) {

@@ -7,15 +7,18 @@
 ** ETLSTRUNCATED (closed without close_notify), ETLSCONFIG (a certificate,
 ** key or trust file that will not load), ETLS (anything else).
 */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tls.h"
 
 /* Alerts a peer sends, with what they most often mean. */
 static const struct { int alert; const char *say; } alerts[] = {
-  { SSL_AD_HANDSHAKE_FAILURE, "handshake failure (no protocol version, "
-                              "cipher or key type in common?)" },
+  { SSL_AD_HANDSHAKE_FAILURE, "handshake failure (a client certificate "
+                              "required? or no protocol version, cipher or "
+                              "key type in common)" },
   { SSL_AD_PROTOCOL_VERSION, "protocol version (no TLS version in common)" },
   { SSL_AD_UNKNOWN_CA, "unknown CA (the peer does not trust our "
                        "certificate's issuer)" },
@@ -165,11 +168,42 @@ const char *tls__why (SSL *ssl, int ret, int init, char *msg, size_t size) {
   return code;
 }
 
-/* A configuration that would not load: "what: OpenSSL's reason". */
-const char *tls__configwhy (const char *what, char *msg, size_t size) {
-  unsigned long err = ERR_peek_last_error();
-  const char *r = err ? ERR_reason_error_string(err) : NULL;
+/* Why a file named path cannot be read, or NULL if it can. */
+static const char *unreadable (const char *path) {
+  if (path == NULL || access(path, R_OK) == 0) return NULL;
+  switch (errno) {
+    case ENOENT: return "no such file";
+    case EACCES: return "permission denied";
+    default: return strerror(errno);
+  }
+}
+
+static int pemlib (unsigned long e) {
+  return ERR_GET_LIB(e) == ERR_LIB_PEM || ERR_GET_LIB(e) == ERR_LIB_EVP ||
+         ERR_GET_LIB(e) == ERR_LIB_ASN1 || ERR_GET_LIB(e) == ERR_LIB_PKCS12 ||
+#ifdef ERR_LIB_PROV
+         ERR_GET_LIB(e) == ERR_LIB_PROV ||      /* a key that will not decrypt */
+#endif
+         ERR_GET_REASON(e) == ERR_R_PEM_LIB;
+}
+
+/* A configuration that would not load: "what: why", said for a person
+** where OpenSSL's reason would not be (a missing file, a key that will not
+** decrypt, a file that holds no certificate). */
+const char *tls__configwhy (const char *what, const char *field,
+                            const char *path, int pass, char *msg,
+                            size_t size) {
+  unsigned long first = ERR_peek_error(), last = ERR_peek_last_error();
+  const char *r = last ? ERR_reason_error_string(last) : NULL;
+  const char *why = unreadable(path);
+  if (why == NULL && strcmp(field, "key") == 0 && (pemlib(first) || pemlib(last)))
+    why = pass ? "bad password, or not a PEM private key"
+               : "not a PEM private key, or an encrypted one (give password)";
+  else if (why == NULL && (strcmp(field, "cert") == 0 ||
+                           strcmp(field, "cafile") == 0) &&
+           (pemlib(first) || pemlib(last)))
+    why = "no PEM certificate in it";
   ERR_clear_error();
-  snprintf(msg, size, "%s: %s", what, r ? r : "not loaded");
+  snprintf(msg, size, "%s: %s", what, why ? why : r ? r : "not loaded");
   return "ETLSCONFIG";
 }

@@ -2,7 +2,7 @@
 -- openssl req / x509 (no key is committed): a test CA, a server
 -- certificate for localhost and 127.0.0.1 signed by it, an expired one, one
 -- for another host, a self-signed one, a second CA, a client certificate,
--- and one per server name for SNI. Every key is ECDSA P-256.
+-- one per server name for SNI, and the server's key encrypted. Every key is ECDSA P-256.
 --   local certs = dofile("spec/tls_certs.lua")(dir)
 --   certs.ca, certs.server.cert, certs.server.key, certs.read(path) ...
 
@@ -62,6 +62,11 @@ return function (dir)
        "-addext subjectAltName=DNS:localhost,IP:127.0.0.1")
     :format(KEY, p("self.key"), p("self.pem")))
   c.selfsigned = { cert = p("self.pem"), key = p("self.key") }
+  -- the server's key, encrypted with the password "secret"
+  run(("openssl pkey -in %s -aes128 -passout pass:secret -out %s")
+    :format(c.server.key, p("encrypted.key")))
+  c.encrypted = { cert = c.server.cert, key = p("encrypted.key"),
+                  password = "secret" }
 
   function c.read (path)
     local f = assert(io.open(path))

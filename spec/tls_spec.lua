@@ -758,8 +758,31 @@ print(recvall(s), s.version())
     local raw <close> = assert(tide.tcp.connect("127.0.0.1", port_of(srv)))
     local s, err, code = srv:accept()
     assert.is_nil(s)
-    assert.equal("handshake timed out", err)
+    -- as tide.tcp.connect's messages: the peer's address first
+    assert.equal(("127.0.0.1:%d: handshake timed out"):format(select(2, raw:getsockname())), err)
     assert.equal("ETIMEDOUT", code)
+  end))
+
+  it("times wrap's handshake out, naming the peer as connect does", async(function ()
+    local held = {}
+    local srv <close> = tcp_server(function (c)   -- accepts, never answers
+      held[#held + 1] = c
+      tide.sleep(5)
+    end)
+    local raw = assert(tide.tcp.connect("127.0.0.1", port_of(srv)))
+    local s, err, code = tide.tls.wrap(raw, { cafile = CA, servername = "localhost", timeout = 0.1 })
+    assert.is_nil(s)
+    assert.equal(("127.0.0.1:%d: handshake timed out"):format(port_of(srv)), err)
+    assert.equal("ETIMEDOUT", code)
+    -- a refused connect is tide.tcp.connect's error as it is
+    local lsn = assert(tide.tcp.listen("127.0.0.1", 0))
+    local port = port_of(lsn)
+    lsn:close()
+    local _, terr, tcode = tide.tcp.connect("127.0.0.1", port)
+    s, err, code = tide.tls.connect("127.0.0.1", port, { cafile = CA })
+    assert.is_nil(s)
+    assert.equal(terr, err)
+    assert.equal(tcode, code)
   end))
 
   it("chooses a certificate per server name (SNI)", async(function ()
@@ -779,6 +802,36 @@ print(recvall(s), s.version())
     assert.same({ "alpha.test", "CN=alpha.test" }, { get("alpha.test") })
     assert.same({ "www.beta.test", "CN=beta.test" }, { get("www.beta.test") })
     assert.same({ "localhost", "CN=localhost" }, { get("localhost") })
+  end))
+
+  it("gives a servernames entry made of fields the top level's settings; a context keeps its own", async(function ()
+    local srv <close> = assert(tide.tls.serve("127.0.0.1", 0, function (s)
+      local info = s:tlsinfo()
+      s:write(("%s %s %s"):format(info.servername, info.alpn or "-",
+                                  info.peer and info.peer.subject or "anonymous"))
+      s:shutdown()
+      s:read()
+    end, server_opts { alpn = { "h2" }, verify = true, cafile = CA, servernames = {
+      ["alpha.test"] = { cert = C.alpha.cert, key = C.alpha.key },
+      ["*.beta.test"] = assert(tide.tls.context { cert = C.beta.cert, key = C.beta.key }),
+    } }))
+    local out = pyclient([[
+for name, cert in (("alpha.test", True), ("alpha.test", False), ("www.beta.test", False), ("localhost", True)):
+    ctx = cctx()
+    ctx.set_alpn_protocols(["h2"])
+    if cert: ctx.load_cert_chain(D + "/client.pem", D + "/client.key")
+    try:
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", PORT)), server_hostname=name)
+        print(recvall(s).decode(), s.selected_alpn_protocol())
+    except (ssl.SSLError, OSError) as e:
+        print(name, "refused", type(e).__name__)
+]], port_of(srv))()
+    assert.equal(table.concat({
+      "alpha.test h2 CN=tide client h2",           -- alpn, verify, cafile inherited
+      "alpha.test refused SSLError",               -- a certificate is required there too
+      "www.beta.test - anonymous None",            -- a context: none of them
+      "localhost h2 CN=tide client h2",
+    }, "\n") .. "\n", out)
   end))
 
   it("selects ALPN: the server's first that the client offers, or none", async(function ()
@@ -854,6 +907,44 @@ for offer in (["http/1.1", "h2"], ["http/1.1"], ["foo"]):
     assert.equal("CN=tide client", readall(b))
   end))
 
+  it("keeps the first error: a read, a write and shutdown after an alert give it again", async(function ()
+    local srv <close> = assert(tide.tls.serve("127.0.0.1", 0, function (s)
+      s:read()
+    end, server_opts { verify = true, cafile = CA }))
+    local s <close> = assert(tide.tls.connect("localhost", port_of(srv), { cafile = CA }))
+    local msg = "the peer sent an alert: certificate required (give a client certificate: cert and key)"
+    assert.same({ nil, msg, "ETLSALERT" }, { s:read() })
+    assert.same({ nil, msg, "ETLSALERT" }, { s:write("more") })
+    assert.same({ nil, msg, "ETLSALERT" }, { s:read() })
+    assert.same({ nil, msg, "ETLSALERT" }, { s:shutdown() })
+    assert.same({ nil, msg, "ETLSALERT" }, { s:read_until("\n") })
+  end))
+
+  it("says a client certificate may be wanted when a TLS 1.2 server refuses the handshake", async(function ()
+    -- python3 reads what the client sent after the alert: no reset
+    local port, done = pyserver([[
+srv = listen()
+ctx = sctx()
+ctx.verify_mode = ssl.CERT_REQUIRED
+ctx.load_verify_locations(D + "/ca.pem")
+c, _ = srv.accept()
+raw = c.dup()
+try:
+    ctx.wrap_socket(c, server_side=True)
+except ssl.SSLError as e:
+    print(e.reason)
+raw.shutdown(socket.SHUT_WR)
+raw.settimeout(5)
+recvall(raw)
+]])
+    local s, err, code = tide.tls.connect("localhost", port, { cafile = CA, max_version = "1.2" })
+    assert.is_nil(s)
+    assert.equal("ETLSALERT", code)
+    assert.equal("the peer sent an alert: handshake failure (a client certificate required? "
+                 .. "or no protocol version, cipher or key type in common)", err)
+    assert.matches("PEER_DID_NOT_RETURN_A_CERTIFICATE", done())
+  end))
+
   it("gives a client certificate to openssl s_server, which requires one", async(function ()
     local port, stop = s_server(("-cert %s -key %s -Verify 1 -CAfile %s -verify_return_error -rev")
       :format(C.server.cert, C.server.key, CA))
@@ -877,7 +968,21 @@ describe("tide.tls.context", function ()
     local c, err, code = tide.tls.context { cert = "/nonexistent.pem", key = C.server.key }
     assert.is_nil(c)
     assert.equal("ETLSCONFIG", code)
-    assert.matches("^cert /nonexistent.pem: ", err)
+    assert.equal("cert /nonexistent.pem: no such file", err)
+    local E = C.encrypted
+    assert.same({ nil, "key " .. E.key .. ": not a PEM private key, or an encrypted one (give password)", "ETLSCONFIG" },
+                { tide.tls.context { cert = E.cert, key = E.key } })
+    assert.same({ nil, "key " .. E.key .. ": bad password, or not a PEM private key", "ETLSCONFIG" },
+                { tide.tls.context { cert = E.cert, key = E.key, password = "wrong" } })
+    assert.same({ nil, "key (PEM): bad password, or not a PEM private key", "ETLSCONFIG" },
+                { tide.tls.context { cert = E.cert, key = C.read(E.key), password = "wrong" } })
+    assert.truthy(tide.tls.context { cert = E.cert, key = E.key, password = E.password })
+    assert.same({ nil, "cert " .. CA:gsub("%.pem$", ".key") .. ": no PEM certificate in it", "ETLSCONFIG" },
+                { tide.tls.context { cert = CA:gsub("%.pem$", ".key"), key = C.server.key } })
+    assert.same({ nil, "cafile /nonexistent.pem: no such file", "ETLSCONFIG" },
+                { tide.tls.context { cafile = "/nonexistent.pem" } })
+    assert.same({ nil, "capath /nonexistent: no such file", "ETLSCONFIG" },
+                { tide.tls.context { capath = "/nonexistent" } })
     c, err, code = tide.tls.context { cert = C.server.cert, key = C.client.key }
     assert.is_nil(c)
     assert.equal("key: it does not match the certificate", err)
@@ -894,7 +999,8 @@ describe("tide.tls.context", function ()
       { { alpn = "h2" }, "'alpn': list of strings expected" },
       { { alpn = {} }, "'alpn': empty list" },
       { { verify = 1 }, "'verify': boolean or \"optional\" expected" },
-      { { min_version = "1.9" }, "'min_version': \"1.2\" or \"1.3\" expected" },
+      { { min_version = "1.4" }, "'min_version': \"1.0\", \"1.1\", \"1.2\" or \"1.3\" expected" },
+      { { key = C.server.key }, "'cert': cert and key go together" },
       { { cert = C.server.cert }, "'key': cert and key go together" },
       { { servernames = { x = 1 } }, "'servernames'" },
       { { session_cache = "yes" }, "'session_cache': boolean expected" },

@@ -9,7 +9,8 @@ local newcontext, iscontext = tls._context, tls._iscontext
 local wrap, handshake = tls._wrap, tls._handshake
 tls._context, tls._iscontext, tls._wrap, tls._handshake = nil, nil, nil, nil
 
-local pairs, setmetatable, tonumber, type = pairs, setmetatable, tonumber, type
+local pairs, pcall, setmetatable, tonumber, type =
+      pairs, pcall, setmetatable, tonumber, type
 
 -- Wrong use: see tide.lua.
 local argerror, typeerror, checkself = sched.argerror, sched.typeerror,
@@ -46,15 +47,27 @@ local function checktimeout (i, opts, field)
   return s
 end
 
+-- What a servernames entry given as fields (cert and key) takes from the
+-- top level when it does not say: all but the certificate, its key and
+-- password, and servernames.
+local INHERITED = { "cafile", "capath", "verify", "alpn", "min_version",
+                    "max_version", "ciphers", "ciphersuites", "session_cache" }
+
 -- A context made of the fields of opts (argument i); per-name contexts
--- given as tables are made first.
+-- given as tables are made first, inheriting the top level's settings.
 local function build (opts, i)
   local names = opts.servernames
   if type(names) == "table" then
     local t, o = {}, {}
     for name, v in pairs(names) do
       if type(v) == "table" then
-        local c, err, code = newcontext(v, i)
+        local e = {}
+        for k, x in pairs(v) do e[k] = x end
+        for j = 1, #INHERITED do
+          local f = INHERITED[j]
+          if e[f] == nil then e[f] = opts[f] end
+        end
+        local c, err, code = newcontext(e, i)
         if not c then
           return nil, ("servernames[%q]: %s"):format(name, err), code
         end
@@ -111,6 +124,14 @@ local function checkname (i, opts)
   return name
 end
 
+-- "addr:port: " of s's peer, as tide.tcp.connect's messages begin (or
+-- "" where it has none: a pipe, a peer gone).
+local function peerof (s)
+  local ok, host, port = pcall(s.getpeername, s)
+  if not ok or type(host) ~= "string" then return "" end
+  return port and ("%s:%s: "):format(host, port) or host .. ": "
+end
+
 -- Put TLS under s and wait for the handshake, within timeout seconds (nil:
 -- none): s, or nil, msg, code with s closed; s is closed as well if the
 -- wait is cancelled. Wrong use (opts: argument i) raises here, in the
@@ -126,7 +147,7 @@ local function secure (timeout, i, s, ctx, server, name, key)
   if timeout then
     ok, err, code = tide.timeout(timeout, handshake, s)
     if ok == nil and err == "timeout" then
-      return nil, "handshake timed out", "ETIMEDOUT"
+      return nil, peerof(s) .. "handshake timed out", "ETIMEDOUT"
     end
   else
     ok, err, code = handshake(s)
