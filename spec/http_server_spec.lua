@@ -68,6 +68,39 @@ describe("tide.http.serve", function ()
     end)
   end))
 
+  it("serves HTTPS with opts.tls (fields or a tide.tls.context) to curl and tide's client", async(function ()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    local C = dofile("spec/tls_certs.lua")(dir)
+    local ok, err = pcall(function ()
+      for _, t in ipairs { { cert = C.server.cert, key = C.server.key },
+                           assert(tide.tls.context { cert = C.server.cert, key = C.server.key }) } do
+        serving(hello, { tls = t }, function (port)
+          local u = ("https://localhost:%d/"):format(port)
+          local out = background(("curl -s --cacert %s %s %s"):format(C.ca, u, u))()
+          assert.equal("Hello, World!Hello, World!", out)
+          local res = assert(http.get(u, { cafile = C.ca }))
+          assert.equal(200, res.status)
+          assert.equal("Hello, World!", res:body())
+          -- A client that does not trust the certificate: its handshake
+          -- fails, and the server goes on.
+          local r, msg, code = http.get(u)
+          assert.is_nil(r)
+          assert.equal("ECERT", code, msg)
+          assert.equal("Hello, World!", assert(http.get(u, { cafile = C.ca })):body())
+          -- Plain HTTP to the TLS port is dropped, not answered.
+          r = http.get(("http://127.0.0.1:%d/"):format(port), { timeout = 5 })
+          assert.is_nil(r)
+        end)
+      end
+      assert.has_error(function () http.serve("127.0.0.1", 0, hello, { tls = 5 }) end,
+        "bad argument #4 to 'serve' ('tls': tide.tls.context or a table of its fields expected)")
+    end)
+    os.execute("rm -rf " .. dir)
+    assert(ok, err)
+  end))
+
   it("keeps connections alive for curl (HTTP/1.1)", async(function ()
     serving(hello, nil, function (port)
       local out = background(("curl -sv %s %s"):format(url(port), url(port, "/2")))()

@@ -560,6 +560,9 @@ local function connection (srv, s)
     conns[c] = nil
     s:close()
   end })
+  -- TLS: the handshake first, within header_timeout; a connection whose
+  -- handshake fails is dropped, as tide.tls.serve drops it.
+  if srv.tls and not tide.tls.wrap(s, srv.tls) then return end
   c.deadline = now() + srv.header_timeout
   local buf, pos = "", 1
   while true do
@@ -730,7 +733,19 @@ function http.serve (host, port, handler, opts)
   }
   local max = option(opts, 4, "max_connections", huge, true)
   if opts and opts.tls ~= nil then
-    argerror(4, "'tls': not supported yet")
+    local t = opts.tls
+    if getmetatable(t) == debug.getregistry()["tide.TlsContext"] then
+      self.tls = { server = true, context = t }
+    elseif type(t) ~= "table" then
+      argerror(4, "'tls': tide.tls.context or a table of its fields expected")
+    elseif t.cert == nil then
+      argerror(4, "'tls': 'cert' and 'key' (or a tide.tls.context) expected")
+    else
+      local ctx, err, code = tide.tls.context(t)
+      if not ctx then return nil, err, code end
+      self.tls = { server = true, context = ctx }
+    end
+    self.tls.timeout = self.header_timeout
   end
   local server, err, code = tide.tcp.listen(host, port, opts)
   if not server then return nil, err, code end
