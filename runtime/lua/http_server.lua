@@ -643,22 +643,7 @@ function Serving:close (grace)
   for c in pairs(self.conns) do
     if c.state ~= BUSY then c.s:close() end
   end
-  local w = self.handlers
-  -- Where nothing can wait (the <close> of a task that ended with an
-  -- error runs outside it), the handlers are cancelled, not waited for.
-  local canwait = tide.current() and sched.canwait()
-  if w:live() > 0 then
-    if grace > 0 and canwait then
-      tide.timeout(grace, function ()
-        while w:live() > 0 do w:wait() end
-      end)
-    end
-    w:cancel()
-    if not canwait then return end
-    sched.shield(1)
-    while w:live() > 0 do pcall(w.wait, w) end
-    sched.shield(-1)
-  end
+  sched.endall(self.handlers, grace)
 end
 
 function Serving:__close ()

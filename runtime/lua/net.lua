@@ -143,21 +143,7 @@ function Serving:close (grace)
   self.closed = true
   self.server:close()
   pcall(self.loop.await, self.loop)
-  local w = self.handlers
-  if w:live() == 0 then return end
-  -- Where nothing can wait (the <close> of a task that ended with an
-  -- error runs outside it), the handlers are cancelled, not waited for.
-  local canwait = tide.current() and sched.canwait()
-  if grace > 0 and canwait then
-    tide.timeout(grace, function ()
-      while w:live() > 0 do w:wait() end
-    end)
-  end
-  w:cancel()
-  if not canwait then return end
-  sched.shield(1)
-  while w:live() > 0 do pcall(w.wait, w) end
-  sched.shield(-1)
+  sched.endall(self.handlers, grace)
 end
 
 -- As close(), without grace (the second argument is the error, if any).

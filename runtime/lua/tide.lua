@@ -227,6 +227,25 @@ function tide.timeout (s, f, ...)
   return nil, "timeout"
 end
 
+-- Let the tasks of watch w run for grace seconds (0: none), then cancel
+-- those left and wait until all have ended (what closing a server does
+-- with its handlers). Where nothing can wait (the <close> of a task that
+-- ended with an error runs outside it), they are cancelled, not waited for.
+function sched.endall (w, grace)
+  if w:live() == 0 then return end
+  local canwait = current() and sched.canwait()
+  if grace > 0 and canwait then
+    tide.timeout(grace, function ()
+      while w:live() > 0 do w:wait() end
+    end)
+  end
+  w:cancel()
+  if not canwait then return end
+  shield(1)
+  while w:live() > 0 do pcall(w.wait, w) end
+  shield(-1)
+end
+
 -- tide.shield(f_or_task) -> its results; if the caller is cancelled, the
 -- task goes on.
 function tide.shield (f, ...)
