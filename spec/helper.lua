@@ -123,3 +123,37 @@ function _G.holdpool (dir, finally)
     for i = 1, POOL do os.remove(fifo .. "." .. i) end
   end
 end
+
+-- oomsweep(name, script): build the host of spec/embed/oom.c (as
+-- spec/oom.sh builds it) as BUILD/oomhost_<name>, and run script under it
+-- with an allocator that fails a sample of its allocations in turn, in
+-- each mode, on tide's loop and on the host's; asserts that every run
+-- ended cleanly (an error or the script's end, nothing leaked).
+function _G.oomsweep (name, script)
+  local assert = require "luassert"
+  local sanitized = BUILD:match("asan") ~= nil
+  local exe = BUILD .. "/oomhost_" .. name
+  local san = sanitized and "-fsanitize=address,undefined -fno-omit-frame-pointer" or ""
+  local out, code = sh(("env -u LD_PRELOAD cc -Wall -Wextra -Werror -O1 -g %s -Iruntime "
+    .. "$(pkg-config --cflags lua5.4 libuv) -o %s spec/embed/oom.c %s/libtide.a "
+    .. "$(pkg-config --libs lua5.4 libuv) -lm"):format(san, exe, BUILD))
+  assert.equal(0, code, out)
+  out, code = sh(("env -u LD_PRELOAD %s count %s"):format(exe, script))
+  assert.equal(0, code, out)
+  local count = tonumber(out:match("%d+"))
+  local to, step = count + count // 20, sanitized and 29 or 11
+  local tried, clean = 0, 0
+  for _, loop in ipairs { "", "-l" } do
+    for _, mode in ipairs { "once", "twice", "from", "end" } do
+      out, code = sh(("ASAN_OPTIONS=detect_leaks=1 env -u LD_PRELOAD %s %s sweep %s 1 %d %d "
+        .. "%s"):format(exe, loop, mode, to, step, script))
+      assert.equal(0, code, out)
+      local t, c = out:match("tried (%d+), ended cleanly (%d+)")
+      assert.is_truthy(t, out)
+      assert.equal(t, c, out)
+      tried, clean = tried + tonumber(t), clean + tonumber(c)
+    end
+  end
+  assert.is_true(tried >= 8 * (count // step), tried .. " runs")
+  assert.equal(tried, clean)
+end
