@@ -40,7 +40,7 @@ WARN     = -Wall -Wextra -Werror
 CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
-CORE     = sched task wait report timer coro debug handle runtime interrupt where \
+CORE     = sched task wait report timer coro debug handle runtime lazy interrupt where \
            pool alloc watch lock queue
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_path \
            fs_file fs_read fs_dir fs_result fs_watch work tty \

@@ -207,6 +207,10 @@ void tide__watched (Task *t);
 int tide__openlock (lua_State *L);
 int tide__openqueue (lua_State *L);
 
+/* lazy.c: the parts of the tide table made on first use; stack: tide,
+** private, runtime (as open_module has them) */
+void tide__openlazy (lua_State *L);
+
 /* coro.c */
 int tide__opencoro (lua_State *L);
 int tide__corowait (lua_State *L, Task *t);
