@@ -314,6 +314,27 @@ server_cmd() {
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
 HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
+# serve_port CMD...: start the server CMD, pinned, as SERVER_PID and wait
+# up to 10 s for the "port\t<n>" line it prints, left in $port; if none
+# comes, return 1 with the reason in $why.
+serve_port() {
+  # The server is started directly (taskset execs it), so $! is its pid.
+  # shellcheck disable=SC2086  # PIN_SERVER is meant to be split
+  $PIN_SERVER "$@" > "$TMP/port" 2> "$TMP/server.err" &
+  SERVER_PID=$!
+  port=""
+  tries=100
+  while [ -z "$port" ] && [ "$tries" -gt 0 ] && kill -0 "$SERVER_PID" 2>/dev/null; do
+    sleep 0.1
+    tries=$((tries - 1))
+    port=$(get port "$TMP/port")
+  done
+  [ -n "$port" ] && return 0
+  why=$(grep -v '^[[:space:]]*$' "$TMP/server.err" | head -n 1 | cut -c1-90)
+  why="server did not start${why:+: $why}"
+  return 1
+}
+
 # echo_skip PEER REASON: PEER runs in none of the echo sections.
 echo_skip() { for _s in $ECHO_SECS; do skip "$_s" "$1" "$2"; done; }
 # echo_failed PEER: every echo section has given up on PEER.
@@ -325,20 +346,9 @@ echo_failed() {
 # request/response row and the bulk client against it once, stop it.
 echo_round() {
   peer=$1
-  # The server is started directly (taskset execs it), so $! is its pid.
-  # shellcheck disable=SC2046,SC2086,SC2091  # the command is meant to be split and run
-  $PIN_SERVER $(server_cmd "$peer") > "$TMP/port" 2> "$TMP/server.err" &
-  SERVER_PID=$!
-  port=""
-  tries=100
-  while [ -z "$port" ] && [ "$tries" -gt 0 ] && kill -0 "$SERVER_PID" 2>/dev/null; do
-    sleep 0.1
-    tries=$((tries - 1))
-    port=$(get port "$TMP/port")
-  done
-  if [ -z "$port" ]; then
-    why=$(grep -v '^[[:space:]]*$' "$TMP/server.err" | head -n 1 | cut -c1-90)
-    echo_skip "$peer" "server did not start${why:+: $why}"
+  # shellcheck disable=SC2046  # the command is meant to be split
+  if ! serve_port $(server_cmd "$peer"); then
+    echo_skip "$peer" "$why"
   else
     for row in $RR_ROWS; do
       sec=${row%%:*} rest=${row#*:}
@@ -428,19 +438,9 @@ tls_failed() {
 # tls_round PEER: start PEER's server, run each TLS client against it once.
 tls_round() {
   peer=$1
-  # shellcheck disable=SC2046,SC2086
-  $PIN_SERVER $(tls_server_cmd "$peer") > "$TMP/port" 2> "$TMP/server.err" &
-  SERVER_PID=$!
-  port=""
-  tries=100
-  while [ -z "$port" ] && [ "$tries" -gt 0 ] && kill -0 "$SERVER_PID" 2>/dev/null; do
-    sleep 0.1
-    tries=$((tries - 1))
-    port=$(get port "$TMP/port")
-  done
-  if [ -z "$port" ]; then
-    why=$(grep -v '^[[:space:]]*$' "$TMP/server.err" | head -n 1 | cut -c1-90)
-    tls_skip "$peer" "server did not start${why:+: $why}"
+  # shellcheck disable=SC2046  # the command is meant to be split
+  if ! serve_port $(tls_server_cmd "$peer"); then
+    tls_skip "$peer" "$why"
   else
     # shellcheck disable=SC2086
     trial tls_handshake "$peer" handshakes_per_s higher $PIN_CLIENT "$BIN/tls_load" \

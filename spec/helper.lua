@@ -157,3 +157,23 @@ function _G.oomsweep (name, script)
   assert.is_true(tried >= 8 * (count // step), tried .. " runs")
   assert.equal(tried, clean)
 end
+
+-- Start a python3 program in the background; it prints its port first.
+-- Returns the port and a function that waits for it to exit.
+function _G.python (src)
+  local path = tmpfile(src)
+  -- Without LD_PRELOAD: the sanitizer runtimes are for lua5.4, not python3.
+  local f = assert(io.popen("env -u LD_PRELOAD timeout 60 python3 -u "
+    .. path .. " 2>&1", "r"))
+  local first = f:read("l")
+  local port = tonumber(first)
+  if not port then
+    error("python3 peer did not start: " .. tostring(first) .. (f:read("a") or ""))
+  end
+  return port, function ()
+    local rest = f:read("a")
+    f:close()
+    os.remove(path)
+    return rest
+  end
+end

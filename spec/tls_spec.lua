@@ -40,25 +40,7 @@ def recvall(s):
         out += d
 ]]):format(dir)
 
--- A python3 server: it prints its port first. Returns the port and a
--- function that waits for it to exit (call it once the peer is done) and
--- returns the rest of its output.
-local function pyserver (src)
-  local path = tmpfile(PRE .. src)
-  local f = assert(io.popen("env -u LD_PRELOAD timeout 60 python3 -u " ..
-                            path .. " 2>&1", "r"))
-  local first = f:read("l")
-  local port = tonumber(first)
-  if not port then
-    error("python3 peer did not start: " .. tostring(first) .. (f:read("a") or ""))
-  end
-  return port, function ()
-    local rest = f:read("a")
-    f:close()
-    os.remove(path)
-    return rest
-  end
-end
+local function pyserver (src) return python(PRE .. src) end
 
 -- A python3 client of port, run in the background; returns a function
 -- that waits (in a task) for its output.
