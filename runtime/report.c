@@ -173,7 +173,7 @@ void tide__failed (tide_Runtime *rt, Task *t) {
   t->link = NULL;
   *rt->failedtail = t;
   rt->failedtail = &t->link;
-  if (rt->failed == t && !rt->closing)
+  if (rt->failed == t && rt->ffailed == NULL && !rt->closing)
     uv_prepare_start(&rt->prepare, prepare_cb);
 }
 
@@ -183,15 +183,65 @@ void tide__observed (Task *t) {
   t->retrieved = 1;
 }
 
-/* Report the errors on the list that are still unobserved. */
+/* ---- Futures (future.c) that failed with nobody to look ---------------- */
+
+/* Report the error of future f, the value at idx of L. */
+static void report_future (tide_Runtime *rt, tide_Future *f, lua_State *L,
+                           int idx) {
+  char buf[64];
+  const char *msg = tide__errstring(L, idx, buf, sizeof buf);
+  f->reported = 1;
+  rt->nunobserved++;
+  begin_report(rt);
+  fprintf(stderr, "tide: error in a future nobody awaited: %s\n", msg);
+  end_report(rt);
+  lua_pop(L, 1);
+}
+
+void tide__futurefailed (tide_Runtime *rt, tide_Future *f, lua_State *L,
+                         int idx) {
+  if (L != NULL) {
+    report_future(rt, f, L, idx);
+    return;
+  }
+  f->link = NULL;
+  *rt->ffailedtail = f;
+  rt->ffailedtail = &f->link;
+  if (rt->ffailed == f && rt->failed == NULL && !rt->closing)
+    uv_prepare_start(&rt->prepare, prepare_cb);
+}
+
+/* The futures' part of tide__reportfailed; L: the table of failed ones. */
+static void report_futures (tide_Runtime *rt, lua_State *L) {
+  tide_Future *f = rt->ffailed;
+  rt->ffailed = NULL;
+  rt->ffailedtail = &rt->ffailed;
+  while (f != NULL) {
+    tide_Future *next = f->link;
+    f->link = NULL;
+    lua_rawgetp(L, -1, f);
+    if (!f->retrieved) {
+      lua_getiuservalue(L, -1, 1);
+      report_future(rt, f, L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, -2, f);
+    f = next;
+  }
+}
+
+/* Report the errors on the lists that are still unobserved. */
 void tide__reportfailed (tide_Runtime *rt) {
   lua_State *L = rt->cbL;
   Task *t = rt->failed;
-  if (t == NULL) return;
+  if (t == NULL && rt->ffailed == NULL) return;
   rt->failed = NULL;
   rt->failedtail = &rt->failed;
   uv_prepare_stop(&rt->prepare);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->failedref);
+  if (rt->ffailed != NULL) report_futures(rt, L);
   while (t != NULL) {
     Task *next = t->link;
     t->link = NULL;

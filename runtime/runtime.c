@@ -50,15 +50,43 @@ TIDE_API int tide_pushfail (lua_State *L, int uverr, const char *what) {
 
 /* ---- Driving the loop ------------------------------------------------------ */
 
+static void finish_leftovers (tide_Runtime *rt);
+
 TIDE_API int tide_run (tide_Runtime *rt, uv_run_mode mode) {
   if (mode != UV_RUN_DEFAULT) {
     uv_run(rt->loop, mode);
     return LUA_OK;
   }
-  if (uv_run(rt->loop, UV_RUN_DEFAULT) != 0 || rt->nlive == 0)
-    return LUA_OK;               /* stopped, or everything ended */
+  if (uv_run(rt->loop, UV_RUN_DEFAULT) != 0 || rt->nlive == 0 ||
+      rt->stopped) {             /* stopped, or everything ended */
+    if (rt->stopped) finish_leftovers(rt);
+    rt->stopped = 0;
+    return LUA_OK;
+  }
   tide__reportstuck(rt);
   return LUA_ERRRUN;
+}
+
+TIDE_API void tide_stop (tide_Runtime *rt) {
+  if (rt->closing) return;
+  rt->stopped = 1;
+  tide__cancelall(rt);
+  uv_stop(rt->loop);
+}
+
+/* tide.stop() */
+static int rt_stop (lua_State *L) {
+  tide_stop(tide__rt(L));
+  return 0;
+}
+
+/* The main task ended with its tide.Cancelled after tide_stop: no error,
+** no results. */
+static int stopped_main (tide_Runtime *rt, lua_State *L, int status) {
+  if (status == LUA_OK || !rt->stopped || !tide__israised(L, -1))
+    return 0;
+  lua_pop(L, 1);
+  return 1;
 }
 
 /* Call f with the top nargs values of L in a protected call, for the
@@ -183,6 +211,7 @@ TIDE_API int tide_call (tide_Runtime *rt, int nargs, int nres) {
     return LUA_ERRRUN;
   }
   status = tide__protect(L, main_results, 1, LUA_MULTRET);
+  if (stopped_main(rt, L, status)) status = LUA_OK;
   if (status == LUA_OK && nres != LUA_MULTRET)
     lua_settop(L, base + nres);
   return status;
@@ -239,6 +268,9 @@ static int rt_runmain (lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   caught = !tide__signalscaught(rt) && tide_catchsignals(rt) == 0;
   status = call_main(rt, L, lua_gettop(L) - 1);
+  if (stopped_main(rt, L, status)) status = LUA_OK;
+  if (rt->stopped) finish_leftovers(rt);
+  rt->stopped = 0;
   left = rt->nlive;
   if (left > 0) {
     fprintf(stderr, "tide.run: %u task%s still running at the end; "
@@ -254,6 +286,38 @@ static int rt_runmain (lua_State *L) {
   if (status != LUA_OK) return lua_error(L);
   n = lua_gettop(L);
   return n;
+}
+
+/* Private: run() from outside any task: the loop until tide.stop(), a
+** signal (SIGINT, SIGTERM: caught unless the host took them) or until
+** nothing is left that could run; then the tasks left are cancelled and
+** have ended. Returns nothing, or the name of the signal. */
+static int rt_runforever (lua_State *L) {
+  tide_Runtime *rt = tide__rt(L);
+  int caught, signum;
+  if (rt->depth > 0 || rt->current)
+    return tide__error(L, "%s: cannot drive the loop from inside a task or "
+                          "a callback", tide__fname(L));
+  caught = !tide__signalscaught(rt) && tide_catchsignals(rt) == 0;
+  rt->stopped = 0;
+  while (!rt->stopped && !rt->interrupted) {
+    int alive = uv_run(rt->loop, UV_RUN_ONCE);
+    if (!alive && rt->rcount == 0 && !rt->stopped && !rt->interrupted) {
+      if (rt->nlive == 0) break;           /* nothing could ever run */
+      tide__reportstuck(rt);
+      break;
+    }
+  }
+  finish_leftovers(rt);
+  rt->stopped = 0;
+  signum = rt->interrupted;
+  if (caught) {
+    tide__releasesignals(rt);
+    rt->interrupted = 0;
+  }
+  if (signum == 0) return 0;
+  lua_pushstring(L, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  return 1;
 }
 
 /* ---- Opening and closing ------------------------------------------------ */
@@ -359,6 +423,7 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   tide__opensched(L);
   tide__opentimer(L);
   tide__openwatch(L);
+  tide__openfuture(L);
   tide__openlock(L);
   tide__openqueue(L);
   tide__opendebug(L);
@@ -370,6 +435,12 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, rt_runmain, 1);
   lua_setfield(L, -3, "runmain");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, rt_runforever, 1);
+  lua_setfield(L, -3, "runforever");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, rt_stop, 1);
+  lua_setfield(L, -4, "stop");
   tide__opencoro(L);
   tide__openwhere(L);
   tide__openlazy(L);
@@ -418,6 +489,7 @@ static void open_loop (lua_State *L, tide_Runtime *rt, uv_loop_t *loop) {
   uv_prepare_init(loop, &rt->prepare);
   rt->prepare.data = rt;
   rt->failedtail = &rt->failed;
+  rt->ffailedtail = &rt->ffailed;
   rt->loop = loop;
 }
 

@@ -18,6 +18,7 @@
 
 typedef struct tide_Runtime tide_Runtime;
 typedef struct tide_Wait tide_Wait;
+typedef struct tide_Future tide_Future;
 
 /* ---- Embedding ---------------------------------------------------------- */
 
@@ -112,6 +113,15 @@ TIDE_API int tide_replace_allocator (uv_malloc_func malloc_func,
                                      uv_calloc_func calloc_func,
                                      uv_free_func free_func);
 
+/* Stop the run: every task is cancelled (their <close> variables and
+** pcall handlers run) and the call that drives the loop returns once they
+** have ended: tide_run(rt, UV_RUN_DEFAULT) with LUA_OK (even while the
+** host's own handles are active), tide_call and tide.run(fn) as if the
+** main function had returned nothing, tide.run() with nothing. What is
+** spawned after it runs as usual. Safe from anywhere: a libuv callback,
+** a task, an on_done callback, a signal watcher. tide.stop() calls it. */
+TIDE_API void tide_stop (tide_Runtime *rt);
+
 /* The runtime opened on L (or a thread of it), or NULL. */
 TIDE_API tide_Runtime *tide_runtime (lua_State *L);
 
@@ -175,6 +185,51 @@ TIDE_API void tide_wake (tide_Wait *w, int nres);
 ** no longer waited: the caller then undoes what the values would have
 ** handed over (a descriptor, a file). */
 TIDE_API int tide_wakewith (tide_Wait *w, lua_CFunction push, void *ud);
+
+/* ---- Futures: completing a Lua wait from C ------------------------------
+**
+**   static int lib_fetch (lua_State *L) {       // tide.Future for Lua code
+**     Job *j = start_job(...);
+**     j->f = tide_newfuture(L);                 // pushed; held for C
+**     return 1;                                 // Lua: j:await()
+**   }
+**   static int push (lua_State *L) {            // the values, in a
+**     Job *j = lua_touserdata(L, 1);            // protected call
+**     lua_pushlstring(L, j->data, j->len);
+**     return 1;
+**   }
+**   static void job_cb (Job *j) { tide_setresult(j->f, push, j); free j }
+**
+** A future is held for C from tide_newfuture until tide_setresult,
+** tide_seterror or tide_releasefuture: it is not collected meanwhile and
+** the pointer stays valid; after one of them, never touch it again. Lua
+** may cancel it meanwhile (tide_futuredone then says so): C still ends its
+** hold with one of the three. All of them before tide_close. */
+
+/* Push a new pending tide.Future on L and return it, held for C. Raises
+** (out of memory, no runtime open on L). */
+TIDE_API tide_Future *tide_newfuture (lua_State *L);
+
+/* Set its result to the values push(ud) returns, called as tide_wakewith
+** calls it: from a libuv callback (or anywhere outside a Lua call on the
+** runtime's thread of callbacks); tasks in f:await() wake with them, its
+** on_done callbacks run now. If push raises (out of memory), the future
+** fails with that error. Returns 1 when the future got the values; 0 when
+** push raised, or the future was already done (cancelled) or not held. The
+** hold ends. */
+TIDE_API int tide_setresult (tide_Future *f, lua_CFunction push, void *ud);
+
+/* As tide_setresult, the future failing with the first value push returns
+** (its error: a message, say), or with that of push's own failure. */
+TIDE_API int tide_seterror (tide_Future *f, lua_CFunction push, void *ud);
+
+/* Whether the future is done (Lua cancelled it, say): C may then stop the
+** work whose result it waited for. */
+TIDE_API int tide_futuredone (tide_Future *f);
+
+/* End C's hold without setting it (the work was abandoned); a pending
+** future stays pending for Lua, which may cancel or set it. */
+TIDE_API void tide_releasefuture (tide_Future *f);
 
 /* The loop of the runtime that L belongs to (raises if none). */
 TIDE_API uv_loop_t *tide_getloop (lua_State *L);

@@ -13,6 +13,7 @@
 #define TIDE_CANCELLED "tide.Cancelled"
 #define TIDE_STREAM "tide.Stream"
 #define TIDE_SERVER "tide.Server"
+#define TIDE_FUTURE "tide.Future"
 
 typedef struct Task Task;
 typedef struct tide_WatchNode tide_WatchNode;   /* watch.c */
@@ -79,8 +80,27 @@ struct Task {
   unsigned reported : 1;   /* its error was reported as nobody's */
   unsigned wakeerr : 1;    /* the waker's values could not be made: raise
                               the error it left, or "not enough memory" */
+  unsigned kcancel : 1;    /* cancelled: the wait's k is called with
+                              LUA_ERRRUN before it raises (tide__awaitkc) */
   uint32_t lockid;         /* lock.c: the task's number as a lock owner,
                               given when it first takes one (0 until then) */
+};
+
+/* A Future (future.c); user values: its outcome, its on_done callbacks. */
+struct tide_Future {
+  tide_Runtime *rt;
+  Task *awaiters;          /* tasks in await(), through Task.link */
+  tide_WatchNode *watchers;/* the watches on it (watch.c) */
+  tide_Future *link;       /* next in the failed futures (report.c) */
+  int ref;                 /* registry: held by C (tide_newfuture), or
+                              LUA_NOREF */
+  int nres;                /* its results, once done */
+  unsigned done : 1;
+  unsigned failed : 1;     /* done with an error (or cancelled) */
+  unsigned cancelled : 1;
+  unsigned retrieved : 1;  /* its result or error was looked at */
+  unsigned reported : 1;   /* its error was reported as nobody's */
+  unsigned hascbs : 1;     /* it has on_done callbacks */
 };
 
 /* The C side of every object that owns a libuv handle starts with this. */
@@ -116,6 +136,8 @@ struct tide_Runtime {
   uv_prepare_t prepare;    /* reports errors nobody observed, once the
                               ready queue is empty */
   Task *failed, **failedtail;  /* ended with an error nobody observed yet */
+  tide_Future *ffailed, **ffailedtail;   /* the same, of futures */
+  int stopped;             /* tide_stop: the run ends once tasks have */
   int failedref;           /* registry: those tasks, kept until reported */
   uint32_t nunobserved;    /* errors reported and still not observed */
   void (*aroundreport) (int after);  /* the prompt's: hide and redraw */
@@ -171,13 +193,22 @@ Task *tide__checktask (lua_State *L, int i);
 Task *tide__totask (tide_Runtime *rt, lua_State *L, int i);  /* faster */
 void tide__pushresult (lua_State *L, Task *t);
 
-/* wait.c: the wait/wake protocol and cancellation */
+/* wait.c: the wait/wake protocol and cancellation; tide__awaitkc is
+** tide_awaitk whose k also runs (status LUA_ERRRUN) when the task is
+** cancelled, and must then raise */
 int tide__openwait (lua_State *L);
+int tide__awaitkc (lua_State *L, tide_Wait *w, tide_CancelF cancel,
+                   void *data, lua_KFunction k, lua_KContext ctx);
 tide_Wait *tide__waitbegin (tide_Runtime *rt, lua_State *L);
 int tide__cancel (Task *t);
 void tide__interrupt (Task *t);
 void tide__pushcancelled (lua_State *L, Task *t);
 int tide__raisecancelled (lua_State *L, Task *t);
+
+/* future.c: the Future object */
+int tide__openfuture (lua_State *L);
+tide_Future *tide__tofuture (lua_State *L, int i);   /* or NULL */
+void tide__futureobserved (tide_Future *f);
 
 /* interrupt.c: SIGINT and SIGTERM cancel the main task */
 void tide__releasesignals (tide_Runtime *rt);
@@ -192,6 +223,10 @@ void tide__failed (tide_Runtime *rt, Task *t);
 void tide__observed (Task *t);
 void tide__reportfailed (tide_Runtime *rt);
 void tide__reportleft (tide_Runtime *rt);
+/* f failed with nobody to look: kept (anchored by the caller) for the
+** report, or reported now from L's value at idx when L is not NULL */
+void tide__futurefailed (tide_Runtime *rt, tide_Future *f, lua_State *L,
+                         int idx);
 
 /* timer.c; tide__heapremove takes t out of the timers (if it is in) */
 int tide__opentimer (lua_State *L);
@@ -202,6 +237,7 @@ void tide__timeradd (lua_State *L, tide_Wait *w, double s);
 /* watch.c: watches on tasks for the Lua-side library */
 int tide__openwatch (lua_State *L);
 void tide__watched (Task *t);
+void tide__futurewatched (tide_Future *f);
 
 /* lock.c and queue.c: tide.Lock and the Guard of hold(); the queues */
 int tide__openlock (lua_State *L);

@@ -58,7 +58,9 @@ TIDE_API tide_Wait *tide_wait (lua_State *L) {
 static int await_k (lua_State *L, int status, lua_KContext ctx) {
   tide_Wait *w = (tide_Wait *)ctx;
   Task *t = tide__task(w);
+  unsigned kcancel = t->kcancel;
   (void)status;
+  t->kcancel = 0;
   if (t->interrupted) {
     t->interrupted = 0;
     if (t->badwait) {
@@ -71,6 +73,7 @@ static int await_k (lua_State *L, int status, lua_KContext ctx) {
       if (lua_gettop(L) > w->base) return lua_error(L);
       return tide__nomem(L);
     }
+    if (kcancel) return w->k(L, LUA_ERRRUN, w->ctx);  /* it raises */
     return tide__raisecancelled(L, t);
   }
   if (w->k) return w->k(L, LUA_YIELD, w->ctx);
@@ -87,6 +90,12 @@ TIDE_API int tide_awaitk (lua_State *L, tide_Wait *w, tide_CancelF cancel,
   w->yielder = L;
   tide__task(w)->state = T_WAITING;
   return lua_yieldk(L, 0, (lua_KContext)w, await_k);
+}
+
+int tide__awaitkc (lua_State *L, tide_Wait *w, tide_CancelF cancel,
+                   void *data, lua_KFunction k, lua_KContext ctx) {
+  tide__task(w)->kcancel = 1;
+  return tide_awaitk(L, w, cancel, data, k, ctx);
 }
 
 TIDE_API int tide_await (lua_State *L, tide_Wait *w, tide_CancelF cancel,

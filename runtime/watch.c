@@ -1,5 +1,5 @@
 /*
-** watch.c: watches on tasks, for what the Lua-side library builds on them
+** watch.c: watches on tasks (and futures), for what the Lua-side library builds on them
 ** (gather, settle, race, timeout, group, serve): a watch queues the tasks
 ** it watches as they end, in that order, and wakes the task waiting on it.
 ** An on_done callback would have to run Lua code when a task ends, which
@@ -16,7 +16,8 @@ typedef struct Watch Watch;
 
 struct tide_WatchNode {
   Watch *watch;
-  Task *task;
+  Task *task;              /* the task, or NULL for the future fut */
+  tide_Future *fut;
   tide_WatchNode *tnext;   /* in task->watchers until the task ends */
   tide_WatchNode *prev, *next;     /* the watch's nodes */
   int ended;
@@ -81,42 +82,48 @@ static void anchor (lua_State *L, Watch *w, int i) {
   lua_pop(L, 1);
 }
 
-/* Watch t with the spare node, anchored already: allocates nothing. */
-static void commit (Watch *w, Task *t) {
+/* The list of the watch nodes on what n watches. */
+static Node **watchers (Node *n) {
+  return n->fut ? &n->fut->watchers : &n->task->watchers;
+}
+
+/* Watch t (or f) with the spare node, anchored already: allocates
+** nothing. */
+static void commit (Watch *w, Task *t, tide_Future *f) {
   Node *n = w->spare;
   w->spare = NULL;
   n->watch = w;
   n->task = t;
+  n->fut = f;
   n->ended = 0;
   n->prev = NULL;
   n->next = w->nodes;
   if (w->nodes) w->nodes->prev = n;
   w->nodes = n;
   w->n++;
-  if (t->state == T_DONE) {
-    tide__observed(t);
+  if (f ? f->done : t->state == T_DONE) {
+    if (f) tide__futureobserved(f);
+    else tide__observed(t);
     queue_ended(w, n);
   }
   else {
-    n->tnext = t->watchers;
-    t->watchers = n;
+    n->tnext = *watchers(n);
+    *watchers(n) = n;
   }
 }
 
-/* Watch the Task object at i too. */
+/* Watch the Task or Future object at i too. */
 static void add (lua_State *L, Watch *w, int i) {
-  Task *t = tide__checktask(L, i);
+  tide_Future *f = tide__tofuture(L, i);
+  Task *t = f ? NULL : tide__checktask(L, i);
   reserve(L, w);
   anchor(L, w, i);
-  commit(w, t);
+  commit(w, t, f);
 }
 
 /* t has ended: queue it in the watches on it. Being watched counts as
 ** being observed, as having on_done callbacks does. */
-void tide__watched (Task *t) {
-  Node *n = t->watchers;
-  t->watchers = NULL;
-  if (n != NULL) tide__observed(t);
+static void ended (Node *n) {
   while (n != NULL) {
     Node *next = n->tnext;
     queue_ended(n->watch, n);
@@ -124,9 +131,24 @@ void tide__watched (Task *t) {
   }
 }
 
+void tide__watched (Task *t) {
+  Node *n = t->watchers;
+  t->watchers = NULL;
+  if (n != NULL) tide__observed(t);
+  ended(n);
+}
+
+/* Future f is done: the same. */
+void tide__futurewatched (tide_Future *f) {
+  Node *n = f->watchers;
+  f->watchers = NULL;
+  if (n != NULL) tide__futureobserved(f);
+  ended(n);
+}
+
 static void unlink_node (Watch *w, Node *n) {
   if (!n->ended) {
-    Node **p = &n->task->watchers;
+    Node **p = watchers(n);
     while (*p != NULL && *p != n) p = &(*p)->tnext;
     if (*p) *p = n->tnext;
   }
@@ -174,7 +196,7 @@ static int watch_spawn (lua_State *L) {
   lua_pop(L, 1);
   t = tide__spawn(tide__rt(L), L, lua_gettop(L) - 2);
   anchor(L, w, -1);                /* the slot is there: cannot fail */
-  commit(w, t);
+  commit(w, t, NULL);
   return 1;
 }
 
@@ -221,12 +243,13 @@ static int watch_live (lua_State *L) {
   return 1;
 }
 
-/* w:cancel(): cancel every task it watches that has not ended. */
+/* w:cancel(): cancel every task it watches that has not ended (not the
+** futures). */
 static int watch_cancel (lua_State *L) {
   Watch *w = checkwatch(L, 1);
   Node *n;
   for (n = w->nodes; n != NULL; n = n->next)
-    if (!n->ended) tide__cancel(n->task);
+    if (!n->ended && n->task) tide__cancel(n->task);
   return 0;
 }
 

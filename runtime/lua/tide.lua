@@ -1,15 +1,19 @@
 -- tide.lua: the parts of the tide module written in Lua: run, the
--- combinators (gather, settle, race, timeout, shield, group), call_soon and
--- call_later, on top of the scheduler's few C calls (see sched.c).
+-- combinators (gather, settle, race, timeout, shield, group, wait,
+-- as_completed), call_soon and call_later, on top of the scheduler's few C
+-- calls (see sched.c). Wherever one is awaited, a task or a tide.Future will
+-- do.
 local tide, sched = ...
 
 local error, getmetatable, pcall, select, setmetatable, tonumber, type =
       error, getmetatable, pcall, select, setmetatable, tonumber, type
+local tostring = tostring
 local unpack, tointeger = table.unpack, math.tointeger
 
 local spawn, current, sleep = tide.spawn, tide.current, tide.sleep
-local shield, shieldawait, watch = sched.shield, sched.shieldawait, sched.watch
-local Task, Cancelled = sched.Task, tide.Cancelled
+local shield, watch = sched.shield, sched.watch
+local Task, Future, Cancelled = sched.Task, sched.Future, tide.Cancelled
+local tshieldawait, fshieldawait = sched.shieldawait, sched.fshieldawait
 
 -- Wrong use raises as Lua's own library does, naming the function the user
 -- called at the user's line, however deep in the library it is found (see
@@ -60,8 +64,16 @@ function sched.checkinteger (i, x)
   return k
 end
 
+-- A task or a future: what the combinators await.
 local function istask (x)
-  return getmetatable(x) == Task
+  local mt = getmetatable(x)
+  return mt == Task or mt == Future
+end
+
+-- Await t (a task or a future); if the caller is cancelled, t goes on.
+local function shieldawait (t)
+  if getmetatable(t) == Future then return fshieldawait(t) end
+  return tshieldawait(t)
 end
 
 local function iscancelled (e)
@@ -83,7 +95,13 @@ end
 -- tide.run(fn, ...): fn as the main task; its results, or its error raised.
 -- Inside a task it is the same as spawn(fn, ...):await(), once it is sure
 -- the await can wait (else fn would run with nobody to see its end).
+-- tide.run() with no function runs the loop until tide.stop(), a signal
+-- or until nothing is left (see runtime.c's runforever).
 function tide.run (fn, ...)
+  if fn == nil and select("#", ...) == 0 then
+    if current() then raise("%s: cannot run the loop inside a task") end
+    return sched.runforever()
+  end
   checkfunction(1, fn)
   if current() then
     checkwait()
@@ -109,7 +127,7 @@ local function tasklist (...)
   for i = 1, n do
     local x = select(i, ...)
     if not istask(x) and type(x) ~= "function" then
-      typeerror(i, "function or task", x)
+      typeerror(i, "function, task or future", x)
     end
   end
   local ts = { n = n }
@@ -202,7 +220,7 @@ function tide.race (...)
   checkwait()
   local ts = tasklist(...)
   if ts.n == 0 then
-    argerror(1, "function or task expected, got no value")
+    argerror(1, "function, task or future expected, got no value")
   end
   local first = waitfor(ts, function (ended) return ended > 0 end)
   stop(ts)
@@ -216,7 +234,7 @@ function tide.timeout (s, f, ...)
   s = checkduration(1, s)
   local t <close> = istask(f) and f or
     (type(f) == "function" and spawn(f, ...)) or
-    typeerror(2, "function or task", f)
+    typeerror(2, "function, task or future", f)
   local w <close> = watch(t)
   if w:wait(s) then return t:await() end
   t:cancel()
@@ -251,7 +269,7 @@ end
 function tide.shield (f, ...)
   checkwait()
   if type(f) == "function" then f = spawn(f, ...)
-  elseif not istask(f) then typeerror(1, "function or task", f) end
+  elseif not istask(f) then typeerror(1, "function, task or future", f) end
   return shieldawait(f)
 end
 
@@ -307,4 +325,90 @@ function tide.group (body)
   g.closed = true
   if g.err then error(g.err[1], 0) end
   return b:await()
+end
+
+-- The list of tasks and futures that wait and as_completed take (as a
+-- sequence, or n of them), as a list with its n for watch; functions are
+-- refused: nobody would hold the tasks made of them.
+local function checklist (i, list)
+  if type(list) ~= "table" then typeerror(i, "table", list) end
+  local n = list.n or #list
+  for k = 1, n do
+    if not istask(list[k]) then
+      argerror(i, ("task or future expected at [%d], got %s")
+               :format(k, type(list[k])))
+    end
+  end
+  return { n = n, unpack(list, 1, n) }
+end
+
+local whens = { first = true, first_error = true, all = true }
+
+-- tide.wait(list [, {return_when = "first" | "first_error" | "all",
+-- timeout = s}]) -> done, pending: the tasks and futures of list that have
+-- ended and those that have not, once return_when is met (asyncio's
+-- FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED; "all" by default) or
+-- timeout seconds have passed. Nothing is cancelled. Each of done and
+-- pending is a list in the order of list that also answers membership:
+-- done[t] is true for each t in it.
+function tide.wait (list, opts)
+  checkwait()
+  local ts = checklist(1, list)
+  local n, when, s = ts.n, "all", nil
+  if opts ~= nil then
+    if type(opts) ~= "table" then typeerror(2, "table", opts) end
+    when = opts.return_when or "all"
+    if not whens[when] then
+      argerror(2, "return_when: 'first', 'first_error' or 'all' expected, "
+               .. "got " .. tostring(when))
+    end
+    if opts.timeout ~= nil then s = checkduration(2, opts.timeout) end
+  end
+  local w <close> = watch(ts)
+  local deadline = s and tide.now() + s
+  local ended = 0
+  while ended < n do
+    local left = deadline and deadline - tide.now()
+    if left and left < 0 then left = 0 end
+    local t = w:wait(left)
+    if t == nil then break end       -- timeout
+    ended = ended + 1
+    if when == "first" then break end
+    if when == "first_error" and t:state() == "failed" then break end
+  end
+  local done, pending = {}, {}
+  for k = 1, n do
+    local t = ts[k]
+    local into = t:done() and done or pending
+    if not into[t] then
+      into[#into + 1], into[t] = t, true
+    end
+  end
+  return done, pending
+end
+
+-- for t in tide.as_completed(list [, timeout]) do ... end: each task or
+-- future of list as it ends (its outcome: t:await() or t:result()). After
+-- timeout seconds the loop ends; nothing is cancelled.
+function tide.as_completed (list, s)
+  checkwait()
+  local ts = checklist(1, list)
+  if s ~= nil then s = checkduration(2, s) end
+  local w = watch(ts)
+  local deadline = s and tide.now() + s
+  local left = ts.n
+  local function nextone ()
+    if left == 0 then return nil end
+    local wait = deadline and deadline - tide.now()
+    if wait and wait < 0 then wait = 0 end
+    local t = w:wait(wait)
+    if t == nil then
+      left = 0
+      w:close()
+      return nil
+    end
+    left = left - 1
+    return t
+  end
+  return nextone, nil, nil, w        -- w: the loop's closing value
 end
