@@ -39,6 +39,17 @@ kinds["tide.Task"] = { make = function ()
   end
 end }
 
+kinds["tide.Future"] = { waiter = "await", make = function ()
+  local f = tide.Future()
+  f:set_result(42)
+  local c = tide.Future()
+  c:cancel()
+  return f, c, function ()
+    assert.equal(42, f:await())
+    assert.equal("done", f:state())
+  end
+end }
+
 kinds["tide.Cancelled"] = { make = function ()
   local c = tide.spawn(tide.sleep, 10)
   c:cancel("enough")
