@@ -268,3 +268,25 @@ describe("futures in the combinators", function ()
     assert.is_true(a:cancelled() and b:cancelled())
   end))
 end)
+
+describe("the C side of futures (tide.h)", function ()
+  local sanitized = BUILD:match("asan") ~= nil
+
+  it("lets a C library's libuv callback complete a Lua wait, and tide_stop end a run, leaking nothing", function ()
+    local exe = os.tmpname()
+    local out, code = sh(("env -u LD_PRELOAD cc -Wall -Wextra -Werror %s-Iruntime "
+      .. "$(pkg-config --cflags lua5.4 libuv) -o %s spec/embed/future.c %s/libtide.a "
+      .. "$(pkg-config --libs lua5.4 libuv) -lm")
+      :format(sanitized and "-fsanitize=address,undefined " or "", exe, BUILD))
+    assert.equal(0, code, out)
+    if sanitized then
+      out, code = sh("env -u LD_PRELOAD ASAN_OPTIONS=detect_leaks=1 " .. exe)
+    else
+      out, code = sh("valgrind -q --leak-check=full --errors-for-leak-kinds=all "
+        .. "--error-exitcode=9 " .. exe)
+    end
+    os.remove(exe)
+    assert.equal(0, code, out)
+    assert.equal("hello,false boom,cancelled,g1\nok\n", out)
+  end)
+end)
