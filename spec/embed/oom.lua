@@ -42,6 +42,33 @@ local function tasks ()
   assert(not pcall(closed.await, closed))
 end
 
+local function futures ()
+  local f = tide.Future()
+  local waiter = tide.spawn(function () return f:await() end)
+  f:on_done(function () end)
+  tide.call_soon(function () f:set_result("set", 2) end)
+  assert(waiter:await() == "set")
+  assert(select(3, f:result()) == 2)
+  local e = tide.Future()
+  e:set_error("failed")
+  assert(not pcall(e.await, e) and not e:result())
+  local c = tide.Future()
+  local cw = tide.spawn(function () return c:await() end)
+  tide.yield()
+  cw:cancel()
+  assert(not pcall(cw.await, cw) and c:cancelled())
+  local a, b = tide.Future(), tide.Future()
+  tide.call_soon(function () a:set_result(1) end)
+  local done, pending = tide.wait({ a, b }, { return_when = "first" })
+  assert(done[a] and pending[b])
+  b:set_result(2)
+  local n = 0
+  for _ in tide.as_completed({ a, b, tide.spawn(tide.yield) }) do n = n + 1 end
+  assert(n == 3)
+  assert(tide.gather(a, function () return 3 end) == 1)
+  assert(select(2, tide.timeout(0.001, tide.Future())) == "timeout")
+end
+
 local function sync ()
   local q = tide.Queue(1)
   local prod = tide.spawn(function ()
@@ -201,6 +228,7 @@ local function files ()
 end
 
 tasks()
+futures()
 sync()
 sockets()
 tls()
