@@ -88,10 +88,16 @@ static void run_callbacks (lua_State *L, int idx, tide_Future *f) {
 
 static void settle (lua_State *L, int idx, tide_Future *f) {
   tide_Runtime *rt = f->rt;
-  Task *a = f->awaiters;
+  Task *a = NULL, *b = f->awaiters;
   idx = lua_absindex(L, idx);
   f->done = 1;
   f->awaiters = NULL;
+  while (b != NULL) {              /* latest first: woken in their order */
+    Task *next = b->link;
+    b->link = a;
+    a = b;
+    b = next;
+  }
   if (a != NULL) tide__futureobserved(f);
   rt->depth++;                     /* through the ready queue, never now */
   while (a != NULL) {

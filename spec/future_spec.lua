@@ -35,6 +35,18 @@ describe("tide.Future", function ()
     assert.equal("done", f:state())
   end))
 
+  it("wakes the tasks in await() in the order they began to wait", async(function ()
+    local f, order = tide.Future(), {}
+    local ts = {}
+    for i = 1, 5 do
+      ts[i] = tide.spawn(function () f:await() order[#order + 1] = i end)
+    end
+    tide.sleep(0)
+    f:set_result()
+    for i = 1, 5 do ts[i]:await() end
+    assert.same({ 1, 2, 3, 4, 5 }, order)
+  end))
+
   it("raises the error set_error set, and result() returns false, err", async(function ()
     local f = tide.Future()
     tide.call_later(0.01, function () f:set_error({ code = 7 }) end)
