@@ -230,6 +230,7 @@ static void unlink_awaiter (tide_Wait *w) {
 ** cancelled (see tide__awaitkc): so is the future, as in asyncio. */
 static int await_done (lua_State *L, int status, lua_KContext ctx) {
   tide_Future *f = (tide_Future *)ctx;
+  f->rt->current->kcancel = 0;
   if (status != LUA_YIELD) {
     if (!f->done) {
       lua_pushnil(L);
@@ -261,7 +262,6 @@ static int future_await (lua_State *L) {
   return awaitfuture(L, 0);
 }
 
-/* private fshieldawait(f): await f; if the caller is cancelled, f goes on */
 static int future_shieldawait (lua_State *L) {
   return awaitfuture(L, 1);
 }
@@ -316,12 +316,15 @@ static int future_close (lua_State *L) {
   return 0;
 }
 
+static void pushmeta (lua_State *L);
+
 static tide_Future *newfuture (lua_State *L, tide_Runtime *rt) {
   tide_Future *f = lua_newuserdatauv(L, sizeof *f, FU_NUV);
   memset(f, 0, sizeof *f);
   f->rt = rt;
   f->ref = LUA_NOREF;
-  luaL_setmetatable(L, TIDE_FUTURE);
+  pushmeta(L);
+  lua_setmetatable(L, -2);
   return f;
 }
 
@@ -443,19 +446,32 @@ static const luaL_Reg future_meta[] = {
   {NULL, NULL}
 };
 
-/* Stack: tide table, private table, runtime userdata. Sets tide.Future,
-** private.Future (the metatable) and private.fshieldawait. */
-int tide__openfuture (lua_State *L) {
-  luaL_newmetatable(L, TIDE_FUTURE);   /* filled by every open */
+/* Push the metatable of futures, made on first use (by tide.lua, which
+** opens it when the library written in Lua first runs, or by
+** tide_newfuture), so that a program that uses neither pays nothing. */
+static void pushmeta (lua_State *L) {
+  if (!luaL_newmetatable(L, TIDE_FUTURE)) return;
   luaL_setfuncs(L, future_meta, 0);
   luaL_newlibtable(L, future_methods);
   luaL_setfuncs(L, future_methods, 0);
   lua_setfield(L, -2, "__index");
-  lua_setfield(L, -3, "Future");
-  lua_pushvalue(L, -1);
+}
+
+/* private openfuture() -> tide.Future (the constructor), the metatable,
+** fshieldawait(f) (await f; if the caller is cancelled, f goes on) */
+static int future_open (lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushcclosure(L, future_new, 1);
-  lua_setfield(L, -4, "Future");
+  pushmeta(L);
   lua_pushcfunction(L, future_shieldawait);
-  lua_setfield(L, -3, "fshieldawait");
+  return 3;
+}
+
+/* Stack: tide table, private table, runtime userdata. Sets
+** private.openfuture. */
+int tide__openfuture (lua_State *L) {
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, future_open, 1);
+  lua_setfield(L, -3, "openfuture");
   return 0;
 }

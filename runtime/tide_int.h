@@ -81,7 +81,8 @@ struct Task {
   unsigned wakeerr : 1;    /* the waker's values could not be made: raise
                               the error it left, or "not enough memory" */
   unsigned kcancel : 1;    /* cancelled: the wait's k is called with
-                              LUA_ERRRUN before it raises (tide__awaitkc) */
+                              LUA_ERRRUN before it raises (tide__awaitkc;
+                              its k clears it when woken) */
   uint32_t lockid;         /* lock.c: the task's number as a lock owner,
                               given when it first takes one (0 until then) */
 };

@@ -58,10 +58,10 @@ TIDE_API tide_Wait *tide_wait (lua_State *L) {
 static int await_k (lua_State *L, int status, lua_KContext ctx) {
   tide_Wait *w = (tide_Wait *)ctx;
   Task *t = tide__task(w);
-  unsigned kcancel = t->kcancel;
   (void)status;
-  t->kcancel = 0;
   if (t->interrupted) {
+    unsigned kcancel = t->kcancel;   /* else k clears it */
+    t->kcancel = 0;
     t->interrupted = 0;
     if (t->badwait) {
       t->badwait = 0;

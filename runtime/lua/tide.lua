@@ -12,8 +12,10 @@ local unpack, tointeger = table.unpack, math.tointeger
 
 local spawn, current, sleep = tide.spawn, tide.current, tide.sleep
 local shield, watch = sched.shield, sched.watch
-local Task, Future, Cancelled = sched.Task, sched.Future, tide.Cancelled
-local tshieldawait, fshieldawait = sched.shieldawait, sched.fshieldawait
+local Task, Cancelled = sched.Task, tide.Cancelled
+local Future, fshieldawait
+tide.Future, Future, fshieldawait = sched.openfuture()   -- see future.c
+local tshieldawait = sched.shieldawait
 
 -- Wrong use raises as Lua's own library does, naming the function the user
 -- called at the user's line, however deep in the library it is found (see
