@@ -71,19 +71,28 @@ static int anchor (lua_State *L) {
   return 0;
 }
 
+/* The callbacks run on the runtime's thread for them, as a task's do (on
+** L's if there is no memory to move the future there). */
 static void run_callbacks (lua_State *L, int idx, tide_Future *f) {
+  lua_State *C = f->rt->cbL;
   lua_Integer i, n;
-  lua_getiuservalue(L, idx, FU_CBS);
-  n = (lua_Integer)lua_rawlen(L, -1);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, -1, i);
+  if (C != L && lua_checkstack(C, 4)) {
     lua_pushvalue(L, idx);
-    tide__callback(f->rt, L);
+    lua_xmove(L, C, 1);
+    idx = lua_gettop(C);
   }
-  lua_pop(L, 1);
-  lua_pushnil(L);
-  lua_setiuservalue(L, idx, FU_CBS);
+  else C = L;
+  lua_getiuservalue(C, idx, FU_CBS);
+  lua_pushnil(C);
+  lua_setiuservalue(C, idx, FU_CBS);
   f->hascbs = 0;
+  n = (lua_Integer)lua_rawlen(C, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(C, -1, i);
+    lua_pushvalue(C, idx);
+    tide__callback(f->rt, C);
+  }
+  lua_pop(C, C == L ? 1 : 2);
 }
 
 static void settle (lua_State *L, int idx, tide_Future *f) {

@@ -261,6 +261,9 @@ local function track (v)
     if mt and mt.__name == "tide.Task" and v ~= MAIN then  -- its error is observed
       v:on_done(function (t) t:result() end)
     end
+    if mt and mt.__name == "tide.Future" then   -- the same
+      v:on_done(function (f) f:result() end)
+    end
   end
 end
 
@@ -320,6 +323,8 @@ local function refresh ()
   add(tide.Semaphore(1))
   add(tide.BoundedSemaphore(2))
   add(tide.Barrier(2))
+  add(tide.Future())
+  add(tide.Future()):set_result(1)
   add(select(2, pcall(error, setmetatable({}, tide.Cancelled))))
   tide.group(function (g) P.group = g end)
   add(P.group)
@@ -330,6 +335,7 @@ local function refresh ()
   for _, o in ipairs(l) do
     local mt = getmetatable(o)
     if mt and mt.__name == "tide.Task" then o:on_done(function (t) t:result() end) end
+    if mt and mt.__name == "tide.Future" then o:on_done(function (f) f:result() end) end
   end
   P.list = l
 end
@@ -354,7 +360,8 @@ local function targets ()
   local function walk (t, prefix)
     for _, k in ipairs(sortedkeys(t)) do
       local v = t[k]
-      if type(v) == "function" then list[#list + 1] = { prefix .. k, v }
+      if prefix .. k == "tide.stop" then  -- it ends the run: cancels every task
+      elseif type(v) == "function" then list[#list + 1] = { prefix .. k, v }
       elseif type(v) == "table" and k:match("^%l") then walk(v, prefix .. k .. ".") end
     end
   end
