@@ -204,7 +204,9 @@ static int call_start (lua_State *L) {
 TIDE_API int tide_call (tide_Runtime *rt, int nargs, int nres) {
   lua_State *L = rt->L;
   int base = lua_gettop(L) - nargs - 1;
-  int status = tide__protect(L, call_start, nargs + 1, 1);
+  int status;
+  rt->stopped = 0;                 /* a tide_stop before it is spent */
+  status = tide__protect(L, call_start, nargs + 1, 1);
   if (status != LUA_OK) return status;
   if (run_until(rt, lua_touserdata(L, -1)) != LUA_OK) {
     tide__protect(L, deadlock_msg, 1, 1);

@@ -44,7 +44,8 @@ TIDE_API int tide_spawn (tide_Runtime *rt, int nargs);
 /* Drive the loop: UV_RUN_DEFAULT runs until no task is left (what no task
 ** waits on does not count, children still running and the host's own
 ** handles do; reports a deadlock, returning LUA_ERRRUN, when tasks wait on
-** each other with nothing left to wake them); UV_RUN_ONCE / UV_RUN_NOWAIT run one loop
+** each other with nothing left to wake them), or until tide_stop has
+** ended the run; UV_RUN_ONCE / UV_RUN_NOWAIT run one loop
 ** iteration (NOWAIT never blocks). Returns LUA_OK, or LUA_ERRRUN on
 ** deadlock. */
 TIDE_API int tide_run (tide_Runtime *rt, uv_run_mode mode);
