@@ -68,9 +68,10 @@ TIDE_API lua_State *tide_state (tide_Runtime *rt);
 /* Number of tasks not yet ended. */
 TIDE_API size_t tide_ntasks (tide_Runtime *rt);
 
-/* Number of task errors that nobody observed: each was reported on stderr
-** with its traceback once the loop had run what was ready after it, and
-** no await, result() or on_done() has taken it since. The tide command
+/* Number of task (and future) errors that nobody observed: each was
+** reported on stderr (a task's with its traceback) once the loop had run
+** what was ready after it, and no await, result() or on_done() has taken
+** it since. The tide command
 ** exits with status 1 when this is not 0 at the end. */
 TIDE_API size_t tide_unobserved (tide_Runtime *rt);
 
