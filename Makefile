@@ -83,7 +83,7 @@ $(BUILD)/obj/http_parser.o: | $(BUILD)/obj
 	cd $(BUILD)/obj && ar x $(HP_A) http_parser.o
 
 # The Lua-side library, in load order.
-LUALIB   = tide sync net process fs http http_server tls
+LUALIB   = tide sync net process fs http http_server tls socket ssl luasocket
 
 $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
 	lua5.4 runtime/lua/embed.lua $@ tide__luasources \
