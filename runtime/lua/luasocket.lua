@@ -8,14 +8,18 @@ local tide = ...
 local L = {}
 tide.luasocket = L
 
+local RELOADED = { "socket", "socket.http", "socket.tp", "socket.smtp",
+                   "socket.ftp", "socket.mbox", "ssl", "ssl.https" }
+
 -- Install: socket.core and ssl are tide's; socket is LuaSocket's socket.lua
 -- loaded on top of tide.socket where it is installed, tide.socket alone
 -- where it is not.
 function L.install ()
   local loaded, socket = package.loaded, tide.socket
   if loaded["socket.core"] ~= socket then
+    -- LuaSocket's own, loaded before: its Lua modules load again on tide's
+    for _, name in ipairs(RELOADED) do loaded[name] = nil end
     loaded["socket.core"] = socket
-    loaded.socket = nil
   end
   loaded.ssl = tide.ssl
   if loaded.socket == nil and package.searchpath("socket", package.path) == nil
