@@ -323,11 +323,15 @@ local function pool_watch (list, e, idle)
   return data
 end
 
+-- The most recently pooled connection of key: a plain one first, else one
+-- with TLS (sslhandshake then checks its settings).
 local function pool_take (key)
   local list = pools[key]
-  local e = list and list[#list]
-  if e == nil then return nil end
-  list[#list] = nil
+  if list == nil or #list == 0 then return nil end
+  local k = #list
+  while k > 0 and list[k].tls do k = k - 1 end
+  if k == 0 then k = #list end
+  local e = table.remove(list, k)
   local w = e.watcher
   e.watcher = nil
   if w then
@@ -388,7 +392,7 @@ local function connect (self, host, port, opts)
   if type(host) ~= "string" then typeerror(2, "string", host) end
   port = tonumber(port) or typeerror(3, "number", port)
   local key = opts and opts.pool or (host .. ":" .. floor(port))
-  self.poolkey = key
+  self.poolkey, self.host, self.port = key, host, port
   local e = pool_take(key)
   if e then
     self.stream, self.kind, self.reused = e.stream, "client", e.reused + 1
@@ -640,23 +644,28 @@ end
 
 -- ---- TLS on the object (OpenResty's sslhandshake) --------------------------
 
--- sslhandshake([reused_session [, server_name [, ssl_verify]]]): a
--- session object (true: none to reuse), or nil, err. tide keeps the
--- sessions of its default context itself, so reused_session is ignored.
+-- sslhandshake([reused_session [, server_name [, ssl_verify]]]): true, or
+-- nil, err. tide keeps the sessions of its default context itself, so
+-- reused_session is ignored and no session object is returned. A pooled
+-- connection with the same server_name and ssl_verify is taken as it is;
+-- one with other settings is replaced by a new connection.
 local function sslhandshake (self, reused, server_name, verify)
   checkkind(self, "sslhandshake", "client")
-  if reused == false then reused = nil end
   local tag = tostring(server_name) .. "|" .. tostring(verify and true or false)
-  if self.tls then
-    if self.tls == tag then return true end
-    return nil, "connection pooled with other TLS settings"
+  if self.tls == tag then return true end
+  if self.buf ~= "" then return nil, "unread data in buffer" end
+  self.start = now()
+  if self.tls then                      -- pooled with other TLS settings
+    self.stream:close()
+    self.stream, self.tls, self.reused = nil, nil, 0
+    local c, err, code = tide.tcp.connect(self.host, self.port,
+                                          { timeout = retry(self, "tconnect") })
+    if c == nil then return nil, lserror(err, code) end
+    self.stream = c
+    for name, value in pairs(self.opts) do apply(self, name, value) end
   end
   local s = self.stream
   local opts = { servername = server_name, verify = verify and true or false }
-  if self.tlsopts then
-    for k, v in pairs(self.tlsopts) do opts[k] = v end
-  end
-  if self.buf ~= "" then return nil, "unread data in buffer" end
   local ok, err, code = within(retry(self, "tconnect"), tide.tls.wrap, s, opts)
   if ok == TIMEDOUT then
     self.stream = nil
@@ -668,7 +677,6 @@ local function sslhandshake (self, reused, server_name, verify)
     return nil, err, code
   end
   self.tls = tag
-  self.poolkey = (self.poolkey or "") .. "|tls|" .. tag
   return true
 end
 TCP.sslhandshake = waits(sslhandshake)

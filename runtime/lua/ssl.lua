@@ -38,9 +38,25 @@ end
 local Context = {}
 Context.__index = Context
 
+-- A file params names that cannot be read: LuaSec's message for it
+-- (tide.tls loads the files at the first connection, LuaSec at once).
+local function unreadable (path, what)
+  if type(path) ~= "string" or path:find("-----BEGIN", 1, true) then return nil end
+  local f, err = io.open(path)
+  if f then
+    f:close()
+    return nil
+  end
+  return ("error loading %s (%s)"):format(what, (err:gsub("^.-: ", "")))
+end
+
 -- ssl.newcontext(params) -> context | nil, err
 function M.newcontext (params)
   if type(params) ~= "table" then typeerror(1, "table", params) end
+  local bad = unreadable(params.certificate, "certificate")
+    or unreadable(params.key, "private key")
+    or unreadable(params.cafile, "CA locations")
+  if bad then return nil, bad end
   local o = options(params)
   local fields = {}
   for k, v in pairs(o) do if k ~= "server" then fields[k] = v end end
