@@ -74,10 +74,13 @@ local function retry (self, kind)
   return b
 end
 
--- f(a, b) within t seconds (nil: no limit); nil, "timeout" when it ran out.
+-- f(a, b) within t seconds (nil: no limit); TIMEDOUT when it ran out. A
+-- zero timeout waits 1 ms: a turn of the loop, to read what the system
+-- holds (libuv reads only in its poll phase, after the timers).
 local TIMEDOUT = {}
 local function within (t, f, a, b)
   if t == nil then return f(a, b) end
+  if t < 0.001 then t = 0.001 end
   local r = pack(timeout(t, f, a, b))
   if r[1] == nil and r[2] == "timeout" and r.n == 2 then return TIMEDOUT end
   return unpack(r, 1, r.n)
