@@ -688,6 +688,11 @@ TCP.sslhandshake = waits(sslhandshake)
 
 -- socket.connect(host, port [, locaddr, locport [, family]])
 function M.connect (host, port, locaddr, locport, family)
+  if type(host) ~= "string" then typeerror(1, "string", host) end
+  if tonumber(port) == nil then typeerror(2, "number", port) end
+  if family ~= nil and family ~= "inet" and family ~= "inet6" then
+    argerror(5, "invalid family")
+  end
   local c = newtcp("master", family)
   local ok, err = c:connect(host, port)
   if not ok then return nil, err end
@@ -697,6 +702,8 @@ end
 -- socket.bind(host, port [, backlog]): Debian's socket.lua defines its
 -- own, through dns.getaddrinfo, bind and listen.
 function M.bind (host, port)
+  if type(host) ~= "string" then typeerror(1, "string", host) end
+  if tonumber(port) == nil then typeerror(2, "number", port) end
   local c = newtcp("master")
   c:setoption("reuseaddr", true)
   local ok, err = c:bind(host, port)
@@ -746,6 +753,8 @@ function M.protect (f)
 end
 
 function M.skip (d, ...)
+  d = sched.checkinteger(1, d)
+  if d < 0 then argerror(1, "non-negative number expected") end
   return select(d + 1, ...)
 end
 
@@ -797,7 +806,12 @@ dns.getaddrinfo = waits(function (host)
 end)
 
 dns.getnameinfo = waits(function (host, port)
-  local name = host and tide.dns.reverse(host)
+  if host ~= nil and type(host) ~= "string" then typeerror(1, "string", host) end
+  local name, err, code
+  if host then
+    name, err, code = tide.dns.reverse(host)
+    if name == nil then return nil, lserror(err, code) end
+  end
   return name, port and tostring(port) or nil
 end)
 
@@ -1012,6 +1026,10 @@ end
 
 local function always () return true end
 
+local function checklist (i, list)
+  if list ~= nil and type(list) ~= "table" then typeerror(i, "table", list) end
+end
+
 local function sel (recvt, sendt, t)
   t = tonumber(t)
   if t and t < 0 then t = nil end
@@ -1030,7 +1048,13 @@ local function sel (recvt, sendt, t)
   r = collect(recvt, ready)
   return r, w, #r == 0 and "timeout" or nil
 end
-M.select = waits(sel)
+local select_waiting = waits(sel)
+function M.select (recvt, sendt, t)
+  checklist(1, recvt)
+  checklist(2, sendt)
+  if t ~= nil and tonumber(t) == nil then typeerror(3, "number", t) end
+  return select_waiting(recvt, sendt, t)
+end
 
 -- ---- sources and sinks on tide.socket alone ----------------------------------
 

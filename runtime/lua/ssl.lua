@@ -42,7 +42,8 @@ Context.__index = Context
 -- (tide.tls loads the files at the first connection, LuaSec at once).
 local function unreadable (path, what)
   if type(path) ~= "string" or path:find("-----BEGIN", 1, true) then return nil end
-  local f, err = io.open(path)
+  local ok, f, err = pcall(io.open, path)
+  if not ok then return ("error loading %s (%s)"):format(what, tostring(f)) end
   if f then
     f:close()
     return nil
