@@ -20,6 +20,22 @@ describe("require 'tide.luasocket'", function ()
   end)
 end)
 
+describe("tide -l tide.luasocket", function ()
+  it("installs the switch before the script runs", function ()
+    local script = tmpfile([[
+      print(require("socket") == require("tide.socket"),
+            require("socket.core") == require("tide.socket"),
+            require("ssl") == require("tide.ssl"),
+            type(require("socket.http").request))
+    ]])
+    local out, code = sh(("LUA_PATH='/usr/share/lua/5.4/?.lua;;' %s -l tide.luasocket %s")
+                         :format(TIDE, script))
+    os.remove(script)
+    assert.equal(0, code, out)
+    assert.equal("true\ttrue\ttrue\tfunction\n", out)
+  end)
+end)
+
 describe("lua-redis on tide.socket", function ()
   local port, stop
   setup(async(function () port, stop = H.redis() end))

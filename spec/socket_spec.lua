@@ -30,6 +30,29 @@ local function peer (out, fn)
   end)
 end
 
+-- A python3 listener whose backlog is full (the kernel drops new SYNs, so
+-- a connect waits), for about 3 s; its port and a function waiting for it.
+local function hole ()
+  return python([[
+import socket, sys, time
+hole = socket.socket()
+hole.bind(("127.0.0.1", 0))
+hole.listen(0)
+fill = []
+for _ in range(64):
+    c = socket.socket()
+    c.settimeout(1.0)
+    try:
+        c.connect(hole.getsockname())
+    except OSError:
+        c.close()
+        break
+    fill.append(c)
+print(hole.getsockname()[1], flush=True)
+time.sleep(3)
+]])
+end
+
 local function results (...)
   return table.pack(...)
 end
@@ -170,6 +193,22 @@ describe("tide.socket tcp", function ()
       end)
     end))
 
+    it("connect times out with nil, 'timeout' (a listener whose backlog is full)", async(function ()
+      local port, wait = hole()
+      local c = socket.tcp()
+      c:settimeout(0.2)
+      local t0 = tide.now()
+      assert.same({ nil, "timeout" }, { c:connect("127.0.0.1", port) })
+      assert.is_true(tide.now() - t0 < 1.5)
+      c:close()
+      -- settimeouts' connect timeout, in milliseconds
+      c = socket.tcp()
+      c:settimeouts(100, 1000, 1000)
+      assert.same({ nil, "timeout" }, { c:connect("127.0.0.1", port) })
+      c:close()
+      wait()
+    end))
+
     it("accept times out with nil, 'timeout'", async(function ()
       local srv = assert(socket.bind("127.0.0.1", 0))
       srv:settimeout(0.05)
@@ -230,6 +269,32 @@ describe("tide.socket tcp", function ()
     local c = assert(socket.connect(ip, port))
     local a = assert(srv:accept())
     a:close() c:close() srv:close()
+  end))
+
+  it("cancels a connect, a send held by backpressure, a select and a sleep", async(function ()
+    local port, wait = hole()
+    local function cancelled (f)
+      local t = tide.spawn(f)
+      tide.sleep(0.05)
+      t:cancel()
+      local ok, err = pcall(t.await, t)
+      assert.is_false(ok)
+      assert.is_true(tide.iscancelled(err), tostring(err))
+    end
+    cancelled(function () socket.tcp():connect("127.0.0.1", port) end)
+    serving(function (s) tide.sleep(5) end, function (p)
+      local c = assert(socket.connect("127.0.0.1", p))
+      cancelled(function ()
+        local big = ("z"):rep(1 << 20)
+        for _ = 1, 64 do c:send(big) end
+      end)
+      cancelled(function () socket.select({ c }, nil, 5) end)
+      cancelled(function () c:receiveuntil("--")() end)
+      cancelled(function () c:sslhandshake(nil, "localhost", false) end)
+      c:close()
+    end)
+    cancelled(function () socket.sleep(5) end)
+    wait()
   end))
 
   it("sets and gets options", async(function ()

@@ -1030,6 +1030,11 @@ local function checklist (i, list)
   if list ~= nil and type(list) ~= "table" then typeerror(i, "table", list) end
 end
 
+-- Tasks cancelled when the scope ends, also by an error or cancellation.
+local CANCELALL = { __close = function (tasks)
+  for _, task in ipairs(tasks) do task:cancel() end
+end }
+
 local function sel (recvt, sendt, t)
   t = tonumber(t)
   if t and t < 0 then t = nil end
@@ -1040,7 +1045,7 @@ local function sel (recvt, sendt, t)
     return r, w, "timeout"
   end
   local ev = tide.Event()
-  local tasks = {}
+  local tasks <close> = setmetatable({}, CANCELALL)
   for k, o in ipairs(recvt) do tasks[k] = spawn(prime, o, ev) end
   if t then timeout(t, ev.wait, ev) else ev:wait() end
   for _, task in ipairs(tasks) do task:cancel() end
