@@ -174,11 +174,18 @@ local function recvline (self, prefix)
   end
 end
 
+-- A receive that gathers pieces in a list puts them back in the buffer
+-- when it is cancelled (or raises), so that nothing read is lost.
+local RESTORE = { __close = function (g, err)
+  if err ~= nil then g.sock.buf = concat(g.parts) .. g.sock.buf end
+end }
+
 -- n bytes (buffer.c recvraw).
 local function recvraw (self, n, prefix)
   local buf = self.buf
   if #buf < n then
     local parts, have = { buf }, #buf
+    local _ <close> = setmetatable({ sock = self, parts = parts }, RESTORE)
     self.buf = ""
     while have < n do
       local ok, err = fill(self)
@@ -203,6 +210,7 @@ end
 local function recvall (self, prefix)
   local parts = { self.buf }
   local total = #self.buf
+  local _ <close> = setmetatable({ sock = self, parts = parts }, RESTORE)
   self.buf = ""
   while true do
     local ok, err = fill(self)
