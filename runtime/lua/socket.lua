@@ -692,6 +692,27 @@ local function sslhandshake (self, reused, server_name, verify)
 end
 TCP.sslhandshake = waits(sslhandshake)
 
+-- Methods called on a value that is no tcp object raise as LuaSocket's do
+-- (receive, send and the others that check the kind do it themselves).
+local CHECKED = { receive = true, send = true, connect = true, bind = true,
+  accept = true, shutdown = true, setkeepalive = true, receiveany = true,
+  receiveuntil = true, sslhandshake = true, __index = true, __tostring = true,
+  __close = true }
+
+local function checkself (class, cname)
+  for name, f in pairs(class) do
+    if not CHECKED[name] and type(f) == "function" then
+      class[name] = function (self, ...)
+        if type(self) ~= "table" or self.kind == nil then
+          error(format("calling '%s' on bad self (%s expected)", name, cname), 2)
+        end
+        return f(self, ...)
+      end
+    end
+  end
+end
+checkself(TCP, "tcp{any}")
+
 -- ---- Module functions -------------------------------------------------------
 
 -- socket.connect(host, port [, locaddr, locport [, family]])
@@ -984,6 +1005,8 @@ UDP.__close = UDP.close
 function UDP:dirty () return self.pending ~= nil end
 function UDP:getfd () return -1.0 end
 function UDP:getfamily () return self.family end
+
+checkself(UDP, "udp{any}")
 
 -- ---- select -------------------------------------------------------------------
 
