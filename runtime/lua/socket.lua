@@ -232,7 +232,10 @@ end
 
 local function receive (self, pattern, prefix)
   checkkind(self, "receive", "client")
-  self.start = now()
+  if self.total >= 0 then self.start = now() end
+  if prefix == nil and (pattern == "*l" or pattern == nil) then
+    return recvline(self)
+  end
   if prefix ~= nil then
     if type(prefix) ~= "string" and type(prefix) ~= "number" then
       typeerror(3, "string", prefix)
@@ -256,7 +259,10 @@ local function receive (self, pattern, prefix)
   if size > 0 and n <= size then return prefix, nil, nil end
   return recvraw(self, n - size, prefix)
 end
-TCP.receive = waits(receive)
+function TCP.receive (self, pattern, prefix)
+  if current() then return receive(self, pattern, prefix) end
+  return tide.run(receive, self, pattern, prefix)
+end
 
 -- A number as C's (long) cast takes it: toward zero.
 local function trunc (x)
@@ -273,14 +279,18 @@ local function send (self, data, i, j)
     data = tostring(data)
   end
   local size = #data
-  i = i == nil and 1 or tonumber(i) or typeerror(3, "number", i)
-  j = j == nil and -1 or tonumber(j) or typeerror(4, "number", j)
-  i, j = trunc(i), trunc(j)
-  if i < 0 then i = size + i + 1 end
-  if j < 0 then j = size + j + 1 end
-  if i < 1 then i = 1 end
-  if j > size then j = size end
-  self.start = now()
+  if i == nil and j == nil then
+    i, j = 1, size
+  else
+    i = i == nil and 1 or tonumber(i) or typeerror(3, "number", i)
+    j = j == nil and -1 or tonumber(j) or typeerror(4, "number", j)
+    i, j = trunc(i), trunc(j)
+    if i < 0 then i = size + i + 1 end
+    if j < 0 then j = size + j + 1 end
+    if i < 1 then i = 1 end
+    if j > size then j = size end
+  end
+  if self.total >= 0 then self.start = now() end
   if i > j then return i - 1 + 0.0, nil, nil end
   local s = self.stream
   if s == nil or self.wclosed then return nil, "closed", i - 1 + 0.0 end
@@ -300,9 +310,9 @@ local function send_drain (self, ...)
   return unpack(r, 1, r.n)
 end
 
-function TCP.send (self, ...)
-  if current() then return send(self, ...) end
-  return tide.run(send_drain, self, ...)
+function TCP.send (self, data, i, j)
+  if current() then return send(self, data, i, j) end
+  return tide.run(send_drain, self, data, i, j)
 end
 
 -- ---- The keep-alive pool (OpenResty's setkeepalive) ------------------------
@@ -410,7 +420,7 @@ local function connect (self, host, port, opts)
     self.tls = e.tls
     return 1.0
   end
-  self.start = now()
+  if self.total >= 0 then self.start = now() end
   local t = retry(self, "tconnect")
   local s, err, code = tide.tcp.connect(host, port,
     { timeout = t, family = self.family == "inet6" and "inet6" or nil })
@@ -465,7 +475,7 @@ local function accept (self)
     self.pending = nil
     return wrapstream(p)
   end
-  self.start = now()
+  if self.total >= 0 then self.start = now() end
   local s, err, code = within(retry(self, "tread"), srv.accept, srv)
   if s == TIMEDOUT then return nil, "timeout" end
   if s == nil then return nil, lserror(err, code) end
@@ -587,7 +597,7 @@ local function receiveany (self, max)
   max = tonumber(max) or typeerror(2, "number", max)
   if max < 1 then argerror(2, "bad max argument") end
   max = floor(max)
-  self.start = now()
+  if self.total >= 0 then self.start = now() end
   if self.buf == "" then
     local ok, err = fill(self)
     if not ok then return nil, err end
@@ -620,7 +630,7 @@ function TCP:receiveuntil (pattern, opts)
       ended = false
       return nil
     end
-    self.start = now()
+    if self.total >= 0 then self.start = now() end
     local from = 1
     while true do
       local buf = self.buf
@@ -665,7 +675,7 @@ local function sslhandshake (self, reused, server_name, verify)
   local tag = tostring(server_name) .. "|" .. tostring(verify and true or false)
   if self.tls == tag then return true end
   if self.buf ~= "" then return nil, "unread data in buffer" end
-  self.start = now()
+  if self.total >= 0 then self.start = now() end
   if self.tls then                      -- pooled with other TLS settings
     self.stream:close()
     self.stream, self.tls, self.reused = nil, nil, 0
@@ -934,7 +944,7 @@ local function udprecv (self, size)
     self.pending = nil
     return unpack(p)
   end
-  self.start = now()
+  if self.total >= 0 then self.start = now() end
   local data, host, port = within(retry(self, "tread"), s.recv, s)
   if data == TIMEDOUT then return nil, "timeout" end
   if data == nil then return nil, lserror(host, port) end
