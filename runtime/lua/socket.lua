@@ -317,49 +317,62 @@ end
 
 -- ---- The keep-alive pool (OpenResty's setkeepalive) ------------------------
 
--- [key] = list of idle entries {stream, buf, reused, watcher, tls}, the most
+-- [key] = list of idle entries {stream, reused, tls, expires}, the most
 -- recently put last; one pool per runtime (the module is per Lua state).
+-- No task watches an idle connection (it would keep the program running
+-- until the idle timeout, or be cancelled by tide.run outside any task):
+-- a connection is checked when it is taken, and the expired ones go then.
 local pools = {}
 M._pools = pools
 
-local function pool_remove (list, e)
-  for k = 1, #list do
-    if list[k] == e then table.remove(list, k) return end
+-- Whether the system still holds the connection established with nothing
+-- unread (Linux's /proc/net/tcp and tcp6, found by its ports); true where
+-- it cannot tell. The peer's close (CLOSE_WAIT) or stray data fail it.
+local TCPFILES = { "/proc/net/tcp", "/proc/net/tcp6" }
+local function alive (s)
+  local _, lport = s:getsockname()
+  local _, rport = s:getpeername()
+  if type(lport) ~= "number" or type(rport) ~= "number" then return false end
+  for _, path in ipairs(TCPFILES) do
+    local f = io.open(path)
+    if f then
+      for line in f:lines() do
+        local l, r, st, q =
+          line:match("^%s*%d+: %x+:(%x+) %x+:(%x+) (%x+) %x+:(%x+)")
+        if l and tonumber(l, 16) == lport and tonumber(r, 16) == rport then
+          f:close()
+          return st == "01" and tonumber(q, 16) == 0
+        end
+      end
+      f:close()
+    end
   end
+  return true
 end
 
--- Each idle connection has a task that reads it: data or the end of the
--- stream from the peer, or the idle timeout, closes it.
-local function pool_watch (list, e, idle)
-  local s = e.stream
-  local data
-  if idle then
-    data = timeout(idle, s.read, s)
-  else
-    data = s:read()
-  end
-  pool_remove(list, e)
-  e.watcher = nil
-  s:close()
-  return data
-end
-
--- The most recently pooled connection of key: a plain one first, else one
--- with TLS (sslhandshake then checks its settings).
+-- The most recently pooled live connection of key: a plain one first,
+-- else one with TLS (sslhandshake then checks its settings). Expired and
+-- dead ones are closed on the way.
 local function pool_take (key)
   local list = pools[key]
-  if list == nil or #list == 0 then return nil end
-  local k = #list
-  while k > 0 and list[k].tls do k = k - 1 end
-  if k == 0 then k = #list end
-  local e = table.remove(list, k)
-  local w = e.watcher
-  e.watcher = nil
-  if w then
-    w:cancel()
-    pcall(w.await, w)
+  if list == nil then return nil end
+  local t = now()
+  for k = #list, 1, -1 do
+    local e = list[k]
+    if e.expires and e.expires <= t then
+      table.remove(list, k)
+      e.stream:close()
+    end
   end
-  return e
+  while #list > 0 do
+    local k = #list
+    while k > 0 and list[k].tls do k = k - 1 end
+    if k == 0 then k = #list end
+    local e = table.remove(list, k)
+    if alive(e.stream) then return e end
+    e.stream:close()
+  end
+  return nil
 end
 
 -- setkeepalive([timeout [, size]]): milliseconds idle (0: no limit;
@@ -372,21 +385,27 @@ local function setkeepalive (self, ms, size)
   if self.eof or self.wclosed then return nil, "closed" end
   ms = ms == nil and 60000 or tonumber(ms) or typeerror(2, "number", ms)
   size = size == nil and 30 or tonumber(size) or typeerror(3, "number", size)
-  if size < 1 then argerror(3, "bad \"pool_size\" option value") end
+  if not (ms >= 0) then argerror(2, "bad \"timeout\" argument") end
+  if not (size >= 1) then argerror(3, "bad \"pool_size\" option value") end
   local key = self.poolkey
   local list = pools[key]
   if list == nil then
     list = {}
     pools[key] = list
   end
-  while #list >= size do                 -- the least recently used goes
-    local old = table.remove(list, 1)
-    if old.watcher then old.watcher:cancel() end
-    old.stream:close()
+  local t = now()
+  for k = #list, 1, -1 do                -- the expired go
+    local e = list[k]
+    if e.expires and e.expires <= t then
+      table.remove(list, k)
+      e.stream:close()
+    end
   end
-  local e = { stream = s, reused = self.reused, tls = self.tls }
-  list[#list + 1] = e
-  e.watcher = spawn(pool_watch, list, e, ms > 0 and ms / 1000 or nil)
+  while #list >= size do                 -- the least recently used goes
+    table.remove(list, 1).stream:close()
+  end
+  list[#list + 1] = { stream = s, reused = self.reused, tls = self.tls,
+                      expires = ms > 0 and t + ms / 1000 or nil }
   self.stream, self.kind, self.closed = nil, "closed", true
   return 1
 end
