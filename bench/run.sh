@@ -927,7 +927,8 @@ if want redis; then
         redis_bench) command -v redis-benchmark >/dev/null || why="redis-benchmark not found (Debian: redis-tools)" ;;
       esac
       [ -z "$why" ] && [ "$peer" = node ] && [ ! -d "$BIN/npm/node_modules/redis" ] &&
-        why="the redis client from npm is not installed (npm install redis@4 failed)"
+        why=$(command -v npm >/dev/null && echo "npm install redis@4 failed" ||
+              echo "npm not found (Debian: npm), so no redis client for node")
       [ -z "$why" ] && [ "$peer" = lua ] && ! "$LUA" -e 'require "socket"' 2>/dev/null &&
         why="$LUA cannot load LuaSocket (Debian: lua-socket)"
       if [ -n "$why" ]; then skip redis "$peer" "$why"; continue; fi
