@@ -1,7 +1,7 @@
 /*
 ** lazy.c: the tide table's parts made on first use: the files of the
 ** Lua-side library (runtime/lua) and the bindings that most programs do
-** not touch (dns, tcp, pipe, udp, process, fs, http, tls), while indexing,
+** not touch (dns, tcp, pipe, udp, process, fs, http, tls, socket), while indexing,
 ** assigning and pairs see every name as if all had been made at
 ** tide_open. runtime.c's open_module calls tide__openlazy.
 */
@@ -49,6 +49,7 @@ static const struct Binding {
   {"process", "tide.process", tide__open_process},
   {"fs", "tide.fs", tide__open_fs}, {"http", "tide.http", open_http},
   {"tls", "tide.tls", tide__open_tls},
+  {"socket", "tide.socket", tide__open_socket},
   {NULL, NULL, NULL}
 };
 
@@ -341,7 +342,7 @@ static int lz_preload (lua_State *L) {
   return 1;
 }
 
-static const char *const preloads[] = {"socket", "ssl", "luasocket", NULL};
+static const char *const preloads[] = {"ssl", "luasocket", NULL};
 
 /* Stack: tide. package.preload["tide.<name>"] for each of preloads. */
 static void setpreloads (lua_State *L) {

@@ -6,8 +6,9 @@
 -- the loop until it is done (tide.run), blocking as LuaSocket's does.
 local tide, sched = ...
 
-local M = {}
-tide.socket = M
+local M = tide.socket
+local fileno, wallclock = M._fileno, M._gettime
+M._fileno, M._gettime = nil, nil
 
 local error, pcall, select, setmetatable, tonumber, tostring, type =
       error, pcall, select, setmetatable, tonumber, tostring, type
@@ -594,9 +595,12 @@ function TCP:dirty ()
   return self.buf ~= ""
 end
 
--- tide's streams do not show their descriptor: -1, as for a closed socket.
+-- The descriptor of the stream (or of a server: -1, as for a closed one).
 function TCP:getfd ()
-  return -1.0
+  local s = self.stream
+  if s == nil then return -1.0 end
+  local ok, fd = pcall(fileno, s)
+  return ok and fd + 0.0 or -1.0
 end
 
 function TCP:setfd () end
@@ -770,13 +774,8 @@ function M.bind (host, port)
   return c
 end
 
--- socket.gettime(): seconds since the epoch, the clock read at the first
--- call (to the second) moved on by the monotonic clock since then.
-local epoch0, now0
-function M.gettime ()
-  if epoch0 == nil then epoch0, now0 = os.time(), now() end
-  return epoch0 + (now() - now0)
-end
+-- socket.gettime(): seconds since the epoch, to the microsecond.
+M.gettime = wallclock
 
 M.sleep = waits(function (s)
   s = tonumber(s) or typeerror(1, "number", s)
