@@ -15,7 +15,7 @@ local error, pcall, select, setmetatable, tonumber, tostring, type =
 local find, sub, gsub, format = string.find, string.sub, string.gsub,
                                 string.format
 local concat, pack, unpack = table.concat, table.pack, table.unpack
-local floor, huge = math.floor, math.huge
+local floor = math.floor
 
 local current, spawn, now = tide.current, tide.spawn, tide.now
 local timeout, sleep = tide.timeout, tide.sleep
