@@ -8,9 +8,10 @@ BUILD   ?= build
 
 PKGS     = lua5.4 libuv libedit openssl
 DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev libedit-dev lua5.4 lua-busted valgrind tmux \
-           python3 curl libcurl4-openssl-dev nginx openssl libhttp-parser-dev libssl-dev wrk
+           python3 curl libcurl4-openssl-dev nginx openssl libhttp-parser-dev libssl-dev wrk \
+           redis-server lua-redis lua-socket
 BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time wrk nginx libnginx-mod-http-lua \
-            python3-aiohttp lua-http
+            python3-aiohttp lua-http redis-tools
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 UV_LIBS    := $(shell pkg-config --libs libuv 2>/dev/null)
@@ -47,7 +48,7 @@ BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_pat
            fs_file fs_read fs_dir fs_result fs_watch work tty \
            http_client http_client_multi http_client_curl \
            http_server http_server_parser \
-           tls tls_context tls_engine tls_error tls_load
+           tls tls_context tls_engine tls_error tls_load socket
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o $(BUILD)/obj/http_parser.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h \
@@ -84,7 +85,7 @@ $(BUILD)/obj/http_parser.o: | $(BUILD)/obj
 	cd $(BUILD)/obj && ar x $(HP_A) http_parser.o
 
 # The Lua-side library, in load order.
-LUALIB   = tide sync net process fs http http_server tls
+LUALIB   = tide sync net process fs http http_server tls socket ssl luasocket
 
 $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
 	lua5.4 runtime/lua/embed.lua $@ tide__luasources \

@@ -9,7 +9,7 @@
 # Environment: LUA (lua5.4), NODE (node), PYTHON (Debian's /usr/bin/python3),
 # BENCH_REPEAT (3 passes), BENCH_TIMEOUT (300 s per program),
 # BENCH_ONLY (some of "tasks startup switch echo tls queue process fs
-# http_client http_server"; all by default), NGINX (nginx). The fs section
+# http_client http_server redis"; all by default), NGINX (nginx). The fs section
 # writes 266 MiB of files under a temporary directory (TMPDIR), removed at
 # the end.
 set -u
@@ -24,7 +24,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 REPEAT=${BENCH_REPEAT:-3}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 LIMIT=$TIMEOUT
-ONLY=${BENCH_ONLY:-tasks startup switch echo tls queue process fs http_client http_server}
+ONLY=${BENCH_ONLY:-tasks startup switch echo tls queue process fs http_client http_server redis}
 BIN=$BUILD/bench
 OUT=$BUILD/bench.txt
 
@@ -37,6 +37,7 @@ TMP=$(mktemp -d)
 SERVER_PID=""
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null
+  [ -f "$TMP/redis/pid" ] && kill "$(cat "$TMP/redis/pid")" 2>/dev/null
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -877,6 +878,71 @@ if want http_server; then
 fi
 
 # ------------------------------------------------------------------- table
+# ------------------------------------------------------------------- redis
+# 100,000 GETs of one key from redis-server (a fresh one on a free port, for
+# the section): tide with lua-redis on tide.socket (50 tasks, 50
+# connections), node with the redis client from npm (installed under
+# BUILD/bench/npm at the first run: npm must reach its registry), stock
+# lua5.4 with LuaSocket and lua-redis (one connection), redis-benchmark
+# (C, 50 clients, no pipelining: the ceiling).
+REDIS_N=${REDIS_N:-100000}
+REDIS_PEERS="tide node lua redis_bench"
+redis_cmd() {
+  case $1 in
+    tide) echo "$TIDE $BENCH/redis_get.lua $2 $REDIS_N 50" ;;
+    node) echo "env NODE_PATH=$BIN/npm/node_modules $NODE $BENCH/redis_get.js $2 $REDIS_N 50" ;;
+    lua) echo "$LUA $BENCH/redis_get_luasocket.lua $2 $REDIS_N" ;;
+    redis_bench) echo "sh $BENCH/redis_benchmark.sh $2 $REDIS_N 50" ;;
+  esac
+}
+if want redis; then
+  rport=""
+  if ! command -v redis-server >/dev/null; then
+    rwhy="redis-server not found (Debian: redis-server)"
+  elif [ ! -f /usr/share/lua/5.3/redis.lua ]; then
+    rwhy="lua-redis not found (Debian: lua-redis)"
+  else
+    rport=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    rdir=$TMP/redis
+    mkdir -p "$rdir"
+    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+      --dir "$rdir" --daemonize yes --pidfile "$rdir/pid" --logfile "$rdir/log" ||
+      rwhy="redis-server did not start"
+    tries=100
+    while [ "$tries" -gt 0 ] && ! redis-cli -p "$rport" ping >/dev/null 2>&1; do
+      sleep 0.1
+      tries=$((tries - 1))
+    done
+  fi
+  if [ -n "$rport" ] && [ ! -d "$BIN/npm/node_modules/redis" ] && command -v npm >/dev/null; then
+    say "redis: npm install redis@4 under $BIN/npm"
+    mkdir -p "$BIN/npm"
+    (cd "$BIN/npm" && timeout 300 npm install --no-audit --no-fund --silent redis@4 >/dev/null 2>&1)
+  fi
+  for i in $(seq "$REPEAT"); do
+    for peer in $REDIS_PEERS; do
+      why=${rwhy:-}
+      [ -z "$why" ] && case $peer in
+        tide|node|lua) why=$(unavailable "$peer") ;;
+        redis_bench) command -v redis-benchmark >/dev/null || why="redis-benchmark not found (Debian: redis-tools)" ;;
+      esac
+      [ -z "$why" ] && [ "$peer" = node ] && [ ! -d "$BIN/npm/node_modules/redis" ] &&
+        why=$(command -v npm >/dev/null && echo "npm install redis@4 failed" ||
+              echo "npm not found (Debian: npm), so no redis client for node")
+      [ -z "$why" ] && [ "$peer" = lua ] && ! "$LUA" -e 'require "socket"' 2>/dev/null &&
+        why="$LUA cannot load LuaSocket (Debian: lua-socket)"
+      if [ -n "$why" ]; then skip redis "$peer" "$why"; continue; fi
+      say "redis: $peer (pass $i)"
+      # shellcheck disable=SC2046  # the command is meant to be split
+      trial redis "$peer" redis_get_per_s higher $(redis_cmd "$peer" "$rport")
+    done
+  done
+  [ -n "$rport" ] && redis-cli -p "$rport" shutdown nosave >/dev/null 2>&1
+  for peer in $REDIS_PEERS; do
+    kept redis "$peer" && record redis_get_per_s "$peer" "$(get redis_get_per_s)"
+  done
+fi
+
 version() { "$@" 2>&1 | head -n 1; }
 cat > "$DEFS" <<EOF
 peer	tide	tide
@@ -899,6 +965,7 @@ peer	nginx	nginx, one worker
 peer	nginx_lua	nginx + Lua module, one worker
 peer	aiohttp	python3 aiohttp
 peer	luahttp	lua5.4 + lua-http
+peer	redis_bench	redis-benchmark (C)
 section	tasks100k	Tasks: 100,000 tasks each sleep 100 ms, then all are awaited	tide floor luv cqueues node python
 metric	tasks100k	tasks100k_wall_s	wall time (s)	lower
 metric	tasks100k	tasks100k_rss_mib	peak RSS (MiB)	lower
@@ -1040,6 +1107,15 @@ metric	http_server_idle	http_idle_rss_mib	RSS with them (MiB)	lower
 note	http_server_idle	bench/http_idle_uv.c (C, libuv) opens them, 100 at a time, each answered one GET, then
 note	http_server_idle	leaves them open; the server's VmRSS (/proc/PID/status) before and 1 s after,
 note	http_server_idle	over $HTTPD_IDLE. Each on a fresh server; lowest of $REPEAT passes.
+section	redis	Redis: $REDIS_N GETs of one key from a local redis-server through its clients	tide node lua redis_bench
+ceiling	redis	redis_bench
+metric	redis	redis_get_per_s	GETs/s	higher
+note	redis	tide: Debian's lua-redis, unchanged, on tide.socket (require "tide.luasocket"), 50 tasks each
+note	redis	on its own connection, each task's GETs one after the other (bench/redis_get.lua); node: the
+note	redis	redis client from npm (node-redis 4), 50 clients, each awaiting a GET before the next
+note	redis	(bench/redis_get.js); lua: stock lua5.4, LuaSocket and lua-redis, one connection (LuaSocket
+note	redis	blocks); redis_bench: redis-benchmark -c 50 -n $REDIS_N -t get -P 1, the ceiling.
+note	redis	No pipelining anywhere. redis-server shares the machine's cores. Best of $REPEAT passes.
 EOF
 
 {

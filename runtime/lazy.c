@@ -1,10 +1,11 @@
 /*
 ** lazy.c: the tide table's parts made on first use: the files of the
 ** Lua-side library (runtime/lua) and the bindings that most programs do
-** not touch (dns, tcp, pipe, udp, process, fs, http, tls), while indexing,
+** not touch (dns, tcp, pipe, udp, process, fs, http, tls, socket), while indexing,
 ** assigning and pairs see every name as if all had been made at
 ** tide_open. runtime.c's open_module calls tide__openlazy.
 */
+#include <stdio.h>
 #include <string.h>
 
 #include "tide_int.h"
@@ -48,6 +49,7 @@ static const struct Binding {
   {"process", "tide.process", tide__open_process},
   {"fs", "tide.fs", tide__open_fs}, {"http", "tide.http", open_http},
   {"tls", "tide.tls", tide__open_tls},
+  {"socket", "tide.socket", tide__open_socket},
   {NULL, NULL, NULL}
 };
 
@@ -328,6 +330,35 @@ static void pushtables (lua_State *L, int mt) {
   lua_pop(L, 1);
 }
 
+/* require "tide.<name>" of a Lua-side part that is no binding: tide.<name>
+** (upvalue 2 of the tide table at upvalue 1); tide.luasocket installs
+** itself (its install()). */
+static int lz_preload (lua_State *L) {
+  lua_getfield(L, lua_upvalueindex(1), lua_tostring(L, lua_upvalueindex(2)));
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    if (lua_getfield(L, -1, "install") == LUA_TFUNCTION) lua_call(L, 0, 1);
+    else lua_pop(L, 1);
+  }
+  return 1;
+}
+
+static const char *const preloads[] = {"ssl", "luasocket", NULL};
+
+/* Stack: tide. package.preload["tide.<name>"] for each of preloads. */
+static void setpreloads (lua_State *L) {
+  const char *const *p;
+  char name[32];
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (p = preloads; *p != NULL; p++) {
+    lua_pushvalue(L, -2);
+    lua_pushstring(L, *p);
+    lua_pushcclosure(L, lz_preload, 2);
+    snprintf(name, sizeof name, "tide.%s", *p);
+    lua_setfield(L, -2, name);
+  }
+  lua_pop(L, 1);
+}
+
 /* Stack: tide, private, runtime. The metatables of the tide table and of
 ** the bindings' tables, their functions sharing the LZ_ upvalues. */
 void tide__openlazy (lua_State *L) {
@@ -356,4 +387,7 @@ void tide__openlazy (lua_State *L) {
   luaL_setfuncs(L, lz_meta, 6);
   lua_setmetatable(L, base);
   lua_settop(L, base + 2);
+  lua_pushvalue(L, base);
+  setpreloads(L);
+  lua_pop(L, 1);
 }

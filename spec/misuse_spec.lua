@@ -203,10 +203,12 @@ local function arguments (name, off)
       args[2] = handler
     end
     n = math.max(n, 2)
-  elseif name:match("^tide%.tcp%.") or name == "tide.udp.bind" then
+  elseif name:match("^tide%.tcp%.") or name == "tide.udp.bind"
+      or name == "tide.socket.connect" or name == "tide.socket.bind" then
     args[1], args[2] = host(args[1]), port(args[2])
     n = math.max(n, 2)
-  elseif name:match("^tide%.dns%.") or name == "UdpSocket:join" or name == "UdpSocket:leave" then
+  elseif name:match("^tide%.dns%.") or name:match("^tide%.socket%.dns%.")
+      or name == "UdpSocket:join" or name == "UdpSocket:leave" then
     args[1], args[2] = host(args[1]), host(args[2])
   elseif name == "UdpSocket:send" then
     args[2], args[3] = host(args[2]), port(args[3])

@@ -1,0 +1,1127 @@
+-- socket.lua: tide.socket, LuaSocket's core API (tcp, udp, dns, select,
+-- gettime, sleep) on tide's streams, with OpenResty's additions on the tcp
+-- object (settimeouts, sslhandshake, receiveany, receiveuntil,
+-- setkeepalive with a per-runtime pool, getreusedtimes). Inside a task a
+-- call that would block waits as tide calls do; outside any task it runs
+-- the loop until it is done (tide.run), blocking as LuaSocket's does.
+local tide, sched = ...
+
+local M = tide.socket
+local fileno, wallclock = M._fileno, M._gettime
+M._fileno, M._gettime = nil, nil
+
+local error, pcall, select, setmetatable, tonumber, tostring, type =
+      error, pcall, select, setmetatable, tonumber, tostring, type
+local find, sub, gsub, format = string.find, string.sub, string.gsub,
+                                string.format
+local concat, pack, unpack = table.concat, table.pack, table.unpack
+local floor = math.floor
+
+local current, spawn, now = tide.current, tide.spawn, tide.now
+local timeout, sleep = tide.timeout, tide.sleep
+
+local argerror, typeerror = sched.argerror, sched.typeerror
+
+M._VERSION = "LuaSocket 3.0.0"
+M._SETSIZE = 1024
+M._SOCKETINVALID = -1
+
+-- ---- Waiting inside and outside a task ------------------------------------
+
+-- f(...) where it can wait: at once in a task, else as the main task of
+-- the loop run until it ends (tide.run), which blocks as LuaSocket does.
+local function waits (f)
+  return function (...)
+    if current() then return f(...) end
+    return tide.run(f, ...)
+  end
+end
+
+-- LuaSocket's messages for the errors it names (usocket.c socket_strerror,
+-- io.c): the others are the system's.
+local MESSAGES = {
+  ECONNREFUSED = "connection refused", ETIMEDOUT = "timeout",
+  ECONNRESET = "closed", ECONNABORTED = "closed", EPIPE = "closed",
+  ECANCELED = "closed", EOF = "closed", ENOTCONN = "closed",
+  EADDRINUSE = "address already in use", EACCES = "permission denied",
+  EISCONN = "already connected", EAI_NONAME =
+    "host or service not provided, or not known",
+  ENOTFOUND = "host or service not provided, or not known",
+  EAI_AGAIN = "temporary failure in name resolution",
+}
+
+local function lserror (msg, code)
+  local m = code and MESSAGES[code]
+  if m then return m end
+  if type(msg) ~= "string" then return "closed" end
+  return (gsub(msg, "^[^ ]*: ", ""))
+end
+
+-- ---- Timeouts (LuaSocket's timeout.c, OpenResty's settimeouts) -------------
+
+-- Seconds the current wait may take (nil: no limit): the block timeout (or
+-- OpenResty's per-kind one) within what is left of the total one, counted
+-- from the start of the call.
+local function retry (self, kind)
+  local b = self[kind] or self.block
+  local t = self.total
+  if t < 0 then
+    if b < 0 then return nil end
+    return b
+  end
+  local left = t - (now() - self.start)
+  if left < 0 then left = 0 end
+  if b < 0 or left < b then return left end
+  return b
+end
+
+-- f(a, b) within t seconds (nil: no limit); TIMEDOUT when it ran out. A
+-- zero timeout waits 1 ms: a turn of the loop, to read what the system
+-- holds (libuv reads only in its poll phase, after the timers).
+local TIMEDOUT = {}
+local function within (t, f, a, b)
+  if t == nil then return f(a, b) end
+  if t < 0.001 then t = 0.001 end
+  local r = pack(timeout(t, f, a, b))
+  if r[1] == nil and r[2] == "timeout" and r.n == 2 then return TIMEDOUT end
+  return unpack(r, 1, r.n)
+end
+
+local function settimeout (self, t, mode)
+  t = t == nil and -1 or tonumber(t) or typeerror(2, "number", t)
+  mode = mode or "b"
+  local m = sub(tostring(mode), 1, 1)
+  if m == "b" then self.block = t
+  elseif m == "t" or m == "r" then self.total = t
+  else argerror(3, "invalid timeout mode") end
+  return 1.0
+end
+
+-- OpenResty: settimeouts(connect, send, read), each in milliseconds (nil:
+-- the settimeout one).
+local function settimeouts (self, c, s, r)
+  local function ms (x) return x and (tonumber(x) or 0) / 1000 or nil end
+  self.tconnect, self.tsend, self.tread = ms(c), ms(s), ms(r)
+  return 1
+end
+
+-- ---- The tcp object --------------------------------------------------------
+
+local TCP = {}
+TCP.__index = TCP
+M.TCP = TCP
+
+local function newtcp (kind, family)
+  return setmetatable({ kind = kind, family = family or "inet", buf = "",
+    block = -1, total = -1, start = 0, received = 0, sent = 0,
+    born = now(), opts = {}, reused = 0 }, TCP)
+end
+
+function TCP:__tostring ()
+  return format("tcp{%s}: %p", self.kind, self)
+end
+
+local function checkkind (self, name, kind)
+  if type(self) ~= "table" or self.kind ~= kind then
+    error(format("calling '%s' on bad self (tcp{%s} expected)", name, kind), 3)
+  end
+end
+
+local function tcp (family)
+  return function () return newtcp("master", family) end
+end
+M.tcp, M.tcp4, M.tcp6 = tcp("inet"), tcp("inet"), tcp("inet6")
+
+TCP.settimeout, TCP.settimeouts = settimeout, settimeouts
+
+-- Read what arrives into self.buf; true, or nil, err (err also kept in
+-- self.eof once the stream has ended).
+local function fill (self, kind)
+  if self.eof then return nil, self.eof end
+  local s = self.stream
+  if s == nil then return nil, "closed" end
+  local data, err, code = within(retry(self, kind or "tread"), s.read, s)
+  if data == TIMEDOUT then return nil, "timeout" end
+  if data == nil then
+    self.eof = err and lserror(err, code) or "closed"
+    return nil, self.eof
+  end
+  self.received = self.received + #data
+  local buf = self.buf
+  self.buf = buf == "" and data or buf .. data
+  return true
+end
+
+-- "*l": a line without "\n", "\r"s dropped (buffer.c recvline).
+local function recvline (self, prefix)
+  local from = 1
+  while true do
+    local buf = self.buf
+    local i = find(buf, "\n", from, true)
+    if i then
+      local line = sub(buf, 1, i - 1)
+      self.buf = sub(buf, i + 1)
+      if find(line, "\r", 1, true) then line = gsub(line, "\r", "") end
+      if prefix then line = prefix .. line end
+      return line, nil, nil
+    end
+    from = #buf + 1
+    local ok, err = fill(self)
+    if not ok then
+      local part = gsub(self.buf, "\r", "")
+      self.buf = ""
+      return nil, err, (prefix or "") .. part
+    end
+  end
+end
+
+-- A receive that gathers pieces in a list puts them back in the buffer
+-- when it is cancelled (or raises), so that nothing read is lost.
+local RESTORE = { __close = function (g, err)
+  if err ~= nil then g.sock.buf = concat(g.parts) .. g.sock.buf end
+end }
+
+-- n bytes (buffer.c recvraw).
+local function recvraw (self, n, prefix)
+  local buf = self.buf
+  if #buf < n then
+    local parts, have = { buf }, #buf
+    local _ <close> = setmetatable({ sock = self, parts = parts }, RESTORE)
+    self.buf = ""
+    while have < n do
+      local ok, err = fill(self)
+      if not ok then
+        parts[#parts + 1] = self.buf
+        self.buf = ""
+        return nil, err, (prefix or "") .. concat(parts)
+      end
+      have = have + #self.buf
+      parts[#parts + 1] = self.buf
+      self.buf = ""
+    end
+    buf = concat(parts)
+  end
+  local data = #buf == n and buf or sub(buf, 1, n)
+  self.buf = sub(buf, n + 1)
+  if prefix then data = prefix .. data end
+  return data, nil, nil
+end
+
+-- "*a": up to the end of the stream (buffer.c recvall).
+local function recvall (self, prefix)
+  local parts = { self.buf }
+  local total = #self.buf
+  local _ <close> = setmetatable({ sock = self, parts = parts }, RESTORE)
+  self.buf = ""
+  while true do
+    local ok, err = fill(self)
+    if not ok then
+      local data = (prefix or "") .. concat(parts) .. self.buf
+      total = total + #self.buf
+      self.buf = ""
+      if err == "closed" then
+        if total > 0 then return data, nil, nil end
+        return nil, "closed", data
+      end
+      return nil, err, data
+    end
+    total = total + #self.buf
+    parts[#parts + 1] = self.buf
+    self.buf = ""
+  end
+end
+
+local function receive (self, pattern, prefix)
+  checkkind(self, "receive", "client")
+  if self.total >= 0 then self.start = now() end
+  if prefix == nil and (pattern == "*l" or pattern == nil) then
+    return recvline(self)
+  end
+  if prefix ~= nil then
+    if type(prefix) ~= "string" and type(prefix) ~= "number" then
+      typeerror(3, "string", prefix)
+    end
+    prefix = tostring(prefix)
+    if prefix == "" then prefix = nil end
+  end
+  local n = tonumber(pattern)
+  if n == nil then
+    local p = pattern == nil and "l" or pattern
+    if type(p) ~= "string" then argerror(2, "invalid receive pattern") end
+    if sub(p, 1, 1) == "*" then p = sub(p, 2) end
+    p = sub(p, 1, 1)
+    if p == "l" then return recvline(self, prefix) end
+    if p == "a" then return recvall(self, prefix) end
+    argerror(2, "invalid receive pattern")
+  end
+  if n < 0 then argerror(2, "invalid receive size") end
+  n = floor(n)
+  local size = prefix and #prefix or 0
+  if size > 0 and n <= size then return prefix, nil, nil end
+  return recvraw(self, n - size, prefix)
+end
+function TCP.receive (self, pattern, prefix)
+  if current() then return receive(self, pattern, prefix) end
+  return tide.run(receive, self, pattern, prefix)
+end
+
+-- A number as C's (long) cast takes it: toward zero.
+local function trunc (x)
+  if x >= 0 then return floor(x) end
+  return -floor(-x)
+end
+
+-- LuaSocket's send(data [, i [, j]]): the index of the last byte sent,
+-- or nil, err, the last index sent (buffer.c buffer_meth_send).
+local function send (self, data, i, j)
+  checkkind(self, "send", "client")
+  if type(data) ~= "string" then
+    if type(data) ~= "number" then typeerror(2, "string", data) end
+    data = tostring(data)
+  end
+  local size = #data
+  if i == nil and j == nil then
+    i, j = 1, size
+  else
+    i = i == nil and 1 or tonumber(i) or typeerror(3, "number", i)
+    j = j == nil and -1 or tonumber(j) or typeerror(4, "number", j)
+    i, j = trunc(i), trunc(j)
+    if i < 0 then i = size + i + 1 end
+    if j < 0 then j = size + j + 1 end
+    if i < 1 then i = 1 end
+    if j > size then j = size end
+  end
+  if self.total >= 0 then self.start = now() end
+  if i > j then return i - 1 + 0.0, nil, nil end
+  local s = self.stream
+  if s == nil or self.wclosed then return nil, "closed", i - 1 + 0.0 end
+  local chunk = (i == 1 and j == size) and data or sub(data, i, j)
+  local ok, err, code = within(retry(self, "tsend"), s.write, s, chunk)
+  if ok == TIMEDOUT then return nil, "timeout", i - 1 + 0.0 end
+  if not ok then return nil, lserror(err, code), i - 1 + 0.0 end
+  self.sent = self.sent + #chunk
+  return j + 0.0, nil, nil
+end
+
+-- Outside a task the data is sent before send returns (the loop does not
+-- run between calls there).
+local function send_drain (self, ...)
+  local r = pack(send(self, ...))
+  if r[1] and self.stream then self.stream:drain() end
+  return unpack(r, 1, r.n)
+end
+
+function TCP.send (self, data, i, j)
+  if current() then return send(self, data, i, j) end
+  return tide.run(send_drain, self, data, i, j)
+end
+
+-- ---- The keep-alive pool (OpenResty's setkeepalive) ------------------------
+
+-- [key] = list of idle entries {stream, reused, tls, expires}, the most
+-- recently put last; one pool per runtime (the module is per Lua state).
+-- No task watches an idle connection (it would keep the program running
+-- until the idle timeout, or be cancelled by tide.run outside any task):
+-- a connection is checked when it is taken, and the expired ones go then.
+local pools = {}
+M._pools = pools
+
+-- Whether the system still holds the connection established with nothing
+-- unread (Linux's /proc/net/tcp and tcp6, found by its ports); true where
+-- it cannot tell. The peer's close (CLOSE_WAIT) or stray data fail it.
+local TCPFILES = { "/proc/net/tcp", "/proc/net/tcp6" }
+local function alive (s)
+  local _, lport = s:getsockname()
+  local _, rport = s:getpeername()
+  if type(lport) ~= "number" or type(rport) ~= "number" then return false end
+  for _, path in ipairs(TCPFILES) do
+    local f = io.open(path)
+    if f then
+      for line in f:lines() do
+        local l, r, st, q =
+          line:match("^%s*%d+: %x+:(%x+) %x+:(%x+) (%x+) %x+:(%x+)")
+        if l and tonumber(l, 16) == lport and tonumber(r, 16) == rport then
+          f:close()
+          return st == "01" and tonumber(q, 16) == 0
+        end
+      end
+      f:close()
+    end
+  end
+  return true
+end
+
+-- The most recently pooled live connection of key: a plain one first,
+-- else one with TLS (sslhandshake then checks its settings). Expired and
+-- dead ones are closed on the way.
+local function pool_take (key)
+  local list = pools[key]
+  if list == nil then return nil end
+  local t = now()
+  for k = #list, 1, -1 do
+    local e = list[k]
+    if e.expires and e.expires <= t then
+      table.remove(list, k)
+      e.stream:close()
+    end
+  end
+  while #list > 0 do
+    local k = #list
+    while k > 0 and list[k].tls do k = k - 1 end
+    if k == 0 then k = #list end
+    local e = table.remove(list, k)
+    if alive(e.stream) then return e end
+    e.stream:close()
+  end
+  return nil
+end
+
+-- setkeepalive([timeout [, size]]): milliseconds idle (0: no limit;
+-- default 60 s), connections kept per pool (default 30).
+local function setkeepalive (self, ms, size)
+  checkkind(self, "setkeepalive", "client")
+  local s = self.stream
+  if s == nil then return nil, "closed" end
+  if self.buf ~= "" then return nil, "unread data in buffer" end
+  if self.eof or self.wclosed then return nil, "closed" end
+  ms = ms == nil and 60000 or tonumber(ms) or typeerror(2, "number", ms)
+  size = size == nil and 30 or tonumber(size) or typeerror(3, "number", size)
+  if not (ms >= 0) then argerror(2, "bad \"timeout\" argument") end
+  if not (size >= 1) then argerror(3, "bad \"pool_size\" option value") end
+  local key = self.poolkey
+  local list = pools[key]
+  if list == nil then
+    list = {}
+    pools[key] = list
+  end
+  local t = now()
+  for k = #list, 1, -1 do                -- the expired go
+    local e = list[k]
+    if e.expires and e.expires <= t then
+      table.remove(list, k)
+      e.stream:close()
+    end
+  end
+  while #list >= size do                 -- the least recently used goes
+    table.remove(list, 1).stream:close()
+  end
+  list[#list + 1] = { stream = s, reused = self.reused, tls = self.tls,
+                      expires = ms > 0 and t + ms / 1000 or nil }
+  self.stream, self.kind, self.closed = nil, "closed", true
+  return 1
+end
+TCP.setkeepalive = setkeepalive
+
+function TCP:getreusedtimes ()
+  if self.stream == nil and self.kind ~= "master" then return nil, "closed" end
+  return self.reused
+end
+
+-- ---- connect, bind, listen, accept ------------------------------------------
+
+local function apply (self, name, value)
+  local s = self.stream
+  if s == nil then return end
+  if name == "tcp-nodelay" then s:setoption("nodelay", value and true or false)
+  elseif name == "keepalive" then s:setoption("keepalive", value and true or false)
+  end
+end
+
+-- master:connect(host, port [, opts]) (opts: OpenResty's pool, pool_size).
+local function connect (self, host, port, opts)
+  checkkind(self, "connect", "master")
+  if type(host) ~= "string" then typeerror(2, "string", host) end
+  port = tonumber(port) or typeerror(3, "number", port)
+  local key = opts and opts.pool or (host .. ":" .. floor(port))
+  self.poolkey, self.host, self.port = key, host, port
+  local e = pool_take(key)
+  if e then
+    self.stream, self.kind, self.reused = e.stream, "client", e.reused + 1
+    self.tls = e.tls
+    return 1.0
+  end
+  if self.total >= 0 then self.start = now() end
+  local t = retry(self, "tconnect")
+  local s, err, code = tide.tcp.connect(host, port,
+    { timeout = t, family = self.family == "inet6" and "inet6" or nil })
+  if s == nil then
+    if code == "ETIMEDOUT" then return nil, "timeout" end
+    return nil, lserror(err, code)
+  end
+  self.stream, self.kind, self.reused = s, "client", 0
+  for name, value in pairs(self.opts) do apply(self, name, value) end
+  return 1.0
+end
+TCP.connect = waits(connect)
+
+local function anyhost (host)
+  if host == "*" then return "0.0.0.0" end
+  return host
+end
+
+local function bind (self, host, port)
+  checkkind(self, "bind", "master")
+  if type(host) ~= "string" then typeerror(2, "string", host) end
+  port = tonumber(port) or typeerror(3, "number", port)
+  local srv, err, code = tide.tcp.listen(anyhost(host), floor(port),
+                                         { backlog = 32 })
+  if srv == nil then return nil, lserror(err, code) end
+  self.server = srv
+  return 1.0
+end
+TCP.bind = waits(bind)
+
+function TCP:listen (backlog)
+  checkkind(self, "listen", "master")
+  if self.server == nil then
+    local ok, err = self:bind("0.0.0.0", 0)
+    if not ok then return nil, err end
+  end
+  self.kind = "server"
+  return 1.0
+end
+
+local function wrapstream (s)
+  local c = newtcp("client")
+  c.stream, c.reused = s, 0
+  return c
+end
+
+local function accept (self)
+  checkkind(self, "accept", "server")
+  local srv = self.server
+  local p = self.pending
+  if p then
+    self.pending = nil
+    return wrapstream(p)
+  end
+  if self.total >= 0 then self.start = now() end
+  local s, err, code = within(retry(self, "tread"), srv.accept, srv)
+  if s == TIMEDOUT then return nil, "timeout" end
+  if s == nil then return nil, lserror(err, code) end
+  return wrapstream(s)
+end
+TCP.accept = waits(accept)
+
+function TCP:close ()
+  if self.stream then self.stream:close() end
+  if self.server then self.server:close() end
+  self.stream, self.server, self.closed = nil, nil, true
+  self.buf = ""
+  return 1.0
+end
+TCP.__close = TCP.close
+
+local function shutdown (self, how)
+  checkkind(self, "shutdown", "client")
+  how = how or "both"
+  if how ~= "both" and how ~= "send" and how ~= "receive" then
+    argerror(2, "invalid shutdown method")
+  end
+  local s = self.stream
+  if s == nil then return 1.0 end
+  if how ~= "send" then self.eof = self.eof or "closed" end
+  if how ~= "receive" and not self.wclosed then
+    self.wclosed = true
+    s:shutdown()
+  end
+  return 1.0
+end
+TCP.shutdown = waits(shutdown)
+
+local BOOLOPTS = { ["tcp-nodelay"] = true, keepalive = true, reuseaddr = true,
+                   reuseport = true, ["ipv6-v6only"] = true }
+
+function TCP:setoption (name, value)
+  if type(name) ~= "string" then typeerror(2, "string", name) end
+  if BOOLOPTS[name] then
+    if type(value) ~= "boolean" then typeerror(3, "boolean", value) end
+  elseif name == "linger" then
+    if type(value) ~= "table" then typeerror(3, "table", value) end
+    value = { on = value.on and true or false,
+              timeout = tonumber(value.timeout) or 0 }
+  else
+    argerror(2, format("unsupported option `%.35s'", name))
+  end
+  self.opts[name] = value
+  apply(self, name, value)
+  return 1.0
+end
+
+function TCP:getoption (name)
+  if type(name) ~= "string" then typeerror(2, "string", name) end
+  local v = self.opts[name]
+  if name == "linger" then
+    v = v or { on = false, timeout = 0 }
+    return { on = v.on, timeout = v.timeout }
+  end
+  if BOOLOPTS[name] then return v or false end
+  argerror(2, format("unsupported option `%.35s'", name))
+end
+
+local function familyof (host)
+  if find(host, ":", 1, true) then return "inet6" end
+  return "inet"
+end
+
+function TCP:getpeername ()
+  local s = self.stream
+  if s == nil then return nil, "closed" end
+  local host, port = s:getpeername()
+  if host == nil then return nil, lserror(port) end
+  return host, port, familyof(host)
+end
+
+function TCP:getsockname ()
+  local s = self.stream or self.server
+  if s == nil then return nil, "closed" end
+  local host, port = s:getsockname()
+  if host == nil then return nil, lserror(port) end
+  return host, port, familyof(host)
+end
+
+function TCP:getstats ()
+  return self.received + 0.0, self.sent + 0.0, now() - self.born
+end
+
+function TCP:setstats (received, sent, age)
+  self.received = tonumber(received) or self.received
+  self.sent = tonumber(sent) or self.sent
+  if age then self.born = now() - tonumber(age) end
+  return 1.0
+end
+
+function TCP:dirty ()
+  return self.buf ~= ""
+end
+
+-- The descriptor of the stream (or of a server: -1, as for a closed one).
+function TCP:getfd ()
+  local s = self.stream
+  if s == nil then return -1.0 end
+  local ok, fd = pcall(fileno, s)
+  return ok and fd + 0.0 or -1.0
+end
+
+function TCP:setfd () end
+
+function TCP:getfamily ()
+  return self.family
+end
+
+function TCP:getclass ()
+  return "tcp{" .. self.kind .. "}"
+end
+
+-- ---- OpenResty's reads: receiveany, receiveuntil ---------------------------
+
+local function receiveany (self, max)
+  checkkind(self, "receiveany", "client")
+  max = tonumber(max) or typeerror(2, "number", max)
+  if max < 1 then argerror(2, "bad max argument") end
+  max = floor(max)
+  if self.total >= 0 then self.start = now() end
+  if self.buf == "" then
+    local ok, err = fill(self)
+    if not ok then return nil, err end
+  end
+  local buf = self.buf
+  if #buf <= max then
+    self.buf = ""
+    return buf
+  end
+  self.buf = sub(buf, max + 1)
+  return sub(buf, 1, max)
+end
+TCP.receiveany = waits(receiveany)
+
+-- receiveuntil(pattern [, {inclusive =}]) -> iterator([size]): the data
+-- before the next pattern (and the pattern too when inclusive); with size,
+-- pieces of at most size bytes, then nil once the pattern was passed.
+function TCP:receiveuntil (pattern, opts)
+  checkkind(self, "receiveuntil", "client")
+  if type(pattern) ~= "string" then typeerror(2, "string", pattern) end
+  if pattern == "" then argerror(2, "pattern is empty") end
+  local inclusive = opts and opts.inclusive and true or false
+  local plen, ended = #pattern, false
+  local function iter (size)
+    if size ~= nil then
+      size = tonumber(size) or typeerror(1, "number", size)
+      size = floor(size)
+    end
+    if ended then
+      ended = false
+      return nil
+    end
+    if self.total >= 0 then self.start = now() end
+    local from = 1
+    while true do
+      local buf = self.buf
+      local i = find(buf, pattern, from, true)
+      if i then
+        if size and i - 1 > size then
+          self.buf = sub(buf, size + 1)
+          return sub(buf, 1, size)
+        end
+        local e = i + plen - 1
+        local data = sub(buf, 1, inclusive and e or i - 1)
+        self.buf = sub(buf, e + 1)
+        if size then ended = true end
+        return data
+      end
+      local safe = #buf - plen + 1         -- bytes no match can start in
+      if size and safe >= size then
+        self.buf = sub(buf, size + 1)
+        return sub(buf, 1, size)
+      end
+      from = safe > 1 and safe or 1
+      local ok, err = fill(self)
+      if not ok then
+        local part = self.buf
+        self.buf = ""
+        return nil, err, part
+      end
+    end
+  end
+  return waits(iter)
+end
+
+-- ---- TLS on the object (OpenResty's sslhandshake) --------------------------
+
+-- sslhandshake([reused_session [, server_name [, ssl_verify]]]): true, or
+-- nil, err. tide keeps the sessions of its default context itself, so
+-- reused_session is ignored and no session object is returned. A pooled
+-- connection with the same server_name and ssl_verify is taken as it is;
+-- one with other settings is replaced by a new connection.
+local function sslhandshake (self, reused, server_name, verify)
+  checkkind(self, "sslhandshake", "client")
+  local tag = tostring(server_name) .. "|" .. tostring(verify and true or false)
+  if self.tls == tag then return true end
+  if self.buf ~= "" then return nil, "unread data in buffer" end
+  if self.total >= 0 then self.start = now() end
+  if self.tls then                      -- pooled with other TLS settings
+    self.stream:close()
+    self.stream, self.tls, self.reused = nil, nil, 0
+    local c, err, code = tide.tcp.connect(self.host, self.port,
+                                          { timeout = retry(self, "tconnect") })
+    if c == nil then return nil, lserror(err, code) end
+    self.stream = c
+    for name, value in pairs(self.opts) do apply(self, name, value) end
+  end
+  local s = self.stream
+  local opts = { servername = server_name, verify = verify and true or false }
+  local ok, err, code = within(retry(self, "tconnect"), tide.tls.wrap, s, opts)
+  if ok == TIMEDOUT then
+    self.stream = nil
+    s:close()
+    return nil, "timeout"
+  end
+  if not ok then
+    self.stream = nil
+    return nil, err, code
+  end
+  self.tls = tag
+  return true
+end
+TCP.sslhandshake = waits(sslhandshake)
+
+-- Methods called on a value that is no tcp object raise as LuaSocket's do
+-- (receive, send and the others that check the kind do it themselves).
+local CHECKED = { receive = true, send = true, connect = true, bind = true,
+  accept = true, shutdown = true, setkeepalive = true, receiveany = true,
+  receiveuntil = true, sslhandshake = true, __index = true, __tostring = true,
+  __close = true }
+
+local function checkself (class, cname)
+  for name, f in pairs(class) do
+    if not CHECKED[name] and type(f) == "function" then
+      class[name] = function (self, ...)
+        if type(self) ~= "table" or self.kind == nil then
+          error(format("calling '%s' on bad self (%s expected)", name, cname), 2)
+        end
+        return f(self, ...)
+      end
+    end
+  end
+end
+checkself(TCP, "tcp{any}")
+
+-- ---- Module functions -------------------------------------------------------
+
+-- socket.connect(host, port [, locaddr, locport [, family]])
+function M.connect (host, port, locaddr, locport, family)
+  if type(host) ~= "string" then typeerror(1, "string", host) end
+  if tonumber(port) == nil then typeerror(2, "number", port) end
+  if family ~= nil and family ~= "inet" and family ~= "inet6" then
+    argerror(5, "invalid family")
+  end
+  local c = newtcp("master", family)
+  local ok, err = c:connect(host, port)
+  if not ok then return nil, err end
+  return c
+end
+
+-- socket.bind(host, port [, backlog]): Debian's socket.lua defines its
+-- own, through dns.getaddrinfo, bind and listen.
+function M.bind (host, port)
+  if type(host) ~= "string" then typeerror(1, "string", host) end
+  if tonumber(port) == nil then typeerror(2, "number", port) end
+  local c = newtcp("master")
+  c:setoption("reuseaddr", true)
+  local ok, err = c:bind(host, port)
+  if not ok then return nil, err end
+  c:listen()
+  return c
+end
+
+-- socket.gettime(): seconds since the epoch, to the microsecond.
+M.gettime = wallclock
+
+M.sleep = waits(function (s)
+  s = tonumber(s) or typeerror(1, "number", s)
+  if s < 0 then s = 0 end
+  sleep(s)
+end)
+
+-- try and protect (LuaSocket's except.c).
+function M.newtry (finalizer)
+  return function (...)
+    if not (...) then
+      if finalizer then pcall(finalizer) end
+      error({ (select(2, ...)) }, 0)
+    end
+    return ...
+  end
+end
+
+local function unwrap (ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) == "table" and getmetatable(e) == nil and e[1] ~= nil then
+    return nil, e[1]
+  end
+  error(e, 0)
+end
+
+function M.protect (f)
+  return function (...)
+    return unwrap(pcall(f, ...))
+  end
+end
+
+function M.skip (d, ...)
+  d = sched.checkinteger(1, d)
+  if d < 0 then argerror(1, "non-negative number expected") end
+  return select(d + 1, ...)
+end
+
+function M.__unload () end
+
+-- ---- dns ---------------------------------------------------------------------
+
+local dns = {}
+M.dns = dns
+
+local function isnumeric (host)
+  return find(host, "^%d+%.%d+%.%d+%.%d+$") or find(host, ":", 1, true)
+end
+
+local function resolve (name, family)
+  if isnumeric(name) then return { { addr = name } } end
+  local list, err, code = tide.dns.resolve(name, family and { family = family })
+  if list == nil or #list == 0 then
+    return nil, lserror(err, code or "EAI_NONAME")
+  end
+  return list
+end
+
+dns.toip = waits(function (name)
+  if type(name) ~= "string" then typeerror(1, "string", name) end
+  local list, err = resolve(name, "inet")
+  if list == nil then return nil, err end
+  local ips = {}
+  for k = 1, #list do ips[k] = list[k].addr end
+  return ips[1], { name = name, alias = {}, ip = ips }
+end)
+
+dns.tohostname = waits(function (addr)
+  if type(addr) ~= "string" then typeerror(1, "string", addr) end
+  local name, err, code = tide.dns.reverse(addr)
+  if name == nil then return nil, lserror(err, code) end
+  return name, { name = name, alias = {}, ip = { addr } }
+end)
+
+dns.getaddrinfo = waits(function (host)
+  if type(host) ~= "string" then typeerror(1, "string", host) end
+  local list, err = resolve(host)
+  if list == nil then return nil, err end
+  local out = {}
+  for k = 1, #list do
+    out[k] = { family = familyof(list[k].addr), addr = list[k].addr }
+  end
+  return out
+end)
+
+dns.getnameinfo = waits(function (host, port)
+  if host ~= nil and type(host) ~= "string" then typeerror(1, "string", host) end
+  local name, err, code
+  if host then
+    name, err, code = tide.dns.reverse(host)
+    if name == nil then return nil, lserror(err, code) end
+  end
+  return name, port and tostring(port) or nil
+end)
+
+function dns.gethostname ()
+  local f = io.open("/proc/sys/kernel/hostname")
+  local name = f and f:read("l")
+  if f then f:close() end
+  return name or os.getenv("HOSTNAME") or "localhost"
+end
+
+-- ---- udp -------------------------------------------------------------------
+
+local UDP = {}
+UDP.__index = UDP
+M.UDP = UDP
+
+local function newudp (family)
+  return setmetatable({ kind = "unconnected", family = family or "inet",
+    block = -1, total = -1, start = 0, opts = {} }, UDP)
+end
+M.udp = function () return newudp("inet") end
+M.udp4 = M.udp
+M.udp6 = function () return newudp("inet6") end
+
+function UDP:__tostring ()
+  return format("udp{%s}: %p", self.kind, self)
+end
+
+UDP.settimeout = settimeout
+
+local function udpsock (self, host)
+  if self.sock then return self.sock end
+  local any = self.family == "inet6" or (host and find(host, ":", 1, true))
+  local s, err, code = tide.udp.bind(any and "::" or "0.0.0.0", 0)
+  if s == nil then return nil, lserror(err, code) end
+  self.sock = s
+  return s
+end
+
+UDP.setsockname = waits(function (self, host, port)
+  if self.sock then return nil, "already bound" end
+  host = anyhost(host)
+  local addrs, err = resolve(host)
+  if addrs == nil then return nil, err end
+  local s, e, code = tide.udp.bind(addrs[1].addr, tonumber(port) or 0,
+                                   { reuseaddr = self.opts.reuseaddr })
+  if s == nil then return nil, lserror(e, code) end
+  self.sock = s
+  return 1.0
+end)
+
+UDP.setpeername = waits(function (self, host, port)
+  if host == "*" then
+    self.kind = "unconnected"
+    return 1.0
+  end
+  local addrs, err = resolve(host)
+  if addrs == nil then return nil, err end
+  local s, e = udpsock(self, addrs[1].addr)
+  if s == nil then return nil, e end
+  local ok, msg, code = s:connect(addrs[1].addr, tonumber(port))
+  if not ok then return nil, lserror(msg, code) end
+  self.kind = "connected"
+  return 1.0
+end)
+
+UDP.sendto = waits(function (self, data, host, port)
+  local addrs, err = resolve(host)
+  if addrs == nil then return nil, err end
+  local s, e = udpsock(self, addrs[1].addr)
+  if s == nil then return nil, e end
+  local ok, msg, code = s:send(data, addrs[1].addr, tonumber(port))
+  if not ok then return nil, lserror(msg, code) end
+  return #data + 0.0
+end)
+
+UDP.send = waits(function (self, data)
+  if self.kind ~= "connected" then
+    error("calling 'send' on bad self (udp{connected} expected)", 2)
+  end
+  local ok, msg, code = self.sock:send(data)
+  if not ok then return nil, lserror(msg, code) end
+  return #data + 0.0
+end)
+
+local function udprecv (self, size)
+  local s, e = udpsock(self)
+  if s == nil then return nil, e end
+  local p = self.pending
+  if p then
+    self.pending = nil
+    return unpack(p)
+  end
+  if self.total >= 0 then self.start = now() end
+  local data, host, port = within(retry(self, "tread"), s.recv, s)
+  if data == TIMEDOUT then return nil, "timeout" end
+  if data == nil then return nil, lserror(host, port) end
+  size = tonumber(size) or 8192
+  if #data > size then data = sub(data, 1, size) end
+  return data, host, port
+end
+
+UDP.receive = waits(function (self, size)
+  local data, err = udprecv(self, size)
+  return data, err
+end)
+
+UDP.receivefrom = waits(function (self, size)
+  local data, host, port = udprecv(self, size)
+  if data == nil then return nil, host end
+  return data, host, port
+end)
+
+function UDP:getsockname ()
+  if self.sock == nil then return nil, "closed" end
+  local host, port = self.sock:getsockname()
+  return host, port, familyof(host)
+end
+
+function UDP:getpeername ()
+  if self.kind ~= "connected" then return nil, "closed" end
+  local host, port = self.sock:getpeername()
+  return host, port, familyof(host)
+end
+
+local UDPOPTS = { broadcast = "broadcast", ["ip-multicast-ttl"] = "multicast_ttl",
+  ["ip-multicast-loop"] = "multicast_loop",
+  ["ip-multicast-if"] = "multicast_interface" }
+
+function UDP:setoption (name, value)
+  self.opts[name] = value
+  if name == "ip-add-membership" or name == "ip-drop-membership" then
+    local s, e = udpsock(self)
+    if s == nil then return nil, e end
+    local f = name == "ip-add-membership" and s.join or s.leave
+    local ok, msg, code = f(s, value.multiaddr, value.interface ~= "*" and
+                            value.interface or nil)
+    if not ok then return nil, lserror(msg, code) end
+  elseif UDPOPTS[name] and self.sock then
+    self.sock:setoption(UDPOPTS[name], value)
+  elseif UDPOPTS[name] then
+    local s, e = udpsock(self)
+    if s == nil then return nil, e end
+    s:setoption(UDPOPTS[name], value)
+  elseif name ~= "reuseaddr" and name ~= "reuseport" and name ~= "dontroute" then
+    argerror(2, format("unsupported option `%.35s'", tostring(name)))
+  end
+  return 1.0
+end
+
+function UDP:getoption (name)
+  return self.opts[name]
+end
+
+function UDP:close ()
+  if self.sock then self.sock:close() end
+  self.sock, self.kind = nil, "closed"
+  return 1.0
+end
+UDP.__close = UDP.close
+
+function UDP:dirty () return self.pending ~= nil end
+function UDP:getfd () return -1.0 end
+function UDP:getfamily () return self.family end
+
+checkself(UDP, "udp{any}")
+
+-- ---- select -------------------------------------------------------------------
+
+-- Wait until one object of recvt can be read without waiting: a tcp
+-- client with buffered data or at its end, a server with a connection to
+-- accept, a udp socket with a datagram. Every object of sendt counts as
+-- writable at once (tide queues writes). The objects are tide.socket's.
+local function ready (o)
+  if getmetatable(o) == TCP then
+    if o.kind == "server" then return o.pending ~= nil end
+    return o.buf ~= "" or o.eof ~= nil or o.stream == nil
+  end
+  if getmetatable(o) == UDP then return o.pending ~= nil end
+  return false
+end
+
+-- Read one thing into o, for ready to see; nothing is lost if cancelled.
+local function prime (o, ev)
+  if getmetatable(o) == TCP then
+    if o.kind == "server" then
+      local s = o.server:accept()
+      if s then o.pending = s end
+    elseif o.stream then
+      local data = o.stream:read()
+      if data then
+        o.received = o.received + #data
+        o.buf = o.buf .. data
+      else
+        o.eof = o.eof or "closed"
+      end
+    end
+  elseif getmetatable(o) == UDP and o.sock then
+    o.pending = pack(o.sock:recv())
+  end
+  ev:set()
+end
+
+local function collect (list, pred)
+  local out = {}
+  for _, o in ipairs(list or {}) do
+    if pred(o) then
+      out[#out + 1] = o
+      out[o] = #out
+    end
+  end
+  return out
+end
+
+local function always () return true end
+
+local function checklist (i, list)
+  if list ~= nil and type(list) ~= "table" then typeerror(i, "table", list) end
+end
+
+-- Tasks cancelled when the scope ends, also by an error or cancellation.
+local CANCELALL = { __close = function (tasks)
+  for _, task in ipairs(tasks) do task:cancel() end
+end }
+
+local function sel (recvt, sendt, t)
+  t = tonumber(t)
+  if t and t < 0 then t = nil end
+  local r, w = collect(recvt, ready), collect(sendt, always)
+  if #r > 0 or #w > 0 then return r, w, nil end
+  if t == 0 or not recvt or #recvt == 0 then
+    if t and t > 0 then sleep(t) end
+    return r, w, "timeout"
+  end
+  local ev = tide.Event()
+  local tasks <close> = setmetatable({}, CANCELALL)
+  for k, o in ipairs(recvt) do tasks[k] = spawn(prime, o, ev) end
+  if t then timeout(t, ev.wait, ev) else ev:wait() end
+  for _, task in ipairs(tasks) do task:cancel() end
+  for _, task in ipairs(tasks) do pcall(task.await, task) end
+  r = collect(recvt, ready)
+  return r, w, #r == 0 and "timeout" or nil
+end
+local select_waiting = waits(sel)
+function M.select (recvt, sendt, t)
+  checklist(1, recvt)
+  checklist(2, sendt)
+  if t ~= nil and tonumber(t) == nil then typeerror(3, "number", t) end
+  return select_waiting(recvt, sendt, t)
+end
+
+-- ---- sources and sinks on tide.socket alone ----------------------------------
+
+M.BLOCKSIZE = 2048
+
+return M
