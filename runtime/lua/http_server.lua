@@ -744,5 +744,6 @@ function http.serve (host, port, handler, opts)
   if every > 1 then every = 1 end
   self.sweeper = spawn(sweep, self, every)
   self.loop = spawn(accept_loop, self, max)
+  sched.servings[self] = true        -- see net.lua
   return self
 end
