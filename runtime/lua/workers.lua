@@ -255,8 +255,9 @@ local function supervise (self, w)
       if delay > self.max_backoff then delay = self.max_backoff end
     end
     report("worker %d (pid %d) %s after %.2f s; %s", w.id, w.pid, how, lived,
-           delay > 0 and format("restarting in %.2f s (%d failed starts)",
-                                delay, fails) or "restarting")
+           delay > 0 and format("restarting in %.2f s (%d in a row ended within "
+                                .. "%g s of starting)", delay, fails,
+                                self.quick) or "restarting")
     while true do
       if delay > 0 then tide.sleep(delay) end
       if self.stopping then return end
