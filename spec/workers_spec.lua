@@ -223,6 +223,30 @@ describe("tide --workers", function ()
     assert.equal(0, stop(m))
   end))
 
+  it("restarts tide.http.serve workers on SIGHUP without a failed request",
+     async(function ()
+    local m = master({ "--workers", "2" }, PID .. [[
+local tide = require "tide"
+local sv = assert(tide.http.serve("127.0.0.1", 0, function ()
+  return 200, nil, "worker " .. tide.worker.id .. "\n"
+end))
+local _, p = sv:getsockname()
+print("ready", tide.worker.id, tide.worker.count, pid(), p)
+sv:wait()
+]])
+    local port = readyline(m, 2)
+    local finish = load(port, 6, "GET / HTTP/1.1\r\nHost: x\r\n"
+                                 .. "Connection: close\r\n\r\n")
+    tide.sleep(0.3)
+    m.p:kill("SIGHUP")
+    m.seen("^ready", 4)
+    tide.sleep(0.5)
+    local st = finish()
+    assert.equal(0, st.failed, table.concat(st.errors, "; "))
+    assert.is_true(st.ok > 0)
+    assert.equal(0, stop(m))
+  end))
+
   it("lets running handlers finish within the grace on SIGTERM",
      async(function ()
     local m = master({ "--workers", "2" }, ECHO)
