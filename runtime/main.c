@@ -427,6 +427,12 @@ static int pmain (lua_State *L) {
       l_message(progname, "--workers needs a script");
       return 0;
     }
+    if (strcmp(workers, "auto") != 0 &&
+        (strspn(workers, "0123456789") != strlen(workers) ||
+         atoi(workers) < 1 || atoi(workers) > 1024)) {
+      l_message(progname, "--workers: a number from 1 to 1024 or 'auto' expected");
+      return 0;
+    }
     return dostring(L, lua_pushfstring(L, "require('tide').workers{ n = "
                     "tonumber('%s') or '%s' }", workers, workers),
                     "=(--workers)") == LUA_OK;  /* the master exits */

@@ -24,12 +24,21 @@ local MAXMSG = 64 * 1024 * 1024    -- a message's largest size
 
 -- A message (string or table of plain values) as a frame: its size, then
 -- the value as tide.work copies it.
-local function frame (fname, msg)
+-- Wrong use raises at the line of the caller of fname's caller (level 3).
+local function frame (fname, arg, msg)
   local t = type(msg)
-  if t ~= "string" and t ~= "table" then typeerror(1, "string or table", msg) end
+  if t ~= "string" and t ~= "table" then
+    error(("bad argument #%d to '%s' (string or table expected, got %s)")
+          :format(arg, fname, t == "nil" and "no value" or t), 3)
+  end
   local ok, data = pcall(W._encode, fname, msg)
-  if not ok then raise("%s: " .. tostring(data):gsub("^[^:]*: ", ""):gsub("%%", "%%%%")) end
-  if #data > MAXMSG then argerror(1, "message too large") end
+  if not ok then
+    error(("bad argument #%d to '%s' (%s)"):format(arg, fname,
+          tostring(data):gsub("^[^:]*: ", ""):gsub(" %(argument #1%)", "")), 3)
+  end
+  if #data > MAXMSG then
+    error(("bad argument #%d to '%s' (message too large)"):format(arg, fname), 3)
+  end
   return spack(">I4", #data) .. data
 end
 
@@ -69,7 +78,7 @@ if id then
 
   -- tide.worker.send(msg) -> true | nil, msg, code: to the master
   function worker.send (msg)
-    local f = frame("tide.worker.send", msg)
+    local f = frame("tide.worker.send", 1, msg)
     checkwait()
     local ok, err, code = channel():write(f)
     return ok, err, code
@@ -308,6 +317,7 @@ function Workers:restart ()
     if self.stopping then break end
     local old = self.slots[id]
     local w, err = start(self, id)
+    if w and self.stopping then w.proc:kill("SIGTERM") end
     if w then                      -- not replaced if it dies while trying
       w.retired = true
       tide.spawn(supervise, self, w)
@@ -366,7 +376,7 @@ function Workers:send (i, msg)
   if classof[self] ~= Workers then checkself(self, Workers) end
   i = sched.checkinteger(2, i)
   if i < 1 or i > self.n then argerror(2, "no such worker") end
-  local f = frame("send", msg)
+  local f = frame("Workers:send", 2, msg)
   checkwait()
   local w = self.slots[i]
   if not (w and self.live[w]) then return nil, "worker not running", "ESRCH" end
@@ -377,7 +387,7 @@ end
 -- ws:broadcast(msg) -> the number of workers it went to
 function Workers:broadcast (msg)
   if classof[self] ~= Workers then checkself(self, Workers) end
-  local f = frame("broadcast", msg)
+  local f = frame("Workers:broadcast", 1, msg)
   checkwait()
   local n = 0
   for w in pairs(self.live) do
