@@ -95,15 +95,14 @@ if id then
     return msg
   end
 
-  -- SIGTERM: stop accepting (a connection libuv took is served first),
-  -- let the handlers finish for grace seconds, cancel those left, then
-  -- every other task, so that the worker ends.
+  -- SIGTERM (and SIGINT, which Ctrl-C sends to the master and its
+  -- workers alike): stop accepting (a connection libuv took is served
+  -- first), let the handlers finish for grace seconds, cancel those left,
+  -- then every other task, so that the worker ends. The master kills a
+  -- worker that is still there 5 s after the grace.
   local stopping = false
   local function stop ()
-    if stopping then
-      W._cancelall()                 -- a second SIGTERM: at once
-      return
-    end
+    if stopping then return end
     stopping = true
     local closing = {}
     for s in pairs(sched.servings) do
@@ -120,6 +119,7 @@ if id then
     W._cancelall()
   end
   tide.signal.on("SIGTERM", stop)
+  tide.signal.on("SIGINT", stop)
 end
 
 tide.worker = worker
