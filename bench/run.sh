@@ -882,8 +882,8 @@ fi
 # on a 2-core machine the servers' workers and the load generator (one
 # thread: load_uv, wrk -t1) share both cores, so with two workers the
 # client takes a core's worth from them and the rows show it.
-WK_PEERS="tide_w1 tide_w2 node_cluster2"
-WK_HTTP_PEERS="tide_w1 tide_w2 node_cluster2 nginx_w2"
+WK_PEERS="tide tide_w1 node_cluster2"
+WK_HTTP_PEERS="tide tide_w1 node_cluster2 nginx_w2"
 wk_unavailable() {
   case $1 in
     tide*) unavailable tide ;;
@@ -894,14 +894,14 @@ wk_unavailable() {
 wk_echo_cmd() {
   case $1 in
     tide_w1) echo "$TIDE --workers 1 $BENCH/echo_server.lua" ;;
-    tide_w2) echo "$TIDE --workers 2 $BENCH/echo_server.lua" ;;
+    tide) echo "$TIDE --workers 2 $BENCH/echo_server.lua" ;;
     node_cluster2) echo "$NODE $BENCH/workers_cluster.js echo 2" ;;
   esac
 }
 wk_http_cmd() {  # PEER PORT
   case $1 in
     tide_w1) echo "$TIDE --workers 1 $BENCH/http_server.lua $2" ;;
-    tide_w2) echo "$TIDE --workers 2 $BENCH/http_server.lua $2" ;;
+    tide) echo "$TIDE --workers 2 $BENCH/http_server.lua $2" ;;
     node_cluster2) echo "$NODE $BENCH/workers_cluster.js http $2 2" ;;
     nginx_w2) echo "$NGINX -p $HTTPD -c $HTTPD/nginx_w2.conf -e $HTTPD/error.log" ;;
   esac
@@ -1027,17 +1027,16 @@ peer	nginx_lua	nginx + Lua module, one worker
 peer	aiohttp	python3 aiohttp
 peer	luahttp	lua5.4 + lua-http
 peer	tide_w1	tide --workers 1
-peer	tide_w2	tide --workers 2
 peer	node_cluster2	node cluster, 2 workers
 peer	nginx_w2	nginx, 2 workers
-section	workers_echo	Workers: TCP echo, 100 connections, 100-byte messages, 1 and 2 worker processes	tide_w1 tide_w2 node_cluster2
+section	workers_echo	Workers: TCP echo, 100 connections, 100-byte messages, 2 worker processes (tide: --workers 2)	tide tide_w1 node_cluster2
 metric	workers_echo	workers_echo_rr_per_s	round trips/s	higher
-note	workers_echo	bench/load_uv.c as in the echo rows against bench/echo_server.lua under tide --workers N
+note	workers_echo	bench/load_uv.c as in the echo rows against bench/echo_server.lua under tide --workers 2 (and 1)
 note	workers_echo	(the workers accept from the master's one socket) and bench/workers_cluster.js (Node.js
 note	workers_echo	cluster). Not pinned: on $(nproc) cores the workers and the one-thread client share them. Best of $REPEAT.
-section	workers_http	Workers: HTTP server, wrk -t1 -c$HTTPD_CONNS, $HTTPD_SECS s, 1 and 2 worker processes	tide_w1 tide_w2 node_cluster2 nginx_w2
+section	workers_http	Workers: HTTP server, wrk -t1 -c$HTTPD_CONNS, $HTTPD_SECS s, 2 worker processes (tide: --workers 2)	tide tide_w1 node_cluster2 nginx_w2
 metric	workers_http	workers_http_per_s	requests/s	higher
-note	workers_http	bench/http_server.lua under tide --workers N; Node.js cluster (bench/workers_cluster.js);
+note	workers_http	bench/http_server.lua under tide --workers 2 (and 1); Node.js cluster (bench/workers_cluster.js);
 note	workers_http	nginx worker_processes 2, return 200. Not pinned: wrk's thread competes with the
 note	workers_http	workers for the $(nproc) cores. Best of $REPEAT passes.
 section	tasks100k	Tasks: 100,000 tasks each sleep 100 ms, then all are awaited	tide floor luv cqueues node python
