@@ -62,8 +62,14 @@ static int shared_listen (lua_State *L, const char *ip, int port,
                           int backlog, int err, int fd) {
   uv_tcp_t *h = tide__newserver(L, tide__rt(L), sizeof(uv_tcp_t));
   if (err == 0 && (err = uv_tcp_init(tide_getloop(L), h)) == 0 &&
-      (err = uv_tcp_open(h, fd)) == 0)
+      (err = uv_tcp_open(h, fd)) == 0) {
     fd = -1;                       /* the handle has it */
+    /* After each accept libuv yields the CPU (a nanosleep), so that the
+    ** other workers woken by the same connection get their turn: without
+    ** it, the worker that is already running takes nearly all of a burst
+    ** of connections (90 of 100 in bench/run.sh's echo rows). */
+    uv_tcp_simultaneous_accepts(h, 0);
+  }
   if (fd >= 0) close(fd);
   if (err < 0) tide__serverfail(L, -1);
   else err = tide__listen(L, backlog);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <unistd.h>
@@ -90,11 +91,14 @@ static int ask (const char *line, int *fd) {
 }
 
 /* The first listen of a worker opens tide.worker (workers.lua), which
-** takes SIGTERM to stop the worker's servers gracefully. */
+** takes SIGTERM to stop the worker's servers gracefully. A worker's
+** shared sockets yield the CPU after each accept (tcp.c): with the
+** default timer slack that short sleep lasts 50 us, capping accepts. */
 static void worker_open (lua_State *L) {
   static int opened = 0;
   if (opened) return;
   opened = 1;
+  prctl(PR_SET_TIMERSLACK, 1UL);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, "tide");
   if (lua_istable(L, -1)) lua_getfield(L, -1, "worker");
