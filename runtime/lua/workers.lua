@@ -115,8 +115,11 @@ if id then
       end
     end
     for _, t in ipairs(closing) do pcall(t.await, t) end
-    tide.sleep(0.05)               -- the main task ends, if it waited on them
-    W._cancelall()
+    -- The main task ends now if it waited on them; then, if tasks are
+    -- left (a ticker), they are cancelled so that the worker ends.
+    local until_ = tide.now() + 0.1
+    while #tide.tasks() > 1 and tide.now() < until_ do tide.sleep(0.01) end
+    if #tide.tasks() > 1 then W._cancelall() end
   end
   tide.signal.on("SIGTERM", stop)
   tide.signal.on("SIGINT", stop)
