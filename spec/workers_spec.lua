@@ -247,6 +247,32 @@ sv:wait()
     assert.equal(0, stop(m))
   end))
 
+  it("shares the socket of tide.tls.serve", async(function ()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    local C = dofile("spec/tls_certs.lua")(dir)
+    local m = master({ "--workers", "2" }, PID .. ([[
+local tide = require "tide"
+local sv = assert(tide.tls.serve("127.0.0.1", 0, function (s)
+  s:write("worker " .. tide.worker.id .. "\n")
+end, { cert = %q, key = %q }))
+local _, p = sv:getsockname()
+print("ready", tide.worker.id, tide.worker.count, pid(), p)
+]]):format(C.server.cert, C.server.key))
+    local port, lines = readyline(m, 2)
+    for _, l in ipairs(lines) do
+      assert.equal(tostring(port), l:match("(%d+)$"))
+    end
+    for _ = 1, 4 do
+      local s <close> = assert(tide.tls.connect("localhost", port,
+                                                { cafile = C.ca }))
+      assert.matches("^worker [12]\n$", s:read_until("\n"))
+    end
+    assert.equal(0, stop(m))
+    os.execute("rm -rf " .. dir)
+  end))
+
   it("lets running handlers finish within the grace on SIGTERM",
      async(function ()
     local m = master({ "--workers", "2" }, ECHO)

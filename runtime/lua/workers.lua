@@ -272,14 +272,15 @@ local function supervise (self, w)
                                 self.quick) or "restarting")
     while true do
       if delay > 0 then tide.sleep(delay) end
-      if self.stopping then return end
-      local err
-      w, err = start(self, w.id)
+      if self.stopping or self.slots[w.id] ~= w then return end   -- replaced
+      local err, dead = nil, w
+      w, err = start(self, dead.id)
       if w then
         self.slots[w.id] = w
         break
       end
       report("worker cannot start: %s", err)
+      w = dead
       fails = fails + 1
       delay = self.max_backoff
     end
@@ -318,7 +319,6 @@ function Workers:restart ()
   local ok = true
   for id = 1, self.n do
     if self.stopping then break end
-    local old = self.slots[id]
     local w, err = start(self, id)
     if w and self.stopping then w.proc:kill("SIGTERM") end
     if w then                      -- not replaced if it dies while trying
@@ -335,6 +335,7 @@ function Workers:restart ()
       ok = false
     else
       w.retired = false
+      local old = self.slots[id]   -- perhaps a replacement started meanwhile
       self.slots[id] = w
       if old then
         old.retired = true
