@@ -223,6 +223,29 @@ describe("tide --workers", function ()
     assert.equal(0, stop(m))
   end))
 
+  it("keeps the old workers when the new ones fail on SIGHUP",
+     async(function ()
+    local flag = os.tmpname()
+    os.remove(flag)
+    local m = master({ "--workers", "2" },
+      "if io.open(os.getenv('FLAG')) then error('bad new code') end\n" .. ECHO,
+      { FLAG = flag })
+    local port, lines = readyline(m, 2)
+    local old = pids(lines)
+    local finish = load(port, 4)
+    assert(io.open(flag, "w")):close()
+    m.p:kill("SIGHUP")
+    m.seen("did not become ready; the old one stays", 2, m.err)
+    local st = finish()
+    os.remove(flag)
+    assert.equal(0, st.failed, table.concat(st.errors, "; "))
+    assert.is_true(st.ok > 0)
+    for _, w in ipairs(old) do
+      assert.equal(true, os.execute("kill -0 " .. w.pid))
+    end
+    assert.equal(0, stop(m))
+  end))
+
   it("restarts tide.http.serve workers on SIGHUP without a failed request",
      async(function ()
     local m = master({ "--workers", "2" }, PID .. [[
