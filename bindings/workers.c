@@ -35,7 +35,7 @@ static int worker_syncfd (void) {
 
 static int writeall (int fd, const char *p, size_t n) {
   while (n > 0) {
-    ssize_t k = write(fd, p, n);
+    ssize_t k = send(fd, p, n, MSG_NOSIGNAL);   /* no SIGPIPE: EPIPE */
     if (k < 0 && errno == EINTR) continue;
     if (k < 0) return -errno;
     p += k;
