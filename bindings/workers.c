@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,7 @@ static int ask (const char *line, int *fd) {
 ** default timer slack that short sleep lasts 50 us, capping accepts. */
 static void worker_open (lua_State *L) {
   static int opened = 0;
+  const char *master = getenv("TIDE_WORKER_MASTER");
   if (opened) return;
   opened = 1;
   prctl(PR_SET_TIMERSLACK, 1UL);
@@ -103,6 +105,10 @@ static void worker_open (lua_State *L) {
   lua_getfield(L, -1, "tide");
   if (lua_istable(L, -1)) lua_getfield(L, -1, "worker");
   lua_settop(L, lua_gettop(L) - (lua_istable(L, -2) ? 3 : 2));
+  /* A worker whose master dies (even by SIGKILL) stops as on SIGTERM. */
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (master != NULL && getppid() != (pid_t)atol(master))
+    kill(getpid(), SIGTERM);       /* it has died already */
 }
 
 /* For tcp.c: in a worker, the master's socket for ip:port (reuseport 0)
@@ -237,6 +243,12 @@ static int w_reply (lua_State *L) {
   return 1;
 }
 
+/* workers._pid() -> this process's id */
+static int w_pid (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
 /* workers._exepath() -> the path of this program */
 static int w_exepath (lua_State *L) {
   char buf[4096];
@@ -299,6 +311,7 @@ static const luaL_Reg workers_funcs[] = {
   {"_bind", w_bind},
   {"_reply", w_reply},
   {"_exepath", w_exepath},
+  {"_pid", w_pid},
   {"_encode", w_encode},
   {"_decode", w_decode},
   {"_quiesce", w_quiesce},

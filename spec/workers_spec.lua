@@ -324,6 +324,21 @@ print("ready", tide.worker.id, tide.worker.count, pid(), p)
     assert.equal("ECONNREFUSED", ecode)
   end))
 
+  it("stops the workers whose master is killed with SIGKILL",
+     async(function ()
+    local m = master({ "--workers", "2" }, ECHO)
+    local _, lines = readyline(m, 2)
+    m.p:kill("SIGKILL")
+    m.finish()
+    local deadline = tide.now() + 10
+    for _, w in ipairs(pids(lines)) do
+      while os.execute("kill -0 " .. w.pid .. " 2>/dev/null") == true do
+        assert(tide.now() < deadline, "worker " .. w.pid .. " still runs")
+        tide.sleep(0.05)
+      end
+    end
+  end))
+
   it("backs off a worker that fails at start, stays up and says why",
      async(function ()
     local m = master({ "--workers", "1" }, [[error("no config file")]])

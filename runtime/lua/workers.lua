@@ -212,6 +212,7 @@ local function start (self, id)
     TIDE_WORKER_ID = tostring(id), TIDE_WORKER_COUNT = tostring(self.n),
     TIDE_WORKER_FD = tostring(sc), TIDE_WORKER_MSG_FD = tostring(mc),
     TIDE_WORKER_GRACE = tostring(self.grace),
+    TIDE_WORKER_MASTER = tostring(W._pid()),
   } }
   for i, a in ipairs(self.argv) do cmd[i] = a end
   local p, err = tide.process.spawn(cmd)
