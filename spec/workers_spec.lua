@@ -115,6 +115,10 @@ local port = tonumber(os.getenv("PORT") or 0)
 local s = assert(tide.tcp.serve("127.0.0.1", port, function (c)
   local line = c:read_until("\n")
   if line == "slow\n" then tide.sleep(1) end
+  if line == "busy\n" then                -- the loop is blocked meanwhile
+    local t = os.clock() + 0.1
+    while os.clock() < t do end
+  end
   c:write("worker " .. tide.worker.id .. "\n")
 end, opts))
 local _, p = s:getsockname()
@@ -170,11 +174,14 @@ describe("tide --workers", function ()
     for _, l in ipairs(lines) do
       assert.equal(tostring(port), l:match("(%d+)$"))
     end
-    local finish = load(port, 8, "slow\n")
+    -- a worker computing accepts nothing: the other one takes them
+    local finish = load(port, 8, "busy\n")
     tide.sleep(2.5)
     local st = finish()
     assert.equal(0, st.failed)
-    assert.is_true((st.by["1"] or 0) > 0 and (st.by["2"] or 0) > 0)
+    assert.is_true((st.by["1"] or 0) > 0 and (st.by["2"] or 0) > 0,
+                   ("worker 1: %d, worker 2: %d"):format(st.by["1"] or 0,
+                                                       st.by["2"] or 0))
     assert.equal(0, stop(m))
   end))
 
