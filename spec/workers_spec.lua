@@ -143,7 +143,11 @@ end
 
 local function stop (m)
   m.p:kill("SIGTERM")
-  return m.finish()
+  local code, sig = m.finish()
+  if code ~= 0 then                        -- say why in the failure
+    io.stderr:write("master's stderr:\n", table.concat(m.err, "\n"), "\n")
+  end
+  return code, sig
 end
 
 describe("tide --workers", function ()

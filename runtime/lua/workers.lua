@@ -254,6 +254,9 @@ local function supervise (self, w)
     dispose(self, w)
     local how, status = ending(code, sig)
     if w.retired then
+      -- ended by the SIGTERM (or Ctrl-C's SIGINT) it was stopped with,
+      -- before it took them: as clean as a stop
+      if sig == "SIGTERM" or sig == "SIGINT" then status = 0 end
       if self.stopping and status > self.status then
         self.status = status
       end
@@ -329,7 +332,8 @@ function Workers:restart ()
     if not w then
       report("restart: worker %d cannot start: %s", id, err)
       ok = false
-    elseif not await_ready(self, w) then
+    elseif not await_ready(self, w) or self.stopping then
+      if self.stopping then break end
       report("restart: new worker %d (pid %d) did not become ready; the "
              .. "old one stays", id, w.pid)
       w.proc:kill("SIGKILL")
