@@ -205,7 +205,6 @@ describe("tide --workers", function ()
       assert.is_nil(e:find("ECONNREFUSED"), e)
     end
     -- the killed worker's own connection may be cut; no more than that
-    print("SIGKILL load", st.ok, st.failed)
     assert.is_true(st.failed <= 4, table.concat(st.errors, "; "))
     m.seen("worker " .. victim.id .. " %(pid " .. victim.pid ..
            "%) was killed by SIGKILL", 1, m.err)
@@ -223,7 +222,6 @@ describe("tide --workers", function ()
     local all = pids(m.seen("^ready", 4))
     tide.sleep(0.5)
     local st = finish()
-    print("SIGHUP load", st.ok, st.failed)
     assert.equal(0, st.failed, table.concat(st.errors, "; "))
     assert.is_true(st.ok > 0)
     assert.are_not.equal(old[1].pid, all[3].pid)
