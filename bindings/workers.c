@@ -319,11 +319,20 @@ static const luaL_Reg workers_funcs[] = {
   {NULL, NULL}
 };
 
-/* Stack: tide table, private table, runtime userdata. Sets private.workers. */
-int tide__open_workers (lua_State *L) {
+/* private.openworkers() -> the table of the functions above, made when
+** workers.lua runs (not with tide.tcp, which most programs use alone). */
+static int w_open (lua_State *L) {
   lua_newtable(L);
-  lua_pushvalue(L, -2);
+  lua_pushvalue(L, lua_upvalueindex(1));
   luaL_setfuncs(L, workers_funcs, 1);
-  lua_setfield(L, -3, "workers");
+  return 1;
+}
+
+/* Stack: tide table, private table, runtime userdata. Sets
+** private.openworkers. */
+int tide__open_workers (lua_State *L) {
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, w_open, 1);
+  lua_setfield(L, -3, "openworkers");
   return 0;
 }

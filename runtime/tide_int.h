@@ -386,7 +386,7 @@ void tide__debugclose (tide_Runtime *rt);
 void tide__encodevalues (lua_State *L, int first, int n, const char *fname);
 int tide__decodevalues (lua_State *L, const char *s, size_t len);
 
-/* workers.c: tide.workers' C side (opened by tcp.c into private.workers);
+/* workers.c: tide.workers' C side (tcp.c sets private.openworkers);
 ** the shared listening sockets of workers (for tcp.c) */
 int tide__open_workers (lua_State *L);
 int tide__workerlisten (lua_State *L, const char *ip, int port, int backlog,

@@ -8,8 +8,8 @@
 -- and on SIGTERM or SIGINT stops them and exits with their status.
 local tide, sched = ...
 
-local _ = tide.tcp                 -- opens workers.c as well
-local W = sched.workers
+local _ = tide.tcp                 -- opens workers.c's opener as well
+local W = sched.openworkers()
 local argerror, typeerror, raise = sched.argerror, sched.typeerror,
                                    sched.error
 local checkself, checkwait = sched.checkself, sched.checkwait
