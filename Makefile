@@ -49,6 +49,7 @@ BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_pat
            http_client http_client_multi http_client_curl \
            http_server http_server_parser \
            tls tls_context tls_engine tls_error tls_load socket
+BINDINGS += workers
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o $(BUILD)/obj/http_parser.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h \
@@ -86,6 +87,7 @@ $(BUILD)/obj/http_parser.o: | $(BUILD)/obj
 
 # The Lua-side library, in load order.
 LUALIB   = tide sync net process fs http http_server tls socket ssl luasocket
+LUALIB  += workers
 
 $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
 	lua5.4 runtime/lua/embed.lua $@ tide__luasources \

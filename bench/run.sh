@@ -9,7 +9,7 @@
 # Environment: LUA (lua5.4), NODE (node), PYTHON (Debian's /usr/bin/python3),
 # BENCH_REPEAT (3 passes), BENCH_TIMEOUT (300 s per program),
 # BENCH_ONLY (some of "tasks startup switch echo tls queue process fs
-# http_client http_server redis"; all by default), NGINX (nginx). The fs section
+# http_client http_server redis workers"; all by default), NGINX (nginx). The fs section
 # writes 266 MiB of files under a temporary directory (TMPDIR), removed at
 # the end.
 set -u
@@ -24,7 +24,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 REPEAT=${BENCH_REPEAT:-3}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 LIMIT=$TIMEOUT
-ONLY=${BENCH_ONLY:-tasks startup switch echo tls queue process fs http_client http_server redis}
+ONLY=${BENCH_ONLY:-tasks startup switch echo tls queue process fs http_client http_server redis workers}
 BIN=$BUILD/bench
 OUT=$BUILD/bench.txt
 
@@ -877,6 +877,133 @@ if want http_server; then
   done
 fi
 
+# ----------------------------------------------------------------- workers
+# One and two worker processes sharing one listening socket: tide
+# --workers, Node.js cluster, nginx worker_processes 2. Nothing is pinned:
+# on a 2-core machine the servers' workers and the load generator (one
+# thread: load_uv, wrk -t1) share both cores, so with two workers the
+# client takes a core's worth from them and the rows show it.
+WK_PEERS="tide tide_w1 node_cluster2"
+WK_HTTP_PEERS="tide tide_w1 node_cluster2 nginx_w2"
+wk_unavailable() {
+  case $1 in
+    tide*) unavailable tide ;;
+    node*) unavailable node ;;
+    nginx*) [ -x "$NGINX" ] || echo "nginx not found (Debian package nginx)" ;;
+  esac
+}
+wk_echo_cmd() {
+  case $1 in
+    tide_w1) echo "$TIDE --workers 1 $BENCH/echo_server.lua" ;;
+    tide) echo "$TIDE --workers 2 $BENCH/echo_server.lua" ;;
+    node_cluster2) echo "$NODE $BENCH/workers_cluster.js echo 2" ;;
+  esac
+}
+wk_http_cmd() {  # PEER PORT
+  case $1 in
+    tide_w1) echo "$TIDE --workers 1 $BENCH/http_server.lua $2" ;;
+    tide) echo "$TIDE --workers 2 $BENCH/http_server.lua $2" ;;
+    node_cluster2) echo "$NODE $BENCH/workers_cluster.js http $2 2" ;;
+    nginx_w2) echo "$NGINX -p $HTTPD -c $HTTPD/nginx_w2.conf -e $HTTPD/error.log" ;;
+  esac
+}
+wk_stop() {
+  kill "$SERVER_PID" 2>/dev/null
+  wait "$SERVER_PID" 2>/dev/null
+  SERVER_PID=""
+}
+# wk_echo_round PEER: load_uv, 100 connections of 100 bytes, once.
+wk_echo_round() {
+  _pin=$PIN_SERVER PIN_SERVER=""
+  # shellcheck disable=SC2046
+  if ! serve_port $(wk_echo_cmd "$1"); then
+    echo "$why" > "$TMP/keep.workers_echo.$1.fail"
+  else
+    trial workers_echo "$1" rr_per_s higher "$BIN/load_uv" 127.0.0.1 "$port" \
+      100 "$SECONDS_RR" 100 "$WARMUP_RR" "$SERVER_PID"
+  fi
+  PIN_SERVER=$_pin
+  wk_stop
+}
+# wk_http_round PEER: wrk -t1 -c50 against a fresh server, once.
+wk_http_round() {
+  HTTPD_PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  if [ "$1" = nginx_w2 ]; then
+    cat > "$HTTPD/nginx_w2.conf" <<EOF
+daemon off; master_process on; worker_processes 2;
+pid $HTTPD/nginx.pid; error_log $HTTPD/error.log;
+events { worker_connections 20000; }
+http {
+  access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
+  client_body_temp_path $HTTPD; proxy_temp_path $HTTPD; fastcgi_temp_path $HTTPD;
+  uwsgi_temp_path $HTTPD; scgi_temp_path $HTTPD;
+  server { listen 127.0.0.1:$HTTPD_PORT; location / { return 200 'Hello, World!'; } }
+}
+EOF
+  fi
+  # shellcheck disable=SC2046
+  $(wk_http_cmd "$1" "$HTTPD_PORT") > "$HTTPD/server.out" 2>&1 &
+  SERVER_PID=$!
+  tries=100
+  until curl -sf -o /dev/null "http://127.0.0.1:$HTTPD_PORT/"; do
+    tries=$((tries - 1))
+    if [ "$tries" -le 0 ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "server did not start: $(head -n 1 "$HTTPD/server.out" | cut -c1-70)" \
+        > "$TMP/keep.workers_http.$1.fail"
+      wk_stop
+      return
+    fi
+    sleep 0.1
+  done
+  wrk -t1 -c"$HTTPD_CONNS" -d1s "http://127.0.0.1:$HTTPD_PORT/" > /dev/null 2>&1
+  if attempt wrk -t1 -c"$HTTPD_CONNS" -d"${HTTPD_SECS}s" "http://127.0.0.1:$HTTPD_PORT/"; then
+    awk '/Requests\/sec/ { print "http_server_per_s\t" $2 }
+         /Non-2xx|Socket errors/ { print "errors\t" $0 }' "$TMP/out" > "$TMP/out.wrk"
+    if grep -q '^errors' "$TMP/out.wrk"; then
+      grep '^errors' "$TMP/out.wrk" | head -n 1 | cut -f2 | sed 's/^ *//' | cut -c1-80 \
+        > "$TMP/keep.workers_http.$1.fail"
+    else
+      cp "$TMP/out.wrk" "$TMP/out"
+      keep workers_http "$1" http_server_per_s higher
+    fi
+  else
+    cp "$TMP/why" "$TMP/keep.workers_http.$1.fail"
+  fi
+  wk_stop
+}
+if want workers; then
+  mkdir -p "$HTTPD"
+  LIMIT=60
+  for peer in $WK_HTTP_PEERS; do
+    w=$(wk_unavailable "$peer")
+    command -v wrk >/dev/null || w=${w:-"wrk not found (Debian package wrk)"}
+    [ -n "$w" ] && skip workers_http "$peer" "$w"
+    [ -z "$w" ] && [ ! -x "$BIN/load_uv" ] && w="bench/load_uv.c did not compile"
+    [ -n "$w" ] && skip workers_echo "$peer" "$w"
+  done
+  r=1
+  while [ "$r" -le "$REPEAT" ]; do
+    for peer in $WK_PEERS; do
+      [ -f "$TMP/keep.workers_echo.$peer.fail" ] && continue
+      say "workers echo, pass $r/$REPEAT: $peer"
+      wk_echo_round "$peer"
+    done
+    for peer in $WK_HTTP_PEERS; do
+      [ -f "$TMP/keep.workers_http.$peer.fail" ] && continue
+      say "workers http, pass $r/$REPEAT: $peer"
+      wk_http_round "$peer"
+    done
+    r=$((r + 1))
+  done
+  for peer in $WK_PEERS; do
+    kept workers_echo "$peer" && record workers_echo_rr_per_s "$peer" "$(get rr_per_s)"
+  done
+  for peer in $WK_HTTP_PEERS; do
+    kept workers_http "$peer" && record workers_http_per_s "$peer" "$(get http_server_per_s)"
+  done
+  LIMIT=$TIMEOUT
+fi
+
 # ------------------------------------------------------------------- table
 # ------------------------------------------------------------------- redis
 # 100,000 GETs of one key from redis-server (a fresh one on a free port, for
@@ -966,6 +1093,19 @@ peer	nginx_lua	nginx + Lua module, one worker
 peer	aiohttp	python3 aiohttp
 peer	luahttp	lua5.4 + lua-http
 peer	redis_bench	redis-benchmark (C)
+peer	tide_w1	tide --workers 1
+peer	node_cluster2	node cluster, 2 workers
+peer	nginx_w2	nginx, 2 workers
+section	workers_echo	Workers: TCP echo, 100 connections, 100-byte messages, 2 worker processes (tide: --workers 2)	tide tide_w1 node_cluster2
+metric	workers_echo	workers_echo_rr_per_s	round trips/s	higher
+note	workers_echo	bench/load_uv.c as in the echo rows against bench/echo_server.lua under tide --workers 2 (and 1)
+note	workers_echo	(the workers accept from the master's one socket) and bench/workers_cluster.js (Node.js
+note	workers_echo	cluster). Not pinned: on $(nproc) cores the workers and the one-thread client share them. Best of $REPEAT.
+section	workers_http	Workers: HTTP server, wrk -t1 -c$HTTPD_CONNS, $HTTPD_SECS s, 2 worker processes (tide: --workers 2)	tide tide_w1 node_cluster2 nginx_w2
+metric	workers_http	workers_http_per_s	requests/s	higher
+note	workers_http	bench/http_server.lua under tide --workers 2 (and 1); Node.js cluster (bench/workers_cluster.js);
+note	workers_http	nginx worker_processes 2, return 200. Not pinned: wrk's thread competes with the
+note	workers_http	workers for the $(nproc) cores. Best of $REPEAT passes.
 section	tasks100k	Tasks: 100,000 tasks each sleep 100 ms, then all are awaited	tide floor luv cqueues node python
 metric	tasks100k	tasks100k_wall_s	wall time (s)	lower
 metric	tasks100k	tasks100k_rss_mib	peak RSS (MiB)	lower

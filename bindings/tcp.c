@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "tide_int.h"
 
@@ -55,24 +56,52 @@ static int listen_socket (uv_loop_t *loop, uv_tcp_t *h, int family,
   return 0;
 }
 
+/* A listening Server on fd, the master's socket that err (0 or a UV
+** error) gave this worker. */
+static int shared_listen (lua_State *L, const char *ip, int port,
+                          int backlog, int err, int fd) {
+  uv_tcp_t *h = tide__newserver(L, tide__rt(L), sizeof(uv_tcp_t));
+  if (err == 0 && (err = uv_tcp_init(tide_getloop(L), h)) == 0 &&
+      (err = uv_tcp_open(h, fd)) == 0) {
+    fd = -1;                       /* the handle has it */
+    /* After each accept libuv yields the CPU (a nanosleep), so that the
+    ** other workers woken by the same connection get their turn: without
+    ** it, the worker that is already running takes nearly all of a burst
+    ** of connections (90 of 100 in bench/run.sh's echo rows). */
+    uv_tcp_simultaneous_accepts(h, 0);
+  }
+  if (fd >= 0) close(fd);
+  if (err < 0) tide__serverfail(L, -1);
+  else err = tide__listen(L, backlog);
+  if (err < 0)
+    return tide_pushfail(L, err, lua_pushfstring(L, "%s:%d", ip, port));
+  return 1;
+}
+
 /* tcp._listen(ip, port [, {backlog =, reuseport =, ipv6only =}]) ->
 ** Server | nil, msg, code */
 static int tcp_listen (lua_State *L) {
   const char *ip = luaL_checkstring(L, 1);
   int port = tide__checkport(L, 2), err;
   int backlog = optfield(L, 3, "backlog", 511);
-  int reuseport = optfield(L, 3, "reuseport", 0);
+  int reuseport = optfield(L, 3, "reuseport", 0), fd;
   unsigned flags = optfield(L, 3, "ipv6only", 0) ? UV_TCP_IPV6ONLY : 0;
   struct sockaddr_storage ss;
   uv_tcp_t *h;
   if (tide__toaddr(ip, port, &ss) < 0)
     return luaL_argerror(L, 1, "numeric IPv4 or IPv6 address expected");
+  if (!reuseport &&               /* a worker: the master's socket */
+      (err = tide__workerlisten(L, ip, port, backlog, flags, 0, &fd)) != 1)
+    return shared_listen(L, ip, port, backlog, err, fd);
   h = tide__newserver(L, tide__rt(L), sizeof(uv_tcp_t));
   if ((err = listen_socket(tide_getloop(L), h, ss.ss_family, reuseport)) < 0 ||
       (err = uv_tcp_bind(h, (struct sockaddr *)&ss, flags)) < 0)
     tide__serverfail(L, -1);
   else
     err = tide__listen(L, backlog);
+  if (err == 0 && reuseport &&     /* a worker tells its master */
+      (err = tide__workerlisten(L, ip, port, backlog, flags, 1, &fd)) != 0)
+    err = err == 1 ? 0 : (tide__serverfail(L, -1), err);
   if (err < 0)
     return tide_pushfail(L, err, lua_pushfstring(L, "%s:%d", ip, port));
   return 1;
@@ -90,5 +119,5 @@ int tide__open_tcp (lua_State *L) {
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, tcp_funcs, 1);
   lua_setfield(L, -4, "tcp");
-  return 0;
+  return tide__open_workers(L);
 }

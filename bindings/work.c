@@ -102,6 +102,7 @@ static void putu32 (lua_State *L, Buf *b, uint32_t v) {
 
 /* What is being copied, for messages: argument #i or result #i. */
 typedef struct Ctx {
+  const char *fname;       /* the function copying: tide.work, ... */
   const char *what;
   int i;
   int seen;                /* stack index of the tables being copied */
@@ -109,7 +110,8 @@ typedef struct Ctx {
 
 static int nocopy (lua_State *L, const Ctx *c, const char *why,
                    const char *more) {
-  return luaL_error(L, "tide.work: %s (%s #%d)%s", why, c->what, c->i, more);
+  return luaL_error(L, "%s: %s (%s #%d)%s", c->fname, why, c->what, c->i,
+                    more);
 }
 
 static void enc (lua_State *L, Buf *b, int i, const Ctx *c, int depth);
@@ -183,6 +185,7 @@ static void enclist (lua_State *L, Buf *b, int first, int n,
   Ctx c;
   int i;
   lua_newtable(L);
+  c.fname = "tide.work";
   c.what = what;
   c.seen = lua_gettop(L);
   putu32(L, b, (uint32_t)n);
@@ -257,6 +260,43 @@ static uint32_t declen (Rd *r) {
 /* Room for n values and the deepest table on L's stack (without raising). */
 static int room (lua_State *L, uint32_t n) {
   return n < 100000 && lua_checkstack(L, (int)n + 3 * DEPTH_MAX + 10);
+}
+
+/* For tide.worker (workers.c): the n values from index first on, copied
+** as tide.work copies them, pushed as a string; fname names the caller in
+** the errors of values that cannot be copied. */
+void tide__encodevalues (lua_State *L, int first, int n, const char *fname) {
+  Buf *b = newbuf(L);
+  Ctx c;
+  int i;
+  lua_newtable(L);
+  c.fname = fname;
+  c.what = "argument";
+  c.seen = lua_gettop(L);
+  putu32(L, b, (uint32_t)n);
+  for (i = 0; i < n; i++) {
+    c.i = i + 1;
+    enc(L, b, first + i, &c, 0);
+  }
+  lua_pop(L, 1);
+  lua_pushlstring(L, b->p, b->n);
+  tide__free(b->p);
+  b->p = NULL;
+  b->n = b->cap = 0;
+  lua_remove(L, -2);
+}
+
+/* The values of a string tide__encodevalues made, pushed; their count. */
+int tide__decodevalues (lua_State *L, const char *s, size_t len) {
+  Rd r;
+  uint32_t n, i;
+  r.p = s;
+  r.end = s + len;
+  if (len < sizeof n) return 0;
+  n = declen(&r);
+  if (!room(L, n)) luaL_error(L, "too many values");
+  for (i = 0; i < n; i++) dec(L, &r);
+  return (int)n;
 }
 
 /* ---- Stopping a call nobody waits for -------------------------------------

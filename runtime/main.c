@@ -49,7 +49,8 @@ static tide_Runtime *runtime = NULL;
 
 static void print_usage (const char *badoption) {
   lua_writestringerror("%s: ", progname);
-  if (badoption[1] == 'e' || badoption[1] == 'l')
+  if (badoption[1] == 'e' || badoption[1] == 'l' ||
+      strcmp(badoption, "--workers") == 0)
     lua_writestringerror("'%s' needs argument\n", badoption);
   else
     lua_writestringerror("unrecognized option '%s'\n", badoption);
@@ -62,6 +63,7 @@ static void print_usage (const char *badoption) {
   "  -l g=mod  require library 'mod' into global 'g'\n"
   "  -v        show version information\n"
   "  --version show tide's and libuv's versions and exit\n"
+  "  --workers n  run 'script' in n worker processes (n: a number or auto)\n"
   "  -E        ignore environment variables\n"
   "  -W        turn warnings on\n"
   "  --        stop handling options\n"
@@ -226,6 +228,9 @@ static int handle_script (lua_State *L, char **argv) {
 #define has_e		8	/* -e */
 #define has_E		16	/* -E */
 #define has_version	32	/* --version */
+#define has_workers	64	/* --workers n */
+
+static const char *workers = NULL;  /* n of --workers n */
 
 
 /*
@@ -245,6 +250,13 @@ static int collectargs (char **argv, int *first) {
       case '-':  /* '--' */
         if (strcmp(argv[i], "--version") == 0) {  /* tide's own option */
           args |= has_version;
+          break;
+        }
+        if (strcmp(argv[i], "--workers") == 0) {  /* tide's own option */
+          if (argv[i + 1] == NULL || argv[i + 1][0] == '-')
+            return has_error;  /* no number */
+          workers = argv[++i];
+          args |= has_workers;
           break;
         }
         if (argv[i][2] != '\0')  /* extra characters after '--'? */
@@ -410,6 +422,21 @@ static int pmain (lua_State *L) {
   tide_catchsignals(runtime);
   createargtable(L, argv, argc, script);  /* create table 'arg' */
   lua_gc(L, LUA_GCGEN, 0, 0);  /* GC in generational mode */
+  if ((args & has_workers) && getenv("TIDE_WORKER_ID") == NULL) {
+    if (script == argc) {  /* the workers run a script */
+      l_message(progname, "--workers needs a script");
+      return 0;
+    }
+    if (strcmp(workers, "auto") != 0 &&
+        (strspn(workers, "0123456789") != strlen(workers) ||
+         atoi(workers) < 1 || atoi(workers) > 1024)) {
+      l_message(progname, "--workers: a number from 1 to 1024 or 'auto' expected");
+      return 0;
+    }
+    return dostring(L, lua_pushfstring(L, "require('tide').workers{ n = "
+                    "tonumber('%s') or '%s' }", workers, workers),
+                    "=(--workers)") == LUA_OK;  /* the master exits */
+  }
   if (!(args & has_E)) {  /* no option '-E'? */
     if (handle_luainit(L) != LUA_OK)  /* run LUA_INIT */
       return 0;  /* error running LUA_INIT */

@@ -420,6 +420,16 @@ void tide__debugclose (tide_Runtime *rt);
 
 #define tide__task(w) ((Task *)(w))
 
+/* work.c: values copied as tide.work copies them (for workers.c) */
+void tide__encodevalues (lua_State *L, int first, int n, const char *fname);
+int tide__decodevalues (lua_State *L, const char *s, size_t len);
+
+/* workers.c: tide.workers' C side (tcp.c sets private.openworkers);
+** the shared listening sockets of workers (for tcp.c) */
+int tide__open_workers (lua_State *L);
+int tide__workerlisten (lua_State *L, const char *ip, int port, int backlog,
+                        unsigned flags, int reuseport, int *fd);
+
 extern char tide__luawait;         /* data of the Lua-side library's waits */
 #define TIDE_LUAWAIT ((void *)&tide__luawait)
 

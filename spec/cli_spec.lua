@@ -117,12 +117,14 @@ f()
     same_start("echo 'error(\"x\")' | %s")
   end)
 
-  -- tide's usage lists --version too.
+  -- tide's usage lists --version and --workers too.
   local function usage_error (cmd)
     local lua, tide_ = both(cmd)
     assert.equal(1, lua.code)
     assert.equal(lua.code, tide_.code)
     local without, n = tide_.out:gsub("\n  %-%-version [^\n]*", "")
+    assert.equal(1, n, tide_.out)
+    without, n = without:gsub("\n  %-%-workers [^\n]*", "")
     assert.equal(1, n, tide_.out)
     assert.equal(lua.out, without)
   end

@@ -570,11 +570,12 @@ local function connection (srv, s)
     if req then
       c.buf, c.pos, c.state, c.deadline = buf, npos, BUSY, nil
       if not serve_request(c, req, complete) then return end
+      c.served = true
       if srv.closed then return end
       buf, pos, c.state = c.buf, c.pos, IDLE
     elseif req == nil then
       if c.state == IDLE then
-        if srv.closed then return end
+        if srv.closed and c.served then return end
         c.deadline = now() + srv.idle_timeout
       end
       local data = s:read()
@@ -627,10 +628,11 @@ function Serving:wait ()
   return self.loop:await()
 end
 
--- Stop accepting; close the idle connections; let the requests being
--- handled finish for grace seconds (default 0: at once), their
--- connections closing after them; then cancel those left. Returns once
--- all have ended.
+-- Stop accepting; close the idle kept-alive connections; let the
+-- requests being received or handled (and the first request of a
+-- connection just accepted) finish for grace seconds (default 0: at
+-- once), their connections closing after them; then cancel those left.
+-- Returns once all have ended.
 function Serving:close (grace)
   checkserving(self)
   grace = grace ~= nil and checknumber(2, grace) or 0
@@ -641,7 +643,7 @@ function Serving:close (grace)
   self.sweeper:cancel()
   pcall(self.sweeper.await, self.sweeper)
   for c in pairs(self.conns) do
-    if c.state ~= BUSY then c.s:close() end
+    if c.state == IDLE and c.served then c.s:close() end
   end
   sched.endall(self.handlers, grace)
 end
@@ -744,5 +746,6 @@ function http.serve (host, port, handler, opts)
   if every > 1 then every = 1 end
   self.sweeper = spawn(sweep, self, every)
   self.loop = spawn(accept_loop, self, max)
+  sched.servings[self] = true        -- see net.lua
   return self
 end

@@ -187,9 +187,12 @@ local function serve (server, handler, opts, fname)
   local self = new(Serving, { server = server, handlers = sched.watch() })
   local max = opts and opts.max_connections or math.huge
   self.loop = tide.spawn(accept_loop, self, handler, max, fname)
+  sched.servings[self] = true
   return self
 end
 sched.serve = serve                -- for tls.lua
+-- The servers serving, which a worker closes when it stops (workers.lua).
+sched.servings = setmetatable({}, { __mode = "k" })
 
 local function checkhandler (i, handler)
   if type(handler) ~= "function" then typeerror(i, "function", handler) end
