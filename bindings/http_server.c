@@ -51,6 +51,15 @@ static const char *reason (int status) {
   }
 }
 
+/* n in decimal at the end of buf[0..32); the start of its digits. */
+static char *decimal (char *end, unsigned long long n) {
+  do {
+    *--end = (char)('0' + n % 10);
+    n /= 10;
+  } while (n != 0);
+  return end;
+}
+
 /* "Date: ...\r\n", made once a second. */
 static const char *datefield (size_t *len) {
   static char buf[64];
@@ -169,7 +178,7 @@ static int http_response (lua_State *L) {
   int status = (int)tide__checkinteger(L, 1);
   lua_Integer length = tide__checkinteger(L, 3);
   int close = lua_toboolean(L, 5), headonly = lua_toboolean(L, 6);
-  int seen = 0, k;
+  int seen = 0;
   size_t blen = 0, dlen;
   const char *body = NULL, *date, *bad = NULL, *why;
   char line[64];
@@ -184,8 +193,12 @@ static int http_response (lua_State *L) {
   b.n = 0;
   b.cap = sizeof b.init;
   why = reason(status);
-  k = snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
-  bufadd(&b, line, (size_t)k);
+  memcpy(b.p, "HTTP/1.1 ", 9);
+  b.p[9] = (char)('0' + status / 100);
+  b.p[10] = (char)('0' + status / 10 % 10);
+  b.p[11] = (char)('0' + status % 10);
+  b.p[12] = ' ';
+  b.n = 13;
   bufadd(&b, why, strlen(why));
   bufadd(&b, "\r\n", 2);
   if (lua_type(L, 2) == LUA_TTABLE) {
@@ -209,9 +222,11 @@ static int http_response (lua_State *L) {
     bufadd(&b, date, dlen);
   }
   if (length >= 0) {
-    k = snprintf(line, sizeof line, "Content-Length: %lld\r\n",
-                 (long long)length);
-    bufadd(&b, line, (size_t)k);
+    char *end = line + sizeof line - 2, *d = decimal(end, (unsigned long long)length);
+    end[0] = '\r';
+    end[1] = '\n';
+    bufadd(&b, "Content-Length: ", 16);
+    bufadd(&b, d, (size_t)(end + 2 - d));
   }
   else if (length == -1)
     bufadd(&b, "Transfer-Encoding: chunked\r\n", 28);
@@ -227,11 +242,17 @@ static int http_response (lua_State *L) {
 static int http_chunk (lua_State *L) {
   size_t n;
   const char *s = tide__checklstring(L, 1, &n);
-  char size[32];
+  char size[32], *end = size + sizeof size - 2, *d = end;
+  size_t m = n;
   luaL_Buffer b;
-  int k = snprintf(size, sizeof size, "%zx\r\n", n);
-  luaL_buffinitsize(L, &b, n + (size_t)k + 2);
-  luaL_addlstring(&b, size, (size_t)k);
+  do {
+    *--d = "0123456789abcdef"[m & 15];
+    m >>= 4;
+  } while (m != 0);
+  end[0] = '\r';
+  end[1] = '\n';
+  luaL_buffinitsize(L, &b, n + (size_t)(end + 2 - d) + 2);
+  luaL_addlstring(&b, d, (size_t)(end + 2 - d));
   luaL_addlstring(&b, s, n);
   luaL_addlstring(&b, "\r\n", 2);
   luaL_pushresult(&b);

@@ -179,7 +179,7 @@ end
 local DRAIN = 64 * 1024
 
 local function drain (c, req)
-  if c.bodydone or c.expect or c.bad or (req._length or 0) > DRAIN then
+  if c.bodydone or c.expect or c.bad or (c.length or 0) > DRAIN then
     return
   end
   local left = DRAIN - c.received
@@ -191,9 +191,9 @@ local function drain (c, req)
 end
 
 -- Whether the connection must close after this response.
-local function closing (c, req)
-  return not req._keep or c.srv.closed or (req._body and not c.bodydone)
-         or req._upgrade or c.bad ~= nil
+local function closing (c)
+  return not c.keep or c.srv.closed or (c.hasbody and not c.bodydone)
+         or c.upgrade or c.bad
 end
 
 local nobody = { [204] = true, [304] = true }
@@ -291,10 +291,10 @@ local function start (res, length, body)
   local c, req = res._c, res._req
   local status = res._status or 200
   if nobody[status] or status < 200 then length, body = -2, nil end
-  local close = closing(c, req)
+  local close = closing(c)
   if length == -2 and status >= 200 and not nobody[status] then close = true end
   if not close and req.version == "1.0" then keepalive(res) end
-  local data, closes = respond(status, res._h, length, body, close,
+  local data, closes = respond(status, res._h or nil, length, body, close,
                                req.method == "HEAD")
   c.close = closes
   c.started = true
@@ -365,7 +365,7 @@ function Response:finish (body)
     -- the client sees a body cut short rather than waiting for the rest.
     self._sent = (self._sent or 0) + extra
     c.close = true
-    self._req._keep = false
+    c.keep = false
     if not c.started then start(self, length, body)
     elseif extra > 0 then send(c, body) end
     c.close = true
@@ -466,15 +466,18 @@ local function returned (status, headers, body)
 end
 
 -- One request: its handler's response, finished. Returns whether the
--- connection goes on.
-local function serve_request (c, req, complete)
+-- connection goes on. complete, keep, body, length, upgrade: as
+-- parser:head says.
+local function serve_request (c, req, complete, keep, hasbody, length,
+                              upgrade)
   local srv = c.srv
   req._c = c
-  c.started, c.close, c.bad, c.rest, c.received = false, false, nil, nil, 0
-  c.bodydone = complete
+  c.started, c.close, c.bad, c.rest, c.received = false, false, false, false, 0
+  c.bodydone, c.keep, c.hasbody, c.length, c.upgrade =
+    complete, keep, hasbody, length, upgrade
   c.expect = false
-  if req._body then
-    local len = req._length
+  if hasbody then
+    local len = length
     if len and len > srv.max_body then
       refuse(c, 413, "request body too large")
       return false
@@ -482,7 +485,12 @@ local function serve_request (c, req, complete)
     local e = rawget(req.headers, "expect")
     c.expect = e ~= nil and lower(e) == "100-continue"
   end
-  local res = setmetatable({ _c = c, _req = req }, Response)
+  -- (its fields made at once: adding them one by one would grow the
+  -- table twice per request)
+  local res = setmetatable({ _c = c, _req = req, _status = false,
+                             _finished = false, _chunked = false,
+                             _h = false, _length = nil, _sent = nil },
+                           Response)
   local ok, status, headers, body = xpcall(srv.handler, handlererror, req, res)
   if not ok then
     if tide.iscancelled(status) then return false end
@@ -511,7 +519,7 @@ local function serve_request (c, req, complete)
     end
     return not c.close and not c.broken
   end
-  if req._body then drain(c, req) end
+  if c.hasbody then drain(c, req) end
   if status == nil and (headers ~= nil or body ~= nil) then
     status = res._status or 200
   end
@@ -550,8 +558,14 @@ end
 local IDLE, HEAD, BUSY = 0, 1, 2
 
 local function connection (srv, s)
+  -- (every field there from the start, so that setting one is never
+  -- adding it)
   local c = { s = s, srv = srv, buf = "", pos = 1, state = IDLE,
-              received = 0 }
+              received = 0, deadline = false, started = false,
+              close = false, bad = false, badmsg = false, rest = false,
+              bodydone = false, expect = false, broken = false,
+              timedout = false, upgraded = false, keep = false,
+              hasbody = false, length = false, upgrade = false, p = false }
   local p = newparser(srv.max_header, Headers, Request)
   c.p = p
   local conns = srv.conns
@@ -566,10 +580,15 @@ local function connection (srv, s)
   c.deadline = now() + srv.header_timeout
   local buf, pos = "", 1
   while true do
-    local req, npos, complete = p:head(buf, pos)
+    local req, npos, complete, keep, body, length, upgrade
+    if pos <= #buf then
+      req, npos, complete, keep, body, length, upgrade = p:head(buf, pos)
+    end
     if req then
-      c.buf, c.pos, c.state, c.deadline = buf, npos, BUSY, nil
-      if not serve_request(c, req, complete) then return end
+      c.buf, c.pos, c.state, c.deadline = buf, npos, BUSY, false
+      if not serve_request(c, req, complete, keep, body, length, upgrade) then
+        return
+      end
       if srv.closed then return end
       buf, pos, c.state = c.buf, c.pos, IDLE
     elseif req == nil then
