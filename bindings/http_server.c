@@ -60,8 +60,8 @@ static char *decimal (char *end, unsigned long long n) {
   return end;
 }
 
-/* "Date: ...\r\n", made once a second. */
-static const char *datefield (size_t *len) {
+/* "Date: ...\r\n", made once a second; *second: the second it names. */
+static const char *datefield (size_t *len, time_t *second) {
   static char buf[64];
   static size_t n;
   static time_t last = -1;
@@ -73,8 +73,21 @@ static const char *datefield (size_t *len) {
     last = now;
   }
   *len = n;
+  *second = now;
   return buf;
 }
+
+/* The last response made without headers (http_response's upvalue; its
+** user values: 1, the response; 2, its body, kept so that the body's
+** address names that string alone). A handler that answers the same
+** string with no fields gets the same response again, not a new one,
+** until the Date changes. Only a small one is kept. */
+typedef struct Last {
+  int valid, status, close, headonly;
+  lua_Integer length;
+  time_t second;
+  const char *body;
+} Last;
 
 static int iequal (const char *a, size_t n, const char *b) {
   size_t i;
@@ -178,15 +191,27 @@ static int http_response (lua_State *L) {
   int status = (int)tide__checkinteger(L, 1);
   lua_Integer length = tide__checkinteger(L, 3);
   int close = lua_toboolean(L, 5), headonly = lua_toboolean(L, 6);
-  int seen = 0;
+  int seen = 0, plain;
   size_t blen = 0, dlen;
   const char *body = NULL, *date, *bad = NULL, *why;
   char line[64];
+  time_t second;
+  Last *last = lua_touserdata(L, lua_upvalueindex(1));
   Buf b;
   tide__argcheck(L, status >= 100 && status <= 999, 1,
                  "status out of range");
   if (!lua_isnoneornil(L, 4)) body = tide__checklstring(L, 4, &blen);
   if (!lua_isnoneornil(L, 2)) tide__checktype(L, 2, LUA_TTABLE);
+  plain = lua_type(L, 2) != LUA_TTABLE;
+  date = datefield(&dlen, &second);
+  if (plain && last->valid && last->status == status &&
+      last->length == length && last->close == close &&
+      last->headonly == headonly && last->body == body &&
+      last->second == second) {
+    lua_getiuservalue(L, lua_upvalueindex(1), 1);
+    lua_pushboolean(L, close);
+    return 2;
+  }
   lua_settop(L, 7);
   b.L = L;
   b.p = b.init;
@@ -217,10 +242,7 @@ static int http_response (lua_State *L) {
     }
   }
   if (bad != NULL) return tide__argerror(L, 2, bad);
-  if (!(seen & F_DATE)) {
-    date = datefield(&dlen);
-    bufadd(&b, date, dlen);
-  }
+  if (!(seen & F_DATE)) bufadd(&b, date, dlen);
   if (length >= 0) {
     char *end = line + sizeof line - 2, *d = decimal(end, (unsigned long long)length);
     end[0] = '\r';
@@ -234,6 +256,20 @@ static int http_response (lua_State *L) {
   bufadd(&b, "\r\n", 2);
   if (body != NULL && !headonly) bufadd(&b, body, blen);
   lua_pushlstring(L, b.p, b.n);
+  if (plain && b.n <= sizeof b.init) {   /* (a large one is not kept) */
+    last->valid = 0;
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, lua_upvalueindex(1), 1);
+    lua_pushvalue(L, 4);
+    lua_setiuservalue(L, lua_upvalueindex(1), 2);
+    last->status = status;
+    last->length = length;
+    last->close = close;
+    last->headonly = headonly;
+    last->body = body;
+    last->second = second;
+    last->valid = 1;
+  }
   lua_pushboolean(L, close || (seen & F_CLOSE));
   return 2;
 }
@@ -269,7 +305,8 @@ int tide__open_http_server (lua_State *L) {
   }
   tide__open_httpparser(L);
   lua_setfield(L, -2, "_parser");
-  lua_pushcfunction(L, http_response);
+  memset(lua_newuserdatauv(L, sizeof(Last), 2), 0, sizeof(Last));
+  lua_pushcclosure(L, http_response, 1);
   lua_setfield(L, -2, "_response");
   lua_pushcfunction(L, http_chunk);
   lua_setfield(L, -2, "_chunk");

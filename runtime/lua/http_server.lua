@@ -492,6 +492,26 @@ local function serve_request (c, req, complete, keep, hasbody, length,
                              _h = false, _length = nil, _sent = nil },
                            Response)
   local ok, status, headers, body = xpcall(srv.handler, handlererror, req, res)
+  -- The common case first, in few steps: a status and perhaps a body
+  -- returned, no fields, nothing started, no request body, a response
+  -- with a body; the checks and the outcome as those below.
+  if ok and headers == nil and type(status) == "number"
+     and (body == nil or type(body) == "string")
+     and status >= 200 and status <= 599 and status % 1 == 0
+     and not (c.started or res._finished or c.bad or c.broken or c.hasbody
+              or nobody[status]) then
+    local close = not c.keep or srv.closed or c.upgrade
+    if close or req.version ~= "1.0" then
+      res._status, res._finished = status, true
+      local made, data, closes = pcall(respond, status, nil,
+                                       body and #body or 0, body, close,
+                                       req.method == "HEAD")
+      if not made then report(srv.fname, data) return false end
+      c.close, c.started = closes, true
+      send(c, data)
+      return not closes and not c.broken
+    end
+  end
   if not ok then
     if tide.iscancelled(status) then return false end
     report(srv.fname, status)
@@ -583,6 +603,12 @@ local function connection (srv, s)
     local req, npos, complete, keep, body, length, upgrade
     if pos <= #buf then
       req, npos, complete, keep, body, length, upgrade = p:head(buf, pos)
+      if req == nil and c.state == IDLE then     -- a head begun, not ended
+        c.state, c.deadline = HEAD, now() + srv.header_timeout
+      end
+    elseif c.state == IDLE then                  -- waiting for a request
+      if srv.closed then return end
+      c.deadline = now() + srv.idle_timeout
     end
     if req then
       c.buf, c.pos, c.state, c.deadline = buf, npos, BUSY, false
@@ -592,15 +618,8 @@ local function connection (srv, s)
       if srv.closed then return end
       buf, pos, c.state = c.buf, c.pos, IDLE
     elseif req == nil then
-      if c.state == IDLE then
-        if srv.closed then return end
-        c.deadline = now() + srv.idle_timeout
-      end
       local data = s:read()
       if not data then return end
-      if c.state == IDLE then
-        c.state, c.deadline = HEAD, now() + srv.header_timeout
-      end
       buf, pos = data, 1
     else
       refuse(c, npos, npos == 431 and "request header fields too large"
