@@ -227,6 +227,15 @@ static void pushlower (lua_State *L, const char *s, size_t n) {
   lua_pushlstring(L, tmp, n);
 }
 
+/* The methods' upvalues: the parser's metatable, then the request's
+** keys, made once. */
+enum { K_META = 1, K_METHOD, K_TARGET, K_PATH, K_QUERY, K_VERSION, K_HEADERS,
+       K_COUNT = K_HEADERS };
+static const char *const keys[] = {
+  "method", "target", "path", "_query", "version", "headers"
+};
+#define KEY(k) lua_pushvalue(L, lua_upvalueindex(k))
+
 /* Push the request table: method, target, path, _query (the raw query
 ** string, or nil), version, headers (its metatable: user value 1); its
 ** metatable: user value 2. */
@@ -235,27 +244,33 @@ static void pushrequest (lua_State *L, Parser *ps) {
   const char *q;
   int i;
   lua_createtable(L, 0, 8);
+  KEY(K_METHOD);
   lua_pushstring(L, http_method_str((enum http_method)p->method));
-  lua_setfield(L, -2, "method");
+  lua_rawset(L, -3);
+  KEY(K_TARGET);
   lua_pushlstring(L, ps->buf, ps->urllen);
+  lua_rawset(L, -3);
+  KEY(K_PATH);
   q = memchr(ps->buf, '?', ps->urllen);
   if (q != NULL) {
-    lua_setfield(L, -2, "target");
     lua_pushlstring(L, ps->buf, (size_t)(q - ps->buf));
-    lua_setfield(L, -2, "path");
+    lua_rawset(L, -3);
+    KEY(K_QUERY);
     lua_pushlstring(L, q + 1, ps->urllen - (size_t)(q - ps->buf) - 1);
-    lua_setfield(L, -2, "_query");
+    lua_rawset(L, -3);
   }
   else {
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "target");
-    lua_setfield(L, -2, "path");
+    KEY(K_TARGET);
+    lua_rawget(L, -3);
+    lua_rawset(L, -3);
   }
+  KEY(K_VERSION);
   if (p->http_major == 1 && p->http_minor <= 1)
     lua_pushstring(L, versions[p->http_minor]);
   else
     lua_pushfstring(L, "%d.%d", (int)p->http_major, (int)p->http_minor);
-  lua_setfield(L, -2, "version");
+  lua_rawset(L, -3);
+  KEY(K_HEADERS);
   lua_createtable(L, 0, ps->nfields);
   for (i = 0; i < ps->nfields; i++) {
     Field *f = &ps->fields[i];
@@ -274,7 +289,7 @@ static void pushrequest (lua_State *L, Parser *ps) {
   }
   lua_getiuservalue(L, 1, 1);      /* the Headers metatable */
   lua_setmetatable(L, -2);
-  lua_setfield(L, -2, "headers");
+  lua_rawset(L, -3);
   lua_getiuservalue(L, 1, 2);      /* the Request metatable */
   lua_setmetatable(L, -2);
 }
@@ -420,11 +435,13 @@ static const luaL_Reg parser_meta[] = {
 
 /* Register the parser's type; push its constructor. */
 void tide__open_httpparser (lua_State *L) {
+  int i;
   luaL_newmetatable(L, TIDE_HTTPPARSER);
   luaL_setfuncs(L, parser_meta, 0);
   luaL_newlibtable(L, parser_methods);
   lua_pushvalue(L, -2);
-  luaL_setfuncs(L, parser_methods, 1);
+  for (i = 0; i < K_COUNT - K_META; i++) lua_pushstring(L, keys[i]);
+  luaL_setfuncs(L, parser_methods, K_COUNT);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_pushcfunction(L, http_parser_new);

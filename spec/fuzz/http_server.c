@@ -16,6 +16,7 @@
 
 static lua_State *L;
 static int parserref;
+static int headref, bodyref;       /* the methods, as Lua gets them */
 
 enum { HEAD, BODY };
 
@@ -23,7 +24,7 @@ enum { HEAD, BODY };
 ** stack above top; their count. */
 static int call (int what, const char *s, size_t len, size_t pos) {
   int top = lua_gettop(L);
-  lua_pushcfunction(L, what == HEAD ? parser_head : parser_body);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, what == HEAD ? headref : bodyref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, parserref);
   lua_pushlstring(L, s, len);
   lua_pushinteger(L, (lua_Integer)pos);
@@ -116,6 +117,13 @@ int LLVMFuzzerInitialize (int *argc, char ***argv) {
   L = luaL_newstate();
   tide__open_httpparser(L);
   lua_pop(L, 1);
+  luaL_getmetatable(L, TIDE_HTTPPARSER);
+  lua_getfield(L, -1, "__index");
+  lua_getfield(L, -1, "head");
+  headref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "body");
+  bodyref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 2);
   return 0;
 }
 
