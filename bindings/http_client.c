@@ -541,7 +541,7 @@ static const char *mux_origin (lua_State *L, char *buf, size_t size) {
 /* Cut a transfer that has not ended (cancel, close): out of the multi at
 ** once; curl closes its connection unless HTTP/2 shares it. */
 static void cut (Transfer *t) {
-  tide_Http *h = t->h;
+  tide_Http *h = t->l.http;        /* NULL unless in the multi */
   if (t->state == S_DONE) return;
   t->cut = 1;
   t->result = CURLE_ABORTED_BY_CALLBACK;
