@@ -274,6 +274,28 @@ static int http_response (lua_State *L) {
   return 2;
 }
 
+/* http._quick(status, body, close, headonly) -> string, closing | nothing:
+** http._response(status, nil, #body, body, close, headonly) for what a
+** handler most often returns, a status 200..599 with a body (a string)
+** and a length; nothing for any other status or body, which the caller
+** checks and reports. */
+static int http_quick (lua_State *L) {
+  int isint, t = lua_type(L, 2);
+  lua_Integer status;
+  if (lua_type(L, 1) != LUA_TNUMBER) return 0;
+  status = lua_tointegerx(L, 1, &isint);
+  if (!isint || status < 200 || status > 599 || status == 204 ||
+      status == 304)
+    return 0;
+  if (t != LUA_TSTRING && t != LUA_TNIL && t != LUA_TNONE) return 0;
+  lua_settop(L, 4);
+  lua_pushinteger(L, t == LUA_TSTRING ? (lua_Integer)lua_rawlen(L, 2) : 0);
+  lua_insert(L, 2);
+  lua_pushnil(L);
+  lua_insert(L, 2);
+  return http_response(L);
+}
+
 /* http._chunk(data) -> data framed as one chunk of a chunked body */
 static int http_chunk (lua_State *L) {
   size_t n;
@@ -306,8 +328,11 @@ int tide__open_http_server (lua_State *L) {
   tide__open_httpparser(L);
   lua_setfield(L, -2, "_parser");
   memset(lua_newuserdatauv(L, sizeof(Last), 2), 0, sizeof(Last));
+  lua_pushvalue(L, -1);
   lua_pushcclosure(L, http_response, 1);
-  lua_setfield(L, -2, "_response");
+  lua_setfield(L, -3, "_response");
+  lua_pushcclosure(L, http_quick, 1);
+  lua_setfield(L, -2, "_quick");
   lua_pushcfunction(L, http_chunk);
   lua_setfield(L, -2, "_chunk");
   lua_pop(L, 1);

@@ -7,7 +7,8 @@ local tide, sched = ...
 
 local http = tide.http
 local newparser, respond, frame = http._parser, http._response, http._chunk
-http._parser, http._response, http._chunk = nil, nil, nil
+local quick = http._quick
+http._parser, http._response, http._chunk, http._quick = nil, nil, nil, nil
 
 local getmetatable, next, pairs, pcall, rawget, setmetatable, tonumber,
       tostring, type, xpcall =
@@ -105,9 +106,9 @@ local function nextpiece (c)
       local ok, err, code = s:write(CONTINUE)
       if not ok then return nil, err, code end
     end
-    c.deadline = now() + c.srv.body_timeout
+    c.limit, c.mark = c.srv.body_timeout, c.mark + 1
     local more, err, code = s:read()
-    c.deadline = nil
+    c.limit, c.mark = false, c.mark + 1
     if not more then
       c.broken = true
       if err == nil or c.timedout then
@@ -257,10 +258,10 @@ end
 -- Write to the client; a client that takes none of it for write_timeout
 -- seconds has its connection closed by the sweep.
 local function send (c, data)
-  local d = c.deadline
-  c.deadline = now() + c.srv.write_timeout
-  local ok, err, code = c.s:write(data)
-  c.deadline = d
+  local limit = c.limit
+  c.limit, c.mark = c.srv.write_timeout, c.mark + 1
+  local ok, err, code = c.write(c.s, data)
+  c.limit, c.mark = limit, c.mark + 1
   if not ok then
     c.broken = true
     if c.timedout then
@@ -495,21 +496,22 @@ local function serve_request (c, req, complete, keep, hasbody, length,
   -- The common case first, in few steps: a status and perhaps a body
   -- returned, no fields, nothing started, no request body, a response
   -- with a body; the checks and the outcome as those below.
-  if ok and headers == nil and type(status) == "number"
-     and (body == nil or type(body) == "string")
-     and status >= 200 and status <= 599 and status % 1 == 0
-     and not (c.started or res._finished or c.bad or c.broken or c.hasbody
-              or nobody[status]) then
+  -- (quick checks the status and the body: nothing when they are not
+  -- of that kind)
+  if ok and headers == nil
+     and not (c.started or res._finished or c.bad or c.broken or c.hasbody)
+  then
     local close = not c.keep or srv.closed or c.upgrade
     if close or req.version ~= "1.0" then
-      res._status, res._finished = status, true
-      local made, data, closes = pcall(respond, status, nil,
-                                       body and #body or 0, body, close,
+      local made, data, closes = pcall(quick, status, body, close,
                                        req.method == "HEAD")
       if not made then report(srv.fname, data) return false end
-      c.close, c.started = closes, true
-      send(c, data)
-      return not closes and not c.broken
+      if data then
+        res._status, res._finished = status, true
+        c.close, c.started = closes, true
+        send(c, data)
+        return not closes and not c.broken
+      end
     end
   end
   if not ok then
@@ -581,7 +583,8 @@ local function connection (srv, s)
   -- (every field there from the start, so that setting one is never
   -- adding it)
   local c = { s = s, srv = srv, buf = "", pos = 1, state = IDLE,
-              received = 0, deadline = false, started = false,
+              received = 0, limit = false, mark = 0, seen = -1, since = 0,
+              write = s.write, started = false,
               close = false, bad = false, badmsg = false, rest = false,
               bodydone = false, expect = false, broken = false,
               timedout = false, upgraded = false, keep = false,
@@ -597,28 +600,30 @@ local function connection (srv, s)
   -- TLS: the handshake first, within header_timeout; a connection whose
   -- handshake fails is dropped, as tide.tls.serve drops it.
   if srv.tls and not tide.tls.wrap(s, srv.tls) then return end
-  c.deadline = now() + srv.header_timeout
+  c.limit, c.mark = srv.header_timeout, c.mark + 1
+  c.write = s.write
+  local read, head = s.read, p.head
   local buf, pos = "", 1
   while true do
     local req, npos, complete, keep, body, length, upgrade
     if pos <= #buf then
-      req, npos, complete, keep, body, length, upgrade = p:head(buf, pos)
+      req, npos, complete, keep, body, length, upgrade = head(p, buf, pos)
       if req == nil and c.state == IDLE then     -- a head begun, not ended
-        c.state, c.deadline = HEAD, now() + srv.header_timeout
+        c.state, c.limit, c.mark = HEAD, srv.header_timeout, c.mark + 1
       end
     elseif c.state == IDLE then                  -- waiting for a request
       if srv.closed then return end
-      c.deadline = now() + srv.idle_timeout
+      c.limit, c.mark = srv.idle_timeout, c.mark + 1
     end
     if req then
-      c.buf, c.pos, c.state, c.deadline = buf, npos, BUSY, false
+      c.buf, c.pos, c.state, c.limit = buf, npos, BUSY, false
       if not serve_request(c, req, complete, keep, body, length, upgrade) then
         return
       end
       if srv.closed then return end
       buf, pos, c.state = c.buf, c.pos, IDLE
     elseif req == nil then
-      local data = s:read()
+      local data = read(s)
       if not data then return end
       buf, pos = data, 1
     else
@@ -629,17 +634,25 @@ local function connection (srv, s)
   end
 end
 
--- The connections past their deadline (header, idle, body) are closed:
--- their task sees its stream closed.
+-- The connections past their time limit (header, idle, body, write) are
+-- closed: their task sees its stream closed. A connection sets its limit
+-- (or false) and counts a change in mark at each step; the sweep notes
+-- when it first sees a mark, and closes the connection once the limit has
+-- passed since: never before it, at most two sweeps after. (No clock is
+-- read on a request's path.)
 local function sweep (srv, every)
   while true do
     sleep(every)
     local t = now()
     for c in pairs(srv.conns) do
-      local d = c.deadline
-      if d and d <= t then
-        c.timedout = true
-        c.s:close()
+      local limit = c.limit
+      if limit then
+        if c.seen ~= c.mark then
+          c.seen, c.since = c.mark, t
+        elseif t - c.since >= limit then
+          c.timedout = true
+          c.s:close()
+        end
       end
     end
   end
