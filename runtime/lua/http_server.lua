@@ -492,20 +492,20 @@ local function serve_request (c, req, complete, keep, hasbody, length,
                              _finished = false, _chunked = false,
                              _h = false, _length = nil, _sent = nil },
                            Response)
-  local ok, status, headers, body = xpcall(srv.handler, handlererror, req, res)
+  -- (an error here, the handler's or not, is the connection's: see
+  -- connection)
+  local status, headers, body = srv.handler(req, res)
   -- The common case first, in few steps: a status and perhaps a body
   -- returned, no fields, nothing started, no request body, a response
   -- with a body; the checks and the outcome as those below.
   -- (quick checks the status and the body: nothing when they are not
   -- of that kind)
-  if ok and headers == nil
+  if headers == nil
      and not (c.started or res._finished or c.bad or c.broken or c.hasbody)
   then
     local close = not c.keep or srv.closed or c.upgrade
     if close or req.version ~= "1.0" then
-      local made, data, closes = pcall(quick, status, body, close,
-                                       req.method == "HEAD")
-      if not made then report(srv.fname, data) return false end
+      local data, closes = quick(status, body, close, req.method == "HEAD")
       if data then
         res._status, res._finished = status, true
         c.close, c.started = closes, true
@@ -513,13 +513,6 @@ local function serve_request (c, req, complete, keep, hasbody, length,
         return not closes and not c.broken
       end
     end
-  end
-  if not ok then
-    if tide.iscancelled(status) then return false end
-    report(srv.fname, status)
-    if c.started then return false end
-    refuse(c, 500, "internal server error")
-    return false
   end
   if c.broken then return false end
   if c.upgraded then return false end
@@ -579,29 +572,8 @@ end
 
 local IDLE, HEAD, BUSY = 0, 1, 2
 
-local function connection (srv, s)
-  -- (every field there from the start, so that setting one is never
-  -- adding it)
-  local c = { s = s, srv = srv, buf = "", pos = 1, state = IDLE,
-              received = 0, limit = false, mark = 0, seen = -1, since = 0,
-              write = s.write, started = false,
-              close = false, bad = false, badmsg = false, rest = false,
-              bodydone = false, expect = false, broken = false,
-              timedout = false, upgraded = false, keep = false,
-              hasbody = false, length = false, upgrade = false, p = false }
-  local p = newparser(srv.max_header, Headers, Request)
-  c.p = p
-  local conns = srv.conns
-  conns[c] = true
-  local _ <close> = setmetatable({}, { __close = function ()
-    conns[c] = nil
-    s:close()
-  end })
-  -- TLS: the handshake first, within header_timeout; a connection whose
-  -- handshake fails is dropped, as tide.tls.serve drops it.
-  if srv.tls and not tide.tls.wrap(s, srv.tls) then return end
-  c.limit, c.mark = srv.header_timeout, c.mark + 1
-  c.write = s.write
+-- The requests of a connection, one after the other.
+local function serve_loop (srv, s, c, p)
   local read, head = s.read, p.head
   local buf, pos = "", 1
   while true do
@@ -632,6 +604,44 @@ local function connection (srv, s)
       return
     end
   end
+end
+
+local function connection (srv, s)
+  -- (every field there from the start, so that setting one is never
+  -- adding it)
+  local c = { s = s, srv = srv, buf = "", pos = 1, state = IDLE,
+              received = 0, limit = false, mark = 0, seen = -1, since = 0,
+              write = s.write, started = false,
+              close = false, bad = false, badmsg = false, rest = false,
+              bodydone = false, expect = false, broken = false,
+              timedout = false, upgraded = false, keep = false,
+              hasbody = false, length = false, upgrade = false, p = false }
+  local p = newparser(srv.max_header, Headers, Request)
+  c.p = p
+  local conns = srv.conns
+  conns[c] = true
+  local _ <close> = setmetatable({}, { __close = function ()
+    conns[c] = nil
+    s:close()
+  end })
+  -- TLS: the handshake first, within header_timeout; a connection whose
+  -- handshake fails is dropped, as tide.tls.serve drops it.
+  if srv.tls and not tide.tls.wrap(s, srv.tls) then return end
+  c.limit, c.mark = srv.header_timeout, c.mark + 1
+  c.write = s.write
+  -- One protected call for all the requests, not one each: an error while
+  -- a request is served (its handler's, or in answering it) is reported,
+  -- gets a 500 if nothing was sent, and ends the connection, as it always
+  -- did; any other goes on as it came.
+  local ok, err = xpcall(serve_loop, function (e)
+    if c.state ~= BUSY or tide.iscancelled(e) then return e end
+    return handlererror(e)
+  end, srv, s, c, p)
+  if ok then return end
+  if c.state ~= BUSY then error(err, 0) end
+  if tide.iscancelled(err) then return end
+  report(srv.fname, err)
+  if not c.started then refuse(c, 500, "internal server error") end
 end
 
 -- The connections past their time limit (header, idle, body, write) are
