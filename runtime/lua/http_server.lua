@@ -509,8 +509,12 @@ local function serve_request (c, req, complete, keep, hasbody, length,
       if data then
         res._status, res._finished = status, true
         c.close, c.started = closes, true
-        send(c, data)
-        return not closes and not c.broken
+        -- (send, inline)
+        c.limit, c.mark = srv.write_timeout, c.mark + 1
+        local ok = c.write(c.s, data)
+        c.limit, c.mark = false, c.mark + 1
+        if not ok then c.broken = true return false end
+        return not closes
       end
     end
   end
