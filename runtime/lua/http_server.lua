@@ -14,7 +14,8 @@ local getmetatable, next, pairs, pcall, rawget, setmetatable, tonumber,
       tostring, type, xpcall =
       getmetatable, next, pairs, pcall, rawget, setmetatable, tonumber,
       tostring, type, xpcall
-local concat, lower, char = table.concat, string.lower, string.char
+local concat, lower, char, unpack =
+      table.concat, string.lower, string.char, table.unpack
 local huge, tointeger = math.huge, math.tointeger
 local now, sleep, spawn = tide.now, tide.sleep, tide.spawn
 local traceback = debug.traceback
@@ -78,6 +79,31 @@ end
 
 local CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n"
 
+-- Responses to pipelined requests wait in c.out (c.nout of them, each
+-- small) while more requests are already read, and go in one write:
+-- before anything else is written or read, and when the connection ends.
+local OUTMAX, OUTSMALL = 16, 4096
+
+-- Write what waits in c.out: true | nil, message, code.
+local function flush (c)
+  local n = c.nout
+  if n == 0 then return true end
+  c.nout = 0
+  local out, limit = c.out, c.limit
+  c.limit, c.mark = c.srv.write_timeout, c.mark + 1
+  local ok, err, code = c.write(c.s, unpack(out, 1, n))
+  c.limit, c.mark = limit, c.mark + 1
+  for i = 1, n do out[i] = nil end
+  if not ok then
+    c.broken = true
+    if c.timedout then
+      return nil, "response write timed out", "ETIMEDOUT"
+    end
+    return nil, err, code
+  end
+  return true
+end
+
 -- The next piece of the body of c's current request, nil at its end, or
 -- nil, message, code.
 local function nextpiece (c)
@@ -101,9 +127,11 @@ local function nextpiece (c)
       return data
     end
     if done then return nil end
+    local ok, err, code = flush(c)
+    if not ok then return nil, err, code end
     if c.expect and not c.started then
       c.expect = false
-      local ok, err, code = s:write(CONTINUE)
+      ok, err, code = s:write(CONTINUE)
       if not ok then return nil, err, code end
     end
     c.limit, c.mark = c.srv.body_timeout, c.mark + 1
@@ -258,6 +286,10 @@ end
 -- Write to the client; a client that takes none of it for write_timeout
 -- seconds has its connection closed by the sweep.
 local function send (c, data)
+  if c.nout > 0 then
+    local ok, err, code = flush(c)
+    if not ok then return nil, err, code end
+  end
   local limit = c.limit
   c.limit, c.mark = c.srv.write_timeout, c.mark + 1
   local ok, err, code = c.write(c.s, data)
@@ -509,9 +541,23 @@ local function serve_request (c, req, complete, keep, hasbody, length,
       if data then
         res._status, res._finished = status, true
         c.close, c.started = closes, true
-        -- (send, inline)
+        local n = c.nout
+        if c.pos <= #c.buf and not closes and n < OUTMAX
+           and #data <= OUTSMALL then    -- more requests read: wait
+          n = n + 1
+          c.out[n], c.nout = data, n
+          return true
+        end
+        -- (send, inline; with what waits, in one write)
         c.limit, c.mark = srv.write_timeout, c.mark + 1
-        local ok = c.write(c.s, data)
+        local ok
+        if n == 0 then ok = c.write(c.s, data)
+        else
+          local out = c.out
+          out[n + 1], c.nout = data, 0
+          ok = c.write(c.s, unpack(out, 1, n + 1))
+          for i = 1, n + 1 do out[i] = nil end
+        end
         c.limit, c.mark = false, c.mark + 1
         if not ok then c.broken = true return false end
         return not closes
@@ -599,6 +645,7 @@ local function serve_loop (srv, s, c, p)
       if srv.closed then return end
       buf, pos, c.state = c.buf, c.pos, IDLE
     elseif req == nil then
+      if c.nout > 0 and not flush(c) then return end
       local data = read(s)
       if not data then return end
       buf, pos = data, 1
@@ -619,7 +666,8 @@ local function connection (srv, s)
               close = false, bad = false, badmsg = false, rest = false,
               bodydone = false, expect = false, broken = false,
               timedout = false, upgraded = false, keep = false,
-              hasbody = false, length = false, upgrade = false, p = false }
+              hasbody = false, length = false, upgrade = false, p = false,
+              out = {}, nout = 0 }
   local p = newparser(srv.max_header, Headers, Request)
   c.p = p
   local conns = srv.conns
@@ -641,6 +689,7 @@ local function connection (srv, s)
     if c.state ~= BUSY or tide.iscancelled(e) then return e end
     return handlererror(e)
   end, srv, s, c, p)
+  if c.nout > 0 then pcall(flush, c) end    -- the answers already made
   if ok then return end
   if c.state ~= BUSY then error(err, 0) end
   if tide.iscancelled(err) then return end
