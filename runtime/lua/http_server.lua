@@ -645,7 +645,12 @@ local function serve_loop (srv, s, c, p)
       if srv.closed then return end
       buf, pos, c.state = c.buf, c.pos, IDLE
     elseif req == nil then
-      if c.nout > 0 and not flush(c) then return end
+      if c.nout > 0 then           -- (as busy: a graceful close waits)
+        local state = c.state
+        c.state = BUSY
+        if not flush(c) then return end
+        c.state = state
+      end
       local data = read(s)
       if not data then return end
       buf, pos = data, 1
