@@ -621,7 +621,7 @@ fi
 # requests one after the other over its own kept-alive connection, to a
 # local nginx (one worker, pinned as the echo servers are).
 HTTP_N=20000 HTTP_CONC=50
-HTTP_PEERS="tide node_agent node_fetch curl"
+HTTP_PEERS="tide node_agent node_fetch aiohttp curl"
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 http_cmd() {
   case $1 in
@@ -629,6 +629,7 @@ http_cmd() {
     node_agent) echo "$NODE $BENCH/http_client.js $HTTP_URL $HTTP_N $HTTP_CONC agent" ;;
     node_fetch) echo "$NODE $BENCH/http_client.js $HTTP_URL $HTTP_N $HTTP_CONC fetch" ;;
     curl) echo "sh $BENCH/http_client_curl.sh $HTTP_URL $HTTP_N $HTTP_CONC" ;;
+    aiohttp) echo "$PYTHON $BENCH/http_client_aiohttp.py $HTTP_URL $HTTP_N $HTTP_CONC" ;;
   esac
 }
 # http_nginx: start nginx on a free port, serving $TMP/nginx/www, and set
@@ -670,7 +671,12 @@ if want http_client; then
   command -v curl >/dev/null || why="curl not found"
   if [ -z "$why" ] && ! http_nginx; then why=$(cat "$TMP/why"); fi
   for peer in $HTTP_PEERS; do
-    w=${why:-$(unavailable "$peer")}
+    case $peer in
+      aiohttp) w=${why:-$(unavailable python)}
+        [ -n "$w" ] || "$PYTHON" -c 'import aiohttp' 2>/dev/null ||
+          w="$PYTHON cannot import aiohttp (Debian package python3-aiohttp)" ;;
+      *) w=${why:-$(unavailable "$peer")} ;;
+    esac
     [ -n "$w" ] && skip http_client "$peer" "$w"
   done
   r=1
@@ -1225,13 +1231,14 @@ note	fs_big	from the page cache, one read at a time. tide: File:read(1 MiB); luv
 note	fs_big	python3: to_thread(f.read) on an unbuffered file: each returns a new string or bytes.
 note	fs_big	node: FileHandle.read into one reused Buffer. Same run as the small files; best of
 note	fs_big	$REPEAT passes.
-section	http_client	HTTP client: $HTTP_N GETs of a 13-byte file over $HTTP_CONC connections to a local nginx	tide node_agent node_fetch curl
+section	http_client	HTTP client: $HTTP_N GETs of a 13-byte file over $HTTP_CONC connections to a local nginx	tide node_agent node_fetch aiohttp curl
 metric	http_client	http_client_per_s	requests/s	higher
 metric	http_client	http_client_rss_mib	peak RSS (MiB)	lower
 note	http_client	$HTTP_CONC clients at once, each one's requests one after the other on its kept-alive
 note	http_client	connection, the whole body read. tide: tide.http.get in $HTTP_CONC tasks (libcurl's multi
 note	http_client	on tide's loop); node: http.get with an http.Agent({keepAlive}), and fetch, in $HTTP_CONC
-note	http_client	async functions; curl: --parallel --parallel-max $HTTP_CONC. nginx: one worker.
+note	http_client	async functions; aiohttp: ClientSession.get in $HTTP_CONC asyncio tasks (a connector
+note	http_client	of $HTTP_CONC kept connections); curl: --parallel --parallel-max $HTTP_CONC. nginx: one worker.
 note	http_client	$PINNED Best of $REPEAT passes.
 section	http_server	HTTP server: wrk, $HTTPD_CONNS kept-alive connections, $HTTPD_SECS s, answering 13 bytes	tide node nginx nginx_lua aiohttp luahttp
 metric	http_server	http_server_per_s	requests/s	higher

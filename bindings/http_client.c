@@ -114,6 +114,7 @@ static void take_info (Transfer *t) {
   char *url = NULL;
   CU.easy_getinfo(e, CURLINFO_RESPONSE_CODE, &t->status);
   CU.easy_getinfo(e, CURLINFO_HTTP_VERSION, &t->version);
+  tide__httpversion(&t->l, t->version);
   CU.easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &url);
   tide__free(t->url);
   t->url = NULL;
@@ -452,8 +453,11 @@ static void set_limits (lua_State *L, Transfer *t) {
   t->ctimeout = optnum(L, "connect_timeout", 0);
   t->lslimit = (long)optnum(L, "low_speed_limit", 0);
   t->lstime = (long)optnum(L, "low_speed_time", 0);
-  if (t->timeout > 0)
-    CU.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(t->timeout * 1000 + 0.5));
+  t->l.timeout_ms = 0;
+  if (t->timeout > 0) {
+    t->l.timeout_ms = (long)(t->timeout * 1000 + 0.5);
+    CU.easy_setopt(e, CURLOPT_TIMEOUT_MS, t->l.timeout_ms);
+  }
   if (t->ctimeout > 0)
     CU.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                    (long)(t->ctimeout * 1000 + 0.5));
@@ -510,14 +514,40 @@ static void setup (lua_State *L, Transfer *t, int ud) {
 
 /* ---- The Lua side ------------------------------------------------------- */
 
+/* The origin ("host:port", lower case) of an https URL whose transfer may
+** speak HTTP/2, in buf; NULL for any other (plain HTTP, HTTP/1.x asked
+** for, a name too long). */
+static const char *mux_origin (lua_State *L, char *buf, size_t size) {
+  const char *url = lua_tostring(L, A_URL), *p, *end, *at;
+  const char *v = optstr(L, "version");
+  size_t n, i;
+  if (strncasecmp(url, "https://", 8) != 0) return NULL;
+  if (v != NULL && strcmp(v, "2") != 0) return NULL;
+  p = url + 8;
+  end = p + strcspn(p, "/?#");
+  at = memchr(p, '@', (size_t)(end - p));
+  while (at != NULL) {             /* past the user information */
+    p = at + 1;
+    at = memchr(p, '@', (size_t)(end - p));
+  }
+  n = (size_t)(end - p);
+  if (n == 0 || n >= size) return NULL;
+  for (i = 0; i < n; i++)
+    buf[i] = (p[i] >= 'A' && p[i] <= 'Z') ? (char)(p[i] + 32) : p[i];
+  buf[n] = '\0';
+  return buf;
+}
+
 /* Cut a transfer that has not ended (cancel, close): out of the multi at
 ** once; curl closes its connection unless HTTP/2 shares it. */
 static void cut (Transfer *t) {
+  tide_Http *h = t->l.http;        /* NULL unless in the multi */
   if (t->state == S_DONE) return;
   t->cut = 1;
   t->result = CURLE_ABORTED_BY_CALLBACK;
   release(t);
   t->h = NULL;
+  if (h != NULL) tide__httpsettle(h, &t->l, CURLE_OK);   /* the next in turn */
 }
 
 /* _start(url, opts, method, header lines, body, pull, size) -> Transfer,
@@ -527,6 +557,7 @@ static int http_start (lua_State *L) {
   tide_Http *h;
   Transfer *t;
   int rc, ud = A_SIZE + 1;
+  char origin[256];
   luaL_checkstring(L, A_URL);
   luaL_checkstring(L, A_METHOD);
   lua_settop(L, A_SIZE);
@@ -540,7 +571,8 @@ static int http_start (lua_State *L) {
   t->h = h;
   t->state = S_HEAD;
   setup(L, t, ud);
-  if ((rc = tide__httpadd(h, &t->l)) != 0) {
+  if ((rc = tide__httpadd(h, &t->l, mux_origin(L, origin, sizeof origin)))
+      != 0) {
     cut(t);
     if (rc == CURLM_OUT_OF_MEMORY) tide__nomem(L);
     return tide__error(L, "%s: cannot start the transfer (curl multi error "

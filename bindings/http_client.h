@@ -44,12 +44,20 @@ typedef struct tide_Http tide_Http;
 ** multi's list of transfers, and what to call when curl has finished it
 ** (done) or when the multi closes under it (with result CURLE_ABORTED_BY_
 ** CALLBACK: the runtime is closing). */
+typedef struct tide_HttpOrigin tide_HttpOrigin;
+
 typedef struct tide_HttpLink {
   CURL *easy;              /* NULL once finished */
   tide_Http *http;         /* NULL when not in a multi */
   struct tide_HttpLink *prev, *next;
   int failed;              /* its socket could not be watched */
   void (*done) (struct tide_HttpLink *l, CURLcode result);
+  /* set by tide__httpadd: */
+  tide_HttpOrigin *origin; /* the origin it counts against, or NULL */
+  int queued;              /* waiting its turn, not yet in curl's multi */
+  struct tide_HttpLink *qnext;
+  uint64_t since;          /* when it was queued (loop time, ms) */
+  long timeout_ms;         /* its CURLOPT_TIMEOUT_MS (0: none) */
 } tide_HttpLink;
 
 /* The runtime's multi, opened on first use; raises when it cannot be. */
@@ -58,8 +66,22 @@ tide_Http *tide__http (lua_State *L);
 /* A new easy handle (recycled when one is free), or NULL. */
 CURL *tide__httpeasy (tide_Http *h);
 
-/* Start l->easy in the multi: 0, or a CURLMcode. */
-int tide__httpadd (tide_Http *h, tide_HttpLink *l);
+/* Start l->easy in the multi: 0, or a CURLMcode. origin: "host:port" of
+** an https URL whose transfer may speak HTTP/2 (else NULL). Until that
+** origin is known not to speak HTTP/2, at most TIDE_HTTP_MUXMAX of its
+** transfers are in curl at once, the others wait their turn in order
+** (their timeout counts the wait): curl, finding its connection's streams
+** all taken, would open a connection for each transfer over the limit
+** rather than wait for a stream. */
+int tide__httpadd (tide_Http *h, tide_HttpLink *l, const char *origin);
+
+/* curl's streams per HTTP/2 connection (its CURLMOPT_MAX_CONCURRENT_STREAMS
+** default, and the least most servers allow). */
+#define TIDE_HTTP_MUXMAX 100
+
+/* The HTTP version (CURLINFO_HTTP_VERSION) of l's response: whether its
+** origin multiplexes. Safe in curl's callbacks. */
+void tide__httpversion (tide_HttpLink *l, long version);
 
 /* Take l out of its multi at once (a transfer not finished is cut, its
 ** connection closed unless HTTP/2 shares it) and keep or free its easy

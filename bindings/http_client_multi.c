@@ -24,11 +24,25 @@ typedef struct Sock {
   struct Sock *prev, *next;
 } Sock;
 
+/* An https origin (host:port) and its transfers: those in curl, those
+** waiting their turn (see tide__httpadd). */
+enum { O_UNKNOWN, O_MUX, O_SERIAL };   /* HTTP/2 or not, as answered */
+
+struct tide_HttpOrigin {
+  tide_HttpOrigin *next;
+  int state;
+  int running;             /* its transfers in curl's multi */
+  tide_HttpLink *qhead, *qtail;
+  char key[];
+};
+
 struct tide_Http {
   tide_Handle o;           /* o.h: the timer for curl's timeout */
   CURLM *multi;
   Sock *socks;             /* the sockets curl watches */
-  tide_HttpLink *links;    /* the transfers in the multi */
+  tide_HttpLink *links;    /* the transfers in the multi, or queued */
+  tide_HttpOrigin *origins;
+  int admit;               /* an origin's queue may move (see drive) */
   CURL *spare[NSPARE];     /* easy handles for reuse, reset */
   int nspare;
   int waiting;             /* tasks waiting on transfers */
@@ -95,6 +109,7 @@ static void fail_all (tide_Http *h) {
 }
 
 static void drive (tide_Http *h, curl_socket_t fd, int flags);
+static void admit_all (tide_Http *h);
 
 static void on_poll (uv_poll_t *p, int status, int events) {
   Sock *k = p->data;
@@ -204,6 +219,7 @@ static void drive (tide_Http *h, curl_socket_t fd, int flags) {
     fail_all(h);
   h->busy--;
   finished(h);
+  while (h->admit) admit_all(h);
   rt->depth--;
   if (rt->depth == 0 && rt->rcount > 0) tide__runready(rt);
 }
@@ -214,6 +230,7 @@ void tide__httpsettle (tide_Http *h, tide_HttpLink *l, int rc) {
     h->failed = 1;
   }
   if (h->failed) finished(h);
+  while (h->admit) admit_all(h);
 }
 
 /* ---- Transfers ---------------------------------------------------------- */
@@ -223,8 +240,73 @@ CURL *tide__httpeasy (tide_Http *h) {
   return CU.easy_init();
 }
 
-int tide__httpadd (tide_Http *h, tide_HttpLink *l) {
+/* The origin named key, made if new (NULL when out of memory: its
+** transfers then go to curl at once). */
+static tide_HttpOrigin *origin_get (tide_Http *h, const char *key) {
+  tide_HttpOrigin *o;
+  size_t n;
+  for (o = h->origins; o != NULL; o = o->next)
+    if (strcmp(o->key, key) == 0) return o;
+  n = strlen(key) + 1;
+  if ((o = tide__malloc(sizeof *o + n)) == NULL) return NULL;
+  o->state = O_UNKNOWN;
+  o->running = 0;
+  o->qhead = o->qtail = NULL;
+  memcpy(o->key, key, n);
+  o->next = h->origins;
+  h->origins = o;
+  return o;
+}
+
+static int hasroom (tide_HttpOrigin *o) {
+  return o->state == O_SERIAL || o->running < TIDE_HTTP_MUXMAX;
+}
+
+/* Hand o's waiting transfers to curl while there is room; the time each
+** waited comes off its timeout. One that curl refuses (out of memory)
+** fails when finished() next runs. Not in curl's callbacks. */
+static void admit (tide_Http *h, tide_HttpOrigin *o) {
+  while (o->qhead != NULL && hasroom(o)) {
+    tide_HttpLink *l = o->qhead;
+    if ((o->qhead = l->qnext) == NULL) o->qtail = NULL;
+    l->qnext = NULL;
+    l->queued = 0;
+    if (l->timeout_ms > 0) {
+      uint64_t waited = uv_now(h->o.rt->loop) - l->since;
+      long left = (uint64_t)l->timeout_ms > waited
+                  ? l->timeout_ms - (long)waited : 1;
+      CU.easy_setopt(l->easy, CURLOPT_TIMEOUT_MS, left);
+    }
+    o->running++;
+    if (CU.multi_add_handle(h->multi, l->easy) != CURLM_OK) {
+      o->running--;
+      l->origin = NULL;
+      l->failed = 1;
+      h->failed = 1;
+    }
+  }
+}
+
+static void admit_all (tide_Http *h) {
+  tide_HttpOrigin *o;
+  h->admit = 0;
+  for (o = h->origins; o != NULL; o = o->next) admit(h, o);
+  if (h->failed) finished(h);
+}
+
+void tide__httpversion (tide_HttpLink *l, long version) {
+  tide_HttpOrigin *o = l->origin;
+  if (o == NULL) return;
+  if (version >= CURL_HTTP_VERSION_2_0) o->state = O_MUX;
+  else if (version != CURL_HTTP_VERSION_NONE && o->state != O_SERIAL) {
+    o->state = O_SERIAL;           /* no streams to wait for */
+    if (o->qhead != NULL && l->http != NULL) l->http->admit = 1;
+  }
+}
+
+int tide__httpadd (tide_Http *h, tide_HttpLink *l, const char *origin) {
   CURLMcode rc;
+  tide_HttpOrigin *o = NULL;
   CU.easy_setopt(l->easy, CURLOPT_PRIVATE, (char *)l);
   l->failed = 0;
   l->http = h;
@@ -232,6 +314,21 @@ int tide__httpadd (tide_Http *h, tide_HttpLink *l) {
   l->next = h->links;
   if (h->links) h->links->prev = l;
   h->links = l;
+  l->origin = NULL;
+  l->queued = 0;
+  l->qnext = NULL;
+  if (origin != NULL && (o = origin_get(h, origin)) != NULL) {
+    l->origin = o;
+    if (!hasroom(o) || o->qhead != NULL) {    /* its turn comes later */
+      l->queued = 1;
+      l->since = uv_now(h->o.rt->loop);
+      if (o->qtail) o->qtail->qnext = l;
+      else o->qhead = l;
+      o->qtail = l;
+      return 0;
+    }
+    o->running++;
+  }
   if ((rc = CU.multi_add_handle(h->multi, l->easy)) != CURLM_OK) {
     tide__httpremove(l);
     return (int)rc;
@@ -252,12 +349,31 @@ static void easy_free (tide_Http *h, CURL *e) {
 void tide__httpremove (tide_HttpLink *l) {
   tide_Http *h = l->http;
   if (h != NULL) {
+    tide_HttpOrigin *o = l->origin;
     if (l->prev) l->prev->next = l->next;
     else h->links = l->next;
     if (l->next) l->next->prev = l->prev;
     l->prev = l->next = NULL;
     l->http = NULL;
-    if (l->easy) CU.multi_remove_handle(h->multi, l->easy);
+    l->origin = NULL;
+    if (l->queued) {               /* out of its origin's queue */
+      tide_HttpLink **pp = &o->qhead, *prev = NULL;
+      while (*pp != l) {
+        prev = *pp;
+        pp = &(*pp)->qnext;
+      }
+      *pp = l->qnext;
+      if (o->qtail == l) o->qtail = prev;
+      l->qnext = NULL;
+      l->queued = 0;
+    }
+    else {
+      if (l->easy) CU.multi_remove_handle(h->multi, l->easy);
+      if (o != NULL) {
+        o->running--;
+        if (o->qhead != NULL && !h->closing) h->admit = 1;
+      }
+    }
   }
   if (l->easy) {
     easy_free(h, l->easy);
@@ -277,6 +393,11 @@ static void http_close (tide_Handle *o) {
     l->done(l, CURLE_ABORTED_BY_CALLBACK);
   }
   while (h->socks != NULL) sock_close(h, h->socks);
+  while (h->origins != NULL) {
+    tide_HttpOrigin *o = h->origins;
+    h->origins = o->next;
+    tide__free(o);
+  }
   while (h->nspare > 0) CU.easy_cleanup(h->spare[--h->nspare]);
   CU.multi_cleanup(h->multi);
   tide__curlrelease();

@@ -51,8 +51,17 @@ static const char *reason (int status) {
   }
 }
 
-/* "Date: ...\r\n", made once a second. */
-static const char *datefield (size_t *len) {
+/* n in decimal at the end of buf[0..32); the start of its digits. */
+static char *decimal (char *end, unsigned long long n) {
+  do {
+    *--end = (char)('0' + n % 10);
+    n /= 10;
+  } while (n != 0);
+  return end;
+}
+
+/* "Date: ...\r\n", made once a second; *second: the second it names. */
+static const char *datefield (size_t *len, time_t *second) {
   static char buf[64];
   static size_t n;
   static time_t last = -1;
@@ -64,8 +73,21 @@ static const char *datefield (size_t *len) {
     last = now;
   }
   *len = n;
+  *second = now;
   return buf;
 }
+
+/* The last response made without headers (http_response's upvalue; its
+** user values: 1, the response; 2, its body, kept so that the body's
+** address names that string alone). A handler that answers the same
+** string with no fields gets the same response again, not a new one,
+** until the Date changes. Only a small one is kept. */
+typedef struct Last {
+  int valid, status, close, headonly;
+  lua_Integer length;
+  time_t second;
+  const char *body;
+} Last;
 
 static int iequal (const char *a, size_t n, const char *b) {
   size_t i;
@@ -169,23 +191,39 @@ static int http_response (lua_State *L) {
   int status = (int)tide__checkinteger(L, 1);
   lua_Integer length = tide__checkinteger(L, 3);
   int close = lua_toboolean(L, 5), headonly = lua_toboolean(L, 6);
-  int seen = 0, k;
+  int seen = 0, plain;
   size_t blen = 0, dlen;
   const char *body = NULL, *date, *bad = NULL, *why;
   char line[64];
+  time_t second;
+  Last *last = lua_touserdata(L, lua_upvalueindex(1));
   Buf b;
   tide__argcheck(L, status >= 100 && status <= 999, 1,
                  "status out of range");
   if (!lua_isnoneornil(L, 4)) body = tide__checklstring(L, 4, &blen);
   if (!lua_isnoneornil(L, 2)) tide__checktype(L, 2, LUA_TTABLE);
+  plain = lua_type(L, 2) != LUA_TTABLE;
+  date = datefield(&dlen, &second);
+  if (plain && last->valid && last->status == status &&
+      last->length == length && last->close == close &&
+      last->headonly == headonly && last->body == body &&
+      last->second == second) {
+    lua_getiuservalue(L, lua_upvalueindex(1), 1);
+    lua_pushboolean(L, close);
+    return 2;
+  }
   lua_settop(L, 7);
   b.L = L;
   b.p = b.init;
   b.n = 0;
   b.cap = sizeof b.init;
   why = reason(status);
-  k = snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
-  bufadd(&b, line, (size_t)k);
+  memcpy(b.p, "HTTP/1.1 ", 9);
+  b.p[9] = (char)('0' + status / 100);
+  b.p[10] = (char)('0' + status / 10 % 10);
+  b.p[11] = (char)('0' + status % 10);
+  b.p[12] = ' ';
+  b.n = 13;
   bufadd(&b, why, strlen(why));
   bufadd(&b, "\r\n", 2);
   if (lua_type(L, 2) == LUA_TTABLE) {
@@ -204,14 +242,13 @@ static int http_response (lua_State *L) {
     }
   }
   if (bad != NULL) return tide__argerror(L, 2, bad);
-  if (!(seen & F_DATE)) {
-    date = datefield(&dlen);
-    bufadd(&b, date, dlen);
-  }
+  if (!(seen & F_DATE)) bufadd(&b, date, dlen);
   if (length >= 0) {
-    k = snprintf(line, sizeof line, "Content-Length: %lld\r\n",
-                 (long long)length);
-    bufadd(&b, line, (size_t)k);
+    char *end = line + sizeof line - 2, *d = decimal(end, (unsigned long long)length);
+    end[0] = '\r';
+    end[1] = '\n';
+    bufadd(&b, "Content-Length: ", 16);
+    bufadd(&b, d, (size_t)(end + 2 - d));
   }
   else if (length == -1)
     bufadd(&b, "Transfer-Encoding: chunked\r\n", 28);
@@ -219,19 +256,61 @@ static int http_response (lua_State *L) {
   bufadd(&b, "\r\n", 2);
   if (body != NULL && !headonly) bufadd(&b, body, blen);
   lua_pushlstring(L, b.p, b.n);
+  if (plain && b.n <= sizeof b.init) {   /* (a large one is not kept) */
+    last->valid = 0;
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, lua_upvalueindex(1), 1);
+    lua_pushvalue(L, 4);
+    lua_setiuservalue(L, lua_upvalueindex(1), 2);
+    last->status = status;
+    last->length = length;
+    last->close = close;
+    last->headonly = headonly;
+    last->body = body;
+    last->second = second;
+    last->valid = 1;
+  }
   lua_pushboolean(L, close || (seen & F_CLOSE));
   return 2;
+}
+
+/* http._quick(status, body, close, headonly) -> string, closing | nothing:
+** http._response(status, nil, #body, body, close, headonly) for what a
+** handler most often returns, a status 200..599 with a body (a string)
+** and a length; nothing for any other status or body, which the caller
+** checks and reports. */
+static int http_quick (lua_State *L) {
+  int isint, t = lua_type(L, 2);
+  lua_Integer status;
+  if (lua_type(L, 1) != LUA_TNUMBER) return 0;
+  status = lua_tointegerx(L, 1, &isint);
+  if (!isint || status < 200 || status > 599 || status == 204 ||
+      status == 304)
+    return 0;
+  if (t != LUA_TSTRING && t != LUA_TNIL && t != LUA_TNONE) return 0;
+  lua_settop(L, 4);
+  lua_pushinteger(L, t == LUA_TSTRING ? (lua_Integer)lua_rawlen(L, 2) : 0);
+  lua_insert(L, 2);
+  lua_pushnil(L);
+  lua_insert(L, 2);
+  return http_response(L);
 }
 
 /* http._chunk(data) -> data framed as one chunk of a chunked body */
 static int http_chunk (lua_State *L) {
   size_t n;
   const char *s = tide__checklstring(L, 1, &n);
-  char size[32];
+  char size[32], *end = size + sizeof size - 2, *d = end;
+  size_t m = n;
   luaL_Buffer b;
-  int k = snprintf(size, sizeof size, "%zx\r\n", n);
-  luaL_buffinitsize(L, &b, n + (size_t)k + 2);
-  luaL_addlstring(&b, size, (size_t)k);
+  do {
+    *--d = "0123456789abcdef"[m & 15];
+    m >>= 4;
+  } while (m != 0);
+  end[0] = '\r';
+  end[1] = '\n';
+  luaL_buffinitsize(L, &b, n + (size_t)(end + 2 - d) + 2);
+  luaL_addlstring(&b, d, (size_t)(end + 2 - d));
   luaL_addlstring(&b, s, n);
   luaL_addlstring(&b, "\r\n", 2);
   luaL_pushresult(&b);
@@ -248,8 +327,12 @@ int tide__open_http_server (lua_State *L) {
   }
   tide__open_httpparser(L);
   lua_setfield(L, -2, "_parser");
-  lua_pushcfunction(L, http_response);
-  lua_setfield(L, -2, "_response");
+  memset(lua_newuserdatauv(L, sizeof(Last), 2), 0, sizeof(Last));
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, http_response, 1);
+  lua_setfield(L, -3, "_response");
+  lua_pushcclosure(L, http_quick, 1);
+  lua_setfield(L, -2, "_quick");
   lua_pushcfunction(L, http_chunk);
   lua_setfield(L, -2, "_chunk");
   lua_pop(L, 1);

@@ -41,6 +41,18 @@ static Parser *checkparser (lua_State *L, int i) {
   return tide__checkudata(L, i, TIDE_HTTPPARSER);
 }
 
+/* As checkparser for the methods, which hold the metatable as their
+** upvalue: a pointer compare on each request rather than a look-up by
+** name (the fuzz harness calls them without it, and gets the look-up). */
+static Parser *selfparser (lua_State *L) {
+  if (lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) return lua_touserdata(L, 1);
+  }
+  return checkparser(L, 1);
+}
+
 /* ---- Callbacks ------------------------------------------------------------ */
 
 static int append (Parser *ps, const char *at, size_t n) {
@@ -215,34 +227,50 @@ static void pushlower (lua_State *L, const char *s, size_t n) {
   lua_pushlstring(L, tmp, n);
 }
 
+/* The methods' upvalues: the parser's metatable, then the request's
+** keys, made once. */
+enum { K_META = 1, K_METHOD, K_TARGET, K_PATH, K_QUERY, K_VERSION, K_HEADERS,
+       K_COUNT = K_HEADERS };
+static const char *const keys[] = {
+  "method", "target", "path", "_query", "version", "headers"
+};
+#define KEY(k) lua_pushvalue(L, lua_upvalueindex(k))
+
 /* Push the request table: method, target, path, _query (the raw query
-** string, or nil), version, headers (its metatable: user value 1),
-** and what the connection needs (_keep, _body, _length, _upgrade). */
+** string, or nil), version, headers (its metatable: user value 1); its
+** metatable: user value 2. */
 static void pushrequest (lua_State *L, Parser *ps) {
   http_parser *p = &ps->p;
   const char *q;
   int i;
-  lua_createtable(L, 0, 12);
+  lua_createtable(L, 0, 8);
+  KEY(K_METHOD);
   lua_pushstring(L, http_method_str((enum http_method)p->method));
-  lua_setfield(L, -2, "method");
+  lua_rawset(L, -3);
+  KEY(K_TARGET);
   lua_pushlstring(L, ps->buf, ps->urllen);
-  lua_setfield(L, -2, "target");
+  lua_rawset(L, -3);
+  KEY(K_PATH);
   q = memchr(ps->buf, '?', ps->urllen);
   if (q != NULL) {
     lua_pushlstring(L, ps->buf, (size_t)(q - ps->buf));
-    lua_setfield(L, -2, "path");
+    lua_rawset(L, -3);
+    KEY(K_QUERY);
     lua_pushlstring(L, q + 1, ps->urllen - (size_t)(q - ps->buf) - 1);
-    lua_setfield(L, -2, "_query");
+    lua_rawset(L, -3);
   }
   else {
-    lua_getfield(L, -1, "target");
-    lua_setfield(L, -2, "path");
+    KEY(K_TARGET);
+    lua_rawget(L, -3);
+    lua_rawset(L, -3);
   }
+  KEY(K_VERSION);
   if (p->http_major == 1 && p->http_minor <= 1)
     lua_pushstring(L, versions[p->http_minor]);
   else
     lua_pushfstring(L, "%d.%d", (int)p->http_major, (int)p->http_minor);
-  lua_setfield(L, -2, "version");
+  lua_rawset(L, -3);
+  KEY(K_HEADERS);
   lua_createtable(L, 0, ps->nfields);
   for (i = 0; i < ps->nfields; i++) {
     Field *f = &ps->fields[i];
@@ -261,28 +289,33 @@ static void pushrequest (lua_State *L, Parser *ps) {
   }
   lua_getiuservalue(L, 1, 1);      /* the Headers metatable */
   lua_setmetatable(L, -2);
-  lua_setfield(L, -2, "headers");
-  /* all set, so that reading them never reaches the metatable */
-  lua_pushboolean(L, http_should_keep_alive(p));
-  lua_setfield(L, -2, "_keep");
-  lua_pushboolean(L, hasbody(p));
-  lua_setfield(L, -2, "_body");
-  if (hasbody(p) && !(p->flags & F_CHUNKED))
-    lua_pushinteger(L, (lua_Integer)p->content_length);
-  else
-    lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "_length");
-  lua_pushboolean(L, p->upgrade);
-  lua_setfield(L, -2, "_upgrade");
+  lua_rawset(L, -3);
   lua_getiuservalue(L, 1, 2);      /* the Request metatable */
   lua_setmetatable(L, -2);
 }
 
-/* parser:head(s, pos) -> request, pos, complete | nil, pos (more needed)
-** | false, status, message. complete: the request has no body (or it was
-** all in s). */
+/* What the connection needs to know of the request (results 4 to 7 of
+** parser:head): keep (the connection may go on after it), body (one
+** follows the head), length (the body's Content-Length, or false when
+** chunked or none), upgrade. */
+static void pushframing (lua_State *L, Parser *ps) {
+  http_parser *p = &ps->p;
+  int body = hasbody(p);
+  lua_pushboolean(L, http_should_keep_alive(p));
+  lua_pushboolean(L, body);
+  if (body && !(p->flags & F_CHUNKED))
+    lua_pushinteger(L, (lua_Integer)p->content_length);
+  else
+    lua_pushboolean(L, 0);
+  lua_pushboolean(L, p->upgrade);
+}
+
+/* parser:head(s, pos) -> request, pos, complete, keep, body, length,
+** upgrade | nil, pos (more needed) | false, status, message. complete:
+** the request has no body (or it was all in s); the rest as pushframing
+** says. */
 static int parser_head (lua_State *L) {
-  Parser *ps = checkparser(L, 1);
+  Parser *ps = selfparser(L);
   long n;
   if (ps->msgdone) {               /* a new request */
     ps->msgdone = ps->headdone = 0;
@@ -304,14 +337,15 @@ static int parser_head (lua_State *L) {
   pushrequest(L, ps);
   lua_pushinteger(L, lua_tointeger(L, 3) + n);
   lua_pushboolean(L, ps->msgdone);
-  return 3;
+  pushframing(L, ps);
+  return 7;
 }
 
 /* parser:body(s, pos) -> data | nil, pos, done | false, status, message:
 ** the body data in s from pos (nil if none), the position after it, and
 ** whether the request has ended. */
 static int parser_body (lua_State *L) {
-  Parser *ps = checkparser(L, 1);
+  Parser *ps = selfparser(L);
   long n;
   ps->npieces = 0;
   if (ps->msgdone) {
@@ -401,9 +435,13 @@ static const luaL_Reg parser_meta[] = {
 
 /* Register the parser's type; push its constructor. */
 void tide__open_httpparser (lua_State *L) {
+  int i;
   luaL_newmetatable(L, TIDE_HTTPPARSER);
   luaL_setfuncs(L, parser_meta, 0);
-  luaL_newlib(L, parser_methods);
+  luaL_newlibtable(L, parser_methods);
+  lua_pushvalue(L, -2);
+  for (i = 0; i < K_COUNT - K_META; i++) lua_pushstring(L, keys[i]);
+  luaL_setfuncs(L, parser_methods, K_COUNT);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_pushcfunction(L, http_parser_new);

@@ -453,7 +453,7 @@ describe("with nginx", function ()
     local f = assert(io.open(d .. "/www/page.txt", "w"))
     f:write(("nginx page\n"):rep(500))
     f:close()
-    nginx.port, nginx.tls = freeport(), freeport()
+    nginx.port, nginx.tls, nginx.h2 = freeport(), freeport(), freeport()
     f = assert(io.open(d .. "/nginx.conf", "w"))
     f:write(([[
 daemon off; master_process off; worker_processes 1;
@@ -465,6 +465,14 @@ http {
   fastcgi_temp_path %s/tmp; uwsgi_temp_path %s/tmp; scgi_temp_path %s/tmp;
   keepalive_requests 100000;
   gzip on; gzip_types text/plain; gzip_min_length 0;
+  log_format conns '$connection $server_protocol $status';
+  server {
+    listen 127.0.0.1:%d ssl http2;
+    access_log %s/h2.log conns;
+    ssl_certificate %s/srv.pem; ssl_certificate_key %s/srv.key;
+    root %s/www;
+    default_type text/plain;
+  }
   server {
     listen 127.0.0.1:%d;
     listen 127.0.0.1:%d ssl http2;
@@ -473,7 +481,7 @@ http {
     default_type text/plain;
   }
 }
-]]):gsub("%%s", d):format(nginx.port, nginx.tls))
+]]):gsub("%%s", d):format(nginx.h2, nginx.port, nginx.tls))
     f:close()
     os.execute(("env -u LD_PRELOAD timeout 600 nginx -p %s -c %s/nginx.conf -e %s/error.log "
                 .. ">%s/out.log 2>&1 &"):format(d, d, d, d))
@@ -597,6 +605,49 @@ http {
     assert.equal(0, code, out)
     local took = tonumber(out:match("^(%S+)"))
     assert.is_true(took >= 0.5 and took < 0.95, out)   -- not 1 s or more
+  end)
+
+  it("multiplexes 300 requests at once to an HTTP/2 origin on one connection", function ()
+    -- A fresh program (no connection to the origin yet) starts them all at
+    -- once; nginx logs each request with the number of its connection.
+    -- (curl alone opened a connection for each request past its 100
+    -- streams, and often for each one while the first was being made.)
+    local log = nginx.dir .. "/h2.log"
+    local script = nginx.dir .. "/mux.lua"
+    local f = assert(io.open(script, "w"))
+    f:write([[
+local url, cafile = ...
+local fns = {}
+for i = 1, 300 do
+  fns[i] = function ()
+    local res = assert(tide.http.get(url, { cafile = cafile }))
+    assert(res.version == "2", res.version)
+    return #res:body()
+  end
+end
+local sizes = { tide.gather(table.unpack(fns)) }
+assert(#sizes == 300)
+for i = 1, 300 do assert(sizes[i] == 5500) end
+print("ok")
+]])
+    f:close()
+    assert(io.open(log, "w")):close()
+    local out, code = sh(("%s %s %s %s"):format(TIDE, script,
+      ("https://localhost:%d/page.txt"):format(nginx.h2), nginx.dir .. "/ca.pem"))
+    assert.equal(0, code, out)
+    assert.matches("ok", out)
+    local conns, n = {}, 0
+    for line in io.lines(log) do
+      local conn, proto, status = line:match("^(%d+) (%S+) (%d+)$")
+      assert.equal("HTTP/2.0", proto, line)
+      assert.equal("200", status, line)
+      conns[conn] = true
+      n = n + 1
+    end
+    assert.equal(300, n)
+    local count = 0
+    for _ in pairs(conns) do count = count + 1 end
+    assert.equal(1, count)
   end)
 
   it("runs 200 requests at once", async(function ()

@@ -127,6 +127,35 @@ describe("tide.http.serve", function ()
     end)
   end))
 
+  it("answers 50 pipelined requests in order, a short and a slow one among them", async(function ()
+    -- (answers wait while more requests are already read, and go out
+    -- together: 16 at most, before any read, write or close)
+    serving(function (req)
+      if req.path == "/slow" then tide.sleep(0.05) end
+      if req.path == "/post" then return 200, nil, "got " .. req:body() end
+      return 200, nil, req.path
+    end, nil, function (port)
+      local s = connect(port)
+      local reqs, want = {}, {}
+      for i = 1, 50 do
+        local path = i == 20 and "/slow" or i == 30 and "/post" or "/" .. i
+        want[i] = path == "/post" and "got abc" or path
+        reqs[i] = path == "/post"
+          and "POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+          or ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n"):format(path)
+      end
+      reqs[50] = "GET /50 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+      s:write(table.concat(reqs))
+      for i = 1, 50 do
+        local status, _, body = response(s)
+        assert.equal(200, status)
+        assert.equal(want[i], body)
+      end
+      assert.is_nil(s:read())
+      s:close()
+    end)
+  end))
+
   it("sends 100 Continue before reading a body the client waits to send", async(function ()
     serving(function (req) return 200, nil, "got " .. req:body() end, nil, function (port)
       local s = connect(port)

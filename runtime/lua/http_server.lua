@@ -7,13 +7,15 @@ local tide, sched = ...
 
 local http = tide.http
 local newparser, respond, frame = http._parser, http._response, http._chunk
-http._parser, http._response, http._chunk = nil, nil, nil
+local quick = http._quick
+http._parser, http._response, http._chunk, http._quick = nil, nil, nil, nil
 
 local getmetatable, next, pairs, pcall, rawget, setmetatable, tonumber,
       tostring, type, xpcall =
       getmetatable, next, pairs, pcall, rawget, setmetatable, tonumber,
       tostring, type, xpcall
-local concat, lower, char = table.concat, string.lower, string.char
+local concat, lower, char, unpack =
+      table.concat, string.lower, string.char, table.unpack
 local huge, tointeger = math.huge, math.tointeger
 local now, sleep, spawn = tide.now, tide.sleep, tide.spawn
 local traceback = debug.traceback
@@ -77,6 +79,31 @@ end
 
 local CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n"
 
+-- Responses to pipelined requests wait in c.out (c.nout of them, each
+-- small) while more requests are already read, and go in one write:
+-- before anything else is written or read, and when the connection ends.
+local OUTMAX, OUTSMALL = 16, 4096
+
+-- Write what waits in c.out: true | nil, message, code.
+local function flush (c)
+  local n = c.nout
+  if n == 0 then return true end
+  c.nout = 0
+  local out, limit = c.out, c.limit
+  c.limit, c.mark = c.srv.write_timeout, c.mark + 1
+  local ok, err, code = c.write(c.s, unpack(out, 1, n))
+  c.limit, c.mark = limit, c.mark + 1
+  for i = 1, n do out[i] = nil end
+  if not ok then
+    c.broken = true
+    if c.timedout then
+      return nil, "response write timed out", "ETIMEDOUT"
+    end
+    return nil, err, code
+  end
+  return true
+end
+
 -- The next piece of the body of c's current request, nil at its end, or
 -- nil, message, code.
 local function nextpiece (c)
@@ -100,14 +127,16 @@ local function nextpiece (c)
       return data
     end
     if done then return nil end
+    local ok, err, code = flush(c)
+    if not ok then return nil, err, code end
     if c.expect and not c.started then
       c.expect = false
-      local ok, err, code = s:write(CONTINUE)
+      ok, err, code = s:write(CONTINUE)
       if not ok then return nil, err, code end
     end
-    c.deadline = now() + c.srv.body_timeout
+    c.limit, c.mark = c.srv.body_timeout, c.mark + 1
     local more, err, code = s:read()
-    c.deadline = nil
+    c.limit, c.mark = false, c.mark + 1
     if not more then
       c.broken = true
       if err == nil or c.timedout then
@@ -179,7 +208,7 @@ end
 local DRAIN = 64 * 1024
 
 local function drain (c, req)
-  if c.bodydone or c.expect or c.bad or (req._length or 0) > DRAIN then
+  if c.bodydone or c.expect or c.bad or (c.length or 0) > DRAIN then
     return
   end
   local left = DRAIN - c.received
@@ -191,9 +220,9 @@ local function drain (c, req)
 end
 
 -- Whether the connection must close after this response.
-local function closing (c, req)
-  return not req._keep or c.srv.closed or (req._body and not c.bodydone)
-         or req._upgrade or c.bad ~= nil
+local function closing (c)
+  return not c.keep or c.srv.closed or (c.hasbody and not c.bodydone)
+         or c.upgrade or c.bad
 end
 
 local nobody = { [204] = true, [304] = true }
@@ -257,10 +286,14 @@ end
 -- Write to the client; a client that takes none of it for write_timeout
 -- seconds has its connection closed by the sweep.
 local function send (c, data)
-  local d = c.deadline
-  c.deadline = now() + c.srv.write_timeout
-  local ok, err, code = c.s:write(data)
-  c.deadline = d
+  if c.nout > 0 then
+    local ok, err, code = flush(c)
+    if not ok then return nil, err, code end
+  end
+  local limit = c.limit
+  c.limit, c.mark = c.srv.write_timeout, c.mark + 1
+  local ok, err, code = c.write(c.s, data)
+  c.limit, c.mark = limit, c.mark + 1
   if not ok then
     c.broken = true
     if c.timedout then
@@ -291,10 +324,10 @@ local function start (res, length, body)
   local c, req = res._c, res._req
   local status = res._status or 200
   if nobody[status] or status < 200 then length, body = -2, nil end
-  local close = closing(c, req)
+  local close = closing(c)
   if length == -2 and status >= 200 and not nobody[status] then close = true end
   if not close and req.version == "1.0" then keepalive(res) end
-  local data, closes = respond(status, res._h, length, body, close,
+  local data, closes = respond(status, res._h or nil, length, body, close,
                                req.method == "HEAD")
   c.close = closes
   c.started = true
@@ -365,7 +398,7 @@ function Response:finish (body)
     -- the client sees a body cut short rather than waiting for the rest.
     self._sent = (self._sent or 0) + extra
     c.close = true
-    self._req._keep = false
+    c.keep = false
     if not c.started then start(self, length, body)
     elseif extra > 0 then send(c, body) end
     c.close = true
@@ -466,15 +499,18 @@ local function returned (status, headers, body)
 end
 
 -- One request: its handler's response, finished. Returns whether the
--- connection goes on.
-local function serve_request (c, req, complete)
+-- connection goes on. complete, keep, body, length, upgrade: as
+-- parser:head says.
+local function serve_request (c, req, complete, keep, hasbody, length,
+                              upgrade)
   local srv = c.srv
   req._c = c
-  c.started, c.close, c.bad, c.rest, c.received = false, false, nil, nil, 0
-  c.bodydone = complete
+  c.started, c.close, c.bad, c.rest, c.received = false, false, false, false, 0
+  c.bodydone, c.keep, c.hasbody, c.length, c.upgrade =
+    complete, keep, hasbody, length, upgrade
   c.expect = false
-  if req._body then
-    local len = req._length
+  if hasbody then
+    local len = length
     if len and len > srv.max_body then
       refuse(c, 413, "request body too large")
       return false
@@ -482,14 +518,51 @@ local function serve_request (c, req, complete)
     local e = rawget(req.headers, "expect")
     c.expect = e ~= nil and lower(e) == "100-continue"
   end
-  local res = setmetatable({ _c = c, _req = req }, Response)
-  local ok, status, headers, body = xpcall(srv.handler, handlererror, req, res)
-  if not ok then
-    if tide.iscancelled(status) then return false end
-    report(srv.fname, status)
-    if c.started then return false end
-    refuse(c, 500, "internal server error")
-    return false
+  -- (its fields made at once: adding them one by one would grow the
+  -- table twice per request)
+  local res = setmetatable({ _c = c, _req = req, _status = false,
+                             _finished = false, _chunked = false,
+                             _h = false, _length = nil, _sent = nil },
+                           Response)
+  -- (an error here, the handler's or not, is the connection's: see
+  -- connection)
+  local status, headers, body = srv.handler(req, res)
+  -- The common case first, in few steps: a status and perhaps a body
+  -- returned, no fields, nothing started, no request body, a response
+  -- with a body; the checks and the outcome as those below.
+  -- (quick checks the status and the body: nothing when they are not
+  -- of that kind)
+  if headers == nil
+     and not (c.started or res._finished or c.bad or c.broken or c.hasbody)
+  then
+    local close = not c.keep or srv.closed or c.upgrade
+    if close or req.version ~= "1.0" then
+      local data, closes = quick(status, body, close, req.method == "HEAD")
+      if data then
+        res._status, res._finished = status, true
+        c.close, c.started = closes, true
+        local n = c.nout
+        if c.pos <= #c.buf and not closes and n < OUTMAX
+           and #data <= OUTSMALL then    -- more requests read: wait
+          n = n + 1
+          c.out[n], c.nout = data, n
+          return true
+        end
+        -- (send, inline; with what waits, in one write)
+        c.limit, c.mark = srv.write_timeout, c.mark + 1
+        local ok
+        if n == 0 then ok = c.write(c.s, data)
+        else
+          local out = c.out
+          out[n + 1], c.nout = data, 0
+          ok = c.write(c.s, unpack(out, 1, n + 1))
+          for i = 1, n + 1 do out[i] = nil end
+        end
+        c.limit, c.mark = false, c.mark + 1
+        if not ok then c.broken = true return false end
+        return not closes
+      end
+    end
   end
   if c.broken then return false end
   if c.upgraded then return false end
@@ -511,7 +584,7 @@ local function serve_request (c, req, complete)
     end
     return not c.close and not c.broken
   end
-  if req._body then drain(c, req) end
+  if c.hasbody then drain(c, req) end
   if status == nil and (headers ~= nil or body ~= nil) then
     status = res._status or 200
   end
@@ -549,9 +622,58 @@ end
 
 local IDLE, HEAD, BUSY = 0, 1, 2
 
+-- The requests of a connection, one after the other.
+local function serve_loop (srv, s, c, p)
+  local read, head = s.read, p.head
+  local buf, pos = "", 1
+  while true do
+    local req, npos, complete, keep, body, length, upgrade
+    if pos <= #buf then
+      req, npos, complete, keep, body, length, upgrade = head(p, buf, pos)
+      if req == nil and c.state == IDLE then     -- a head begun, not ended
+        c.state, c.limit, c.mark = HEAD, srv.header_timeout, c.mark + 1
+      end
+    elseif c.state == IDLE then                  -- waiting for a request
+      if srv.closed and c.served then return end
+      c.limit, c.mark = srv.idle_timeout, c.mark + 1
+    end
+    if req then
+      c.buf, c.pos, c.state, c.limit = buf, npos, BUSY, false
+      if not serve_request(c, req, complete, keep, body, length, upgrade) then
+        return
+      end
+      c.served = true
+      if srv.closed then return end
+      buf, pos, c.state = c.buf, c.pos, IDLE
+    elseif req == nil then
+      if c.nout > 0 then           -- (as busy: a graceful close waits)
+        local state = c.state
+        c.state = BUSY
+        if not flush(c) then return end
+        c.state = state
+      end
+      local data = read(s)
+      if not data then return end
+      buf, pos = data, 1
+    else
+      refuse(c, npos, npos == 431 and "request header fields too large"
+                      or "bad request: " .. tostring(complete))
+      return
+    end
+  end
+end
+
 local function connection (srv, s)
+  -- (every field there from the start, so that setting one is never
+  -- adding it)
   local c = { s = s, srv = srv, buf = "", pos = 1, state = IDLE,
-              received = 0 }
+              received = 0, limit = false, mark = 0, seen = -1, since = 0,
+              write = s.write, started = false,
+              close = false, bad = false, badmsg = false, rest = false,
+              bodydone = false, expect = false, broken = false,
+              timedout = false, upgraded = false, keep = false, served = false,
+              hasbody = false, length = false, upgrade = false, p = false,
+              out = {}, nout = 0 }
   local p = newparser(srv.max_header, Headers, Request)
   c.p = p
   local conns = srv.conns
@@ -563,46 +685,43 @@ local function connection (srv, s)
   -- TLS: the handshake first, within header_timeout; a connection whose
   -- handshake fails is dropped, as tide.tls.serve drops it.
   if srv.tls and not tide.tls.wrap(s, srv.tls) then return end
-  c.deadline = now() + srv.header_timeout
-  local buf, pos = "", 1
-  while true do
-    local req, npos, complete = p:head(buf, pos)
-    if req then
-      c.buf, c.pos, c.state, c.deadline = buf, npos, BUSY, nil
-      if not serve_request(c, req, complete) then return end
-      c.served = true
-      if srv.closed then return end
-      buf, pos, c.state = c.buf, c.pos, IDLE
-    elseif req == nil then
-      if c.state == IDLE then
-        if srv.closed and c.served then return end
-        c.deadline = now() + srv.idle_timeout
-      end
-      local data = s:read()
-      if not data then return end
-      if c.state == IDLE then
-        c.state, c.deadline = HEAD, now() + srv.header_timeout
-      end
-      buf, pos = data, 1
-    else
-      refuse(c, npos, npos == 431 and "request header fields too large"
-                      or "bad request: " .. tostring(complete))
-      return
-    end
-  end
+  c.limit, c.mark = srv.header_timeout, c.mark + 1
+  c.write = s.write
+  -- One protected call for all the requests, not one each: an error while
+  -- a request is served (its handler's, or in answering it) is reported,
+  -- gets a 500 if nothing was sent, and ends the connection, as it always
+  -- did; any other goes on as it came.
+  local ok, err = xpcall(serve_loop, function (e)
+    if c.state ~= BUSY or tide.iscancelled(e) then return e end
+    return handlererror(e)
+  end, srv, s, c, p)
+  if c.nout > 0 then pcall(flush, c) end    -- the answers already made
+  if ok then return end
+  if c.state ~= BUSY then error(err, 0) end
+  if tide.iscancelled(err) then return end
+  report(srv.fname, err)
+  if not c.started then refuse(c, 500, "internal server error") end
 end
 
--- The connections past their deadline (header, idle, body) are closed:
--- their task sees its stream closed.
+-- The connections past their time limit (header, idle, body, write) are
+-- closed: their task sees its stream closed. A connection sets its limit
+-- (or false) and counts a change in mark at each step; the sweep notes
+-- when it first sees a mark, and closes the connection once the limit has
+-- passed since: never before it, at most two sweeps after. (No clock is
+-- read on a request's path.)
 local function sweep (srv, every)
   while true do
     sleep(every)
     local t = now()
     for c in pairs(srv.conns) do
-      local d = c.deadline
-      if d and d <= t then
-        c.timedout = true
-        c.s:close()
+      local limit = c.limit
+      if limit then
+        if c.seen ~= c.mark then
+          c.seen, c.since = c.mark, t
+        elseif t - c.since >= limit then
+          c.timedout = true
+          c.s:close()
+        end
       end
     end
   end

@@ -16,6 +16,7 @@
 
 static lua_State *L;
 static int parserref;
+static int headref, bodyref;       /* the methods, as Lua gets them */
 
 enum { HEAD, BODY };
 
@@ -23,7 +24,7 @@ enum { HEAD, BODY };
 ** stack above top; their count. */
 static int call (int what, const char *s, size_t len, size_t pos) {
   int top = lua_gettop(L);
-  lua_pushcfunction(L, what == HEAD ? parser_head : parser_body);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, what == HEAD ? headref : bodyref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, parserref);
   lua_pushlstring(L, s, len);
   lua_pushinteger(L, (lua_Integer)pos);
@@ -60,7 +61,13 @@ static int field (int req, const char *k, int type) {
   return t;
 }
 
-/* The request at idx: its fields; whether it has a body, and its length
+static void check_type (int idx, int type, const char *what) {
+  if (lua_type(L, idx) != type)
+    fail("%s is a %s", what, luaL_typename(L, idx));
+}
+
+/* The request at idx, followed by complete, keep, body, length, upgrade:
+** its fields and those results; whether it has a body, and its length
 ** (-1: chunked). */
 static int check_request (int idx, lua_Integer *length) {
   int req = lua_absindex(L, idx), body, top = lua_gettop(L);
@@ -88,15 +95,18 @@ static int check_request (int idx, lua_Integer *length) {
       if (name[i] >= 'A' && name[i] <= 'Z') fail("a header name in capitals");
     lua_pop(L, 1);
   }
-  field(req, "_keep", LUA_TBOOLEAN);
-  body = (field(req, "_body", LUA_TBOOLEAN), lua_toboolean(L, -1));
-  field(req, "_upgrade", LUA_TBOOLEAN);
-  if (field(req, "_length", LUA_TNONE) == LUA_TNUMBER) {
-    *length = lua_tointeger(L, -1);
+  check_type(req + 2, LUA_TBOOLEAN, "complete");
+  check_type(req + 3, LUA_TBOOLEAN, "keep");
+  check_type(req + 4, LUA_TBOOLEAN, "body");
+  body = lua_toboolean(L, req + 4);
+  check_type(req + 6, LUA_TBOOLEAN, "upgrade");
+  if (lua_type(L, req + 5) == LUA_TNUMBER) {
+    *length = lua_tointeger(L, req + 5);
     if (!body || *length <= 0) fail("a length %lld, body %d",
                                     (long long)*length, body);
   }
-  else if (lua_toboolean(L, -1)) fail("req._length is true");
+  else if (lua_type(L, req + 5) != LUA_TBOOLEAN || lua_toboolean(L, req + 5))
+    fail("length is not false or a number");
   else *length = -1;
   lua_settop(L, top);
   return body;
@@ -107,6 +117,13 @@ int LLVMFuzzerInitialize (int *argc, char ***argv) {
   L = luaL_newstate();
   tide__open_httpparser(L);
   lua_pop(L, 1);
+  luaL_getmetatable(L, TIDE_HTTPPARSER);
+  lua_getfield(L, -1, "__index");
+  lua_getfield(L, -1, "head");
+  headref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, -1, "body");
+  bodyref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 2);
   return 0;
 }
 
@@ -152,11 +169,11 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
         pos = len + 1;
       }
       else {
-        if (n != 3) fail("head: a request and %d values", n - 1);
-        npos = check_pos(-2, pos, len);
-        if (!check_request(-3, &length) && !lua_toboolean(L, -1))
+        if (n != 7) fail("head: a request and %d values", n - 1);
+        npos = check_pos(-6, pos, len);
+        if (!check_request(-7, &length) && !lua_toboolean(L, -5))
           fail("a request without a body not complete");
-        if (!lua_toboolean(L, -1)) state = BODY, received = 0;
+        if (!lua_toboolean(L, -5)) state = BODY, received = 0;
         pos = npos;
       }
     }
