@@ -269,8 +269,25 @@ static void med_free (void *p, size_t size) {
   medkept += size;
 }
 
+/* Out of memory: what is kept goes back to glibc first. */
+static void med_flush (void) {
+  unsigned c;
+  for (c = 0; c < NMED; c++)
+    while (med[c] != NULL) {
+      Med *m = med[c];
+      med[c] = m->next;
+      free(m);
+    }
+  medkept = 0;
+}
+
 static void *big_alloc (size_t n) {
-  return n <= MAXMED ? med_alloc(n) : malloc(n);
+  void *p = n <= MAXMED ? med_alloc(n) : malloc(n);
+  if (p == NULL && medkept > 0) {
+    med_flush();
+    p = malloc(n);
+  }
+  return p;
 }
 
 static void big_free (void *p, size_t osize) {
@@ -294,7 +311,13 @@ static void *heap_alloc (void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if (s && nsize <= MAXSMALL && (nsize - 1) / STEP == s->cls)
     return ptr;
-  if (!s && nsize > MAXSMALL) return realloc(ptr, nsize);
+  if (!s && nsize > MAXSMALL) {
+    if ((p = realloc(ptr, nsize)) == NULL && medkept > 0) {
+      med_flush();
+      p = realloc(ptr, nsize);
+    }
+    return p;
+  }
   p = nsize <= MAXSMALL ? small_alloc(nsize) : big_alloc(nsize);
   if (p == NULL) return NULL;
   memcpy(p, ptr, osize < nsize ? osize : nsize);
