@@ -50,11 +50,13 @@ BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_pat
            http_server http_server_parser \
            tls tls_context tls_engine tls_error tls_load socket
 BINDINGS += workers
+BINDINGS += stream_read stream_write stream_layer
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o $(BUILD)/obj/http_parser.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h \
            bindings/http_client.h bindings/tls.h bindings/tls_api.h
 HEADERS += runtime/sync.h bindings/http_server.h
+HEADERS += bindings/stream.h
 
 # Outside the dynamic linker's own directories, programs built with
 # `pkg-config --libs tide` find libtide.so through an rpath.
@@ -184,7 +186,7 @@ fuzz: deps
 fuzzers: $(FUZZERS:%=$(BUILD)/fuzz_%)
 
 # A harness may include the file it tests (for its static functions).
-$(BUILD)/fuzz_%: spec/fuzz/%.c spec/fuzz/fuzz.h bindings/stream.c \
+$(BUILD)/fuzz_%: spec/fuzz/%.c spec/fuzz/fuzz.h bindings/stream_read.c bindings/stream.h \
                  bindings/work.c bindings/http_server_parser.c runtime/main.c $(BUILD)/libtide.a \
                  $(BUILD)/obj/heap.o $(BUILD)/obj/repl.o $(BUILD)/obj/repl_lua.o
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/obj/heap.o \

@@ -264,6 +264,45 @@ static void burst_end (tide_Runtime *rt, lua_State *L) {
   if (pause != BURST_PAUSE && pause >= 0) lua_gc(L, LUA_GCSETPAUSE, pause);
 }
 
+/* ---- The young generation's floor ---------------------------------------
+** In generational mode a minor collection comes each time the program has
+** allocated genminormul % (20) of the heap, and its cost hardly depends on
+** the garbage: it walks every coroutine's stack and what changed since the
+** last one. A small heap that takes in big short-lived strings paid it
+** often: the echo server with 16 KiB messages (a heap of 130 KiB) made a
+** minor collection per two messages, more instructions than the rest of
+** its work outside the copy. So while the heap is under YOUNG_MIN * 5 the
+** multiplier grows for a minor collection to wait for YOUNG_MIN bytes (up
+** to 255 %, the most Lua keeps), and the major multiplier with it (a
+** major collection comes once the heap grew that much: the young
+** generation must not count as old). Looked at every 64 resumes; set when
+** the heap's size class (a power of two) changes, and set back to Lua's
+** 20 and 100 as the heap leaves the small classes. Setting them would
+** switch a collector in incremental mode to generational: a runtime whose
+** collector is found in incremental mode puts it back (after the full
+** collection the switch made, once) and leaves it be. Parameters a program
+** gave collectgarbage("generational") give way to these while its heap is
+** small. */
+#define YOUNG_MIN 1024             /* KiB */
+#define GC_EVERY 64                /* resumes between looks */
+
+static void young_floor (tide_Runtime *rt, lua_State *L) {
+  int kb = lua_gc(L, LUA_GCCOUNT), class = 0, least, minor;
+  if (kb < 0) return;              /* in a finalizer: not now */
+  while (kb >> class) class++;     /* kb < 2^class */
+  if (class == rt->gcclass) return;
+  rt->gcclass = class;
+  least = class > 0 ? 1 << (class - 1) : 0;
+  minor = least <= YOUNG_MIN * 100 / 255 ? 255 : YOUNG_MIN * 100 / least;
+  if (minor < 20) minor = 20;
+  if (minor == (rt->gcminor ? rt->gcminor : 20)) return;
+  rt->gcminor = minor;
+  if (lua_gc(L, LUA_GCGEN, minor, minor + 80) == LUA_GCINC) {
+    lua_gc(L, LUA_GCINC, 0, 0, 0);
+    rt->gcclass = -1;              /* never again */
+  }
+}
+
 void tide__taskrun (tide_Runtime *rt, Task *t) {
   lua_State *co = t->co;
   int nargs = 0, nres, status, timed = rt->debug;
@@ -295,6 +334,8 @@ void tide__taskrun (tide_Runtime *rt, Task *t) {
   status = lua_resume(co, NULL, nargs, &nres);
   if (timed) tide__famineend(rt, t);
   rt->current = prev;
+  if (++rt->gcticks % GC_EVERY == 0 && rt->gcclass >= 0)
+    young_floor(rt, rt->cbL);
   if (rt->nspawned >= BURST) burst_end(rt, rt->cbL);
   rt->nspawned = 0;
   if (status == LUA_YIELD) {

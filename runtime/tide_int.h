@@ -150,6 +150,9 @@ struct tide_Runtime {
   uint32_t ntimed;         /* tasks in the timer lists */
   uint32_t nspawned;       /* tasks spawned since a task was last resumed */
   int gcpause;             /* the collector's pause before a burst */
+  int gcclass, gcminor;    /* sched.c's young floor: the heap's size class
+                              (-1: off), the minor multiplier it set */
+  uint32_t gcticks;        /* resumes, for the young floor's looks */
   tide_TimerList *lastlist;/* the list the last timed wait went in */
   int debug;               /* famine detection on */
   double famine;           /* seconds a resume may take before a report */

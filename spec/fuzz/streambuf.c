@@ -1,12 +1,13 @@
 /*
 ** streambuf.c: libFuzzer harness for the read buffer of tide.Stream
-** without a loop: bindings/stream.c is compiled in, and the input plays
-** libuv (alloc_cb and read_cb with the bytes, the end of the stream or an
-** error) between the reads (read_try for read, read_exactly, read_until
-** and a line, with any maximum) and the hand-over (tide__streamtake). Each
-** outcome, waiting included, is checked against a plain model.
+** without a loop: bindings/stream_read.c is compiled in (the rest of the
+** stream comes from the library), and the input plays libuv (alloc_cb and
+** read_cb with the bytes, the end of the stream or an error) between the
+** reads (read_try for read, read_exactly, read_until and a line, with any
+** maximum) and the hand-over (tide__streamtake). Each outcome, waiting
+** included, is checked against a plain model.
 */
-#include "../../bindings/stream.c"
+#include "../../bindings/stream_read.c"
 
 #include "fuzz.h"
 
