@@ -8,7 +8,8 @@ BUILD   ?= build
 
 PKGS     = lua5.4 libuv libedit openssl
 DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev libedit-dev lua5.4 lua-busted valgrind tmux \
-           python3 curl libcurl4-openssl-dev nginx openssl libhttp-parser-dev libssl-dev wrk
+           python3 curl libcurl4-openssl-dev nginx openssl libhttp-parser-dev libssl-dev wrk \
+           luarocks
 BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time wrk nginx libnginx-mod-http-lua \
             python3-aiohttp lua-http
 
