@@ -22,6 +22,10 @@ typedef struct Load {
 #define RQ_PACKAGE  lua_upvalueindex(2)  /* package, as ll_require's */
 #define RQ_LOADING  lua_upvalueindex(3)  /* [name] = its Load */
 
+/* The entries of all the tables of loads in the process: while it is 0,
+** require of a loaded module takes a path as short as Lua's. */
+static int nloads;
+
 /* require's stack: ll_require's first two slots, then its own. */
 enum { S_NAME = 1, S_LOADED, S_GUARD, S_SEARCHERS, S_MSG };
 
@@ -36,7 +40,7 @@ enum { K_WAITED, K_SEARCHER, K_LOADER };
 static int require_k (lua_State *L, int status, lua_KContext ctx);
 static int tide_require (lua_State *L);
 
-/* ---- Loads in progress ---------------------------------------------------- */
+/* ------------------------------------------------------------------------- */
 
 /* __close of a Load, at the end of its require however it ends: it is no
 ** longer in progress, and the tasks waiting for it run require again. */
@@ -50,6 +54,7 @@ static int load_close (lua_State *L) {
     lua_pop(L, 1);
     lua_pushnil(L);                /* removing a key never allocates */
     lua_rawset(L, -3);
+    __atomic_sub_fetch(&nloads, 1, __ATOMIC_RELAXED);
   }
   tide__wakeall(&ld->waiters);     /* through the ready queue */
   return 0;
@@ -134,9 +139,10 @@ static void guard (lua_State *L, Task *t) {
   lua_pushvalue(L, S_NAME);
   lua_pushvalue(L, S_GUARD);
   lua_rawset(L, RQ_LOADING);
+  __atomic_add_fetch(&nloads, 1, __ATOMIC_RELAXED);
 }
 
-/* ---- require -------------------------------------------------------------- */
+/* ------------------------------------------------------------------------- */
 
 /* The loader returned its result: as ll_require, LOADED[name] is it, or
 ** true when neither it nor the loader set one; the waiters are let go
@@ -215,32 +221,15 @@ static int require_k (lua_State *L, int status, lua_KContext ctx) {
   }
 }
 
-/* Is any module being loaded by a task? */
-static int loading (lua_State *L) {
-  lua_pushnil(L);
-  if (lua_next(L, RQ_LOADING) == 0) return 0;
-  lua_pop(L, 2);
-  return 1;
-}
-
-/* require(name): ll_require's, the same steps and messages. In the running
-** task's own thread, searchers and loader may wait; elsewhere they run as
-** under Lua's require, where they cannot. */
-static int tide_require (lua_State *L) {
-  tide_Runtime *rt;
-  Task *t;
-  Load *ld;
+/* The module is not loaded, or a task is loading one: LOADED[name] at
+** the top. Wait for another task's load of it, or load it. */
+static int require_load (lua_State *L) {
+  tide_Runtime *rt = lua_touserdata(L, RQ_RT);
+  Task *t = rt->closing ? NULL : rt->current;
   lua_KContext ctx = 1 << K_SHIFT;
-  const char *name = luaL_checkstring(L, 1);
-  lua_settop(L, 1);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, S_LOADED, name);
-  if (lua_toboolean(L, -1) && !loading(L))
-    return 1;
-  rt = lua_touserdata(L, RQ_RT);
-  t = rt->closing ? NULL : rt->current;
-  if ((ld = inprogress(L, t)) != NULL)   /* even if it set LOADED[name] */
-    return wait_load(L, rt, t, ld);      /* itself already */
+  Load *ld = inprogress(L, t);
+  if (ld != NULL)                  /* even if it set LOADED[name] itself */
+    return wait_load(L, rt, t, ld);
   if (lua_toboolean(L, -1))
     return 1;
   lua_pop(L, 1);
@@ -259,6 +248,19 @@ static int tide_require (lua_State *L) {
     return luaL_error(L, "'package.searchers' must be a table");
   lua_pushliteral(L, "");
   return search(L, ctx);
+}
+
+/* require(name): ll_require's, the same steps and messages. In the running
+** task's own thread, searchers and loader may wait; elsewhere they run as
+** under Lua's require, where they cannot. */
+static int tide_require (lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, S_LOADED, name);
+  if (lua_toboolean(L, -1) && __atomic_load_n(&nloads, __ATOMIC_RELAXED) == 0)
+    return 1;
+  return require_load(L);
 }
 
 /* Stack: tide, private, runtime. Put tide's require in place of Lua's
