@@ -1,16 +1,20 @@
 -- tide as a rock: the module for stock Lua 5.4 (tide.so) and the tide
 -- command. `luarocks --lua-version=5.4 make` in the source tree builds them
 -- with the Makefile, which finds Lua 5.4's headers and libuv through
--- pkg-config as `make` does; `luarocks install tide` fetches the release
--- from source.url and does the same.
+-- pkg-config as `make` does; `luarocks install` fetches the source archive
+-- that source.url names and does the same.
 rockspec_format = "3.0"
 package = "tide"
 version = "0.1.0-1"
 
 source = {
-   -- the release's archive; `luarocks make` builds the tree it runs in
-   url = "git+https://github.com/tide-lua/tide.git",
-   tag = "v0.1.0",
+   -- The release archive (git archive --prefix=tide-0.1.0/ -o
+   -- tide-0.1.0.tar.gz v0.1.0), beside this file for `luarocks install
+   -- ./tide-0.1.0-1.rockspec`; the copy of the rockspec put on a rocks
+   -- server names the archive's address there. `luarocks make` builds the
+   -- tree it runs in and needs none.
+   url = "tide-0.1.0.tar.gz",
+   dir = "tide-0.1.0",
 }
 
 description = {
