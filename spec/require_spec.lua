@@ -27,7 +27,7 @@ local function with_path (dir, body)
   for name in pairs(package.loaded) do
     if name:match("^rq_") then package.loaded[name] = nil end
   end
-  _G.rq_loads = nil
+  _G.rq_loads, _G.rq_in, _G.rq_go = nil, nil, nil
   os.execute("rm -r " .. dir)
   if not ok then error(err, 0) end
 end
@@ -39,6 +39,20 @@ tide.sleep(0.03)
 M.done = true
 return M
 ]]
+
+-- A module that says it is loading (rq_in) and waits until told (rq_go).
+local gated = [[
+rq_loads = (rq_loads or 0) + 1
+local M = { name = ... }
+rq_in:set()
+rq_go:wait()
+M.done = true
+return M
+]]
+
+local function gates ()
+  _G.rq_in, _G.rq_go = tide.Event(), tide.Event()
+end
 
 describe("require in a task", function ()
   it("loads a module whose main chunk waits, with the loader data second", async(function ()
@@ -78,63 +92,79 @@ describe("require in a task", function ()
     local dir = moddir { rq_early = [[
       local M = {}
       package.loaded[...] = M
-      tide.sleep(0.03)
+      rq_in:set()
+      rq_go:wait()
       M.done = true
       return M
     ]] }
     with_path(dir, function ()
+      gates()
       local a = tide.spawn(require, "rq_early")
-      tide.sleep(0.005)
-      local m = require "rq_early"
-      assert.is_true(m.done)
-      assert.equal(m, a:await())
+      rq_in:wait()
+      local b = tide.spawn(function () return require("rq_early").done end)
+      tide.sleep(0.01)
+      assert.is_false(b:done())
+      rq_go:set()
+      assert.is_true(b:await())
+      assert.equal(package.loaded.rq_early, a:await())
     end)
   end))
 
   it("leaves package.loaded alone when the loader fails; a waiting task then loads it", async(function ()
     local dir = moddir { rq_flaky = [[
       rq_loads = (rq_loads or 0) + 1
-      tide.sleep(0.02)
+      rq_in:set()
+      rq_go:wait()
       if rq_loads == 1 then error("first load fails") end
       return { n = rq_loads }
     ]] }
     with_path(dir, function ()
+      gates()
       local a = tide.spawn(require, "rq_flaky")
       local b = tide.spawn(require, "rq_flaky")
+      local loaded = "?"
+      a:on_done(function () loaded = rawget(package.loaded, "rq_flaky") end)
+      rq_in:wait()
+      rq_go:set()
       local ok, err = pcall(a.await, a)
       assert.is_false(ok)
-      assert.matches("rq_flaky.lua:3: first load fails", err)
-      assert.is_nil(rawget(package.loaded, "rq_flaky"))
+      assert.matches("rq_flaky.lua:4: first load fails", err)
+      assert.is_nil(loaded)
       assert.equal(2, b:await().n)
       assert.equal(2, rq_loads)
     end)
   end))
 
   it("leaves package.loaded alone when the loading task is cancelled", async(function ()
-    local dir = moddir { rq_slow = slow }
+    local dir = moddir { rq_gated = gated }
     with_path(dir, function ()
-      local a = tide.spawn(require, "rq_slow")
-      local b = tide.spawn(require, "rq_slow")
-      tide.sleep(0.005)
+      gates()
+      local a = tide.spawn(require, "rq_gated")
+      local b = tide.spawn(require, "rq_gated")
+      rq_in:wait()
       a:cancel()
       assert.has_error(function () a:await() end)
       assert.is_true(a:cancelled())
-      assert.is_nil(rawget(package.loaded, "rq_slow"))
+      assert.is_nil(rawget(package.loaded, "rq_gated"))
+      rq_go:set()
       assert.is_true(b:await().done)
       assert.equal(2, rq_loads)
     end)
   end))
 
   it("lets a task waiting for a load be cancelled while the load goes on", async(function ()
-    local dir = moddir { rq_slow = slow }
+    local dir = moddir { rq_gated = gated }
     with_path(dir, function ()
-      local a = tide.spawn(require, "rq_slow")
-      local b = tide.spawn(require, "rq_slow")
-      local c = tide.spawn(require, "rq_slow")
-      tide.sleep(0.005)
+      gates()
+      local a = tide.spawn(require, "rq_gated")
+      local b = tide.spawn(require, "rq_gated")
+      local c = tide.spawn(require, "rq_gated")
+      rq_in:wait()
+      tide.sleep(0.01)
       b:cancel()
       assert.has_error(function () b:await() end)
       assert.is_true(b:cancelled())
+      rq_go:set()
       assert.equal(a:await(), c:await())
       assert.equal(1, rq_loads)
     end)
@@ -202,11 +232,14 @@ describe("require in a task", function ()
   end))
 
   it("in a coroutine of the task, waits for another task's load of the module", async(function ()
-    local dir = moddir { rq_slow = slow }
+    local dir = moddir { rq_gated = gated }
     with_path(dir, function ()
-      local a = tide.spawn(require, "rq_slow")
-      tide.sleep(0.005)
-      local m = coroutine.wrap(function () return require "rq_slow" end)()
+      gates()
+      local a = tide.spawn(require, "rq_gated")
+      rq_in:wait()
+      local go = tide.spawn(function () tide.sleep(0.01) rq_go:set() end)
+      local m = coroutine.wrap(function () return require "rq_gated" end)()
+      go:await()
       assert.is_true(m.done)
       assert.equal(a:await(), m)
       assert.equal(1, rq_loads)
@@ -214,15 +247,19 @@ describe("require in a task", function ()
   end))
 
   it("raises outside a task for a module that a task is loading", async(function ()
-    local dir = moddir { rq_slow = slow }
+    local dir = moddir { rq_gated = gated }
     with_path(dir, function ()
-      local a = tide.spawn(require, "rq_slow")
+      gates()
+      local a = tide.spawn(require, "rq_gated")
+      rq_in:wait()
       local got
-      local d = tide.spawn(tide.sleep, 0.005)
-      d:on_done(function () got = table.pack(pcall(require, "rq_slow")) end)
+      local d = tide.spawn(tide.sleep, 0)
+      d:on_done(function () got = table.pack(pcall(require, "rq_gated")) end)
+      d:await()
+      rq_go:set()
       a:await()
       assert.is_false(got[1])
-      assert.equal("module 'rq_slow' is being loaded by a task; require it "
+      assert.equal("module 'rq_gated' is being loaded by a task; require it "
                    .. "from a task to wait for it", got[2])
     end)
   end))
