@@ -5,8 +5,14 @@
 
 local function q (s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
+-- A shell command without the sanitizer runtimes that LD_PRELOAD holds for
+-- lua5.4 under a sanitized build: the rock is a plain build.
+local function run (cmd)
+  return sh("env -u LD_PRELOAD sh -c " .. q(cmd))
+end
+
 local function rockspec ()
-  local out = sh("ls tide-*.rockspec")
+  local out = run("ls tide-*.rockspec")
   local name = out:match("^(tide%-[^\n]+%.rockspec)\n$")
   assert(name, "one tide-*.rockspec expected at the top of the tree: " .. out)
   return name
@@ -22,25 +28,25 @@ end
 -- luarocks for Lua 5.4, two jobs for make; no sanitizer runtimes (the
 -- rock is a plain build).
 local function luarocks (args, cwd)
-  local out, code = sh("command -v luarocks")
+  local _, code = run("command -v luarocks")
   assert(code == 0, "luarocks is missing (Debian: apt-get install luarocks)")
-  return sh((cwd and "cd " .. q(cwd) .. " && " or "")
-    .. "env -u LD_PRELOAD MAKEFLAGS=-j2 luarocks --lua-version=5.4 " .. args)
+  return run((cwd and "cd " .. q(cwd) .. " && " or "")
+    .. "MAKEFLAGS=-j2 luarocks --lua-version=5.4 " .. args)
 end
 
 -- What the tree gives stock lua5.4 and the tree's tide command, through
 -- the paths `luarocks path` prints.
 local function check_tree (tree)
-  local env = ("eval \"$(luarocks --lua-version=5.4 path --tree=%s)\" && env -u LD_PRELOAD ")
+  local env = ("eval \"$(luarocks --lua-version=5.4 path --tree=%s)\" && ")
     :format(q(tree))
-  local out, code = sh(env .. "lua5.4 -e " .. q([[
+  local out, code = run(env .. "lua5.4 -e " .. q([[
     local tide = require "tide"
     print(package.searchpath("tide", package.cpath))
     print(tide.run(function () tide.sleep(0.01) return "task ran" end))]]))
   assert.equal(0, code, out)
   assert.equal(tree .. "/lib/lua/5.4/tide.so\ntask ran\n", out)
-  out, code = sh(env .. "sh -c " .. q("command -v tide; tide -e "
-    .. q("tide.sleep(0.01) print(tide._VERSION, _VERSION)")))
+  out, code = run(env .. "command -v tide && tide -e "
+    .. q("tide.sleep(0.01) print(tide._VERSION, _VERSION)"))
   assert.equal(0, code, out)
   assert.matches("^" .. tree:gsub("%p", "%%%0") .. "/bin/tide\ntide [%d.]+\tLua 5%.4\n$", out)
 end
@@ -64,10 +70,10 @@ describe("the rock", function ()
     local archive = text:match('\nsource = {.-\n%s*url = "([^"]+)"')
     local top = text:match('\nsource = {.-\n%s*dir = "([^"]+)"')
     assert(archive and top, "source.url and source.dir expected in " .. spec)
-    local out, code = sh(("git ls-files -co --exclude-standard | tar -czf %s "
+    local out, code = run(("git ls-files -co --exclude-standard | tar -czf %s "
       .. "--transform %s -T -"):format(q(dir .. "/" .. archive), q("s|^|" .. top .. "/|")))
     assert.equal(0, code, out)
-    out, code = sh(("cp %s %s/"):format(q(spec), q(dir)))
+    out, code = run(("cp %s %s/"):format(q(spec), q(dir)))
     assert.equal(0, code, out)
     out, code = luarocks(("install --tree=%s ./%s"):format(q(dir .. "/tree"), q(spec)), dir)
     assert.equal(0, code, out)
