@@ -23,7 +23,8 @@ typedef struct Load {
 #define RQ_LOADING  lua_upvalueindex(3)  /* [name] = its Load */
 
 /* The entries of all the tables of loads in the process: while it is 0,
-** require of a loaded module takes a path as short as Lua's. */
+** require of a loaded module takes a path as short as Lua's. (A state
+** closed in the middle of a load leaves it above 0: only slower.) */
 static int nloads;
 
 /* require's stack: ll_require's first two slots, then its own. */
@@ -40,7 +41,7 @@ enum { K_WAITED, K_SEARCHER, K_LOADER };
 static int require_k (lua_State *L, int status, lua_KContext ctx);
 static int tide_require (lua_State *L);
 
-/* ------------------------------------------------------------------------- */
+/* ---- Loads in progress -------------------------------------------------- */
 
 /* __close of a Load, at the end of its require however it ends: it is no
 ** longer in progress, and the tasks waiting for it run require again. */
@@ -142,7 +143,7 @@ static void guard (lua_State *L, Task *t) {
   __atomic_add_fetch(&nloads, 1, __ATOMIC_RELAXED);
 }
 
-/* ------------------------------------------------------------------------- */
+/* ---- require ------------------------------------------------------------ */
 
 /* The loader returned its result: as ll_require, LOADED[name] is it, or
 ** true when neither it nor the loader set one; the waiters are let go
