@@ -46,7 +46,7 @@ static int tide_require (lua_State *L);
 /* __close of a Load, at the end of its require however it ends: it is no
 ** longer in progress, and the tasks waiting for it run require again. */
 static int load_close (lua_State *L) {
-  Load *ld = lua_touserdata(L, 1);
+  Load *ld = tide__checkudata(L, 1, TIDE_LOAD);
   ld->owner = NULL;
   lua_getiuservalue(L, 1, 1);
   lua_getiuservalue(L, 1, 2);
