@@ -9,7 +9,7 @@ BUILD   ?= build
 PKGS     = lua5.4 libuv libedit openssl
 DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev libedit-dev lua5.4 lua-busted valgrind tmux \
            python3 curl libcurl4-openssl-dev nginx openssl libhttp-parser-dev libssl-dev wrk \
-           redis-server lua-redis lua-socket
+           redis-server lua-redis lua-socket luarocks
 BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time wrk nginx libnginx-mod-http-lua \
             python3-aiohttp lua-http redis-tools
 
@@ -42,7 +42,7 @@ CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
 CORE     = sched task wait report timer coro debug handle runtime lazy interrupt where \
-           pool alloc watch lock queue
+           pool alloc watch lock queue require
 CORE    += future
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_path \
            fs_file fs_read fs_dir fs_result fs_watch work tty \

@@ -444,6 +444,7 @@ static void open_module (lua_State *L, tide_Runtime *rt) {
   lua_pushcclosure(L, rt_stop, 1);
   lua_setfield(L, -4, "stop");
   tide__opencoro(L);
+  tide__openrequire(L);
   tide__openwhere(L);
   tide__openlazy(L);
   lua_pop(L, 2);                               /* tide */

@@ -31,7 +31,8 @@ typedef struct tide_Future tide_Future;
 /* Open a runtime on L (which must have the standard libraries open when
 ** scripts need them). loop NULL: tide creates and owns a loop; otherwise
 ** tide uses the host's loop and never closes it. Sets the global `tide`
-** and package.loaded.tide. Returns NULL when out of memory (or when the
+** and package.loaded.tide, and puts tide's require, in which a task can
+** wait, in place of Lua's (as luaopen_tide does). Returns NULL when out of memory (or when the
 ** loop cannot be opened), with nothing left behind: it may be called again
 ** once memory is back. */
 TIDE_API tide_Runtime *tide_open (lua_State *L, uv_loop_t *loop);

@@ -255,6 +255,9 @@ void tide__openlazy (lua_State *L);
 int tide__opencoro (lua_State *L);
 int tide__corowait (lua_State *L, Task *t);
 
+/* require.c: require that a task can wait in, in place of Lua's */
+int tide__openrequire (lua_State *L);
+
 /* The Lua-side library (runtime/lua), compiled in; ends with NULL. names:
 ** those of the tide table that a file defines, separated by spaces (see
 ** runtime/lua/embed.lua); _globals: the standard globals the files use. */
