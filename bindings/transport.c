@@ -24,6 +24,8 @@ static const char *const evname[] = {
 
 static const char ctxkey = 'c';
 
+static void lost (tide_Transport *t, int err);
+
 #define H(t) ((uv_stream_t *)(t)->o.h)
 
 /* ---- Calling the protocol ------------------------------------------------ */
@@ -54,6 +56,15 @@ static int report_h (lua_State *L) {
   return 1;
 }
 
+/* Report an error the message handler did not see (out of memory). */
+static void plainreport (tide_TCtx *c, lua_State *L) {
+  around(c->o.rt, 0);
+  fprintf(stderr, "tide: error in a Protocol callback (%s): %s\n", c->ev,
+          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                         : "not enough memory");
+  around(c->o.rt, 1);
+}
+
 int tide__tcall (lua_State *L, tide_TCtx *c, const char *ev, int nargs,
                  int nres) {
   tide_Runtime *rt = c->o.rt;
@@ -66,90 +77,90 @@ int tide__tcall (lua_State *L, tide_TCtx *c, const char *ev, int nargs,
   c->ev = ev;
   status = lua_pcall(L, nargs, nres, fn);   /* not yieldable */
   rt->current = prev;
+  if (status != LUA_OK && status != LUA_ERRRUN) plainreport(c, L);
   c->ev = pev;
-  if (status != LUA_OK && status != LUA_ERRRUN) {  /* no message handler */
-    around(rt, 0);
-    fprintf(stderr, "tide: error in a Protocol callback (%s): %s\n", ev,
-            lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                           : "not enough memory");
-    around(rt, 1);
-  }
   lua_remove(L, fn);
   return status;
 }
 
-static void lost (tide_Transport *t, int err);
-
-/* (transport, ev, data, len): call the protocol's method ev, if it has one;
-** its first result. */
+/* (transport): call the protocol's method c->ev, if it has one, with
+** c->data; its first result. */
 static int docall (lua_State *L) {
   tide_Transport *t = lua_touserdata(L, 1);
-  int ev = (int)lua_tointeger(L, 2), n = 1;
-  lua_getiuservalue(L, 1, 1);      /* 5: the protocol */
-  if (lua_getfield(L, 5, evname[ev]) == LUA_TNIL) return 0;
-  lua_pushvalue(L, 5);
-  if (ev == EV_MADE) {
-    lua_pushvalue(L, 1);
-    n++;
-  }
-  else if (ev == EV_DATA) {
-    lua_pushlstring(L, lua_touserdata(L, 3), (size_t)lua_tointeger(L, 4));
-    n++;
-  }
-  else if (ev == EV_LOST && t->lerr == TIDE_TRAISED) {
-    lua_getiuservalue(L, 1, 2);
-    n++;
-  }
-  else if (ev == EV_LOST && t->lerr < 0) {
-    lua_pushstring(L, uv_strerror(t->lerr));
-    lua_pushstring(L, uv_err_name(t->lerr));
-    n += 2;
+  tide_TCtx *c = t->c;
+  int n = 1;
+  lua_getiuservalue(L, 1, 1);      /* 2: the protocol */
+  if (lua_getfield(L, 2, c->ev) == LUA_TNIL) return 0;
+  lua_pushvalue(L, 2);
+  switch (c->evi) {
+    case EV_MADE:
+      lua_pushvalue(L, 1);
+      n++;
+      break;
+    case EV_DATA:
+      lua_pushlstring(L, c->data, c->len);
+      n++;
+      break;
+    case EV_LOST:
+      if (t->lerr == TIDE_TRAISED) {
+        lua_getiuservalue(L, 1, 2);
+        n++;
+      }
+      else if (t->lerr < 0) {
+        lua_pushstring(L, uv_strerror(t->lerr));
+        lua_pushstring(L, uv_err_name(t->lerr));
+        n += 2;
+      }
+      break;
   }
   lua_call(L, n, 1);
   return 1;
 }
 
-/* Call t's protocol method ev (t's userdata on top of L, popped) outside
-** any task: 1 if it returned a true value, else 0; -1 if it raised (the
-** error is reported and t aborted: connection_lost gets the error). */
-static int callback (lua_State *L, tide_Transport *t, int ev,
+/* Call t's protocol method ev outside any task (t's userdata at index self
+** of L, or 0: from its anchor): 1 if it returned a true value, else 0; -1
+** if it raised (the error is reported and t aborted: connection_lost gets
+** the error). The hot path: one protected call, no stack shuffling. */
+static int callback (lua_State *L, tide_Transport *t, int self, int ev,
                      const char *data, size_t len) {
-  int r;
-  if (!lua_checkstack(L, 8)) {
-    lua_pop(L, 1);
-    t->lerr = UV_ENOMEM;
+  tide_TCtx *c = t->c;
+  tide_Runtime *rt = c->o.rt;
+  Task *prev = rt->current;
+  const char *pev = c->ev;
+  int pevi = c->evi, base = lua_gettop(L), status, r;
+  if (!lua_checkstack(L, 4)) {
     lost(t, UV_ENOMEM);
     return -1;
   }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->msgh);
   lua_pushcfunction(L, docall);
-  lua_insert(L, -2);
-  lua_pushinteger(L, ev);
-  lua_pushlightuserdata(L, (void *)data);
-  lua_pushinteger(L, (lua_Integer)len);
-  if (tide__tcall(L, t->c, evname[ev], 4, 1) != LUA_OK) {
-    if (!t->lostdue && t->ref != LUA_NOREF) {             /* keep the error for connection_lost */
-      lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
-      lua_pushvalue(L, -2);
-      lua_setiuservalue(L, -2, 2);
-      lua_pop(L, 2);
-      lost(t, TIDE_TRAISED);
-    }
-    else {
-      lua_pop(L, 1);
-      lost(t, TIDE_TRAISED);
-    }
-    return -1;
+  if (self) lua_pushvalue(L, self);
+  else lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  c->ev = evname[ev];
+  c->evi = ev;
+  c->data = data;
+  c->len = len;
+  rt->current = NULL;              /* no task: tide's waits refuse */
+  status = lua_pcall(L, 1, 1, base + 1);   /* not yieldable */
+  rt->current = prev;
+  if (status == LUA_OK) {
+    c->ev = pev;
+    c->evi = pevi;
+    r = lua_toboolean(L, -1);
+    lua_settop(L, base);
+    return r;
   }
-  r = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return r;
-}
-
-/* Push t's userdata on c->L (it is anchored). */
-static lua_State *pushself (tide_Transport *t) {
-  lua_State *L = t->c->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
-  return L;
+  if (status != LUA_ERRRUN) plainreport(c, L);
+  c->ev = pev;
+  c->evi = pevi;
+  if (!t->lostdue && t->ref != LUA_NOREF) {   /* for connection_lost */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+    lua_pushvalue(L, -2);
+    lua_setiuservalue(L, -2, 2);
+  }
+  lua_settop(L, base);
+  lost(t, TIDE_TRAISED);
+  return -1;
 }
 
 /* ---- Ending: connection_lost, once, on the loop's next turn ------------- */
@@ -161,7 +172,7 @@ static void idle_cb (uv_idle_t *h) {
     c->lost = t->next;
     if (c->lost == NULL) c->losttail = &c->lost;
     t->next = NULL;
-    callback(pushself(t), t, EV_LOST, NULL, 0);
+    callback(c->L, t, 0, EV_LOST, NULL, 0);
     luaL_unref(c->L, LUA_REGISTRYINDEX, t->ref);  /* allocates nothing */
     t->ref = LUA_NOREF;
   }
@@ -221,7 +232,7 @@ static void closing (tide_Transport *t) {
 static void read_cb (uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
   tide_Transport *t = h->data;
   if (n > 0) {
-    callback(pushself(t), t, EV_DATA, buf->base, (size_t)n);
+    callback(t->c->L, t, 0, EV_DATA, buf->base, (size_t)n);
     return;
   }
   if (n == 0) return;
@@ -231,7 +242,7 @@ static void read_cb (uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
   }
   t->ateof = 1;                    /* eof_received: true keeps it open */
   readupdate(t);
-  if (callback(pushself(t), t, EV_EOF, NULL, 0) == 0) closing(t);
+  if (callback(t->c->L, t, 0, EV_EOF, NULL, 0) == 0) closing(t);
 }
 
 /* ---- Writing -------------------------------------------------------------- */
@@ -254,7 +265,7 @@ static void write_cb (uv_write_t *req, int status) {
   }
   if (t->wpaused && H(t)->write_queue_size <= t->low) {
     t->wpaused = 0;
-    if (callback(pushself(t), t, EV_RESUME, NULL, 0) < 0) return;
+    if (callback(t->c->L, t, 0, EV_RESUME, NULL, 0) < 0) return;
   }
   if (t->closing && !t->lostdue && H(t)->write_queue_size == 0) lost(t, 0);
 }
@@ -264,8 +275,7 @@ static void maybe_pause (lua_State *L, tide_Transport *t, int i) {
   if (t->wpaused || t->o.h == NULL || H(t)->write_queue_size <= t->high)
     return;
   t->wpaused = 1;
-  lua_pushvalue(L, i);
-  callback(L, t, EV_PAUSE, NULL, 0);
+  callback(L, t, i, EV_PAUSE, NULL, 0);
 }
 
 /* Send the nb buffers b (total bytes): as much as the socket takes now, the
@@ -309,9 +319,9 @@ static void send_bufs (lua_State *L, tide_Transport *t, uv_buf_t *b, int nb,
 static tide_Transport *checkt (lua_State *L) {
   tide_Transport *t = lua_touserdata(L, 1);
   if (t != NULL && lua_getmetatable(L, 1)) {
-    const void *mt = lua_topointer(L, -1);
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
     lua_pop(L, 1);
-    if (mt == lua_topointer(L, lua_upvalueindex(1))) return t;
+    if (same) return t;
   }
   return tide__checkudata(L, 1, TIDE_TRANSPORT);
 }
@@ -329,7 +339,8 @@ static int t_write (lua_State *L) {
   tide_Transport *t = checkt(L);
   uv_buf_t b;
   size_t len;
-  b.base = (char *)tide__checklstring(L, 2, &len);
+  b.base = (char *)(lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len)
+                                                 : tide__checklstring(L, 2, &len));
   b.len = len;
   if (writable(L, t) && len > 0) send_bufs(L, t, &b, 1, len);
   return 0;
@@ -566,7 +577,8 @@ void *tide__newtransport (lua_State *L, tide_TCtx *c, size_t size) {
 
 void tide__tstart (lua_State *L, tide_Transport *t) {
   t->made = 1;
-  if (callback(L, t, EV_MADE, NULL, 0) >= 0) readupdate(t);
+  if (callback(L, t, lua_gettop(L), EV_MADE, NULL, 0) >= 0) readupdate(t);
+  lua_pop(L, 1);
 }
 
 static void ctx_onclose (tide_Handle *o) {

@@ -28,6 +28,9 @@ struct tide_TCtx {
   tide_Transport *lost;    /* connection_lost due, through next */
   tide_Transport **losttail;
   const char *ev;          /* the callback running, for the report */
+  int evi;                 /* ... its number */
+  const char *data;        /* ... and the data it gets */
+  size_t len;
   char buf[64 * 1024];
 };
 
