@@ -79,6 +79,38 @@ kinds["tide.Stream"] = { waiter = "read", make = function ()
   end
 end }
 
+-- The callback layer (transport.c): a transport made by create_connection
+-- (the closed one aborted), a server made by create_server.
+kinds["tide.Transport"] = { make = function ()
+  local sv = assert(tide.tcp.listen("127.0.0.1", 0))
+  local _, port = sv:getsockname()
+  local function factory () return {} end
+  local t = assert(tide.tcp.create_connection("127.0.0.1", port, factory))
+  local peer = assert(sv:accept())
+  local c = assert(tide.tcp.create_connection("127.0.0.1", port, factory))
+  c:abort()
+  assert(sv:accept()):close()
+  sv:close()
+  return t, c, function ()
+    t:write("ping")
+    assert.equal("ping", peer:read_exactly(4))
+    t:close()
+    peer:close()
+  end
+end }
+
+kinds["tide.ProtocolServer"] = { waiter = "wait", make = function ()
+  local function factory () return {} end
+  local sv = assert(tide.tcp.create_server("127.0.0.1", 0, factory))
+  local c = assert(tide.tcp.create_server("127.0.0.1", 0, factory))
+  c:close()
+  return sv, c, function ()
+    local _, port = sv:getsockname()
+    assert(tide.tcp.connect("127.0.0.1", port)):close()
+    sv:close()
+  end
+end }
+
 -- tide.http: two responses (the second closed) from a server of its own,
 -- which ends before they are returned.
 local function responses ()
