@@ -47,7 +47,7 @@ BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_pat
            http_client http_client_multi http_client_curl \
            http_server http_server_parser \
            tls tls_context tls_engine tls_error tls_load \
-           transport transport_net
+           transport transport_net transport_udp
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o $(BUILD)/obj/http_parser.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h \

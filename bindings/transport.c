@@ -16,10 +16,9 @@
 
 #define DEFAULT_HIGH (64 * 1024)  /* asyncio's write buffer limits */
 
-enum { EV_MADE, EV_DATA, EV_EOF, EV_LOST, EV_PAUSE, EV_RESUME };
 static const char *const evname[] = {
   "connection_made", "data_received", "eof_received", "connection_lost",
-  "pause_writing", "resume_writing"
+  "pause_writing", "resume_writing", "datagram_received", "error_received"
 };
 
 static const char ctxkey = 'c';
@@ -93,15 +92,24 @@ static int docall (lua_State *L) {
   if (lua_getfield(L, 2, c->ev) == LUA_TNIL) return 0;
   lua_pushvalue(L, 2);
   switch (c->evi) {
-    case EV_MADE:
+    case TIDE_EV_MADE:
       lua_pushvalue(L, 1);
       n++;
       break;
-    case EV_DATA:
+    case TIDE_EV_DATA:
       lua_pushlstring(L, c->data, c->len);
       n++;
       break;
-    case EV_LOST:
+    case TIDE_EV_DGRAM:
+      lua_pushlstring(L, c->data, c->len);
+      n += 1 + tide__pushaddr(L, c->addr);
+      break;
+    case TIDE_EV_ERROR:
+      lua_pushstring(L, uv_strerror(c->err));
+      lua_pushstring(L, uv_err_name(c->err));
+      n += 2;
+      break;
+    case TIDE_EV_LOST:
       if (t->lerr == TIDE_TRAISED) {
         lua_getiuservalue(L, 1, 2);
         n++;
@@ -172,7 +180,7 @@ static void idle_cb (uv_idle_t *h) {
     c->lost = t->next;
     if (c->lost == NULL) c->losttail = &c->lost;
     t->next = NULL;
-    callback(c->L, t, 0, EV_LOST, NULL, 0);
+    callback(c->L, t, 0, TIDE_EV_LOST, NULL, 0);
     luaL_unref(c->L, LUA_REGISTRYINDEX, t->ref);  /* allocates nothing */
     t->ref = LUA_NOREF;
   }
@@ -206,18 +214,25 @@ static void alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void read_cb (uv_stream_t *h, ssize_t n, const uv_buf_t *buf);
 
+/* The bytes queued, not yet handed to the system. */
+static size_t queued (tide_Transport *t) {
+  if (t->o.h == NULL) return 0;
+  if (t->o.h->type == UV_UDP)
+    return uv_udp_get_send_queue_size((uv_udp_t *)t->o.h);
+  return H(t)->write_queue_size;
+}
+
 /* Read while connection_made has run and nothing stops it. */
 static void readupdate (tide_Transport *t) {
-  int want = t->made && !t->closing && !t->rpaused && !t->ateof;
+  int want = t->made && !t->closing && !t->rpaused && !t->ateof, err = 0;
   if (t->o.h == NULL || want == (int)t->reading) return;
-  if (want) {
-    int err = uv_read_start(H(t), alloc_cb, read_cb);
-    if (err < 0) {
-      lost(t, err);
-      return;
-    }
-  }
+  if (t->o.h->type == UV_UDP) err = tide__udprecv(t, want);
+  else if (want) err = uv_read_start(H(t), alloc_cb, read_cb);
   else uv_read_stop(H(t));
+  if (err < 0) {
+    lost(t, err);
+    return;
+  }
   t->reading = want;
 }
 
@@ -226,13 +241,13 @@ static void closing (tide_Transport *t) {
   if (t->closing) return;
   t->closing = 1;
   readupdate(t);
-  if (H(t)->write_queue_size == 0) lost(t, 0);
+  if (queued(t) == 0) lost(t, 0);
 }
 
 static void read_cb (uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
   tide_Transport *t = h->data;
   if (n > 0) {
-    callback(t->c->L, t, 0, EV_DATA, buf->base, (size_t)n);
+    callback(t->c->L, t, 0, TIDE_EV_DATA, buf->base, (size_t)n);
     return;
   }
   if (n == 0) return;
@@ -242,7 +257,7 @@ static void read_cb (uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
   }
   t->ateof = 1;                    /* eof_received: true keeps it open */
   readupdate(t);
-  if (callback(t->c->L, t, 0, EV_EOF, NULL, 0) == 0) closing(t);
+  if (callback(t->c->L, t, 0, TIDE_EV_EOF, NULL, 0) == 0) closing(t);
 }
 
 /* ---- Writing -------------------------------------------------------------- */
@@ -255,27 +270,29 @@ typedef struct WriteReq {
 
 /* Below the low mark again: resume_writing; a closing transport whose
 ** queue has gone is lost. */
-static void write_cb (uv_write_t *req, int status) {
-  tide_Transport *t = req->handle->data;   /* NULL once closed */
-  tide__free(req);
-  if (t == NULL) return;
+void tide__tsent (tide_Transport *t, int status) {
   if (status < 0) {
     lost(t, status);
     return;
   }
-  if (t->wpaused && H(t)->write_queue_size <= t->low) {
+  if (t->wpaused && queued(t) <= t->low) {
     t->wpaused = 0;
-    if (callback(t->c->L, t, 0, EV_RESUME, NULL, 0) < 0) return;
+    if (callback(t->c->L, t, 0, TIDE_EV_RESUME, NULL, 0) < 0) return;
   }
-  if (t->closing && !t->lostdue && H(t)->write_queue_size == 0) lost(t, 0);
+  if (t->closing && !t->lostdue && queued(t) == 0) lost(t, 0);
 }
 
-/* Above the high mark: pause_writing (t's userdata at index i of L). */
-static void maybe_pause (lua_State *L, tide_Transport *t, int i) {
-  if (t->wpaused || t->o.h == NULL || H(t)->write_queue_size <= t->high)
+static void write_cb (uv_write_t *req, int status) {
+  tide_Transport *t = req->handle->data;   /* NULL once closed */
+  tide__free(req);
+  if (t != NULL) tide__tsent(t, status);
+}
+
+void tide__tpause (lua_State *L, tide_Transport *t, int i) {
+  if (t->wpaused || t->o.h == NULL || queued(t) <= t->high)
     return;
   t->wpaused = 1;
-  callback(L, t, i, EV_PAUSE, NULL, 0);
+  callback(L, t, i, TIDE_EV_PAUSE, NULL, 0);
 }
 
 /* Send the nb buffers b (total bytes): as much as the socket takes now, the
@@ -310,7 +327,7 @@ static void send_bufs (lua_State *L, tide_Transport *t, uv_buf_t *b, int nb,
     lost(t, err);
     return;
   }
-  maybe_pause(L, t, 1);
+  tide__tpause(L, t, 1);
 }
 
 /* ---- Methods -------------------------------------------------------------- */
@@ -474,7 +491,7 @@ static int t_set_write_buffer_limits (lua_State *L) {
   if (low > high) tide__argerror(L, 2, "high must be >= low");
   t->high = (size_t)high;
   t->low = (size_t)low;
-  maybe_pause(L, t, 1);
+  tide__tpause(L, t, 1);
   return 0;
 }
 
@@ -488,14 +505,20 @@ static int t_get_write_buffer_limits (lua_State *L) {
 
 static int t_get_write_buffer_size (lua_State *L) {
   tide_Transport *t = checkt(L);
-  lua_pushinteger(L, t->o.h ? (lua_Integer)H(t)->write_queue_size : 0);
+  lua_pushinteger(L, (lua_Integer)queued(t));
   return 1;
 }
 
-static int pushname (lua_State *L, tide_Transport *t, int peer) {
+int tide__tpushname (lua_State *L, tide_Transport *t, int peer) {
   struct sockaddr_storage ss;
   int len = sizeof ss, err;
-  if (t->o.h->type == UV_TCP) {
+  if (t->o.h->type == UV_UDP) {
+    uv_udp_t *h = (uv_udp_t *)t->o.h;
+    err = peer ? uv_udp_getpeername(h, (struct sockaddr *)&ss, &len)
+               : uv_udp_getsockname(h, (struct sockaddr *)&ss, &len);
+    if (err == 0) return tide__pushaddr(L, (struct sockaddr *)&ss);
+  }
+  else if (t->o.h->type == UV_TCP) {
     uv_tcp_t *h = (uv_tcp_t *)t->o.h;
     err = peer ? uv_tcp_getpeername(h, (struct sockaddr *)&ss, &len)
                : uv_tcp_getsockname(h, (struct sockaddr *)&ss, &len);
@@ -526,7 +549,7 @@ static int t_get_extra_info (lua_State *L) {
   for (i = 0; names[i] && strcmp(names[i], name) != 0; i++) ;
   if (t->o.h != NULL && names[i] != NULL) {
     uv_os_fd_t fd;
-    if (i < 2) n = pushname(L, t, i == 0);
+    if (i < 2) n = tide__tpushname(L, t, i == 0);
     else if (uv_fileno(t->o.h, &fd) == 0) {
       lua_pushinteger(L, fd);
       n = 1;
@@ -550,8 +573,11 @@ static int t_gc (lua_State *L) {
 
 static int t_tostring (lua_State *L) {
   tide_Transport *t = checkt(L);
-  if (t->o.h == NULL) lua_pushliteral(L, "tide.Transport (closed)");
-  else lua_pushfstring(L, "tide.Transport (%s): %p",
+  const char *name;
+  luaL_getmetafield(L, 1, "__name");
+  name = lua_tostring(L, -1);
+  if (t->o.h == NULL) lua_pushfstring(L, "%s (closed)", name);
+  else lua_pushfstring(L, "%s (%s): %p", name,
                        uv_handle_type_name(t->o.h->type), (void *)t);
   return 1;
 }
@@ -564,20 +590,30 @@ static void t_onclose (tide_Handle *o) {
 
 /* ---- For transport_net.c ------------------------------------------------- */
 
-void *tide__newtransport (lua_State *L, tide_TCtx *c, size_t size) {
+void *tide__newtransport (lua_State *L, tide_TCtx *c, size_t size,
+                          const char *tname) {
   tide_Transport *t = lua_newuserdatauv(L, sizeof *t, 2);
   memset(t, 0, sizeof *t);
   t->c = c;
   t->ref = LUA_NOREF;
   t->high = DEFAULT_HIGH;
   t->low = DEFAULT_HIGH / 4;
-  luaL_setmetatable(L, TIDE_TRANSPORT);
+  luaL_setmetatable(L, tname);
   return tide__handleinit(L, c->o.rt, &t->o, size, t_onclose);
+}
+
+int tide__tcallback (lua_State *L, tide_Transport *t, int self, int ev,
+                     const char *data, size_t len) {
+  return callback(L, t, self, ev, data, len);
+}
+
+void tide__tlost (tide_Transport *t, int err) {
+  lost(t, err);
 }
 
 void tide__tstart (lua_State *L, tide_Transport *t) {
   t->made = 1;
-  if (callback(L, t, lua_gettop(L), EV_MADE, NULL, 0) >= 0) readupdate(t);
+  if (callback(L, t, lua_gettop(L), TIDE_EV_MADE, NULL, 0) >= 0) readupdate(t);
   lua_pop(L, 1);
 }
 
@@ -621,6 +657,11 @@ static const luaL_Reg t_methods[] = {
   {"writelines", t_writelines},
   {"write_eof", t_write_eof},
   {"can_write_eof", t_can_write_eof},
+  {NULL, NULL}
+};
+
+/* Those of datagram transports too (transport_udp.c). */
+const luaL_Reg tide__tmethods[] = {
   {"close", t_close},
   {"abort", t_abort},
   {"is_closing", t_is_closing},
@@ -635,7 +676,7 @@ static const luaL_Reg t_methods[] = {
   {NULL, NULL}
 };
 
-static const luaL_Reg t_meta[] = {
+const luaL_Reg tide__tmeta[] = {
   {"__gc", t_gc},
   {"__close", t_close},
   {"__tostring", t_tostring},
@@ -643,16 +684,24 @@ static const luaL_Reg t_meta[] = {
   {NULL, NULL}
 };
 
-/* The Transport metatable and the context; stack: tide, private, runtime. */
-int tide__open_transport (lua_State *L) {
-  luaL_newmetatable(L, TIDE_TRANSPORT);
+/* The metatable tname with the methods every transport has and those of
+** own: their upvalue is the metatable (see checkt). */
+void tide__tmetatable (lua_State *L, const char *tname, const luaL_Reg *own) {
+  luaL_newmetatable(L, tname);
   lua_pushvalue(L, -1);
-  luaL_setfuncs(L, t_meta, 1);
-  luaL_newlibtable(L, t_methods);
+  luaL_setfuncs(L, tide__tmeta, 1);
+  lua_newtable(L);
   lua_pushvalue(L, -2);
-  luaL_setfuncs(L, t_methods, 1);
+  luaL_setfuncs(L, tide__tmethods, 1);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, own, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+}
+
+/* The Transport metatable and the context; stack: tide, private, runtime. */
+int tide__open_transport (lua_State *L) {
+  tide__tmetatable(L, TIDE_TRANSPORT, t_methods);
   getctx(L, lua_touserdata(L, -1));
   return 0;
 }

@@ -10,6 +10,11 @@
 
 #define TIDE_TRANSPORT "tide.Transport"
 #define TIDE_PSERVER "tide.ProtocolServer"
+#define TIDE_DTRANSPORT "tide.DatagramTransport"
+
+/* The protocol's callbacks, by number. */
+enum { TIDE_EV_MADE, TIDE_EV_DATA, TIDE_EV_EOF, TIDE_EV_LOST, TIDE_EV_PAUSE,
+       TIDE_EV_RESUME, TIDE_EV_DGRAM, TIDE_EV_ERROR };
 
 typedef struct tide_TCtx tide_TCtx;
 typedef struct tide_Transport tide_Transport;
@@ -31,11 +36,13 @@ struct tide_TCtx {
   int evi;                 /* ... its number */
   const char *data;        /* ... and the data it gets */
   size_t len;
+  const struct sockaddr *addr;   /* datagram_received's sender */
+  int err;                 /* error_received's error */
   char buf[64 * 1024];
 };
 
 struct tide_Transport {
-  tide_Handle o;           /* o.h: the uv_tcp_t or uv_pipe_t */
+  tide_Handle o;           /* o.h: the uv_tcp_t, uv_pipe_t or uv_udp_t */
   tide_TCtx *c;
   tide_Transport *next;    /* in c->lost */
   int ref;                 /* registry[ref]: this userdata, until
@@ -61,13 +68,37 @@ struct tide_Transport {
 ** connection_made, then reading (the transport at the top of L, popped;
 ** L is c->L or a task's thread). */
 tide_TCtx *tide__tctx (lua_State *L);
-void *tide__newtransport (lua_State *L, tide_TCtx *c, size_t size);
+void *tide__newtransport (lua_State *L, tide_TCtx *c, size_t size,
+                          const char *tname);
 void tide__tstart (lua_State *L, tide_Transport *t);
+/* Call t's protocol method ev (t's userdata at index self of L, or 0: from
+** its anchor; data for data_received and datagram_received, c->addr and
+** c->err set for the last two) outside any task: 1 if it returned a true
+** value, else 0; -1 if it raised (reported, t aborted). */
+int tide__tcallback (lua_State *L, tide_Transport *t, int self, int ev,
+                     const char *data, size_t len);
+/* The connection is over: close t's handle now; connection_lost(err) on
+** the loop's next turn (err: 0, a UV error, TIDE_TRAISED). */
+void tide__tlost (tide_Transport *t, int err);
+/* Push t's peer (peer) or local address: host, port or a path; 0 if none. */
+int tide__tpushname (lua_State *L, tide_Transport *t, int peer);
 /* Call fn (on L's top, popped) with nargs arguments below it, outside any
 ** task, not able to wait; LUA_OK with its nres results, or the error
 ** (reported as a callback's: ev names it) */
 int tide__tcall (lua_State *L, tide_TCtx *c, const char *ev, int nargs,
                  int nres);
+/* What a write or send request's callback does after it (t open). */
+void tide__tsent (tide_Transport *t, int status);
+/* Above the high mark: pause_writing (t's userdata at index i of L). */
+void tide__tpause (lua_State *L, tide_Transport *t, int i);
+/* The metatable tname: the methods of every transport and own. */
+void tide__tmetatable (lua_State *L, const char *tname, const luaL_Reg *own);
+/* transport_udp.c: start (on) or stop receiving datagrams: 0 or an error */
+int tide__udprecv (tide_Transport *t, int on);
+/* transport_net.c: call the factory (on top of L, popped) outside any
+** task: its protocol pushed, or the error pushed and 0; report: report
+** the error as a callback's, else leave it for the caller to raise. */
+int tide__tfactory (lua_State *L, tide_TCtx *c, int report);
 int tide__open_transport (lua_State *L);
 
 #endif

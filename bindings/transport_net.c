@@ -46,9 +46,7 @@ static int anchor (lua_State *L) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/* Call the factory (on top of L, popped) outside any task: its protocol
-** pushed, or the error pushed and 0. */
-static int makeprotocol (lua_State *L, tide_TCtx *c, int report) {
+int tide__tfactory (lua_State *L, tide_TCtx *c, int report) {
   tide_Runtime *rt = c->o.rt;
   Task *prev = rt->current;
   int status;
@@ -82,11 +80,11 @@ static int accept_p (lua_State *L) {
   uv_loop_t *loop = sv->o.h->loop;
   int err;
   if (sv->o.h->type == UV_TCP) {
-    uv_tcp_t *h = tide__newtransport(L, sv->c, sizeof *h);
+    uv_tcp_t *h = tide__newtransport(L, sv->c, sizeof *h, TIDE_TRANSPORT);
     err = uv_tcp_init(loop, h);
   }
   else {
-    uv_pipe_t *h = tide__newtransport(L, sv->c, sizeof *h);
+    uv_pipe_t *h = tide__newtransport(L, sv->c, sizeof *h, TIDE_TRANSPORT);
     err = uv_pipe_init(loop, h, 0);
   }
   t = lua_touserdata(L, -1);
@@ -123,7 +121,7 @@ static void connection_cb (uv_stream_t *h, int status) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, sv->ref);
   lua_getiuservalue(L, -1, 1);     /* the factory */
   lua_remove(L, -2);
-  if (!makeprotocol(L, c, 1)) {
+  if (!tide__tfactory(L, c, 1)) {
     lua_settop(L, top);
     luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
     t->ref = LUA_NOREF;
@@ -283,7 +281,7 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
   }
   if (t->o.h->type == UV_TCP) uv_tcp_nodelay((uv_tcp_t *)t->o.h, 1);
   lua_pushvalue(L, 2);
-  if (!makeprotocol(L, c, 0)) {
+  if (!tide__tfactory(L, c, 0)) {
     tide__handleclose(&t->o);
     return lua_error(L);
   }
@@ -408,7 +406,7 @@ static int create_connection_k (lua_State *L, int status, lua_KContext ctx) {
   if ((n = tcp_address(L, &ss, create_connection_k)) > 0) return n;
   lua_settop(L, 3);
   lua_insert(L, 2);                /* host, factory, port */
-  h = tide__newtransport(L, c, sizeof *h);
+  h = tide__newtransport(L, c, sizeof *h, TIDE_TRANSPORT);
   if ((err = uv_tcp_init(tide_getloop(L), h)) < 0) {
     tide__handleclose(&((tide_Transport *)lua_touserdata(L, -1))->o);
     return tide_pushfail(L, err, lua_tostring(L, 1));
@@ -463,7 +461,7 @@ static int pipe_create_connection (lua_State *L) {
   checkfactory(L, 2);
   tide_wait(L);
   lua_settop(L, 3);                /* as TCP has them: what, factory, _ */
-  h = tide__newtransport(L, c, sizeof *h);
+  h = tide__newtransport(L, c, sizeof *h, TIDE_TRANSPORT);
   if ((err = uv_pipe_init(tide_getloop(L), h, 0)) < 0) {
     tide__handleclose(&((tide_Transport *)lua_touserdata(L, -1))->o);
     return tide_pushfail(L, err, lua_tostring(L, 1));
