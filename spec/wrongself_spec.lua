@@ -99,6 +99,21 @@ kinds["tide.Transport"] = { make = function ()
   end
 end }
 
+kinds["tide.DatagramTransport"] = { make = function ()
+  local function factory () return {} end
+  local t = assert(tide.udp.create_datagram_endpoint("127.0.0.1", 0, factory))
+  local c = assert(tide.udp.create_datagram_endpoint("127.0.0.1", 0, factory))
+  c:abort()
+  return t, c, function ()
+    local s = assert(tide.udp.bind("127.0.0.1", 0))
+    local _, port = s:getsockname()
+    t:sendto("ping", "127.0.0.1", port)
+    assert.equal("ping", (s:recv()))
+    s:close()
+    t:close()
+  end
+end }
+
 kinds["tide.ProtocolServer"] = { waiter = "wait", make = function ()
   local function factory () return {} end
   local sv = assert(tide.tcp.create_server("127.0.0.1", 0, factory))
