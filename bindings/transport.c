@@ -20,6 +20,7 @@ static const char *const evname[] = {
   "connection_made", "data_received", "eof_received", "connection_lost",
   "pause_writing", "resume_writing", "datagram_received", "error_received"
 };
+#define NEVENTS ((int)(sizeof evname / sizeof evname[0]))
 
 static const char ctxkey = 'c';
 
@@ -89,7 +90,8 @@ static int docall (lua_State *L) {
   tide_TCtx *c = t->c;
   int n = 1;
   lua_getiuservalue(L, 1, 1);      /* 2: the protocol */
-  if (lua_getfield(L, 2, c->ev) == LUA_TNIL) return 0;
+  lua_pushvalue(L, lua_upvalueindex(c->evi + 1));   /* its name, made once */
+  if (lua_gettable(L, 2) == LUA_TNIL) return 0;
   lua_pushvalue(L, 2);
   switch (c->evi) {
     case TIDE_EV_MADE:
@@ -141,7 +143,7 @@ static int callback (lua_State *L, tide_Transport *t, int self, int ev,
     return -1;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->msgh);
-  lua_pushcfunction(L, docall);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->docall);
   if (self) lua_pushvalue(L, self);
   else lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
   c->ev = evname[ev];
@@ -340,7 +342,8 @@ static tide_Transport *checkt (lua_State *L) {
     lua_pop(L, 1);
     if (same) return t;
   }
-  return tide__checkudata(L, 1, TIDE_TRANSPORT);
+  lua_getfield(L, lua_upvalueindex(1), "__name");   /* the wrong self */
+  return tide__checkudata(L, 1, lua_tostring(L, -1));
 }
 
 /* May t take writes? Raises after write_eof; false once closing. */
@@ -566,8 +569,10 @@ static int t_get_protocol (lua_State *L) {
   return 1;
 }
 
+/* As abort() (the collector's runs only once nothing anchors it). */
 static int t_gc (lua_State *L) {
-  tide__handleclose(&checkt(L)->o);   /* only if nobody anchored it */
+  tide_Transport *t = checkt(L);
+  if (t->o.h != NULL) lost(t, 0);
   return 0;
 }
 
@@ -627,6 +632,7 @@ static void ctx_onclose (tide_Handle *o) {
 static tide_TCtx *getctx (lua_State *L, tide_Runtime *rt) {
   tide_TCtx *c;
   uv_idle_t *h;
+  int i;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ctxkey) == LUA_TUSERDATA) {
     c = lua_touserdata(L, -1);
     lua_pop(L, 1);
@@ -642,6 +648,9 @@ static tide_TCtx *getctx (lua_State *L, tide_Runtime *rt) {
   lua_pushlightuserdata(L, c);
   lua_pushcclosure(L, report_h, 1);
   c->msgh = luaL_ref(L, LUA_REGISTRYINDEX);
+  for (i = 0; i < NEVENTS; i++) lua_pushstring(L, evname[i]);
+  lua_pushcclosure(L, docall, NEVENTS);
+  c->docall = luaL_ref(L, LUA_REGISTRYINDEX);
   h = tide__handleinit(L, rt, &c->o, sizeof *h, ctx_onclose);
   uv_idle_init(tide_getloop(L), h);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &ctxkey);

@@ -29,7 +29,8 @@ typedef struct tide_Transport tide_Transport;
 struct tide_TCtx {
   tide_Handle o;           /* o.h: uv_idle_t */
   lua_State *L;
-  int msgh;                /* registry reference */
+  int msgh, docall;        /* registry references: the message handler,
+                              the function that calls a method */
   tide_Transport *lost;    /* connection_lost due, through next */
   tide_Transport **losttail;
   const char *ev;          /* the callback running, for the report */

@@ -147,7 +147,7 @@ static void server_onclose (tide_Handle *o) {
 static int server_close (lua_State *L) {
   PServer *sv = checkserver(L, 1);
   tide__handleclose(&sv->o);
-  if (sv->ref != LUA_NOREF) {
+  if (sv->ref != LUA_NOREF && !sv->c->o.rt->closing) {
     luaL_unref(L, LUA_REGISTRYINDEX, sv->ref);
     sv->ref = LUA_NOREF;
   }
