@@ -882,6 +882,7 @@ version() { "$@" 2>&1 | head -n 1; }
 cat > "$DEFS" <<EOF
 peer	tide	tide
 peer	tide_sleep0	tide with tide.sleep(0)
+peer	tide_protocol	tide Protocol (bench/echo_server_protocol.lua)
 peer	floor	lua5.4 bare coroutines (floor)
 peer	lua	lua5.4
 peer	luv	lua5.4 + luv
