@@ -264,9 +264,14 @@ static void read_cb (uv_stream_t *h, ssize_t n, const uv_buf_t *buf) {
 
 /* ---- Writing -------------------------------------------------------------- */
 
+#define PIN_MIN (16 * 1024)     /* a rest this big is kept, not copied */
+
 typedef struct WriteReq {
   uv_write_t req;
   uv_buf_t buf;
+  tide_Runtime *rt;
+  int ref;                 /* registry: the string written from, or
+                              LUA_NOREF: the rest is in data */
   char data[];
 } WriteReq;
 
@@ -286,6 +291,9 @@ void tide__tsent (tide_Transport *t, int status) {
 
 static void write_cb (uv_write_t *req, int status) {
   tide_Transport *t = req->handle->data;   /* NULL once closed */
+  WriteReq *r = (WriteReq *)req;
+  if (r->ref != LUA_NOREF && r->rt->L != NULL)   /* not while tide closes */
+    luaL_unref(r->rt->cbL, LUA_REGISTRYINDEX, r->ref);  /* allocates nothing */
   tide__free(req);
   if (t != NULL) tide__tsent(t, status);
 }
@@ -298,9 +306,10 @@ void tide__tpause (lua_State *L, tide_Transport *t, int i) {
 }
 
 /* Send the nb buffers b (total bytes): as much as the socket takes now, the
-** rest copied and queued. */
+** rest queued: copied, or (one buffer, the string at index pin of L, a
+** big rest) written from the string, kept until sent. */
 static void send_bufs (lua_State *L, tide_Transport *t, uv_buf_t *b, int nb,
-                       size_t total) {
+                       size_t total, int pin) {
   size_t done = 0;
   WriteReq *r;
   char *p;
@@ -315,16 +324,32 @@ static void send_bufs (lua_State *L, tide_Transport *t, uv_buf_t *b, int nb,
     if ((size_t)n == total) return;
     done = (size_t)n;
   }
-  if ((r = tide__malloc(sizeof *r + total - done)) == NULL) tide__nomem(L);
-  p = r->data;
-  for (i = 0; i < nb; i++) {
-    size_t skip = done < b[i].len ? done : b[i].len;
-    memcpy(p, b[i].base + skip, b[i].len - skip);
-    p += b[i].len - skip;
-    done -= skip;
+  if (pin && nb == 1 && total - done >= PIN_MIN) {
+    int ref;
+    lua_pushvalue(L, pin);
+    ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if ((r = tide__malloc(sizeof *r)) == NULL) {
+      luaL_unref(L, LUA_REGISTRYINDEX, ref);
+      tide__nomem(L);
+    }
+    r->ref = ref;
+    r->buf = uv_buf_init(b->base + done, (unsigned)(total - done));
   }
-  r->buf = uv_buf_init(r->data, (unsigned)(p - r->data));
+  else {
+    if ((r = tide__malloc(sizeof *r + total - done)) == NULL) tide__nomem(L);
+    r->ref = LUA_NOREF;
+    p = r->data;
+    for (i = 0; i < nb; i++) {
+      size_t skip = done < b[i].len ? done : b[i].len;
+      memcpy(p, b[i].base + skip, b[i].len - skip);
+      p += b[i].len - skip;
+      done -= skip;
+    }
+    r->buf = uv_buf_init(r->data, (unsigned)(p - r->data));
+  }
+  r->rt = t->o.rt;
   if ((err = uv_write(&r->req, H(t), &r->buf, 1, write_cb)) < 0) {
+    if (r->ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
     tide__free(r);
     lost(t, err);
     return;
@@ -362,7 +387,7 @@ static int t_write (lua_State *L) {
   b.base = (char *)(lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len)
                                                  : tide__checklstring(L, 2, &len));
   b.len = len;
-  if (writable(L, t) && len > 0) send_bufs(L, t, &b, 1, len);
+  if (writable(L, t) && len > 0) send_bufs(L, t, &b, 1, len, 2);
   return 0;
 }
 
@@ -402,7 +427,7 @@ static int t_writelines (lua_State *L) {
     b[i - 1].len = len;
     total += len;
   }
-  if (total > 0) send_bufs(L, t, b, (int)n, total);
+  if (total > 0) send_bufs(L, t, b, (int)n, total, n == 1 ? lua_gettop(L) : 0);
   return 0;
 }
 
