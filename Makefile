@@ -48,15 +48,15 @@ BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_pat
            fs_file fs_read fs_dir fs_result fs_watch work tty \
            http_client http_client_multi http_client_curl \
            http_server http_server_parser \
-           tls tls_context tls_engine tls_error tls_load socket
-BINDINGS += workers
-BINDINGS += stream_read stream_write stream_layer
+           tls tls_context tls_engine tls_error tls_load socket workers \
+           stream_read stream_write stream_layer \
+           transport transport_net transport_udp
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o $(BUILD)/obj/http_parser.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h \
            bindings/http_client.h bindings/tls.h bindings/tls_api.h
 HEADERS += runtime/sync.h bindings/http_server.h
-HEADERS += bindings/stream.h
+HEADERS += bindings/stream.h bindings/transport.h
 
 # Outside the dynamic linker's own directories, programs built with
 # `pkg-config --libs tide` find libtide.so through an rpath.

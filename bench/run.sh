@@ -288,7 +288,7 @@ fi
 RR_ROWS="echo_rr100b10:10:100 echo_rr100b100:100:100 echo_rr16k10:10:16384"
 SECONDS_RR=3 WARMUP_RR=1 MIB=256
 ECHO_SECS="echo_rr100b10 echo_rr100b100 echo_rr16k10 echo_bulk"
-ECHO_PEERS="tide luv cqueues node python python_protocol c"
+ECHO_PEERS="tide tide_protocol luv cqueues node python python_protocol c"
 # With two cores or more, the server runs on CPU 0 and the clients on CPU 1.
 if [ "$(nproc)" -ge 2 ] && taskset -c 0,1 true 2>/dev/null; then
   PIN_SERVER="taskset -c 0" PIN_CLIENT="taskset -c 1"
@@ -300,6 +300,7 @@ fi
 server_cmd() {
   case $1 in
     tide) echo "$TIDE $BENCH/echo_server.lua" ;;
+    tide_protocol) echo "$TIDE $BENCH/echo_server_protocol.lua" ;;
     luv) echo "$LUA $BENCH/echo_server_luv.lua" ;;
     cqueues) echo "$LUA $BENCH/echo_server_cqueues.lua" ;;
     node) echo "$NODE $BENCH/echo_server.js" ;;
@@ -1080,6 +1081,7 @@ version() { "$@" 2>&1 | head -n 1; }
 cat > "$DEFS" <<EOF
 peer	tide	tide
 peer	tide_sleep0	tide with tide.sleep(0)
+peer	tide_protocol	tide Protocol (bench/echo_server_protocol.lua)
 peer	floor	lua5.4 bare coroutines (floor)
 peer	lua	lua5.4
 peer	luv	lua5.4 + luv
@@ -1133,7 +1135,7 @@ metric	switch	switch_per_s	switches/s	higher
 note	switch	a switch is one task handing over to the other, two a round; best of $REPEAT passes.
 note	switch	tide: tide.yield; luv: an idle handle per coroutine; cqueues and asyncio: sleep(0);
 note	switch	the floor resumes two bare coroutines in turn from a loop, timed by os.clock.
-section	echo_rr100b10	TCP echo, request/response: 10 connections, 100-byte messages	tide luv cqueues node python python_protocol c
+section	echo_rr100b10	TCP echo, request/response: 10 connections, 100-byte messages	tide tide_protocol luv cqueues node python python_protocol c
 ceiling	echo_rr100b10	c
 metric	echo_rr100b10	echo_rr100b10_rr_per_s	round trips/s	higher
 metric	echo_rr100b10	echo_rr100b10_p50_us	p50 latency (us)	lower
@@ -1152,21 +1154,21 @@ note	echo_rr100b10	server that is not kept busy handles fewer messages per loop 
 note	echo_rr100b10	127.0.0.1. $PINNED
 note	echo_rr100b10	Best of $REPEAT passes by round trips/s; the other figures are from that run.
 note	echo_rr100b10	peer/C: the peer's value over the C server's (bench/echo_uv.c, the ceiling).
-section	echo_rr100b100	TCP echo, request/response: 100 connections, 100-byte messages	tide luv cqueues node python python_protocol c
+section	echo_rr100b100	TCP echo, request/response: 100 connections, 100-byte messages	tide tide_protocol luv cqueues node python python_protocol c
 ceiling	echo_rr100b100	c
 metric	echo_rr100b100	echo_rr100b100_rr_per_s	round trips/s	higher
 metric	echo_rr100b100	echo_rr100b100_p50_us	p50 latency (us)	lower
 metric	echo_rr100b100	echo_rr100b100_p99_us	p99 latency (us)	lower
 metric	echo_rr100b100	echo_rr100b100_cpu_us_per_msg	server CPU us/round trip	lower
 note	echo_rr100b100	measured as for 10 connections and 100 bytes; peer/C: the peer's value over the C server's.
-section	echo_rr16k10	TCP echo, request/response: 10 connections, 16 KiB messages	tide luv cqueues node python python_protocol c
+section	echo_rr16k10	TCP echo, request/response: 10 connections, 16 KiB messages	tide tide_protocol luv cqueues node python python_protocol c
 ceiling	echo_rr16k10	c
 metric	echo_rr16k10	echo_rr16k10_rr_per_s	round trips/s	higher
 metric	echo_rr16k10	echo_rr16k10_p50_us	p50 latency (us)	lower
 metric	echo_rr16k10	echo_rr16k10_p99_us	p99 latency (us)	lower
 metric	echo_rr16k10	echo_rr16k10_cpu_us_per_msg	server CPU us/round trip	lower
 note	echo_rr16k10	measured as for 10 connections and 100 bytes; peer/C: the peer's value over the C server's.
-section	echo_bulk	TCP echo, bulk: one connection, $MIB MiB sent and echoed back	tide luv cqueues node python python_protocol c
+section	echo_bulk	TCP echo, bulk: one connection, $MIB MiB sent and echoed back	tide tide_protocol luv cqueues node python python_protocol c
 ceiling	echo_bulk	c
 metric	echo_bulk	bulk_mib_per_s	MiB/s	higher
 metric	echo_bulk	bulk_cpu_ms_per_mib	server CPU ms per MiB	lower

@@ -40,12 +40,29 @@ static int open_http (lua_State *L) {
   return tide__open_http_server(L);
 }
 
+/* tide.tcp, tide.pipe and tide.udp: with the callback layer's
+** (transport_net.c, transport_udp.c). */
+static int open_tcp (lua_State *L) {
+  tide__open_tcp(L);
+  return tide__open_transport_tcp(L);
+}
+
+static int open_pipe (lua_State *L) {
+  tide__open_pipe(L);
+  return tide__open_transport_pipe(L);
+}
+
+static int open_udp (lua_State *L) {
+  tide__open_udp(L);
+  return tide__open_transport_udp(L);
+}
+
 static const struct Binding {
   const char *name, *modname;
   lua_CFunction open;
 } bindings[] = {
-  {"dns", "tide.dns", tide__open_dns}, {"tcp", "tide.tcp", tide__open_tcp},
-  {"pipe", "tide.pipe", tide__open_pipe}, {"udp", "tide.udp", tide__open_udp},
+  {"dns", "tide.dns", tide__open_dns}, {"tcp", "tide.tcp", open_tcp},
+  {"pipe", "tide.pipe", open_pipe}, {"udp", "tide.udp", open_udp},
   {"process", "tide.process", tide__open_process},
   {"fs", "tide.fs", tide__open_fs}, {"http", "tide.http", open_http},
   {"tls", "tide.tls", tide__open_tls},

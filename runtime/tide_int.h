@@ -315,6 +315,9 @@ int tide__open_http (lua_State *L);
 int tide__open_http_server (lua_State *L);   /* into tide.http */
 int tide__open_tls (lua_State *L);
 int tide__open_socket (lua_State *L);   /* socket.c, for tide.socket */
+int tide__open_transport_tcp (lua_State *L);   /* into tide.tcp */
+int tide__open_transport_pipe (lua_State *L);  /* into tide.pipe */
+int tide__open_transport_udp (lua_State *L);   /* into tide.udp */
 
 /* fs.c: a File on fd (which it owns), named name in messages */
 void tide__newfile (lua_State *L, int fd, const char *name);

@@ -89,7 +89,7 @@ for _, k in ipairs(list) do show(k) end]])
       assert.equal("function\ttrue\ttrue\n",
                    check("local fs = require 'tide.fs' print(type(fs.read_file), " ..
                          "fs == tide.fs, package.loaded['tide.tcp'] == tide.tcp)"))
-      assert.equal("connect listen serve\n", check([[
+      assert.equal("connect create_connection create_server listen serve\n", check([[
 local list = {}
 for k in pairs(require "tide.tcp") do list[#list + 1] = k end
 table.sort(list)

@@ -91,6 +91,55 @@ kinds["tide.Stream"] = { waiter = "read", make = function ()
   end
 end }
 
+-- The callback layer (transport.c): a transport made by create_connection
+-- (the closed one aborted), a server made by create_server.
+kinds["tide.Transport"] = { make = function ()
+  local sv = assert(tide.tcp.listen("127.0.0.1", 0))
+  local _, port = sv:getsockname()
+  local function factory () return {} end
+  local t = assert(tide.tcp.create_connection("127.0.0.1", port, factory))
+  local peer = assert(sv:accept())
+  local c = assert(tide.tcp.create_connection("127.0.0.1", port, factory))
+  c:abort()
+  assert(sv:accept()):close()
+  sv:close()
+  return t, c, function ()
+    assert(not t:is_closing(), "closed")
+    t:write("ping")
+    assert.equal("ping", peer:read_exactly(4))
+    t:close()
+    peer:close()
+  end
+end }
+
+kinds["tide.DatagramTransport"] = { make = function ()
+  local function factory () return {} end
+  local t = assert(tide.udp.create_datagram_endpoint("127.0.0.1", 0, factory))
+  local c = assert(tide.udp.create_datagram_endpoint("127.0.0.1", 0, factory))
+  c:abort()
+  return t, c, function ()
+    assert(not t:is_closing(), "closed")
+    local s = assert(tide.udp.bind("127.0.0.1", 0))
+    local _, port = s:getsockname()
+    t:sendto("ping", "127.0.0.1", port)
+    assert.equal("ping", (s:recv()))
+    s:close()
+    t:close()
+  end
+end }
+
+kinds["tide.ProtocolServer"] = { waiter = "wait", make = function ()
+  local function factory () return {} end
+  local sv = assert(tide.tcp.create_server("127.0.0.1", 0, factory))
+  local c = assert(tide.tcp.create_server("127.0.0.1", 0, factory))
+  c:close()
+  return sv, c, function ()
+    local _, port = sv:getsockname()
+    assert(tide.tcp.connect("127.0.0.1", port)):close()
+    sv:close()
+  end
+end }
+
 -- tide.http: two responses (the second closed) from a server of its own,
 -- which ends before they are returned.
 local function responses ()
