@@ -42,8 +42,7 @@ CFLAGS  += $(OPT) $(WARN) -fPIC -Iruntime $(PKG_CFLAGS) $(SAN)
 LDFLAGS += $(SAN)
 
 CORE     = sched task wait report timer coro debug handle runtime lazy interrupt where \
-           pool alloc watch lock queue require
-CORE    += future
+           pool alloc watch lock queue require future
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_path \
            fs_file fs_read fs_dir fs_result fs_watch work tty \
            http_client http_client_multi http_client_curl \
