@@ -27,6 +27,7 @@ kinds["tide.Runtime"] = {}          -- see "the runtime's own metatable" below
 kinds["tide.WorkBuf"] = {}          -- tide.work's encoding buffers
 kinds["tide.FdFlags"] = {}          -- stdin's flags, put back at the end
 kinds["tide.Load"] = {}             -- a load in progress, on require's stack
+kinds["tide.Workers"] = {}          -- a master's only (spec/workers_spec.lua)
 
 kinds["tide.Task"] = { make = function ()
   local t = tide.spawn(function () return 42 end)
