@@ -70,6 +70,17 @@ local function term (home)
     :format(name, home, TIDE))
   assert.equal(0, code)
   self:expect("\n>$")
+  -- Keys typed before the line editor has the terminal can be lost (seen
+  -- on a loaded machine): type a probe until it shows, then erase it.
+  local shown
+  for _ = 1, 20 do
+    self:keys("x")
+    shown = pcall(self.expect, self, "\n>%s?x+$", false, 20)
+    if shown then break end
+  end
+  assert(shown, "the REPL never showed what was typed")
+  self:keys("BSpace", "BSpace", "BSpace", "BSpace", "BSpace")
+  self:expect("\n>$")
   return self
 end
 
@@ -86,10 +97,11 @@ function Term:screen ()
   return (screen:gsub("[ \t]+\n", "\n"):gsub("\n+$", ""))
 end
 
--- Wait (up to 10 s) until the screen matches pattern; return the screen.
-function Term:expect (pattern, plain)
+-- Wait (up to 10 s, or tries × 0.05 s) until the screen matches pattern;
+-- return the screen.
+function Term:expect (pattern, plain, tries)
   local screen
-  for _ = 1, 200 do
+  for _ = 1, tries or 200 do
     screen = self:screen()
     if screen:find(pattern, 1, plain) then return screen end
     os.execute("sleep 0.05")
