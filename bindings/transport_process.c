@@ -300,12 +300,65 @@ static void subonclose (tide_Handle *o) {
   (void)o;
 }
 
+/* (s): anchor s and its pipe transports, so that nothing allocates once
+** the child runs (a failure is undone by unanchor). */
+static int anchor_p (lua_State *L) {
+  Sub *s = lua_touserdata(L, 1);
+  int i;
+  for (i = 0; i < 3; i++)
+    if (lua_getiuservalue(L, 1, U_PIPE0 + i) == LUA_TUSERDATA) {
+      tide_Transport *t = lua_touserdata(L, -1);
+      t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+      s->open |= 1 << i;
+    }
+    else lua_pop(L, 1);
+  lua_settop(L, 1);
+  s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+/* s (at index self) did not start: unanchor and close it and its pipes. */
+static void unstart (lua_State *L, Sub *s, int self) {
+  int i;
+  for (i = 0; i < 3; i++) {
+    if (lua_getiuservalue(L, self, U_PIPE0 + i) == LUA_TUSERDATA) {
+      tide_Transport *t = lua_touserdata(L, -1);
+      luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+      t->ref = LUA_NOREF;
+      tide__handleclose(&t->o);
+    }
+    lua_pop(L, 1);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+  s->ref = LUA_NOREF;
+  s->open = 0;
+  s->closed = s->finished = 1;
+  tide__handleclose(&s->o);
+}
+
+/* spawn's error (on top) raised again: its wrong use as ours, of the
+** command (argument 2) or of the options (3: "'cwd': ..."). */
+static int reraise (lua_State *L) {
+  static const char pre[] = "bad argument #1 to 'tide.process.spawn' (";
+  const char *msg = lua_tostring(L, -1);
+  size_t n;
+  if (msg == NULL || strncmp(msg, pre, sizeof pre - 1) != 0)
+    return lua_error(L);
+  msg += sizeof pre - 1;
+  n = strlen(msg);
+  if (n == 0 || msg[n - 1] != ')') return lua_error(L);
+  lua_pushlstring(L, msg, n - 1);
+  return tide__argerror(L, *msg == '\'' ? 3 : 2, lua_tostring(L, -1));
+}
+
 /* tide.process.create_subprocess(factory, cmd [, opts]) -> transport,
-** protocol | nil, msg, code. Upvalues: spawn, the pipes' metatable. */
+** protocol | nil, msg, code. Upvalues: spawn, the pipes' metatable.
+** Everything is made and anchored before the child starts: after that,
+** nothing raises. */
 static int create_subprocess (lua_State *L) {
   tide_TCtx *c = tide__tctx(L);
   tide_Transport *t[3] = { NULL, NULL, NULL };
-  int pipe[3], child[3] = { -1, -1, -1 }, i, err = 0, status = LUA_OK;
+  int pipe[3], child[3] = { -1, -1, -1 }, i, err = 0, status;
   Sub *s;
   uv_idle_t *idle;
   checkfactory(L, 1);
@@ -324,6 +377,12 @@ static int create_subprocess (lua_State *L) {
   lua_setiuservalue(L, 6, U_PROTO);
   for (i = 0; i < 3; i++)
     if (pipe[i]) t[i] = newpipe(L, s, 6, lua_upvalueindex(2), i);
+  lua_pushcfunction(L, anchor_p);
+  lua_pushvalue(L, 6);
+  if ((status = lua_pcall(L, 1, 0, 0)) != LUA_OK) {
+    unstart(L, s, 6);
+    return lua_error(L);
+  }
   for (i = 0; i < 3 && err == 0; i++) {   /* nothing raises from here */
     uv_os_sock_t fds[2];
     int size = PIPE_ROOM;
@@ -349,12 +408,9 @@ static int create_subprocess (lua_State *L) {
   for (i = 0; i < 3; i++)
     if (child[i] >= 0) close(child[i]);
   if (err < 0 || status != LUA_OK || lua_isnil(L, 7)) {
-    for (i = 0; i < 3; i++)
-      if (t[i] != NULL) tide__handleclose(&t[i]->o);
-    tide__handleclose(&s->o);
-    s->closed = s->finished = 1;
+    unstart(L, s, 6);
     if (err < 0) return tide_pushfail(L, err, NULL);
-    if (status != LUA_OK) return lua_error(L);
+    if (status != LUA_OK) return reraise(L);
     return 3;
   }
   lua_settop(L, 7);
@@ -362,14 +418,6 @@ static int create_subprocess (lua_State *L) {
   lua_setiuservalue(L, 6, U_PROC);
   s->p->exitdata = s;
   s->p->onexit = onexit;
-  lua_pushvalue(L, 6);
-  s->ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* out of memory: __gc kills */
-  for (i = 0; i < 3; i++)
-    if (t[i] != NULL) {
-      lua_getiuservalue(L, 6, U_PIPE0 + i);
-      t[i]->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-      s->open |= 1 << i;
-    }
   lua_pushvalue(L, 6);             /* connection_made(transport) */
   if (subcall(L, s, 6, "connection_made", 1) == 0)
     for (i = 0; i < 3; i++)
