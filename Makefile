@@ -50,6 +50,7 @@ BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_pat
            tls tls_context tls_engine tls_error tls_load socket workers \
            stream_read stream_write stream_layer \
            transport transport_net transport_udp
+BINDINGS += transport_process
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o $(BUILD)/obj/http_parser.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h \

@@ -44,18 +44,6 @@ typedef union ProcHandle {
   uv_process_t proc;
 } ProcHandle;
 
-struct Process {
-  tide_Handle o;           /* o.h: the ProcHandle until the child is reaped */
-  Task *waiters;           /* tasks in wait() */
-  int pid;                 /* 0 until started */
-  int pidfd;               /* the pidfd polled by o.h, or -1 */
-  uv_poll_t *poll;         /* o.h when it polls the pidfd */
-  int code, signal;        /* how it ended, once exited */
-  unsigned exited : 1;
-  unsigned detached : 1;
-  unsigned orphan : 1;     /* a malloc'ed copy: its Process was collected */
-  unsigned moving : 1;     /* the handle is being handed to an orphan */
-};
 
 static Process *checkprocess (lua_State *L, int i) {
   return tide__checkudata(L, i, TIDE_PROCESS);
@@ -127,6 +115,7 @@ static void process_onclose (tide_Handle *o) {
   if (p->moving) return;
   if (!p->exited && p->pid > 0 && !p->detached) reap(p);
   closepidfd(p);
+  if (p->onexit) p->onexit(p);
   if (p->orphan) tide__free(p);    /* nobody waits on an orphan */
   else tide__wakeall(&p->waiters);
 }
@@ -142,6 +131,7 @@ static void orphan (Process *p) {
   }
   *r = *p;
   r->orphan = 1;
+  r->onexit = NULL;
   r->waiters = NULL;
   p->moving = 1;
   tide__handlemove(&p->o, &r->o);

@@ -11,6 +11,24 @@
 
 typedef struct Process Process;
 
+/* A child, as tide.Process (process.c) and the subprocess transport
+** (transport_process.c) see it. */
+struct Process {
+  tide_Handle o;           /* o.h: the ProcHandle until the child is reaped */
+  Task *waiters;           /* tasks in wait() */
+  int pid;                 /* 0 until started */
+  int pidfd;               /* the pidfd polled by o.h, or -1 */
+  uv_poll_t *poll;         /* o.h when it polls the pidfd */
+  int code, signal;        /* how it ended, once exited */
+  unsigned exited : 1;
+  unsigned detached : 1;
+  unsigned orphan : 1;     /* a malloc'ed copy: its Process was collected */
+  unsigned moving : 1;     /* the handle is being handed to an orphan */
+  void (*onexit) (Process *p);  /* called when the handle closes (reaped,
+                                   or the runtime closes), if set */
+  void *exitdata;          /* for onexit (transport_process.c) */
+};
+
 static const char *const stdnames[] = { "stdin", "stdout", "stderr" };
 
 /* Where the options being checked came from, for wrong-use errors: argv

@@ -52,6 +52,12 @@ static int open_pipe (lua_State *L) {
   return tide__open_transport_pipe(L);
 }
 
+/* tide.process: with create_subprocess (transport_process.c). */
+static int open_process (lua_State *L) {
+  tide__open_process(L);
+  return tide__open_transport_process(L);
+}
+
 static int open_udp (lua_State *L) {
   tide__open_udp(L);
   return tide__open_transport_udp(L);
@@ -63,7 +69,7 @@ static const struct Binding {
 } bindings[] = {
   {"dns", "tide.dns", tide__open_dns}, {"tcp", "tide.tcp", open_tcp},
   {"pipe", "tide.pipe", open_pipe}, {"udp", "tide.udp", open_udp},
-  {"process", "tide.process", tide__open_process},
+  {"process", "tide.process", open_process},
   {"fs", "tide.fs", tide__open_fs}, {"http", "tide.http", open_http},
   {"tls", "tide.tls", tide__open_tls},
   {"socket", "tide.socket", tide__open_socket},

@@ -318,6 +318,7 @@ int tide__open_socket (lua_State *L);   /* socket.c, for tide.socket */
 int tide__open_transport_tcp (lua_State *L);   /* into tide.tcp */
 int tide__open_transport_pipe (lua_State *L);  /* into tide.pipe */
 int tide__open_transport_udp (lua_State *L);   /* into tide.udp */
+int tide__open_transport_process (lua_State *L); /* into tide.process */
 
 /* fs.c: a File on fd (which it owns), named name in messages */
 void tide__newfile (lua_State *L, int fd, const char *name);

@@ -141,6 +141,26 @@ kinds["tide.ProtocolServer"] = { waiter = "wait", make = function ()
   end
 end }
 
+-- The subprocess protocol (transport_process.c): cat, and one closed.
+kinds["tide.SubprocessTransport"] = { make = function ()
+  local out, done = {}, false
+  local t = assert(tide.process.create_subprocess(function ()
+    return { pipe_data_received = function (_, _, d) out[#out + 1] = d end,
+             connection_lost = function () done = true end }
+  end, { "cat" }))
+  local c = assert(tide.process.create_subprocess(function () return {} end, { "cat" }))
+  c:close()
+  return t, c, function ()
+    assert(not t:is_closing(), "closed")
+    local w = t:get_pipe_transport(0)
+    w:write("ping")
+    w:write_eof()
+    while not done do tide.sleep(0.005) end
+    assert.equal("ping", table.concat(out))
+    assert.equal(0, t:get_returncode())
+  end
+end }
+
 -- tide.http: two responses (the second closed) from a server of its own,
 -- which ends before they are returned.
 local function responses ()
