@@ -93,6 +93,44 @@ describe("lua-redis on tide.socket", function ()
   end))
 end)
 
+describe("LuaSec's ssl.https (Debian's lua-sec) on tide.ssl", function ()
+  it("gets over TLS, verifies with a cafile, and fails an untrusted peer", async(function ()
+    assert(io.open("/usr/share/lua/5.4/ssl/https.lua"),
+           "lua-sec is missing (Debian: apt-get install lua-sec)"):close()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    local C = dofile("spec/tls_certs.lua")(dir)
+    local sv = assert(tide.tls.serve("127.0.0.1", 0, function (s)
+      while true do                       -- HTTP/1.0: the head, then close
+        local l = s:read_until("\n")
+        if not l or l == "\r\n" then break end
+      end
+      s:write("HTTP/1.0 200 OK\r\nContent-Length: 11\r\n\r\nhello world")
+      s:close()
+    end, { cert = C.server.cert, key = C.server.key }))
+    local _, port = sv:getsockname()
+    local https = require "ssl.https"
+    local url = ("https://localhost:%d/a.txt"):format(port)
+    local ok, err = pcall(function ()
+      local body, code = https.request(url)          -- verify = "none"
+      assert.equal("hello world", body)
+      assert.equal(200, code)
+      local out = {}
+      local one, code2 = https.request { url = url, verify = "peer", cafile = C.ca,
+        sink = require("ltn12").sink.table(out) }
+      assert.equal(1, one)
+      assert.equal(200, code2)
+      assert.equal("hello world", table.concat(out))
+      assert.same({ nil, "certificate verify failed" },
+                  { https.request { url = url, verify = "peer" } })
+    end)
+    sv:close()
+    os.execute("rm -rf " .. dir)
+    assert(ok, err)
+  end))
+end)
+
 describe("socket.http on tide.socket", function ()
   local http = require "socket.http"
   local ltn12 = require "ltn12"
