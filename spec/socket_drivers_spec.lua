@@ -272,4 +272,32 @@ describe("the same drivers outside any task", function ()
     stop()
     assert.matches("^yes\nweb body\t200\t", out)
   end))
+
+  it("runs the README's example with stock lua5.4: require \"tide.luasocket\" alone finds tide.so", async(function ()
+    local port, stop = H.redis()
+    local c = assert(tide.tcp.connect("127.0.0.1", port))
+    for i = 1, 3 do c:write(("SET key%d v%d\r\n"):format(i, i)) c:read_until("\r\n") end
+    c:close()
+    local script = tmpfile(([[
+      require "tide.luasocket"             -- first: nothing required before
+      local tide = require "tide"
+      local redis = require "redis"
+      tide.run(function ()
+        local tasks = {}
+        for i = 1, 3 do
+          tasks[i] = tide.spawn(function ()
+            local c = redis.connect("127.0.0.1", %d)
+            return c:get("key" .. i)
+          end)
+        end
+        for i = 1, 3 do print(tasks[i]:await()) end
+      end)
+    ]]):format(port))
+    local done = background(("LD_PRELOAD=\"$TIDE_PRELOAD\" LUA_CPATH=%q LUA_PATH=%q lua5.4 %s")
+      :format(BUILD .. "/?.so;;", "/usr/share/lua/5.3/?.lua;;", script))
+    local out = done()
+    os.remove(script)
+    stop()
+    assert.equal("v1\nv2\nv3\n", out)
+  end))
 end)
