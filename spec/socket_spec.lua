@@ -629,6 +629,26 @@ describe("tide.socket outside any task", function ()
                  "nil\ttimeout\tst\n" ..
                  "nil\tclosed\t\n", out)
   end)
+
+  it("raises wrong use of receive and send at the caller's line there too", function ()
+    local script = tmpfile([[
+      package.cpath = os.getenv("BUILD") .. "/?.so;" .. package.cpath
+      local socket = require "tide.socket"
+      local srv = assert(socket.bind("127.0.0.1", 0))
+      local c = assert(socket.connect("127.0.0.1", select(2, srv:getsockname())))
+      print(select(2, pcall(function () return c:receive("*x") end)))
+      print(select(2, pcall(function () c:send() end)))
+      print(select(2, pcall(function () return c:receive({}) end)))
+      c:close() srv:close()
+    ]])
+    local out, code = sh(("LD_PRELOAD=\"$TIDE_PRELOAD\" BUILD=%s lua5.4 %s"):format(BUILD, script))
+    assert.equal(0, code, out)
+    local name = script:match("[^/]*$")
+    for line in out:gmatch("[^\n]+") do
+      assert.truthy(line:find(name .. ":%d+: bad argument #1 to '%a+' %("), out)
+    end
+    os.remove(script)
+  end)
 end)
 
 -- What a user met comparing tide.socket with LuaSocket 3.1.0 (Debian's).

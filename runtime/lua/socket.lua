@@ -270,8 +270,27 @@ local function receive (self, pattern, prefix)
   if size > 0 and n <= size then return prefix, nil, nil end
   return recvraw(self, n - size, prefix)
 end
+-- Outside a task the call runs in tide.run's task, where an error has no
+-- caller's line: wrong use is found here first.
+local function checkreceive (self, pattern, prefix)
+  checkkind(self, "receive", "client")
+  if prefix ~= nil and type(prefix) ~= "string" and type(prefix) ~= "number" then
+    typeerror(3, "string", prefix)
+  end
+  if pattern == nil or tonumber(pattern) ~= nil then
+    if pattern ~= nil and tonumber(pattern) < 0 then
+      argerror(2, "invalid receive pattern")
+    end
+    return
+  end
+  if type(pattern) ~= "string" then typeerror(2, "string", pattern) end
+  local p = sub(pattern, 1, 1) == "*" and sub(pattern, 2, 2) or sub(pattern, 1, 1)
+  if p ~= "l" and p ~= "a" then argerror(2, "invalid receive pattern") end
+end
+
 function TCP.receive (self, pattern, prefix)
   if current() then return receive(self, pattern, prefix) end
+  checkreceive(self, pattern, prefix)
   return tide.run(receive, self, pattern, prefix)
 end
 
@@ -324,6 +343,13 @@ end
 
 function TCP.send (self, data, i, j)
   if current() then return send(self, data, i, j) end
+  checkkind(self, "send", "client")
+  if type(data) ~= "string" and type(data) ~= "number" then
+    if data == nil then typeerror(2, "string") end
+    typeerror(2, "string", data)
+  end
+  if i ~= nil and tonumber(i) == nil then typeerror(3, "number", i) end
+  if j ~= nil and tonumber(j) == nil then typeerror(4, "number", j) end
   return tide.run(send_drain, self, data, i, j)
 end
 
