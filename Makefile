@@ -9,7 +9,7 @@ BUILD   ?= build
 PKGS     = lua5.4 libuv libedit openssl
 DEPS     = gcc make pkg-config liblua5.4-dev libuv1-dev libedit-dev lua5.4 lua-busted valgrind tmux \
            python3 curl libcurl4-openssl-dev nginx openssl libhttp-parser-dev libssl-dev wrk \
-           redis-server lua-redis lua-socket luarocks
+           redis-server lua-redis lua-socket luarocks lua-sec
 BENCHDEPS = nodejs python3 lua-cqueues lua-luv valgrind time wrk nginx libnginx-mod-http-lua \
             python3-aiohttp lua-http redis-tools
 

@@ -39,3 +39,38 @@ int tide__open_socket (lua_State *L) {
   lua_setfield(L, -4, "socket");
   return 0;
 }
+
+/* ---- Entry points of tide.so for stock Lua --------------------------------- */
+
+/* require "tide" and give what require "tide.<field>" gives once it is
+** loaded: the preload tide set (tide.ssl, tide.luasocket, installed), or
+** tide.<field>. So that with LUA_CPATH reaching tide.so, require
+** "tide.luasocket" alone works (the all-in-one searcher finds
+** luaopen_tide_luasocket in tide.so). */
+static int fromtide (lua_State *L, const char *field) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "tide");
+  lua_call(L, 1, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushfstring(L, "tide.%s", field);
+  if (lua_gettable(L, -2) == LUA_TFUNCTION) {
+    lua_pushfstring(L, "tide.%s", field);
+    lua_call(L, 1, 1);
+    return 1;
+  }
+  lua_pop(L, 2);
+  lua_getfield(L, -1, field);
+  return 1;
+}
+
+TIDE_API int luaopen_tide_luasocket (lua_State *L) {
+  return fromtide(L, "luasocket");
+}
+
+TIDE_API int luaopen_tide_socket (lua_State *L) {
+  return fromtide(L, "socket");
+}
+
+TIDE_API int luaopen_tide_ssl (lua_State *L) {
+  return fromtide(L, "ssl");
+}

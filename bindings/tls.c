@@ -169,8 +169,9 @@ static void setpeer (lua_State *L, SSL *ssl) {
 }
 
 /* What stream:tlsinfo() returns (stream.c asks the layer): { protocol,
-** cipher, alpn, servername, resumed, verified, peer = { subject, issuer,
-** san, not_before, not_after } }. */
+** cipher, alpn, servername, resumed, verified, verify_error (the chain's
+** verification failure, also unverified), peer = { subject, issuer, san,
+** not_before, not_after } }. */
 int tls__info (SSL *ssl, lua_State *L) {
   const unsigned char *alpn;
   unsigned alpnlen;
@@ -189,6 +190,10 @@ int tls__info (SSL *ssl, lua_State *L) {
                   SSL_get0_peer_certificate(ssl) != NULL &&
                   SSL_get_verify_result(ssl) == X509_V_OK);
   lua_setfield(L, -2, "verified");
+  if (SSL_get0_peer_certificate(ssl) != NULL &&   /* checked in any mode */
+      SSL_get_verify_result(ssl) != X509_V_OK)
+    setstr(L, "verify_error",
+           X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
   setpeer(L, ssl);
   return 1;
 }

@@ -20,12 +20,19 @@ static int ownchunk (const lua_Debug *ar) {
   return 0;
 }
 
-/* Whether the function at level runs inside tide: library code, or a C
-** function that library code called (a binding, pcall). */
+static int lib_entered (lua_State *L);
+
+/* Whether the function at level runs inside tide: library code, a C
+** function that library code called (a binding, pcall), or an entry
+** (lib_entry: the user called it, also in a tail call). */
 static int inside (lua_State *L, int level) {
   lua_Debug ar;
+  lua_CFunction f;
   if (!lua_getstack(L, level, &ar)) return 0;
-  lua_getinfo(L, "S", &ar);
+  lua_getinfo(L, "Sf", &ar);
+  f = lua_tocfunction(L, -1);
+  lua_pop(L, 1);
+  if (f == lib_entered) return 1;
   if (*ar.what != 'C') return ownchunk(&ar);
   if (!lua_getstack(L, level + 1, &ar)) return 0;
   lua_getinfo(L, "S", &ar);
@@ -288,7 +295,34 @@ static int lib_newclass (lua_State *L) {
   return 1;
 }
 
+/* The C function entry(f) makes: f called with its arguments. A C
+** function called in a tail call keeps its caller's frame (a Lua one
+** does not), so errors point at the user's line and name the function as
+** the call site does. */
+static int entered_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lua_gettop(L);
+}
+
+static int lib_entered (lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, entered_k);
+  return lua_gettop(L);
+}
+
+/* entry(f) -> a C function calling f: an entry point of a Lua-side
+** library that the user calls. */
+static int lib_entry (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, lib_entered, 1);
+  return 1;
+}
+
 static const luaL_Reg lib_funcs[] = {
+  {"entry", lib_entry},
   {"argerror", lib_argerror},
   {"typeerror", lib_typeerror},
   {"checkself", lib_checkself},

@@ -93,6 +93,44 @@ describe("lua-redis on tide.socket", function ()
   end))
 end)
 
+describe("LuaSec's ssl.https (Debian's lua-sec) on tide.ssl", function ()
+  it("gets over TLS, verifies with a cafile, and fails an untrusted peer", async(function ()
+    assert(io.open("/usr/share/lua/5.4/ssl/https.lua"),
+           "lua-sec is missing (Debian: apt-get install lua-sec)"):close()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    local C = dofile("spec/tls_certs.lua")(dir)
+    local sv = assert(tide.tls.serve("127.0.0.1", 0, function (s)
+      while true do                       -- HTTP/1.0: the head, then close
+        local l = s:read_until("\n")
+        if not l or l == "\r\n" then break end
+      end
+      s:write("HTTP/1.0 200 OK\r\nContent-Length: 11\r\n\r\nhello world")
+      s:close()
+    end, { cert = C.server.cert, key = C.server.key }))
+    local _, port = sv:getsockname()
+    local https = require "ssl.https"
+    local url = ("https://localhost:%d/a.txt"):format(port)
+    local ok, err = pcall(function ()
+      local body, code = https.request(url)          -- verify = "none"
+      assert.equal("hello world", body)
+      assert.equal(200, code)
+      local out = {}
+      local one, code2 = https.request { url = url, verify = "peer", cafile = C.ca,
+        sink = require("ltn12").sink.table(out) }
+      assert.equal(1, one)
+      assert.equal(200, code2)
+      assert.equal("hello world", table.concat(out))
+      assert.same({ nil, "certificate verify failed" },
+                  { https.request { url = url, verify = "peer" } })
+    end)
+    sv:close()
+    os.execute("rm -rf " .. dir)
+    assert(ok, err)
+  end))
+end)
+
 describe("socket.http on tide.socket", function ()
   local http = require "socket.http"
   local ltn12 = require "ltn12"
@@ -233,5 +271,33 @@ describe("the same drivers outside any task", function ()
     web:close()
     stop()
     assert.matches("^yes\nweb body\t200\t", out)
+  end))
+
+  it("runs the README's example with stock lua5.4: require \"tide.luasocket\" alone finds tide.so", async(function ()
+    local port, stop = H.redis()
+    local c = assert(tide.tcp.connect("127.0.0.1", port))
+    for i = 1, 3 do c:write(("SET key%d v%d\r\n"):format(i, i)) c:read_until("\r\n") end
+    c:close()
+    local script = tmpfile(([[
+      require "tide.luasocket"             -- first: nothing required before
+      local tide = require "tide"
+      local redis = require "redis"
+      tide.run(function ()
+        local tasks = {}
+        for i = 1, 3 do
+          tasks[i] = tide.spawn(function ()
+            local c = redis.connect("127.0.0.1", %d)
+            return c:get("key" .. i)
+          end)
+        end
+        for i = 1, 3 do print(tasks[i]:await()) end
+      end)
+    ]]):format(port))
+    local done = background(("LD_PRELOAD=\"$TIDE_PRELOAD\" LUA_CPATH=%q LUA_PATH=%q lua5.4 %s")
+      :format(BUILD .. "/?.so;;", "/usr/share/lua/5.3/?.lua;;", script))
+    local out = done()
+    os.remove(script)
+    stop()
+    assert.equal("v1\nv2\nv3\n", out)
   end))
 end)

@@ -108,7 +108,7 @@ describe("tide.socket tcp", function ()
   it("raises for an invalid pattern", async(function ()
     peer("", function (c)
       assert.has_error(function () c:receive("*x") end,
-                       "bad argument #2 to '?' (invalid receive pattern)")   -- LuaSocket's words
+                       "bad argument #1 to 'receive' (invalid receive pattern)")   -- LuaSocket's words
     end)
   end))
 
@@ -183,7 +183,7 @@ describe("tide.socket tcp", function ()
       end)
     end))
 
-    it("a block timeout is per wait: data arriving in time keeps it going", async(function ()
+    it("a block timeout lets data arriving within it through", async(function ()
       peer(function (s)
         for i = 1, 5 do s:write("y") tide.sleep(0.02) end
         s:write("\n")
@@ -629,4 +629,153 @@ describe("tide.socket outside any task", function ()
                  "nil\ttimeout\tst\n" ..
                  "nil\tclosed\t\n", out)
   end)
+
+  it("raises wrong use of receive and send at the caller's line there too", function ()
+    local script = tmpfile([[
+      package.cpath = os.getenv("BUILD") .. "/?.so;" .. package.cpath
+      local socket = require "tide.socket"
+      local srv = assert(socket.bind("127.0.0.1", 0))
+      local c = assert(socket.connect("127.0.0.1", select(2, srv:getsockname())))
+      print(select(2, pcall(function () return c:receive("*x") end)))
+      print(select(2, pcall(function () c:send() end)))
+      print(select(2, pcall(function () return c:receive({}) end)))
+      c:close() srv:close()
+    ]])
+    local out, code = sh(("LD_PRELOAD=\"$TIDE_PRELOAD\" BUILD=%s lua5.4 %s"):format(BUILD, script))
+    assert.equal(0, code, out)
+    local name = script:match("[^/]*$")
+    for line in out:gmatch("[^\n]+") do
+      assert.truthy(line:find(name .. ":%d+: bad argument #1 to '%a+' %("), out)
+    end
+    os.remove(script)
+  end)
+end)
+
+-- What a user met comparing tide.socket with LuaSocket 3.1.0 (Debian's).
+describe("tide.socket as LuaSocket", function ()
+  -- The message of the error f raises.
+  local function raised (f)
+    local ok, err = pcall(f)
+    assert.is_false(ok)
+    return err
+  end
+  local here = debug.getinfo(1, "S").short_src
+
+  it("counts a block timeout from the start of the call (a trickling peer cannot hold receive)", async(function ()
+    peer(function (s)
+      for _, b in ipairs({ "a", "b", "c", "d" }) do s:write(b) tide.sleep(0.15) end
+    end, function (c)
+      c:settimeout(0.2)
+      local t0 = tide.now()
+      assert.same({ n = 3, nil, "timeout", "ab" }, results(c:receive(4)))
+      assert.is_true(tide.now() - t0 < 0.45)
+    end)
+  end))
+
+  it("accept on a closed server gives nil, 'closed'", async(function ()
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    srv:close()
+    assert.same({ n = 2, nil, "closed" }, results(srv:accept()))
+  end))
+
+  it("settimeouts raises for a non-number", async(function ()
+    local c = socket.tcp()
+    assert.matches("bad argument #1 to 'settimeouts' %(number expected, got string%)",
+                   raised(function () c:settimeouts("a") end))
+    assert.matches("bad argument #3 to 'settimeouts' %(number expected, got table%)",
+                   raised(function () c:settimeouts(1, 2, {}) end))
+    assert.equal(1, c:settimeouts(nil, 100, nil))
+  end))
+
+  it("an object given to setkeepalive acts as a closed one", async(function ()
+    serving(function (s) s:read() end, function (port)
+      local c = assert(socket.connect("127.0.0.1", port))
+      assert.equal(1, c:setkeepalive())
+      assert.same({ n = 3, nil, "closed", "" }, results(c:receive()))
+      assert.same({ nil, "closed", 0.0 }, { c:send("x") })
+      assert.same({ nil, "closed" }, { c:setkeepalive() })
+      socket._pools[c.poolkey] = nil
+    end)
+  end))
+
+  it("raises wrong use as LuaSocket, at the caller's line, also in a tail call", async(function ()
+    peer("", function (c)
+      local line = debug.getinfo(1, "l").currentline
+      assert.equal(("%s:%d: bad argument #1 to 'receive' (invalid receive pattern)")
+                   :format(here, line + 3),
+                   raised(function () return c:receive("*x") end))
+      assert.equal(("%s:%d: bad argument #1 to 'receive' (string expected, got table)")
+                   :format(here, line + 6),
+                   raised(function () c:receive({}) end))
+      assert.matches("bad argument #1 to 'receive' %(invalid receive pattern%)",
+                     raised(function () return c:receive(-1) end))
+      assert.equal(("%s:%d: bad argument #1 to 'send' (string expected, got no value)")
+                   :format(here, line + 11),
+                   raised(function () return c:send() end))
+      assert.matches("bad argument #1 to 'settimeout' %(number expected, got string%)",
+                     raised(function () return c:settimeout("abc") end))
+      assert.matches("bad argument #1 to 'shutdown' %(invalid option 'sideways'%)",
+                     raised(function () return c:shutdown("sideways") end))
+      assert.equal(("%s:%d: calling 'accept' on bad self (tcp{server} expected)")
+                   :format(here, line + 18),
+                   raised(function () return c:accept() end))
+      assert.matches("bad argument #1 to 'connect' %(string expected, got no value%)",
+                     raised(function () return socket.connect() end))
+      assert.matches("bad argument #2 to 'connect' %(string expected, got no value%)",
+                     raised(function () return socket.connect("127.0.0.1") end))
+    end)
+  end))
+
+  it("gives getsockname's port as a string, tcp and udp", async(function ()
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local _, port = srv:getsockname()
+    assert.equal("string", type(port))
+    local c = assert(socket.connect("127.0.0.1", port))
+    assert.equal("string", type(select(2, c:getsockname())))
+    assert.equal("number", type(select(2, c:getpeername())))
+    c:close() srv:close()
+    local u = socket.udp()
+    u:setsockname("127.0.0.1", 0)
+    assert.equal("string", type(select(2, u:getsockname())))
+    u:close()
+  end))
+
+  it("udp:receive gives the data only; receivefrom the address too", async(function ()
+    local a, b = socket.udp(), socket.udp()
+    a:setsockname("127.0.0.1", 0)
+    local ip, port = a:getsockname()
+    a:settimeout(2)
+    b:sendto("one", ip, port)
+    assert.same({ n = 1, "one" }, results(a:receive()))
+    b:sendto("twothree", ip, port)
+    assert.same({ n = 1, "two" }, results(a:receive(3)))
+    b:sendto("four", ip, port)
+    local r = results(a:receivefrom())
+    assert.equal("four", r[1])
+    assert.equal("127.0.0.1", r[2])
+    a:close() b:close()
+    assert.same({ nil, "closed" }, { a:receive() })
+  end))
+
+  it("has _DATAGRAMSIZE; select skips closed sockets and raises for a non-socket", async(function ()
+    assert.equal(8192, socket._DATAGRAMSIZE)
+    local c = socket.tcp()
+    c:close()
+    local r, w, err = socket.select({ c }, nil, 0.05)
+    assert.same({}, r)
+    assert.same({}, w)
+    assert.equal("timeout", err)
+    assert.matches("attempt to index a number value",
+                   raised(function () socket.select({ 1 }, nil, 0.01) end))
+  end))
+
+  it("connect takes ports as LuaSocket: a name fails, 70000 wraps", async(function ()
+    assert.same({ nil, "service not supported for socket type" },
+                { socket.connect("127.0.0.1", "abc") })
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local _, port = srv:getsockname()
+    local c = assert(socket.connect("127.0.0.1", tonumber(port) + 65536))
+    c:close() srv:close()
+    assert.same({ nil, "host not found" }, { socket.dns.toip("no.such.host.invalid") })
+  end))
 end)

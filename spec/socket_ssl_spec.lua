@@ -82,7 +82,7 @@ describe("tide.ssl (LuaSec)", function ()
       local cert = conn:getpeercertificate()
       local cn
       for _, f in ipairs(cert:subject()) do
-        if f.name == "CN" then cn = f.value end
+        if f.name == "commonName" and f.oid == "2.5.4.3" then cn = f.value end
       end
       assert.equal("localhost", cn)
       assert.truthy(cert:notafter():match("GMT$"))
@@ -94,16 +94,74 @@ describe("tide.ssl (LuaSec)", function ()
     end)
   end))
 
-  it("returns nil and the error of a failed handshake", async(function ()
+  it("returns false and LuaSec's message for a failed handshake", async(function ()
     tls_echo(function (port)
       local c = assert(socket.connect("127.0.0.1", port))
       local conn = assert(ssl.wrap(c, { mode = "client", verify = "peer" }))
       conn:sni("localhost")
-      local ok, err = conn:dohandshake()
-      assert.is_nil(ok)
-      assert.matches("certificate verify failed", err)
+      assert.same({ false, "certificate verify failed" }, { conn:dohandshake() })
     end)
   end))
+
+  it("verifies the chain only without sni(), and closes the connection on failure", async(function ()
+    local closed = tide.Queue()
+    local sv = assert(tide.tls.serve("127.0.0.1", 0, function (s)
+      local l = s:read_until("\n")
+      if l then s:write(l) end
+      s:read()
+      closed:put(true)
+    end, { cert = C.server.cert, key = C.server.key }))
+    local _, port = sv:getsockname()
+    local ok, err = pcall(function ()
+      local c = assert(socket.connect("127.0.0.1", port))
+      local conn = assert(ssl.wrap(c, { mode = "client", verify = "peer", cafile = C.ca }))
+      assert.is_true(conn:dohandshake())
+      assert.is_true(conn:getpeerverification())
+      conn:send("chain\n")
+      assert.equal("chain", conn:receive())
+      assert.is_nil(conn:close())                   -- LuaSec's returns nothing
+      assert.is_true(closed:get())
+      c = assert(socket.connect("127.0.0.1", port))
+      conn = assert(ssl.wrap(c, { mode = "client", verify = "peer" }))
+      assert.same({ false, "certificate verify failed" }, { conn:dohandshake() })
+      assert.is_true(tide.timeout(5, closed.get, closed))   -- not left open
+      -- OpenResty's sslhandshake(nil, nil, true): the chain only too
+      c = socket.tcp()
+      assert(c:connect("127.0.0.1", port))
+      local r = { c:sslhandshake(nil, nil, true) }
+      assert.is_nil(r[1])
+      assert.matches("^certificate verify failed", r[2])
+      assert.is_true(tide.timeout(5, closed.get, closed))
+    end)
+    sv:close()
+    assert(ok, err)
+  end))
+
+  it("gives LuaSec's getpeerverification, certificate fields, info and wantread", async(function ()
+    tls_echo(function (port)
+      local c = assert(socket.connect("127.0.0.1", port))
+      local conn = assert(ssl.wrap(c, { mode = "client", verify = "none" }))
+      conn:sni("localhost")
+      assert.is_true(conn:dohandshake())
+      local v, why = conn:getpeerverification()
+      assert.is_false(v)
+      assert.equal("string", type(why))
+      local cert = conn:getpeercertificate()
+      local san = cert:extensions()["2.5.29.17"]
+      assert.equal("X509v3 Subject Alternative Name", san.name)
+      assert.same({ "localhost" }, san.dNSName)
+      assert.is_nil(conn:info().compression)
+      conn:settimeout(0.05)
+      assert.same({ nil, "wantread", "" }, { conn:receive(10) })
+      conn:close()
+    end)
+  end))
+
+  it("refuses an unknown protocol and raises without a mode, as LuaSec", function ()
+    assert.same({ nil, "invalid protocol (sslv3)" },
+                { ssl.newcontext { mode = "client", protocol = "sslv3" } })
+    assert.has_error(function () ssl.newcontext { protocol = "any" } end)
+  end)
 
   it("cancels a handshake waiting for a silent peer", async(function ()
     local sv = assert(tide.tcp.serve("127.0.0.1", 0, function (s) tide.sleep(5) end))

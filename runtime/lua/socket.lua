@@ -20,11 +20,12 @@ local floor = math.floor
 local current, spawn, now = tide.current, tide.spawn, tide.now
 local timeout, sleep = tide.timeout, tide.sleep
 
-local argerror, typeerror = sched.argerror, sched.typeerror
+local argerror, typeerror, raise = sched.argerror, sched.typeerror, sched.error
 
 M._VERSION = "LuaSocket 3.0.0"
 M._SETSIZE = 1024
 M._SOCKETINVALID = -1
+M._DATAGRAMSIZE = 8192
 
 -- ---- Waiting inside and outside a task ------------------------------------
 
@@ -59,15 +60,21 @@ end
 
 -- ---- Timeouts (LuaSocket's timeout.c, OpenResty's settimeouts) -------------
 
--- Seconds the current wait may take (nil: no limit): the block timeout (or
--- OpenResty's per-kind one) within what is left of the total one, counted
--- from the start of the call.
+-- Seconds the current wait may take (nil: no limit), as timeout.c's
+-- timeout_getretry: what is left of the block timeout, counted from the
+-- start of the call (a peer trickling bytes cannot hold a call longer),
+-- or the block timeout within what is left of the total one. OpenResty's
+-- per-kind timeouts bound each wait instead, as its cosockets do.
 local function retry (self, kind)
-  local b = self[kind] or self.block
+  local k = self[kind]
+  local b = k or self.block
   local t = self.total
   if t < 0 then
     if b < 0 then return nil end
-    return b
+    if k then return b end
+    local left = b - (now() - self.start)
+    if left < 0 then left = 0 end
+    return left
   end
   local left = t - (now() - self.start)
   if left < 0 then left = 0 end
@@ -100,8 +107,11 @@ end
 -- OpenResty: settimeouts(connect, send, read), each in milliseconds (nil:
 -- the settimeout one).
 local function settimeouts (self, c, s, r)
-  local function ms (x) return x and (tonumber(x) or 0) / 1000 or nil end
-  self.tconnect, self.tsend, self.tread = ms(c), ms(s), ms(r)
+  local function ms (i, x)
+    if x == nil then return nil end
+    return (tonumber(x) or typeerror(i, "number", x)) / 1000
+  end
+  self.tconnect, self.tsend, self.tread = ms(2, c), ms(3, s), ms(4, r)
   return 1
 end
 
@@ -123,7 +133,7 @@ end
 
 local function checkkind (self, name, kind)
   if type(self) ~= "table" or self.kind ~= kind then
-    error(format("calling '%s' on bad self (tcp{%s} expected)", name, kind), 3)
+    raise(format("calling '%s' on bad self (tcp{%s} expected)", name, kind))
   end
 end
 
@@ -233,7 +243,7 @@ end
 
 local function receive (self, pattern, prefix)
   checkkind(self, "receive", "client")
-  if self.total >= 0 then self.start = now() end
+  self.start = now()
   if prefix == nil and (pattern == "*l" or pattern == nil) then
     return recvline(self)
   end
@@ -247,21 +257,40 @@ local function receive (self, pattern, prefix)
   local n = tonumber(pattern)
   if n == nil then
     local p = pattern == nil and "l" or pattern
-    if type(p) ~= "string" then argerror(2, "invalid receive pattern") end
+    if type(p) ~= "string" then typeerror(2, "string", p) end
     if sub(p, 1, 1) == "*" then p = sub(p, 2) end
     p = sub(p, 1, 1)
     if p == "l" then return recvline(self, prefix) end
     if p == "a" then return recvall(self, prefix) end
     argerror(2, "invalid receive pattern")
   end
-  if n < 0 then argerror(2, "invalid receive size") end
+  if n < 0 then argerror(2, "invalid receive pattern") end
   n = floor(n)
   local size = prefix and #prefix or 0
   if size > 0 and n <= size then return prefix, nil, nil end
   return recvraw(self, n - size, prefix)
 end
+-- Outside a task the call runs in tide.run's task, where an error has no
+-- caller's line: wrong use is found here first.
+local function checkreceive (self, pattern, prefix)
+  checkkind(self, "receive", "client")
+  if prefix ~= nil and type(prefix) ~= "string" and type(prefix) ~= "number" then
+    typeerror(3, "string", prefix)
+  end
+  if pattern == nil or tonumber(pattern) ~= nil then
+    if pattern ~= nil and tonumber(pattern) < 0 then
+      argerror(2, "invalid receive pattern")
+    end
+    return
+  end
+  if type(pattern) ~= "string" then typeerror(2, "string", pattern) end
+  local p = sub(pattern, 1, 1) == "*" and sub(pattern, 2, 2) or sub(pattern, 1, 1)
+  if p ~= "l" and p ~= "a" then argerror(2, "invalid receive pattern") end
+end
+
 function TCP.receive (self, pattern, prefix)
   if current() then return receive(self, pattern, prefix) end
+  checkreceive(self, pattern, prefix)
   return tide.run(receive, self, pattern, prefix)
 end
 
@@ -276,6 +305,7 @@ end
 local function send (self, data, i, j)
   checkkind(self, "send", "client")
   if type(data) ~= "string" then
+    if data == nil then typeerror(2, "string") end    -- "got no value"
     if type(data) ~= "number" then typeerror(2, "string", data) end
     data = tostring(data)
   end
@@ -291,7 +321,7 @@ local function send (self, data, i, j)
     if i < 1 then i = 1 end
     if j > size then j = size end
   end
-  if self.total >= 0 then self.start = now() end
+  self.start = now()
   if i > j then return i - 1 + 0.0, nil, nil end
   local s = self.stream
   if s == nil or self.wclosed then return nil, "closed", i - 1 + 0.0 end
@@ -313,6 +343,13 @@ end
 
 function TCP.send (self, data, i, j)
   if current() then return send(self, data, i, j) end
+  checkkind(self, "send", "client")
+  if type(data) ~= "string" and type(data) ~= "number" then
+    if data == nil then typeerror(2, "string") end
+    typeerror(2, "string", data)
+  end
+  if i ~= nil and tonumber(i) == nil then typeerror(3, "number", i) end
+  if j ~= nil and tonumber(j) == nil then typeerror(4, "number", j) end
   return tide.run(send_drain, self, data, i, j)
 end
 
@@ -407,7 +444,7 @@ local function setkeepalive (self, ms, size)
   end
   list[#list + 1] = { stream = s, reused = self.reused, tls = self.tls,
                       expires = ms > 0 and t + ms / 1000 or nil }
-  self.stream, self.kind, self.closed = nil, "closed", true
+  self.stream, self.closed, self.buf = nil, true, ""
   return 1
 end
 TCP.setkeepalive = setkeepalive
@@ -428,10 +465,24 @@ local function apply (self, name, value)
 end
 
 -- master:connect(host, port [, opts]) (opts: OpenResty's pool, pool_size).
+-- A port as LuaSocket's getaddrinfo takes it: a number (modulo 65536, as
+-- the system takes "70000"), or nil, err for a name (no service names).
+local function portof (i, port)
+  if port == nil then typeerror(i, "string") end
+  local n = tonumber(port)
+  if n == nil then
+    if type(port) ~= "string" then typeerror(i, "string", port) end
+    return nil, "service not supported for socket type"
+  end
+  return floor(n) % 65536
+end
+
 local function connect (self, host, port, opts)
   checkkind(self, "connect", "master")
   if type(host) ~= "string" then typeerror(2, "string", host) end
-  port = tonumber(port) or typeerror(3, "number", port)
+  local err
+  port, err = portof(3, port)
+  if port == nil then return nil, err end
   local key = opts and opts.pool or (host .. ":" .. floor(port))
   self.poolkey, self.host, self.port = key, host, port
   local e = pool_take(key)
@@ -440,7 +491,7 @@ local function connect (self, host, port, opts)
     self.tls = e.tls
     return 1.0
   end
-  if self.total >= 0 then self.start = now() end
+  self.start = now()
   local t = retry(self, "tconnect")
   local s, err, code = tide.tcp.connect(host, port,
     { timeout = t, family = self.family == "inet6" and "inet6" or nil })
@@ -491,11 +542,12 @@ local function accept (self)
   checkkind(self, "accept", "server")
   local srv = self.server
   local p = self.pending
+  if srv == nil and p == nil then return nil, "closed" end
   if p then
     self.pending = nil
     return wrapstream(p)
   end
-  if self.total >= 0 then self.start = now() end
+  self.start = now()
   local s, err, code = within(retry(self, "tread"), srv.accept, srv)
   if s == TIMEDOUT then return nil, "timeout" end
   if s == nil then return nil, lserror(err, code) end
@@ -516,7 +568,7 @@ local function shutdown (self, how)
   checkkind(self, "shutdown", "client")
   how = how or "both"
   if how ~= "both" and how ~= "send" and how ~= "receive" then
-    argerror(2, "invalid shutdown method")
+    argerror(2, format("invalid option '%s'", tostring(how)))
   end
   local s = self.stream
   if s == nil then return 1.0 end
@@ -577,7 +629,7 @@ function TCP:getsockname ()
   if s == nil then return nil, "closed" end
   local host, port = s:getsockname()
   if host == nil then return nil, lserror(port) end
-  return host, port, familyof(host)
+  return host, tostring(port), familyof(host)
 end
 
 function TCP:getstats ()
@@ -620,7 +672,7 @@ local function receiveany (self, max)
   max = tonumber(max) or typeerror(2, "number", max)
   if max < 1 then argerror(2, "bad max argument") end
   max = floor(max)
-  if self.total >= 0 then self.start = now() end
+  self.start = now()
   if self.buf == "" then
     local ok, err = fill(self)
     if not ok then return nil, err end
@@ -653,7 +705,7 @@ function TCP:receiveuntil (pattern, opts)
       ended = false
       return nil
     end
-    if self.total >= 0 then self.start = now() end
+    self.start = now()
     local from = 1
     while true do
       local buf = self.buf
@@ -693,12 +745,32 @@ end
 -- reused_session is ignored and no session object is returned. A pooled
 -- connection with the same server_name and ssl_verify is taken as it is;
 -- one with other settings is replaced by a new connection.
+-- The context of a verification without a name: unverified by tide.tls,
+-- with the system's trust, the chain checked after the handshake.
+local chainctx
+local function chaincontext ()
+  if chainctx then return chainctx end
+  local fields = { verify = false }
+  local file = os.getenv("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
+  local f = io.open(file)
+  if f then
+    f:close()
+    fields.cafile = file
+  else
+    fields.capath = os.getenv("SSL_CERT_DIR") or "/etc/ssl/certs"
+  end
+  local ok, c = pcall(tide.tls.context, fields)
+  if not ok then return nil, tostring(c) end
+  chainctx = c
+  return c
+end
+
 local function sslhandshake (self, reused, server_name, verify)
   checkkind(self, "sslhandshake", "client")
   local tag = tostring(server_name) .. "|" .. tostring(verify and true or false)
   if self.tls == tag then return true end
   if self.buf ~= "" then return nil, "unread data in buffer" end
-  if self.total >= 0 then self.start = now() end
+  self.start = now()
   if self.tls then                      -- pooled with other TLS settings
     self.stream:close()
     self.stream, self.tls, self.reused = nil, nil, 0
@@ -710,14 +782,28 @@ local function sslhandshake (self, reused, server_name, verify)
   end
   local s = self.stream
   local opts = { servername = server_name, verify = verify and true or false }
+  local chain = verify and server_name == nil
+  if chain then                         -- the chain only, as OpenResty
+    local c, err = chaincontext()
+    if c == nil then
+      self.stream = nil
+      s:close()
+      return nil, err
+    end
+    opts.verify, opts.context = nil, c
+  end
   local ok, err, code = within(retry(self, "tconnect"), tide.tls.wrap, s, opts)
-  if ok == TIMEDOUT then
-    self.stream = nil
-    s:close()
-    return nil, "timeout"
+  if ok == TIMEDOUT then ok, err, code = nil, "timeout", nil end
+  if ok and chain then
+    local info = s:tlsinfo()
+    if not info or not info.peer or info.verify_error then
+      ok, err = nil, "certificate verify failed: "
+        .. (info and info.verify_error or "no peer certificate")
+    end
   end
   if not ok then
     self.stream = nil
+    s:close()
     return nil, err, code
   end
   self.tls = tag
@@ -737,7 +823,7 @@ local function checkself (class, cname)
     if not CHECKED[name] and type(f) == "function" then
       class[name] = function (self, ...)
         if type(self) ~= "table" or self.kind == nil then
-          error(format("calling '%s' on bad self (%s expected)", name, cname), 2)
+          raise(format("calling '%s' on bad self (%s expected)", name, cname))
         end
         return f(self, ...)
       end
@@ -749,9 +835,13 @@ checkself(TCP, "tcp{any}")
 -- ---- Module functions -------------------------------------------------------
 
 -- socket.connect(host, port [, locaddr, locport [, family]])
-function M.connect (host, port, locaddr, locport, family)
-  if type(host) ~= "string" then typeerror(1, "string", host) end
-  if tonumber(port) == nil then typeerror(2, "number", port) end
+function M.connect (...)
+  local host, port, _, _, family = ...
+  if type(host) ~= "string" then
+    if select("#", ...) == 0 then typeerror(1, "string") end   -- "no value"
+    typeerror(1, "string", host)
+  end
+  if port == nil then typeerror(2, "string") end
   if family ~= nil and family ~= "inet" and family ~= "inet6" then
     argerror(5, "invalid family")
   end
@@ -837,8 +927,8 @@ end
 
 dns.toip = waits(function (name)
   if type(name) ~= "string" then typeerror(1, "string", name) end
-  local list, err = resolve(name, "inet")
-  if list == nil then return nil, err end
+  local list = resolve(name, "inet")
+  if list == nil then return nil, "host not found" end
   local ips = {}
   for k = 1, #list do ips[k] = list[k].addr end
   return ips[1], { name = name, alias = {}, ip = ips }
@@ -846,8 +936,8 @@ end)
 
 dns.tohostname = waits(function (addr)
   if type(addr) ~= "string" then typeerror(1, "string", addr) end
-  local name, err, code = tide.dns.reverse(addr)
-  if name == nil then return nil, lserror(err, code) end
+  local name = tide.dns.reverse(addr)
+  if name == nil then return nil, "host not found" end
   return name, { name = name, alias = {}, ip = { addr } }
 end)
 
@@ -947,7 +1037,7 @@ end)
 
 UDP.send = waits(function (self, data)
   if self.kind ~= "connected" then
-    error("calling 'send' on bad self (udp{connected} expected)", 2)
+    raise("calling 'send' on bad self (udp{connected} expected)")
   end
   local ok, msg, code = self.sock:send(data)
   if not ok then return nil, lserror(msg, code) end
@@ -955,6 +1045,7 @@ UDP.send = waits(function (self, data)
 end)
 
 local function udprecv (self, size)
+  if self.kind == "closed" then return nil, "closed" end
   local s, e = udpsock(self)
   if s == nil then return nil, e end
   local p = self.pending
@@ -962,7 +1053,7 @@ local function udprecv (self, size)
     self.pending = nil
     return unpack(p)
   end
-  if self.total >= 0 then self.start = now() end
+  self.start = now()
   local data, host, port = within(retry(self, "tread"), s.recv, s)
   if data == TIMEDOUT then return nil, "timeout" end
   if data == nil then return nil, lserror(host, port) end
@@ -973,7 +1064,8 @@ end
 
 UDP.receive = waits(function (self, size)
   local data, err = udprecv(self, size)
-  return data, err
+  if data == nil then return nil, err end
+  return data
 end)
 
 UDP.receivefrom = waits(function (self, size)
@@ -985,7 +1077,7 @@ end)
 function UDP:getsockname ()
   if self.sock == nil then return nil, "closed" end
   local host, port = self.sock:getsockname()
-  return host, port, familyof(host)
+  return host, tostring(port), familyof(host)
 end
 
 function UDP:getpeername ()
@@ -1043,6 +1135,7 @@ checkself(UDP, "udp{any}")
 -- accept, a udp socket with a datagram. Every object of sendt counts as
 -- writable at once (tide queues writes). The objects are tide.socket's.
 local function ready (o)
+  if o.closed or o.kind == "closed" then return false end
   if getmetatable(o) == TCP then
     if o.kind == "server" then return o.pending ~= nil end
     return o.buf ~= "" or o.eof ~= nil or o.stream == nil
@@ -1087,6 +1180,13 @@ local function always () return true end
 
 local function checklist (i, list)
   if list ~= nil and type(list) ~= "table" then typeerror(i, "table", list) end
+  for _, o in ipairs(list or {}) do       -- LuaSocket calls o:getfd()
+    local mt = getmetatable(o)
+    if mt ~= TCP and mt ~= UDP and (mt == nil or mt.__index == nil
+                                     or type(o.getfd) ~= "function") then
+      raise(format("attempt to index a %s value", type(o)))
+    end
+  end
 end
 
 -- Tasks cancelled when the scope ends, also by an error or cancellation.
@@ -1105,7 +1205,15 @@ local function sel (recvt, sendt, t)
   end
   local ev = tide.Event()
   local tasks <close> = setmetatable({}, CANCELALL)
-  for k, o in ipairs(recvt) do tasks[k] = spawn(prime, o, ev) end
+  for _, o in ipairs(recvt) do
+    if not (o.closed or o.kind == "closed") then
+      tasks[#tasks + 1] = spawn(prime, o, ev)
+    end
+  end
+  if #tasks == 0 then
+    if t then sleep(t) else ev:wait() end
+    return r, w, "timeout"
+  end
   if t then timeout(t, ev.wait, ev) else ev:wait() end
   for _, task in ipairs(tasks) do task:cancel() end
   for _, task in ipairs(tasks) do pcall(task.await, task) end
@@ -1123,5 +1231,26 @@ end
 -- ---- sources and sinks on tide.socket alone ----------------------------------
 
 M.BLOCKSIZE = 2048
+
+-- ---- Entry points --------------------------------------------------------------
+
+-- What the user calls is a C function calling the Lua one (sched.entry):
+-- a C function keeps its caller's frame in a tail call, so a wrong use
+-- raises at the user's line, naming the function, as LuaSocket's do.
+local entry = sched.entry
+local function entries (t)
+  for k, f in pairs(t) do
+    if type(f) == "function" and (type(k) ~= "string" or sub(k, 1, 2) ~= "__")
+    then
+      t[k] = entry(f)
+    end
+  end
+end
+entries(TCP)
+entries(UDP)
+entries(dns)
+for _, k in ipairs({ "connect", "bind", "sleep", "select", "skip" }) do
+  M[k] = entry(M[k])
+end
 
 return M

@@ -8,7 +8,7 @@ tide.ssl = M
 
 local pairs, setmetatable, tostring, type = pairs, setmetatable, tostring, type
 local format, gmatch = string.format, string.gmatch
-local typeerror = sched.typeerror
+local argerror, typeerror = sched.argerror, sched.typeerror
 
 M._VERSION = "1.0.2"
 
@@ -54,6 +54,14 @@ end
 -- ssl.newcontext(params) -> context | nil, err
 function M.newcontext (params)
   if type(params) ~= "table" then typeerror(1, "table", params) end
+  local mode = params.mode
+  if mode ~= "client" and mode ~= "server" then
+    argerror(1, "'mode': \"client\" or \"server\" expected")
+  end
+  local proto = params.protocol
+  if proto ~= nil and proto ~= "any" and PROTOCOLS[proto] == nil then
+    return nil, format("invalid protocol (%s)", tostring(proto))
+  end
   local bad = unreadable(params.certificate, "certificate")
     or unreadable(params.key, "private key")
     or unreadable(params.cafile, "CA locations")
@@ -67,9 +75,8 @@ function M.newcontext (params)
 end
 
 local TCP = tide.socket.TCP
-local Conn = setmetatable({}, { __index = TCP })
+local Conn = {}
 Conn.__index = Conn
-Conn.__close = TCP.close
 M.Conn = Conn
 
 function Conn:__tostring ()
@@ -102,16 +109,50 @@ function Conn:sni (name)
   self.servername = name
 end
 
+-- The context that verifies the chain only (no name to check: LuaSec's
+-- behaviour without sni()): tide.tls verifies a chain against a name, so
+-- the handshake runs unverified with the same trust and the verification
+-- result is checked after it.
+local function chainonly (ctx)
+  if ctx.chainctx then return ctx.chainctx end
+  local fields = {}
+  for k, v in pairs(ctx.opts) do if k ~= "server" then fields[k] = v end end
+  fields.verify = false
+  local ok, c = pcall(tide.tls.context, fields)
+  if not ok then return nil, tostring(c) end
+  ctx.chainctx = c
+  return c
+end
+
+-- LuaSec's message for a failed verification (tide's adds the reason).
+local function lsmessage (err)
+  if type(err) == "string" and err:find("^certificate verify failed") then
+    return "certificate verify failed"
+  end
+  return err
+end
+
 local function dohandshake (self)
   if self.handshaken then return true end
   local s = self.stream
-  if s == nil then return nil, "closed" end
+  if s == nil then return false, "closed" end
   local o = {}
   for k, v in pairs(self.ctx.opts) do o[k] = v end
   o.context = self.ctx.context
   o.cert, o.key, o.password, o.cafile, o.capath, o.verify = nil
   o.ciphers, o.ciphersuites, o.alpn, o.min_version = nil
   o.servername = self.servername
+  local chain = not o.server and self.ctx.opts.verify == true
+                and o.servername == nil
+  if chain then
+    local c, err = chainonly(self.ctx)
+    if c == nil then
+      self.stream = nil
+      s:close()
+      return false, err
+    end
+    o.context = c
+  end
   self.start = tide.now()
   local t = self.block >= 0 and self.block or nil
   local ok, err
@@ -120,9 +161,16 @@ local function dohandshake (self)
   else
     ok, err = tide.tls.wrap(s, o)
   end
+  if ok and chain then
+    local info = s:tlsinfo()
+    if not info or not info.peer or info.verify_error then
+      ok, err = nil, "certificate verify failed"
+    end
+  end
   if not ok then
     self.stream = nil
-    return nil, err
+    s:close()
+    return false, lsmessage(err)
   end
   self.handshaken = true
   return true
@@ -132,11 +180,27 @@ Conn.dohandshake = function (self)
   return tide.run(dohandshake, self)
 end
 
--- A certificate's names as LuaSec gives them: { {name =, value =}, ... }.
+-- LuaSec's names of the attributes (OpenSSL's long names and OIDs).
+local ATTRS = {
+  CN = { "commonName", "2.5.4.3" }, C = { "countryName", "2.5.4.6" },
+  L = { "localityName", "2.5.4.7" }, ST = { "stateOrProvinceName", "2.5.4.8" },
+  O = { "organizationName", "2.5.4.10" },
+  OU = { "organizationalUnitName", "2.5.4.11" },
+  STREET = { "streetAddress", "2.5.4.9" }, DC = { "domainComponent",
+  "0.9.2342.19200300.100.1.25" }, UID = { "userId", "0.9.2342.19200300.100.1.1" },
+  emailAddress = { "emailAddress", "1.2.840.113549.1.9.1" },
+  serialNumber = { "serialNumber", "2.5.4.5" }, title = { "title", "2.5.4.12" },
+  GN = { "givenName", "2.5.4.42" }, SN = { "surname", "2.5.4.4" },
+}
+
+-- A certificate's names as LuaSec gives them: { {name =, oid =, value =},
+-- ... }, in the certificate's order (RFC 2253 lists them backwards).
 local function names (rfc2253)
   local list = {}
   for k, v in gmatch(rfc2253 or "", "([^,=]+)=([^,]*)") do
-    list[#list + 1] = { name = k, value = v }
+    local a = ATTRS[k]
+    table.insert(list, 1, { name = a and a[1] or k, oid = a and a[2] or k,
+                            value = v })
   end
   return list
 end
@@ -153,7 +217,10 @@ function Cert:extensions ()
     if n:match("^[%d.]+$") or n:find(":", 1, true) then ip[#ip + 1] = n
     else dns[#dns + 1] = n end
   end
-  return { ["2.5.29.17"] = { dNSName = dns, iPAddress = ip } }
+  local san = { name = "X509v3 Subject Alternative Name" }
+  if #dns > 0 then san.dNSName = dns end
+  if #ip > 0 then san.iPAddress = ip end
+  return { ["2.5.29.17"] = san }
 end
 
 -- conn:getpeercertificate() -> cert | nil
@@ -163,26 +230,55 @@ function Conn:getpeercertificate ()
   return setmetatable({ peer = info.peer }, Cert)
 end
 
--- conn:getpeerverification() -> verified, {}
+-- conn:getpeerverification() -> true | false, why (LuaSec without
+-- verifyext): the chain's verification, whatever verify was.
 function Conn:getpeerverification ()
   local info = self.stream and self.stream:tlsinfo()
-  if info == nil then return false, { "closed" } end
-  return info.verified and true or false, {}
+  if info == nil then return false, "closed" end
+  if info.peer == nil then return false, "no peer certificate" end
+  if info.verify_error then return false, info.verify_error end
+  return true
 end
 
 -- conn:info([field]) -> { protocol =, cipher = } | value
 function Conn:info (field)
   local info = self.stream and self.stream:tlsinfo()
   if info == nil then return nil end
-  local t = { protocol = info.protocol, cipher = info.cipher,
-              compression = "none" }
+  local t = { protocol = info.protocol, cipher = info.cipher }
   if field then return t[field] end
   return t
 end
 
+-- A read or write that timed out gives LuaSec's "wantread"/"wantwrite".
+local function want (what, data, err, ...)
+  if err == "timeout" then err = what end
+  return data, err, ...
+end
+function Conn:receive (pattern, prefix)
+  return want("wantread", TCP.receive(self, pattern, prefix))
+end
+function Conn:send (data, i, j)
+  return want("wantwrite", TCP.send(self, data, i, j))
+end
+
+-- conn:close(): nothing returned, as LuaSec's.
+function Conn:close ()
+  TCP.close(self)
+end
+Conn.__close = Conn.close
+
 function Conn:getalpn ()
   local info = self.stream and self.stream:tlsinfo()
   return info and info.alpn
+end
+
+-- Every method of the tcp object is in Conn itself, as LuaSec's are in
+-- its __index (ssl.https copies them with pairs).
+for k, v in pairs(Conn) do
+  if type(v) == "function" and k:sub(1, 2) ~= "__" then Conn[k] = sched.entry(v) end
+end
+for k, v in pairs(TCP) do
+  if Conn[k] == nil then Conn[k] = v end
 end
 
 return M
