@@ -1,11 +1,15 @@
 /*
 ** socket.c: the C side of tide.socket (runtime/lua/socket.lua, LuaSocket's
 ** API on tide's streams): what Lua cannot see, a Stream's descriptor
-** (getfd) and the wall clock to the microsecond (gettime).
+** (getfd), whether a pooled connection is still usable (setkeepalive's
+** pool) and the wall clock to the microsecond (gettime).
 */
+#include <errno.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "tide_int.h"
+#include "stream.h"
 
 /* _fileno(stream) -> the Stream's descriptor, or -1 where it has none. */
 static int socket_fileno (lua_State *L) {
@@ -13,6 +17,25 @@ static int socket_fileno (lua_State *L) {
   uv_stream_t *h = tide__tostream(L, 1);
   if (h == NULL || uv_fileno((uv_handle_t *)h, &fd) < 0) fd = -1;
   lua_pushinteger(L, (lua_Integer)fd);
+  return 1;
+}
+
+/* _alive(stream) -> whether the connection is open with nothing unread:
+** nothing buffered, no end seen, and the socket neither at its end (the
+** peer closed) nor holding stray data. A peek that does not wait. */
+static int socket_alive (lua_State *L) {
+  Stream *s = tide__checkudata(L, 1, TIDE_STREAM);
+  uv_os_fd_t fd;
+  char c;
+  ssize_t n;
+  int alive = 0;
+  if (s->o.h != NULL && s->len == 0 && s->rerr == 0 &&
+      uv_fileno((uv_handle_t *)s->o.h, &fd) == 0) {
+    do n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    alive = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+  lua_pushboolean(L, alive);
   return 1;
 }
 
@@ -29,6 +52,7 @@ static int socket_gettime (lua_State *L) {
 
 static const luaL_Reg socket_funcs[] = {
   {"_fileno", socket_fileno},
+  {"_alive", socket_alive},
   {"_gettime", socket_gettime},
   {NULL, NULL}
 };

@@ -7,8 +7,8 @@
 local tide, sched = ...
 
 local M = tide.socket
-local fileno, wallclock = M._fileno, M._gettime
-M._fileno, M._gettime = nil, nil
+local fileno, wallclock, alive = M._fileno, M._gettime, M._alive
+M._fileno, M._gettime, M._alive = nil, nil, nil
 
 local error, pcall, select, setmetatable, tonumber, tostring, type =
       error, pcall, select, setmetatable, tonumber, tostring, type
@@ -362,31 +362,6 @@ end
 -- a connection is checked when it is taken, and the expired ones go then.
 local pools = {}
 M._pools = pools
-
--- Whether the system still holds the connection established with nothing
--- unread (Linux's /proc/net/tcp and tcp6, found by its ports); true where
--- it cannot tell. The peer's close (CLOSE_WAIT) or stray data fail it.
-local TCPFILES = { "/proc/net/tcp", "/proc/net/tcp6" }
-local function alive (s)
-  local _, lport = s:getsockname()
-  local _, rport = s:getpeername()
-  if type(lport) ~= "number" or type(rport) ~= "number" then return false end
-  for _, path in ipairs(TCPFILES) do
-    local f = io.open(path)
-    if f then
-      for line in f:lines() do
-        local l, r, st, q =
-          line:match("^%s*%d+: %x+:(%x+) %x+:(%x+) (%x+) %x+:(%x+)")
-        if l and tonumber(l, 16) == lport and tonumber(r, 16) == rport then
-          f:close()
-          return st == "01" and tonumber(q, 16) == 0
-        end
-      end
-      f:close()
-    end
-  end
-  return true
-end
 
 -- The most recently pooled live connection of key: a plain one first,
 -- else one with TLS (sslhandshake then checks its settings). Expired and
