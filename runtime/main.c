@@ -409,19 +409,6 @@ static int pmain (lua_State *L) {
     lua_pushboolean(L, 1);  /* nothing else runs */
     return 1;
   }
-  if (args & has_v)  /* option '-v'? */
-    print_version();
-  if (args & has_E) {  /* option '-E'? */
-    lua_pushboolean(L, 1);  /* signal for libraries to ignore env. vars. */
-    lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
-  }
-  luaL_openlibs(L);  /* open standard libraries */
-  runtime = tide_open(L, NULL);
-  if (runtime == NULL)
-    return luaL_error(L, "cannot open the tide runtime");
-  tide_catchsignals(runtime);
-  createargtable(L, argv, argc, script);  /* create table 'arg' */
-  lua_gc(L, LUA_GCGEN, 0, 0);  /* GC in generational mode */
   if ((args & has_workers) && getenv("TIDE_WORKER_ID") == NULL) {
     if (script == argc) {  /* the workers run a script */
       l_message(progname, "--workers needs a script");
@@ -441,6 +428,21 @@ static int pmain (lua_State *L) {
       l_message(progname, "--workers: a number from 1 to 1024 or 'auto' expected");
       return 0;
     }
+  }
+  if (args & has_v)  /* option '-v'? */
+    print_version();
+  if (args & has_E) {  /* option '-E'? */
+    lua_pushboolean(L, 1);  /* signal for libraries to ignore env. vars. */
+    lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+  }
+  luaL_openlibs(L);  /* open standard libraries */
+  runtime = tide_open(L, NULL);
+  if (runtime == NULL)
+    return luaL_error(L, "cannot open the tide runtime");
+  tide_catchsignals(runtime);
+  createargtable(L, argv, argc, script);  /* create table 'arg' */
+  lua_gc(L, LUA_GCGEN, 0, 0);  /* GC in generational mode */
+  if ((args & has_workers) && getenv("TIDE_WORKER_ID") == NULL) {
     setenv("TIDE_WORKERS_CLI", "1", 1);  /* for tide.workers in the workers */
     return dostring(L, lua_pushfstring(L, "require('tide').workers{ n = "
                     "tonumber('%s') or '%s' }", workers, workers),
