@@ -23,6 +23,7 @@
 #include "tide_int.h"
 
 static int syncfd = -2;            /* -2: not looked at yet; -1: no master */
+static int listened = 0;           /* TCP listens made outside a worker */
 
 /* The fd of the channel to the master, or -1 when this is no worker. */
 static int worker_syncfd (void) {
@@ -120,7 +121,10 @@ int tide__workerlisten (lua_State *L, const char *ip, int port, int backlog,
   char line[128];
   int err;
   *fd = -1;
-  if (worker_syncfd() < 0) return 1;
+  if (worker_syncfd() < 0) {
+    listened++;
+    return 1;
+  }
   worker_open(L);
   snprintf(line, sizeof line, "%s %d %d %u %s\n", reuseport ? "own" : "share",
            port, backlog, flags, ip);
@@ -191,7 +195,8 @@ static int w_bind (lua_State *L) {
       listen(fd, backlog) < 0) {
     err = -errno;
     close(fd);
-    tide_pushfail(L, err, lua_pushfstring(L, "%s:%d", ip, port));
+    tide_pushfail(L, err, lua_pushfstring(L, ip[0] != '[' && strchr(ip, ':')
+                                          ? "[%s]:%d" : "%s:%d", ip, port));
     lua_pushinteger(L, err);
     return 4;
   }
@@ -304,7 +309,39 @@ static int w_cancelall (lua_State *L) {
   return 0;
 }
 
+/* workers._interrupt(signum): this worker stops on signum as any tide
+** program does on SIGINT or SIGTERM: its main task's cancellation is no
+** error, and it exits with 128 + signum (runtime/main.c). */
+static int w_interrupt (lua_State *L) {
+  tide__rt(L)->interrupted = (int)luaL_checkinteger(L, 1);
+  return 0;
+}
+
+/* workers._note(line): a line to the master that wants no reply (a worker
+** says it got a stop signal of its own) */
+static int w_note (lua_State *L) {
+  const char *line = luaL_checkstring(L, 1);
+  if (worker_syncfd() >= 0) writeall(worker_syncfd(), line, strlen(line));
+  return 0;
+}
+
+/* workers._parallelism() -> the CPUs this process may run on */
+static int w_parallelism (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_available_parallelism());
+  return 1;
+}
+
+/* workers._listened() -> whether this process listened on TCP already */
+static int w_listened (lua_State *L) {
+  lua_pushboolean(L, listened > 0);
+  return 1;
+}
+
 static const luaL_Reg workers_funcs[] = {
+  {"_interrupt", w_interrupt},
+  {"_note", w_note},
+  {"_parallelism", w_parallelism},
+  {"_listened", w_listened},
   {"_pair", w_pair},
   {"_close", w_close},
   {"_stream", w_stream},

@@ -253,8 +253,8 @@ static int collectargs (char **argv, int *first) {
           break;
         }
         if (strcmp(argv[i], "--workers") == 0) {  /* tide's own option */
-          if (argv[i + 1] == NULL || argv[i + 1][0] == '-')
-            return has_error;  /* no number */
+          if (argv[i + 1] == NULL)
+            return has_error;  /* no number (-1 is checked as 0 is) */
           workers = argv[++i];
           args |= has_workers;
           break;
@@ -409,6 +409,26 @@ static int pmain (lua_State *L) {
     lua_pushboolean(L, 1);  /* nothing else runs */
     return 1;
   }
+  if ((args & has_workers) && getenv("TIDE_WORKER_ID") == NULL) {
+    if (script == argc) {  /* the workers run a script */
+      l_message(progname, "--workers needs a script");
+      return 0;
+    }
+    if (strcmp(argv[script], "-") == 0) {  /* each worker reads it again */
+      l_message(progname, "--workers needs a script file, not stdin ('-')");
+      return 0;
+    }
+    if (args & has_i) {  /* no prompt in n processes */
+      l_message(progname, "--workers cannot be used with -i");
+      return 0;
+    }
+    if (strcmp(workers, "auto") != 0 &&
+        (strspn(workers, "0123456789") != strlen(workers) ||
+         atoi(workers) < 1 || atoi(workers) > 1024)) {
+      l_message(progname, "--workers: a number from 1 to 1024 or 'auto' expected");
+      return 0;
+    }
+  }
   if (args & has_v)  /* option '-v'? */
     print_version();
   if (args & has_E) {  /* option '-E'? */
@@ -423,16 +443,7 @@ static int pmain (lua_State *L) {
   createargtable(L, argv, argc, script);  /* create table 'arg' */
   lua_gc(L, LUA_GCGEN, 0, 0);  /* GC in generational mode */
   if ((args & has_workers) && getenv("TIDE_WORKER_ID") == NULL) {
-    if (script == argc) {  /* the workers run a script */
-      l_message(progname, "--workers needs a script");
-      return 0;
-    }
-    if (strcmp(workers, "auto") != 0 &&
-        (strspn(workers, "0123456789") != strlen(workers) ||
-         atoi(workers) < 1 || atoi(workers) > 1024)) {
-      l_message(progname, "--workers: a number from 1 to 1024 or 'auto' expected");
-      return 0;
-    }
+    setenv("TIDE_WORKERS_CLI", "1", 1);  /* for tide.workers in the workers */
     return dostring(L, lua_pushfstring(L, "require('tide').workers{ n = "
                     "tonumber('%s') or '%s' }", workers, workers),
                     "=(--workers)") == LUA_OK;  /* the master exits */

@@ -220,6 +220,7 @@ describe("tide --workers", function ()
     tide.sleep(0.3)
     m.p:kill("SIGHUP")
     local all = pids(m.seen("^ready", 4))
+    m.seen("^tide.workers: restart: done: 2 of 2 workers replaced$", 1, m.err)
     tide.sleep(0.5)
     local st = finish()
     assert.equal(0, st.failed, table.concat(st.errors, "; "))
@@ -244,7 +245,10 @@ describe("tide --workers", function ()
     local finish = load(port, 4)
     assert(io.open(flag, "w")):close()
     m.p:kill("SIGHUP")
+    m.seen("did not become ready; the old one stays; going on with worker 2",
+           1, m.err)
     m.seen("did not become ready; the old one stays", 2, m.err)
+    m.seen("restart: failed: 0 of 2 workers replaced", 1, m.err)
     local st = finish()
     os.remove(flag)
     assert.equal(0, st.failed, table.concat(st.errors, "; "))
@@ -357,7 +361,8 @@ print("ready", tide.worker.id, tide.worker.count, pid(), p)
     assert.is_true(d3 > d1)
     m.seen("no config file", 1, m.err)
     assert.equal(true, os.execute("kill -0 " .. m.p.pid))
-    assert.equal(0, stop(m))
+    m.p:kill("SIGTERM")                    -- its workers were failing
+    assert.equal(1, (m.finish()))
   end))
 end)
 
@@ -430,5 +435,186 @@ print("nested", ok, err)
     out, code = sh(TIDE .. " --workers 2")
     assert.matches("%-%-workers needs a script", out)
     assert.is_not.equal(0, code)
+  end))
+end)
+
+-- A worker script that sleeps in its handler, on PORT.
+local SLOW = PID .. [[
+local tide = require "tide"
+local s = assert(tide.tcp.serve("127.0.0.1", tonumber(os.getenv("PORT")),
+  function (c)
+    c:read_until("\n")
+    tide.sleep(tonumber(os.getenv("NAP") or 3))
+    c:write("late\n")
+  end))
+print("ready", tide.worker.id, tide.worker.count, pid())
+]]
+
+describe("tide.workers ending", function ()
+  it("exits non-zero on SIGTERM when a worker could not listen, and names "
+     .. "the address once", async(function ()
+    local busy = assert(tide.tcp.listen("127.0.0.1", 0))
+    local _, port = busy:getsockname()
+    local m = master({ "--workers", "1" }, ECHO, { PORT = tostring(port) })
+    local l = m.seen("cannot listen", 1, m.err)[1]
+    assert.equal(("tide.workers: worker 1: cannot listen: 127.0.0.1:%d: "
+                  .. "address already in use"):format(port), l)
+    m.seen("restarting in", 2, m.err)
+    m.p:kill("SIGTERM")
+    assert.equal(1, (m.finish()))
+    busy:close()
+  end))
+
+  it("refuses new connections at once during a full stop", async(function ()
+    local port = freeport()
+    local m = master({ "--workers", "2" }, SLOW, { PORT = tostring(port) })
+    m.seen("^ready", 2)
+    local c = assert(tide.tcp.connect("127.0.0.1", port))
+    c:write("x\n")
+    tide.sleep(0.2)
+    m.p:kill("SIGTERM")
+    local deadline = tide.now() + 2
+    local code
+    repeat                          -- the workers close theirs as they stop
+      tide.sleep(0.05)
+      local s, _, e = tide.tcp.connect("127.0.0.1", port)
+      if s then s:close() end
+      code = e
+    until code == "ECONNREFUSED" or tide.now() > deadline
+    assert.equal("ECONNREFUSED", code)
+    -- while the handler still runs in its grace
+    assert.equal(true, os.execute("kill -0 " .. m.p.pid))
+    assert.equal("late\n", c:read_until("\n"))
+    c:close()
+    assert.equal(0, (m.finish()))
+  end))
+
+  it("stops a worker that never listened cleanly, in both forms",
+     async(function ()
+    local body = [[
+io.stdout:setvbuf("line")
+print("up", tide.worker.id)
+if tide.worker.id == 1 then
+  while tide.worker.recv() do end
+else
+  tide.sleep(100)
+end
+]]
+    for _, form in ipairs({ "cli", "script" }) do
+      local m = form == "cli" and master({ "--workers", "2" }, body)
+                or master({}, "tide.workers{ n = 2 }\n" .. body)
+      m.seen("^up", 2)
+      tide.sleep(0.2)
+      m.p:kill("SIGTERM")
+      local code = m.finish()
+      assert.equal(0, code, form .. ": " .. table.concat(m.err, "\n"))
+      assert.equal(0, #m.err, form .. ": " .. table.concat(m.err, "\n"))
+    end
+  end))
+
+  it("does not restart a worker stopped by a SIGINT of its own",
+     async(function ()
+    local m = master({ "--workers", "2" }, ECHO)
+    local _, lines = readyline(m, 2)
+    local victim = pids(lines)[1]
+    os.execute("kill -INT " .. victim.pid)
+    m.seen(("worker %d %%(pid %d%%) stopped by SIGINT after [%%d.]+ s; not "
+            .. "restarted"):format(victim.id, victim.pid), 1, m.err)
+    tide.sleep(0.5)
+    assert.equal(2, #m.seen("^ready", 2))
+    assert.equal(0, stop(m))
+  end))
+
+  it("does not restart a worker that exits with 0; the master ends when "
+     .. "none is left", async(function ()
+    local m = master({ "--workers", "2" }, [[
+io.stdout:setvbuf("line")
+print("done", tide.worker.id)
+]])
+    m.seen("^done", 2)
+    m.seen("exited with code 0 after [%d.]+ s; not restarted %(a clean "
+           .. "exit%)", 2, m.err)
+    m.seen("no worker left; the master ends", 1, m.err)
+    assert.equal(0, (m.finish()))
+    assert.equal(2, #m.lines)
+  end))
+
+  it("stops at once on a second SIGTERM", async(function ()
+    local port = freeport()
+    local m = master({ "--workers", "1" }, SLOW,
+                     { PORT = tostring(port), NAP = "60" })
+    m.seen("^ready", 1)
+    local c = assert(tide.tcp.connect("127.0.0.1", port))
+    c:write("x\n")
+    tide.sleep(0.2)
+    local t0 = tide.now()
+    m.p:kill("SIGTERM")
+    tide.sleep(0.3)
+    m.p:kill("SIGTERM")
+    assert.equal(0, (m.finish()))
+    assert.is_true(tide.now() - t0 < 5)
+    assert.is_nil(c:read_until("\n"))
+    c:close()
+  end))
+
+  it("returns true from send", async(function ()
+    local m = master({}, [[
+io.stdout:setvbuf("line")
+tide.workers{ n = 1, main = function (ws)
+  local _, msg = ws:recv()
+  print("master", msg, ws:send(1, "back"))
+end }
+print("worker", tide.worker.send("hi"), tide.worker.recv())
+]])
+    m.seen("^master\thi\ttrue$")
+    m.seen("^worker\ttrue\tback$")
+    stop(m)
+  end))
+
+  it("refuses what cannot work", async(function ()
+    assert.error_matches(function () tide.workers{ n = 1, gracee = 2 } end,
+      "bad argument #1 to 'workers' %('gracee': unknown option%)")
+    local out, code = sh(TIDE .. " --workers -1 x.lua")
+    assert.matches("%-%-workers: a number from 1 to 1024 or 'auto' expected", out)
+    assert.is_not.equal(0, code)
+    out, code = sh("echo 'print(1)' | " .. TIDE .. " --workers 2 -")
+    assert.matches("%-%-workers needs a script file, not stdin", out)
+    assert.is_not.equal(0, code)
+    out, code = sh(TIDE .. " --workers 2 -i x.lua < /dev/null")
+    assert.matches("%-%-workers cannot be used with %-i", out)
+    assert.is_not.equal(0, code)
+    local path = tmpfile([[
+local s = assert(tide.tcp.listen("127.0.0.1", 0))
+tide.workers{ n = 1 }
+]])
+    out, code = sh(TIDE .. " " .. path)
+    os.remove(path)
+    assert.matches("tide.workers: this process listens already: call "
+                   .. "tide.workers before listening", out)
+    assert.is_not.equal(0, code)
+  end))
+
+  it("says which of the script's options --workers leaves unused",
+     async(function ()
+    local m = master({ "--workers", "1" }, [[
+io.stdout:setvbuf("line")
+tide.workers{ n = 4, grace = 1, main = function () end, backoff = 1 }
+print("count", tide.worker.count)
+]])
+    m.seen("^count\t1$")
+    m.seen("'%-%-workers 1' given: tide.workers's backoff, main not used", 1,
+           m.err)
+    m.finish()
+  end))
+
+  it("counts the CPUs it may run on for auto", async(function ()
+    local path = tmpfile([[
+io.stdout:setvbuf("line")
+print("worker", tide.worker.id, tide.worker.count)
+]])
+    local out = sh("taskset -c 0 " .. TIDE .. " --workers auto " .. path
+                   .. " 2>&1")
+    os.remove(path)
+    assert.matches("worker\t1\t1\n", out)
   end))
 end)

@@ -57,10 +57,10 @@ end
 
 local id = tonumber(os.getenv("TIDE_WORKER_ID"))
 local worker                       -- tide.worker: nil outside workers
+local grace = tonumber(os.getenv("TIDE_WORKER_GRACE")) or 10
 
 if id then
   local msgfd = tonumber(os.getenv("TIDE_WORKER_MSG_FD"))
-  local grace = tonumber(os.getenv("TIDE_WORKER_GRACE")) or 10
   local chan, reading
   worker = { id = id, count = tonumber(os.getenv("TIDE_WORKER_COUNT")) }
 
@@ -81,7 +81,8 @@ if id then
     local f = frame("tide.worker.send", 1, msg)
     checkwait()
     local ok, err, code = channel():write(f)
-    return ok, err, code
+    if ok then return true end
+    return nil, err, code
   end
 
   -- tide.worker.recv() -> msg | nil (the master has gone): waits
@@ -100,10 +101,21 @@ if id then
   -- first), let the handlers finish for grace seconds, cancel those left,
   -- then every other task, so that the worker ends. The master kills a
   -- worker that is still there 5 s after the grace.
-  local stopping = false
-  local function stop ()
+  -- A second SIGINT, or a second SIGTERM, cancels the handlers at once
+  -- (Ctrl-C brings a SIGINT of the terminal's and the master's SIGTERM:
+  -- one stop; a second Ctrl-C brings SIGINT twice).
+  local stopping, got = false, {}
+  local function stop (signame)
+    local signum = signame == "SIGINT" and 2 or 15
+    if got[signame] then           -- a second one: no more grace
+      W._interrupt(signum)
+      W._cancelall()
+      return
+    end
+    got[signame] = true
     if stopping then return end
     stopping = true
+    W._note("stop " .. signame .. "\n")   -- not to be restarted
     local closing = {}
     for s in pairs(sched.servings) do
       if not s.closed and s.server then
@@ -119,10 +131,15 @@ if id then
     -- left (a ticker), they are cancelled so that the worker ends.
     local until_ = tide.now() + 0.1
     while #tide.tasks() > 1 and tide.now() < until_ do tide.sleep(0.01) end
-    if #tide.tasks() > 1 then W._cancelall() end
+    if #tide.tasks() > 1 then
+      -- as any tide program on these signals: the main task's
+      -- cancellation is no error; the worker exits with 128 + signum
+      W._interrupt(signum)
+      W._cancelall()
+    end
   end
-  tide.signal.on("SIGTERM", stop)
-  tide.signal.on("SIGINT", stop)
+  tide.signal.on("SIGTERM", function () stop("SIGTERM") end)
+  tide.signal.on("SIGINT", function () stop("SIGINT") end)
 end
 
 tide.worker = worker
@@ -133,7 +150,7 @@ local Workers = sched.newclass("tide.Workers")
 Workers.__index = Workers
 
 local function report (fmt, ...)
-  stderr:write("tide.workers: ", format(fmt, ...), "\n")
+  stderr:write("tide.workers: " .. format(fmt, ...) .. "\n")  -- one write
 end
 
 -- The command line that runs this script again: the program, then arg
@@ -163,7 +180,15 @@ local function serve_listens (self, w)
     local kind, port, backlog, flags, ip =
       line:match("^(%a+) (%d+) (%d+) (%d+) (.-)\n$")
     local key = ip and ip .. " " .. port
-    if kind == "share" then
+    local signalled = line:match("^stop (%u+)\n$")
+    local g = tonumber(line:match("^grace (%S+)\n$"))
+    if signalled then              -- it got a stop signal itself
+      w.signalled = signalled
+    elseif g then                  -- the script's grace under --workers
+      if g > self.grace then self.grace = g end
+    elseif kind == "share" and self.stopping then
+      W._reply(w.syncfd, "err -125\n")          -- ECANCELED
+    elseif kind == "share" then
       local fd = self.sockets[key]
       local err, code, num
       if not fd then
@@ -173,12 +198,12 @@ local function serve_listens (self, w)
       end
       if fd then W._reply(w.syncfd, "ok\n", fd)
       else
-        report("worker %d: cannot listen on %s:%s: %s", w.id, ip, port, err)
+        report("worker %d: cannot listen: %s", w.id, err)
         W._reply(w.syncfd, "err " .. tostring(num or -22) .. "\n")
       end
     elseif kind == "own" then
       W._reply(w.syncfd, "ok\n")
-    else
+    elseif not signalled and not g then
       W._reply(w.syncfd, "err -71\n")            -- EPROTO
     end
     if kind then
@@ -241,22 +266,47 @@ end
 
 -- How a process ended, in words; and the exit status it stands for.
 local function ending (code, sig)
-  if sig then return "was killed by " .. tostring(sig), code end
+  if sig then
+    return "was killed by " .. tostring(sig), (code and code ~= 0) and code or 1
+  end
   return "exited with code " .. tostring(code), code or 1
 end
 
+-- Whether worker w ended as stopped by SIGINT or SIGTERM: killed by one,
+-- or ended (0, or 128 + signum when it cancelled its tasks) after one.
+local function stopped (w, code, sig)
+  if sig == "SIGTERM" or sig == "SIGINT" then return sig end
+  if code == 130 then return "SIGINT" end
+  if code == 143 then return "SIGTERM" end
+  if code == 0 and w.signalled then return w.signalled end
+  return nil
+end
+
+-- When no slot has a worker left (each ended cleanly or was stopped by a
+-- signal of its own), the master ends as on SIGTERM.
+local function checkempty (self)
+  if next(self.slots) == nil and not self.restarting and not self.stopping then
+    report("no worker left; the master ends")
+    tide.spawn(self.stop, self)
+  end
+end
+
 -- Supervise worker w of slot id until it is retired; replace it when it
--- dies, with a backoff while it dies at once again and again.
+-- fails, with a backoff while it fails at once again and again. A worker
+-- that exits with 0 or stops on a SIGINT or SIGTERM of its own (Ctrl-C
+-- reaches the whole process group) is not replaced.
 local function supervise (self, w)
   local fails = 0
   while true do
     local code, sig = w.proc:wait()
+    -- the channel ends after the exit: a "stop" note is read by then
+    pcall(tide.timeout, 0.5, w.tasks[1].await, w.tasks[1])
     dispose(self, w)
     local how, status = ending(code, sig)
-    if w.retired then
-      -- ended by the SIGTERM (or Ctrl-C's SIGINT) it was stopped with,
-      -- before it took them: as clean as a stop
-      if sig == "SIGTERM" or sig == "SIGINT" then status = 0 end
+    local bysig = stopped(w, code, sig)
+    if bysig or code == 0 then status = 0 end
+    if self.slots[w.id] == w then self.last[w.id] = status end
+    if w.retired or self.stopping then
       if self.stopping and status > self.status then
         self.status = status
       end
@@ -264,6 +314,23 @@ local function supervise (self, w)
       return
     end
     local lived = tide.now() - w.started
+    if bysig and not self.stopping then
+      -- Ctrl-C: the master's own signal may be a moment behind
+      tide.sleep(0.2)
+    end
+    if self.stopping then
+      self.ended:set()
+      return
+    end
+    if bysig or code == 0 then
+      report("worker %d (pid %d) %s after %.2f s; not restarted (%s)", w.id,
+             w.pid, bysig and "stopped by " .. bysig or how, lived,
+             bysig and "it got the signal itself" or "a clean exit")
+      if self.slots[w.id] == w then self.slots[w.id] = nil end
+      self.ended:set()
+      checkempty(self)
+      return
+    end
     if lived < self.quick then fails = fails + 1 else fails = 0 end
     local delay = 0
     if fails > 0 then
@@ -283,7 +350,7 @@ local function supervise (self, w)
         self.slots[w.id] = w
         break
       end
-      report("worker cannot start: %s", err)
+      report("worker %d cannot start: %s", dead.id, err)
       w = dead
       fails = fails + 1
       delay = self.max_backoff
@@ -320,7 +387,7 @@ function Workers:restart ()
   checkwait()
   if self.restarting or self.stopping then return false end
   self.restarting = true
-  local ok = true
+  local ok, replaced = true, 0
   for id = 1, self.n do
     if self.stopping then break end
     local w, err = start(self, id)
@@ -329,16 +396,20 @@ function Workers:restart ()
       w.retired = true
       tide.spawn(supervise, self, w)
     end
+    local next_ = id < self.n and format("; going on with worker %d", id + 1)
+                  or ""
     if not w then
-      report("restart: worker %d cannot start: %s", id, err)
+      report("restart: worker %d cannot start: %s; the old one stays%s", id,
+             err, next_)
       ok = false
     elseif not await_ready(self, w) or self.stopping then
       if self.stopping then break end
       report("restart: new worker %d (pid %d) did not become ready; the "
-             .. "old one stays", id, w.pid)
+             .. "old one stays%s", id, w.pid, next_)
       w.proc:kill("SIGKILL")
       ok = false
     else
+      replaced = replaced + 1
       w.retired = false
       local old = self.slots[id]   -- perhaps a replacement started meanwhile
       self.slots[id] = w
@@ -349,6 +420,11 @@ function Workers:restart ()
     end
   end
   self.restarting = false
+  if not self.stopping then
+    report("restart: %s: %d of %d workers replaced", ok and "done" or "failed",
+           replaced, self.n)
+    checkempty(self)
+  end
   return ok
 end
 
@@ -359,12 +435,19 @@ function Workers:stop ()
   checkwait()
   if self.stopping then return end
   self.stopping = true
+  -- new connections are refused at once: the workers close their
+  -- sockets as they stop, and the master its own now
+  for k, fd in pairs(self.sockets) do
+    W._close(fd)
+    self.sockets[k] = nil
+  end
   for w in pairs(self.live) do
     w.retired = true
     w.proc:kill("SIGTERM")
   end
   local deadline = tide.now() + self.grace + 5
   while next(self.live) ~= nil and tide.now() < deadline do
+    if self.hurry and self.hurry < deadline then deadline = self.hurry end
     self.ended:clear()
     tide.timeout(0.1, self.ended.wait, self.ended)
   end
@@ -376,6 +459,9 @@ function Workers:stop ()
   while next(self.live) ~= nil do
     self.ended:clear()
     tide.timeout(0.1, self.ended.wait, self.ended)
+  end
+  for _, st in pairs(self.last) do      -- the last exit of each slot counts
+    if st > self.status then self.status = st end
   end
   self.done:set()
 end
@@ -390,7 +476,8 @@ function Workers:send (i, msg)
   local w = self.slots[i]
   if not (w and self.live[w]) then return nil, "worker not running", "ESRCH" end
   local ok, err, code = w.msg:write(f)
-  return ok, err, code
+  if ok then return true end
+  return nil, err, code
 end
 
 -- ws:broadcast(msg) -> the number of workers it went to
@@ -412,18 +499,10 @@ function Workers:recv ()
   return m[1], m[2]
 end
 
--- The number of cores, for n = "auto".
-local function cores ()
-  local n = 0
-  local f = io.open("/proc/cpuinfo")
-  if f then
-    for line in f:lines() do
-      if line:match("^processor%s*:") then n = n + 1 end
-    end
-    f:close()
-  end
-  return n > 0 and n or 1
-end
+-- The options of tide.workers.
+local OPTIONS = { n = true, main = true, grace = true, backoff = true,
+                  max_backoff = true, quick = true, ready_timeout = true,
+                  argv = true }
 
 local function option (opts, k, default)
   local v = opts[k]
@@ -441,8 +520,13 @@ end
 -- process with the workers' status. In a worker: returns at once (nothing).
 function tide.workers (opts)
   if type(opts) ~= "table" then typeerror(1, "table", opts) end
+  for k in pairs(opts) do
+    if not OPTIONS[k] then
+      argerror(1, ("'%s': unknown option"):format(tostring(k)))
+    end
+  end
   local n = opts.n
-  if n == "auto" then n = cores()
+  if n == "auto" then n = W._parallelism()
   else
     n = tonumber(n)
     if not n or n ~= math.floor(n) or n < 1 or n > 1024 then
@@ -461,10 +545,34 @@ function tide.workers (opts)
     max_backoff = option(opts, "max_backoff", 10),
     quick = option(opts, "quick", 1),
     ready_timeout = option(opts, "ready_timeout", 10),
-    sockets = {}, known = {}, live = {}, slots = {}, status = 0,
+    sockets = {}, known = {}, live = {}, slots = {}, last = {}, status = 0,
     inbox = tide.Queue(), ended = tide.Event(), done = tide.Event(),
   })
-  if id then return nil end        -- a worker goes on with the script
+  if id then                       -- a worker goes on with the script
+    if os.getenv("TIDE_WORKERS_CLI") then
+      -- tide --workers N: the command line's master runs none of the
+      -- script; its grace applies to this worker's stop all the same
+      if opts.grace ~= nil then
+        grace = self.grace
+        W._note(format("grace %.17g\n", grace))
+      end
+      local unused = {}
+      for k in pairs(opts) do
+        if k ~= "grace" and k ~= "n" then unused[#unused + 1] = k end
+      end
+      table.sort(unused)
+      if #unused > 0 and id == 1 then
+        report("'--workers %s' given: tide.workers's %s not used (the "
+               .. "command line's master runs none of the script)",
+               os.getenv("TIDE_WORKER_COUNT"), table.concat(unused, ", "))
+      end
+    end
+    return nil
+  end
+  if W._listened() then
+    raise("%s: this process listens already: call tide.workers before "
+          .. "listening (the workers listen, not the master)")
+  end
   checkwait()
   self.argv = command(opts)
   for i = 1, n do
@@ -477,9 +585,22 @@ function tide.workers (opts)
     self.slots[i] = w
     tide.spawn(supervise, self, w)
   end
-  local function stop () self:stop() end
-  tide.signal.on("SIGTERM", stop)
-  tide.signal.on("SIGINT", stop)
+  -- A second SIGTERM or SIGINT: the workers cancel their handlers at
+  -- once (they get it again), and the master waits 1 s at most for them.
+  local function stop (sig)
+    if self.stopping then
+      if not self.hurry then
+        self.hurry = tide.now() + 1
+        report("stopping at once")
+        for w in pairs(self.live) do w.proc:kill(sig) end
+        self.ended:set()
+      end
+      return
+    end
+    self:stop()
+  end
+  tide.signal.on("SIGTERM", function () stop("SIGTERM") end)
+  tide.signal.on("SIGINT", function () stop("SIGINT") end)
   tide.signal.on("SIGHUP", function () self:restart() end)
   if opts.main then
     tide.spawn(function ()
