@@ -183,6 +183,38 @@ void tide__observed (Task *t) {
   t->retrieved = 1;
 }
 
+/* ---- Errors in callbacks ------------------------------------------------
+** An error raised in an on_done callback (sched.c) or a Protocol callback
+** (bindings/transport.c) has nobody to observe it: it is reported at once
+** and counted with the errors nobody observed, so the tide command exits 1
+** as it does for a task's. */
+
+/* The message handler for a callback: the error with the traceback of
+** where it was raised (as a task's is reported); any other error value
+** goes on as it is. */
+int tide__tracebackh (lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) return 1;       /* reported through tide__errstring */
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Report the error on top of L (popped) of a callback, "what". */
+void tide__callbackerror (tide_Runtime *rt, lua_State *L, const char *what) {
+  char buf[64];
+  const char *msg = tide__errstring(L, -1, buf, sizeof buf);
+  rt->nunobserved++;
+  begin_report(rt);
+  fprintf(stderr, "tide: error in %s: %s\n", what, msg);
+  end_report(rt);
+  lua_pop(L, 2);                   /* the error and its string */
+}
+
+/* A Protocol callback's error, reported by transport.c: count it. */
+void tide__callbackfailed (tide_Runtime *rt) {
+  rt->nunobserved++;
+}
+
 /* ---- Futures (future.c) that failed with nobody to look ---------------- */
 
 /* Report the error of future f, the value at idx of L. */
