@@ -52,7 +52,7 @@ static int traceback (lua_State *L) {
       msg = lua_pushfstring(L, "(error object is a %s value)",
                             luaL_typename(L, 1));
   }
-  luaL_traceback(L, co, msg, 0);
+  luaL_traceback(L, co, msg, tide__tracelevel(co, 0));
   return 1;
 }
 

@@ -233,6 +233,7 @@ void tide__futurefailed (tide_Runtime *rt, tide_Future *f, lua_State *L,
                          int idx);
 /* an error in an on_done or Protocol callback: reported, counted */
 int tide__tracebackh (lua_State *L);
+int tide__tracelevel (lua_State *L, int base);    /* where.c */
 void tide__callbackerror (tide_Runtime *rt, lua_State *L, const char *what);
 void tide__callbackfailed (tide_Runtime *rt);
 
