@@ -125,6 +125,7 @@ $(BUILD)/libtide.a: $(OBJS)
 $(BUILD)/libtide.so: $(OBJS)
 	$(CC) $(LDFLAGS) -shared -Wl,-z,nodelete -Wl,-soname,libtide.so.$(SOVERSION) \
 	  -o $@ $^ $(LUA_LIBS) $(UV_LIBS) -lm
+	ln -sf libtide.so $(BUILD)/libtide.so.$(SOVERSION)   # what a host linked here loads
 
 # The Lua C module: lua_* symbols come from the interpreter that loads it.
 $(BUILD)/tide.so: $(OBJS)

@@ -34,23 +34,32 @@ dependencies = {
 }
 
 -- What the build needs besides Lua (Debian 12: libuv1-dev, libedit-dev,
--- libhttp-parser-dev, pkg-config). OpenSSL and libcurl are loaded when
--- tide.tls and tide.http are first used: no headers needed.
+-- libhttp-parser-dev, libssl-dev, libcurl4-openssl-dev, pkg-config).
+-- OpenSSL and libcurl are loaded when tide.tls and tide.http are first
+-- used, but their headers are needed to build (and the Makefile asks
+-- pkg-config for openssl's flags).
 external_dependencies = {
    LIBUV = { header = "uv.h" },
    LIBEDIT = { header = "editline/readline.h" },
    HTTP_PARSER = { header = "http_parser.h" },
+   OPENSSL = { header = "openssl/ssl.h" },
+   -- Debian keeps curl/curl.h under include/<multiarch>, where LuaRocks
+   -- does not look for headers; libcurl.so is libcurl4-openssl-dev's too
+   LIBCURL = { library = "curl" },
 }
 
+-- The rock builds in a directory of its own (build/rock), so LuaRocks'
+-- CFLAGS apply even in a tree where `make` already built build/.
 build = {
    type = "make",
    build_target = "all",
    build_variables = {
       OPT = "$(CFLAGS)",
+      BUILD = "build/rock",
    },
    install_pass = false,
    install = {
-      lib = { tide = "build/tide.so" },
-      bin = { tide = "build/tide" },
+      lib = { tide = "build/rock/tide.so" },
+      bin = { tide = "build/rock/tide" },
    },
 }

@@ -159,9 +159,18 @@ static int server_is_serving (lua_State *L) {
   return 1;
 }
 
+/* Only a task in wait() keeps the loop alive, as with tide.tcp.listen's
+** server and its accepting tasks. */
+static void hold (PServer *sv) {
+  if (sv->o.h == NULL) return;
+  if (sv->waiters) uv_ref(sv->o.h);
+  else uv_unref(sv->o.h);
+}
+
 static void wait_cancel (tide_Wait *w) {
   PServer *sv = tide_waitdata(w);
   tide__waitlist_remove(&sv->waiters, w);
+  hold(sv);
 }
 
 /* server:wait(): until the server is closed (asyncio's serve_forever) */
@@ -171,6 +180,7 @@ static int server_wait (lua_State *L) {
   if (sv->o.h == NULL) return 0;
   w = tide_wait(L);
   tide__waitlist_add(&sv->waiters, w);
+  hold(sv);
   return tide_await(L, w, wait_cancel, sv);
 }
 
@@ -238,6 +248,7 @@ static int serve (lua_State *L, int backlog) {
       sv->path[n] = '\0';
     }
   }
+  hold(sv);                 /* nobody waits yet */
   lua_pushvalue(L, -1);
   sv->ref = anchor(L);      /* served until closed */
   return 0;

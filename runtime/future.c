@@ -255,6 +255,8 @@ static int awaitfuture (lua_State *L, int shielded) {
   tide_Wait *w;
   Task *me;
   lua_settop(L, 1);
+  if (f->rt == NULL || f->rt->current == NULL)
+    tide__waitbegin(f->rt, L);     /* raises, done or not, as Task:await */
   if (f->done) return results(L, 1, f);
   w = tide__waitbegin(f->rt, L);
   me = tide__task(w);
@@ -266,7 +268,8 @@ static int awaitfuture (lua_State *L, int shielded) {
 }
 
 /* f:await() -> its results, waiting for them; raises its error. If the
-** awaiting task is cancelled, the future is cancelled too. */
+** awaiting task is cancelled, the future is cancelled too. Outside any task
+** it raises, even when f is done (f:result() is for that). */
 static int future_await (lua_State *L) {
   return awaitfuture(L, 0);
 }

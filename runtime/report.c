@@ -52,7 +52,7 @@ static int traceback (lua_State *L) {
       msg = lua_pushfstring(L, "(error object is a %s value)",
                             luaL_typename(L, 1));
   }
-  luaL_traceback(L, co, msg, 0);
+  luaL_traceback(L, co, msg, tide__tracelevel(co, 0));
   return 1;
 }
 
@@ -181,6 +181,38 @@ void tide__failed (tide_Runtime *rt, Task *t) {
 void tide__observed (Task *t) {
   if (t->reported && !t->retrieved) t->rt->nunobserved--;
   t->retrieved = 1;
+}
+
+/* ---- Errors in callbacks ------------------------------------------------
+** An error raised in an on_done callback (sched.c) or a Protocol callback
+** (bindings/transport.c) has nobody to observe it: it is reported at once
+** and counted with the errors nobody observed, so the tide command exits 1
+** as it does for a task's. */
+
+/* The message handler for a callback: the error with the traceback of
+** where it was raised (as a task's is reported); any other error value
+** goes on as it is. */
+int tide__tracebackh (lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) return 1;       /* reported through tide__errstring */
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Report the error on top of L (popped) of a callback, "what". */
+void tide__callbackerror (tide_Runtime *rt, lua_State *L, const char *what) {
+  char buf[64];
+  const char *msg = tide__errstring(L, -1, buf, sizeof buf);
+  rt->nunobserved++;
+  begin_report(rt);
+  fprintf(stderr, "tide: error in %s: %s\n", what, msg);
+  end_report(rt);
+  lua_pop(L, 2);                   /* the error and its string */
+}
+
+/* A Protocol callback's error, reported by transport.c: count it. */
+void tide__callbackfailed (tide_Runtime *rt) {
+  rt->nunobserved++;
 }
 
 /* ---- Futures (future.c) that failed with nobody to look ---------------- */

@@ -173,7 +173,7 @@ static int msghandler (lua_State *L) {
     msg = lua_pushfstring(L, "(error object is a %s value)",
                           luaL_typename(L, 1));
   }
-  luaL_traceback(L, L, msg, 1);
+  luaL_traceback(L, L, msg, tide__tracelevel(L, 1));
   return 1;
 }
 

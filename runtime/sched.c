@@ -115,14 +115,16 @@ int tide__pcall (tide_Runtime *rt, lua_CFunction f, void *ud, int nres) {
 /* Call fn(task) outside any task, in a protected call; report errors. */
 void tide__callback (tide_Runtime *rt, lua_State *L) {
   Task *prev = rt->current;
+  int h = 0;
   rt->current = NULL;
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    char buf[64];
-    fprintf(stderr, "tide: error in an on_done callback: %s\n",
-            tide__errstring(L, -1, buf, sizeof buf));
-    fflush(stderr);
-    lua_pop(L, 2);
+  if (lua_checkstack(L, 1)) {      /* a traceback, if there is room */
+    lua_pushcfunction(L, tide__tracebackh);
+    lua_insert(L, -3);
+    h = lua_gettop(L) - 2;
   }
+  if (lua_pcall(L, 1, 0, h) != LUA_OK)
+    tide__callbackerror(rt, L, "an on_done callback");
+  if (h) lua_remove(L, h);
   rt->current = prev;
 }
 

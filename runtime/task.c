@@ -101,6 +101,7 @@ static int awaittask (lua_State *L, tide_CancelF cancel) {
   Task *t = checktask(L, 1), *me;
   tide_Wait *w;
   lua_settop(L, 1);
+  if (t->rt->current == NULL) tide__waitbegin(t->rt, L);   /* raises */
   if (t->state == T_DONE) return task_results(L, t);
   w = tide__waitbegin(t->rt, L);
   me = tide__task(w);

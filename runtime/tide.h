@@ -72,7 +72,8 @@ TIDE_API size_t tide_ntasks (tide_Runtime *rt);
 /* Number of task (and future) errors that nobody observed: each was
 ** reported on stderr (a task's with its traceback) once the loop had run
 ** what was ready after it, and no await, result() or on_done() has taken
-** it since. The tide command
+** it since; and of errors raised in on_done and Protocol callbacks (each
+** reported at once, with nobody to observe it). The tide command
 ** exits with status 1 when this is not 0 at the end. */
 TIDE_API size_t tide_unobserved (tide_Runtime *rt);
 

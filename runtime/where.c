@@ -48,6 +48,21 @@ static int entrylevel (lua_State *L) {
   return level;
 }
 
+/* Where a traceback of L's error starts, base being the level of the
+** function that raised it (0 in a coroutine it stopped, 1 in a message
+** handler): for an error that a C function raised inside tide (wrong use,
+** found deep in the Lua-side library), the function the user called, past
+** tide's own frames above it, as for a function written in C; else base. */
+int tide__tracelevel (lua_State *L, int base) {
+  lua_Debug ar;
+  int level;
+  if (!lua_getstack(L, base, &ar)) return base;
+  lua_getinfo(L, "S", &ar);
+  if (*ar.what != 'C') return base;
+  level = entrylevel(L);
+  return level > base ? level : base;
+}
+
 /* luaL_error at the user's line. */
 int tide__error (lua_State *L, const char *fmt, ...) {
   va_list ap;

@@ -214,6 +214,43 @@ describe("tide.Future", function ()
     assert.equal(1, code)
   end))
 
+  it("raises in await() outside any task, done or not, as Task:await does", async(function ()
+    local f, g = tide.Future(), tide.Future()
+    g:set_result(1)
+    local t = tide.spawn(function () return 1 end)
+    t:await()
+    local results = {}
+    local cb = tide.Future()             -- its callbacks run outside any task
+    cb:on_done(function ()
+      for _, x in ipairs { f, g, t } do
+        results[#results + 1] = table.pack(pcall(function () return x:await() end))
+      end
+    end)
+    cb:set_result()
+    for i, name in ipairs { "Future", "Future", "Task" } do
+      assert.is_false(results[i][1])
+      assert.matches("future_spec.lua:%d+: '" .. name .. ":await' must be called inside a task", results[i][2])
+    end
+    assert.same({ true, 1 }, { t:result() })
+    assert.same({ true, 1 }, { g:result() })
+  end))
+
+  it("reports an on_done callback's error with its traceback, and the tide command exits 1", async(function ()
+    local out, err, code = run([[
+      local f = tide.Future()
+      f:on_done(function () error("in the callback") end)
+      f:on_done(function () print("the next one runs") end)
+      f:set_result()
+      local t = tide.spawn(function () end)
+      t:on_done(function () error("in the task's callback") end)
+      tide.sleep(0)
+    ]])
+    assert.equal("the next one runs\n", out)
+    assert.matches("tide: error in an on_done callback: [^\n]*:2: in the callback\nstack traceback:", err)
+    assert.matches("tide: error in an on_done callback: [^\n]*:6: in the task's callback\nstack traceback:", err)
+    assert.equal(1, code)
+  end))
+
   it("is not reported when awaited in the same turn", async(function ()
     local out, err, code = run([[
       local f = tide.Future()

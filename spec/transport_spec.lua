@@ -273,7 +273,7 @@ print("served on")
 ]])
     local out, code = sh(TIDE .. " " .. path)
     os.remove(path)
-    assert.equal(0, code, out)
+    assert.equal(1, code, out)             -- counted as an error nobody observed
     assert.matches("tide: error in a Protocol callback %(data_received%): [^\n]*exploded here", out)
     assert.matches("stack traceback", out)
     assert.matches("served on", out)
@@ -388,6 +388,38 @@ print("served on")
     srv:close()                              -- twice is harmless
     assert.equal("tide.ProtocolServer (closed)", tostring(srv))
   end))
+end)
+
+describe("what keeps the tide command running", function ()
+  it("is not a ProtocolServer nobody waits on, as with tide.tcp.listen's server", function ()
+    local sock = os.tmpname()
+    os.remove(sock)
+    local out, code = sh(("timeout 20 %s -e %s"):format(TIDE, ("'"
+      .. "local s = assert(tide.tcp.create_server(\"127.0.0.1\", 0, function () return {} end)) "
+      .. "local p = assert(tide.pipe.create_server(\"%s\", function () return {} end)) "
+      .. "print(s:is_serving(), p:is_serving())'"):format(sock)))
+    assert.equal(0, code, out)
+    assert.equal("true\ttrue\n", out)
+    assert.is_nil(io.open(sock))             -- closed at the end: its file removed
+  end)
+
+  it("is a task in server:wait(), until the server is closed", function ()
+    local path = tmpfile([[
+local s = assert(tide.tcp.create_server("127.0.0.1", 0, function () return {} end))
+tide.spawn(function () tide.sleep(0.2) s:close() end)
+local t0 = tide.now()
+s:wait()
+print("waited", tide.now() - t0 >= 0.15)
+local s2 = assert(tide.tcp.create_server("127.0.0.1", 0, function () return {} end))
+local w = tide.spawn(function () s2:wait() end)
+tide.sleep(0.01)
+w:cancel()                     -- nobody waits any more: nothing holds the program
+]])
+    local out, code = sh("timeout 20 " .. TIDE .. " " .. path)
+    os.remove(path)
+    assert.equal(0, code, out)
+    assert.equal("waited\ttrue\n", out)
+  end)
 end)
 
 describe("tide.tcp.create_connection", function ()

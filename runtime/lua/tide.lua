@@ -352,7 +352,9 @@ local whens = { first = true, first_error = true, all = true }
 -- FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED; "all" by default) or
 -- timeout seconds have passed. Nothing is cancelled. Each of done and
 -- pending is a list in the order of list that also answers membership:
--- done[t] is true for each t in it.
+-- done[t] is true for each t in it. An empty list gives two empty lists at
+-- once (asyncio raises ValueError: here nothing is wrong with waiting for
+-- none, as gather() of nothing gives nothing).
 function tide.wait (list, opts)
   checkwait()
   local ts = checklist(1, list)
@@ -364,7 +366,13 @@ function tide.wait (list, opts)
       argerror(2, "return_when: 'first', 'first_error' or 'all' expected, "
                .. "got " .. tostring(when))
     end
-    if opts.timeout ~= nil then s = checkduration(2, opts.timeout) end
+    if opts.timeout ~= nil then          -- named, as return_when is
+      s = tonumber(opts.timeout)
+      if s == nil then
+        argerror(2, "timeout: number expected, got " .. type(opts.timeout))
+      end
+      if not (s >= 0) then argerror(2, "timeout: negative duration") end
+    end
   end
   local w <close> = watch(ts)
   local deadline = s and tide.now() + s
@@ -391,7 +399,8 @@ end
 
 -- for t in tide.as_completed(list [, timeout]) do ... end: each task or
 -- future of list as it ends (its outcome: t:await() or t:result()). After
--- timeout seconds the loop ends; nothing is cancelled.
+-- timeout seconds the loop ends; nothing is cancelled. A negative timeout
+-- raises, as in tide.sleep and tide.timeout (asyncio times out at once).
 function tide.as_completed (list, s)
   checkwait()
   local ts = checklist(1, list)
