@@ -121,27 +121,31 @@ static int server_close (lua_State *L) {
   return 0;
 }
 
-/* server:getsockname() -> host, port (TCP) or path (Unix socket) */
-static int server_getsockname (lua_State *L) {
-  Server *sv = checklistening(L, 1);
+/* The address a listening handle h is bound to: host, port (TCP) or
+** path (Unix socket) | nil, msg, code (also for transport_net.c). */
+int tide__pushsockname (lua_State *L, uv_handle_t *h) {
   int err;
-  if (sv->o.h->type == UV_TCP) {
+  if (h->type == UV_TCP) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    err = uv_tcp_getsockname((uv_tcp_t *)sv->o.h, (struct sockaddr *)&ss,
-                             &len);
+    err = uv_tcp_getsockname((uv_tcp_t *)h, (struct sockaddr *)&ss, &len);
     if (err == 0) return tide__pushaddr(L, (struct sockaddr *)&ss);
   }
   else {
     char path[1024];
     size_t n = sizeof path;
-    err = uv_pipe_getsockname((uv_pipe_t *)sv->o.h, path, &n);
+    err = uv_pipe_getsockname((uv_pipe_t *)h, path, &n);
     if (err == 0) {
       lua_pushlstring(L, path, n);
       return 1;
     }
   }
   return tide_pushfail(L, err, NULL);
+}
+
+/* server:getsockname() -> host, port (TCP) or path (Unix socket) */
+static int server_getsockname (lua_State *L) {
+  return tide__pushsockname(L, checklistening(L, 1)->o.h);
 }
 
 static int server_tostring (lua_State *L) {

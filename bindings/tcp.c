@@ -43,9 +43,10 @@ static int optfield (lua_State *L, int opts, const char *name, int def) {
   return v;
 }
 
-/* Create the socket now to set options that must precede bind. */
-static int listen_socket (uv_loop_t *loop, uv_tcp_t *h, int family,
-                          int reuseport) {
+/* Create the socket now to set options that must precede bind (also for
+** transport_net.c's servers). */
+int tide__listensocket (uv_loop_t *loop, uv_tcp_t *h, int family,
+                        int reuseport) {
   uv_os_fd_t fd;
   int err = uv_tcp_init_ex(loop, h, (unsigned)family);
   if (err < 0 || !reuseport) return err;
@@ -94,7 +95,7 @@ static int tcp_listen (lua_State *L) {
       (err = tide__workerlisten(L, ip, port, backlog, flags, 0, &fd)) != 1)
     return shared_listen(L, ip, port, backlog, err, fd);
   h = tide__newserver(L, tide__rt(L), sizeof(uv_tcp_t));
-  if ((err = listen_socket(tide_getloop(L), h, ss.ss_family, reuseport)) < 0 ||
+  if ((err = tide__listensocket(tide_getloop(L), h, ss.ss_family, reuseport)) < 0 ||
       (err = uv_tcp_bind(h, (struct sockaddr *)&ss, flags)) < 0)
     tide__serverfail(L, -1);
   else

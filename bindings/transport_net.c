@@ -187,27 +187,10 @@ static int server_wait (lua_State *L) {
 /* server:getsockname() -> host, port (TCP) or path (Unix socket) */
 static int server_getsockname (lua_State *L) {
   PServer *sv = checkserver(L, 1);
-  int err;
   if (sv->o.h == NULL)
     return tide__error(L, "%s: attempt to use a closed server",
                        tide__fname(L));
-  if (sv->o.h->type == UV_TCP) {
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    err = uv_tcp_getsockname((uv_tcp_t *)sv->o.h, (struct sockaddr *)&ss,
-                             &len);
-    if (err == 0) return tide__pushaddr(L, (struct sockaddr *)&ss);
-  }
-  else {
-    char path[1024];
-    size_t n = sizeof path;
-    err = uv_pipe_getsockname((uv_pipe_t *)sv->o.h, path, &n);
-    if (err == 0) {
-      lua_pushlstring(L, path, n);
-      return 1;
-    }
-  }
-  return tide_pushfail(L, err, NULL);
+  return tide__pushsockname(L, sv->o.h);
 }
 
 static int server_tostring (lua_State *L) {
@@ -361,19 +344,6 @@ static int tcp_address (lua_State *L, struct sockaddr_storage *ss,
   return 0;
 }
 
-/* Create the socket now to set options that must precede bind. */
-static int listen_socket (uv_loop_t *loop, uv_tcp_t *h, int family,
-                          int reuseport) {
-  uv_os_fd_t fd;
-  int err = uv_tcp_init_ex(loop, h, (unsigned)family);
-  if (err < 0 || !reuseport) return err;
-  if ((err = uv_fileno((uv_handle_t *)h, &fd)) < 0) return err;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &reuseport,
-                 sizeof reuseport) < 0)
-    return uv_translate_sys_error(errno);
-  return 0;
-}
-
 static int create_server_k (lua_State *L, int status, lua_KContext ctx) {
   struct sockaddr_storage ss;
   int backlog, reuseport, err, n;
@@ -385,7 +355,7 @@ static int create_server_k (lua_State *L, int status, lua_KContext ctx) {
   reuseport = optfield(L, 4, "reuseport", 0);
   flags = optfield(L, 4, "ipv6only", 0) ? UV_TCP_IPV6ONLY : 0;
   h = newserver(L, CTX(L), 3, sizeof *h);
-  if ((err = listen_socket(tide_getloop(L), h, ss.ss_family, reuseport)) < 0 ||
+  if ((err = tide__listensocket(tide_getloop(L), h, ss.ss_family, reuseport)) < 0 ||
       (err = uv_tcp_bind(h, (struct sockaddr *)&ss, flags)) < 0)
     tide__handleclose(&((PServer *)lua_touserdata(L, -1))->o);
   else

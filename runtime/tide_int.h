@@ -320,6 +320,9 @@ int tide__open_http (lua_State *L);
 int tide__open_http_server (lua_State *L);   /* into tide.http */
 int tide__open_tls (lua_State *L);
 int tide__open_socket (lua_State *L);   /* socket.c, for tide.socket */
+int tide__listensocket (uv_loop_t *loop, uv_tcp_t *h, int family,
+                        int reuseport);      /* tcp.c */
+int tide__pushsockname (lua_State *L, uv_handle_t *h);   /* server.c */
 int tide__open_transport_tcp (lua_State *L);   /* into tide.tcp */
 int tide__open_transport_pipe (lua_State *L);  /* into tide.pipe */
 int tide__open_transport_udp (lua_State *L);   /* into tide.udp */
