@@ -101,6 +101,31 @@ describe("tide.http.serve", function ()
     assert(ok, err)
   end))
 
+  it("serves HTTPS with opts.tls fields in a program that has not used tide.tls", function ()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    local C = dofile("spec/tls_certs.lua")(dir)
+    local script = tmpfile(([[
+local s = assert(tide.http.serve("127.0.0.1", 0, function () return 200, {}, "ok" end,
+                                 { tls = { cert = %q, key = %q } }))
+local _, port = s:getsockname()
+local res = assert(tide.http.get(("https://localhost:%%d/"):format(port), { cafile = %q }))
+print(res.status, res:body())
+print(tide.http.serve("127.0.0.1", 0, print, { tls = { cert = "/nonexistent", key = "/nonexistent" } }))
+print(pcall(tide.http.serve, "127.0.0.1", 0, print, { tls = {} }))
+s:close()
+]]):format(C.server.cert, C.server.key, C.ca))
+    local out, code = sh(TIDE .. " " .. script .. " 2>&1")
+    os.execute("rm -rf " .. dir)
+    assert.equal(0, code, out)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.equal("200\tok", lines[1], out)
+    assert.matches("^nil\t.*/nonexistent.*\tETLSCONFIG$", lines[2])
+    assert.matches("^false\t.*'tls': 'cert' and 'key'", lines[3])
+  end)
+
   it("keeps connections alive for curl (HTTP/1.1)", async(function ()
     serving(hello, nil, function (port)
       local out = background(("curl -sv %s %s"):format(url(port), url(port, "/2")))()

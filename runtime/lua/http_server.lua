@@ -840,7 +840,8 @@ function http.serve (host, port, handler, opts)
   local max = option(opts, 4, "max_connections", huge, true)
   if opts and opts.tls ~= nil then
     local t = opts.tls
-    if getmetatable(t) == debug.getregistry()["tide.TlsContext"] then
+    local ctxmeta = debug.getregistry()["tide.TlsContext"]
+    if ctxmeta ~= nil and getmetatable(t) == ctxmeta then
       self.tls = { server = true, context = t }
     elseif type(t) ~= "table" then
       argerror(4, "'tls': tide.tls.context or a table of its fields expected")
