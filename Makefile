@@ -87,8 +87,12 @@ HP_A := $(firstword $(wildcard $(shell pkg-config --variable=libdir lua5.4 \
 $(BUILD)/obj/http_parser.o: | $(BUILD)/obj
 	cd $(BUILD)/obj && ar x $(HP_A) http_parser.o
 
-# The Lua-side library, in load order.
-LUALIB   = tide sync net process fs http http_server tls socket ssl luasocket
+# The Lua-side library, in load order. The files of one tide name run on
+# its first use, each from the first index of the name in the one listed
+# before it: socket.lua's code first, then socket_openresty.lua's, then
+# socket_module.lua's.
+LUALIB   = tide sync net process fs http http_server tls
+LUALIB  += socket_module socket_openresty socket ssl luasocket
 LUALIB  += workers
 
 $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
