@@ -89,9 +89,10 @@ $(BUILD)/obj/http_parser.o: | $(BUILD)/obj
 
 # The Lua-side library, in load order. The files of one tide name run on
 # its first use, each from the first index of the name in the one listed
-# before it: socket.lua's code first, then socket_openresty.lua's, then
-# socket_module.lua's.
-LUALIB   = tide sync net process fs http http_server tls
+# before it, so the last listed runs its code first: http_server_message.lua
+# before http_server.lua; socket.lua, then socket_openresty.lua, then
+# socket_module.lua.
+LUALIB   = tide sync net process fs http http_server http_server_message tls
 LUALIB  += socket_module socket_openresty socket ssl luasocket
 LUALIB  += workers
 
