@@ -45,7 +45,7 @@ CORE     = sched task wait report timer coro debug handle runtime lazy interrupt
            pool alloc watch lock queue require future
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_path \
            fs_file fs_read fs_dir fs_result fs_watch work tty \
-           http_client http_client_multi http_client_curl \
+           http_client http_client_error http_client_multi http_client_curl \
            http_server http_server_parser \
            tls tls_context tls_engine tls_error tls_load socket workers \
            stream_read stream_write stream_layer \
@@ -54,7 +54,8 @@ BINDINGS += transport_process
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o $(BUILD)/obj/http_parser.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h \
-           bindings/http_client.h bindings/tls.h bindings/tls_api.h
+           bindings/http_client.h bindings/http_transfer.h bindings/tls.h \
+           bindings/tls_api.h
 HEADERS += runtime/sync.h bindings/http_server.h
 HEADERS += bindings/stream.h bindings/transport.h
 
