@@ -45,7 +45,7 @@ CORE     = sched task wait report timer coro debug handle runtime lazy interrupt
            pool alloc watch lock queue require future
 BINDINGS = stream server dns tcp pipe udp signal process process_stdio fs fs_path \
            fs_file fs_read fs_dir fs_result fs_watch work tty \
-           http_client http_client_multi http_client_curl \
+           http_client http_client_error http_client_multi http_client_curl \
            http_server http_server_parser \
            tls tls_context tls_engine tls_error tls_load socket workers \
            stream_read stream_write stream_layer \
@@ -54,7 +54,8 @@ BINDINGS += transport_process
 OBJS     = $(CORE:%=$(BUILD)/obj/%.o) $(BINDINGS:%=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/tide_lua.o $(BUILD)/obj/http_parser.o
 HEADERS  = runtime/tide.h runtime/tide_int.h bindings/process.h bindings/fs.h \
-           bindings/http_client.h bindings/tls.h bindings/tls_api.h
+           bindings/http_client.h bindings/http_transfer.h bindings/tls.h \
+           bindings/tls_api.h
 HEADERS += runtime/sync.h bindings/http_server.h
 HEADERS += bindings/stream.h bindings/transport.h
 
@@ -87,8 +88,13 @@ HP_A := $(firstword $(wildcard $(shell pkg-config --variable=libdir lua5.4 \
 $(BUILD)/obj/http_parser.o: | $(BUILD)/obj
 	cd $(BUILD)/obj && ar x $(HP_A) http_parser.o
 
-# The Lua-side library, in load order.
-LUALIB   = tide sync net process fs http http_server tls socket ssl luasocket
+# The Lua-side library, in load order. The files of one tide name run on
+# its first use, each from the first index of the name in the one listed
+# before it, so the last listed runs its code first: http_server_message.lua
+# before http_server.lua; socket.lua, then socket_openresty.lua, then
+# socket_module.lua.
+LUALIB   = tide sync net process fs http http_server http_server_message tls
+LUALIB  += socket_module socket_openresty socket ssl luasocket
 LUALIB  += workers
 
 $(BUILD)/tide_lua.c: $(LUALIB:%=runtime/lua/%.lua) runtime/lua/embed.lua | $(BUILD)/obj
