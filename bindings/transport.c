@@ -52,7 +52,6 @@ static int report_h (lua_State *L) {
   fprintf(stderr, "tide: error in a Protocol callback (%s): %s\n", c->ev,
           lua_tostring(L, -1));
   around(c->o.rt, 1);
-  tide__callbackfailed(c->o.rt);   /* the tide command exits 1 */
   lua_settop(L, 1);
   return 1;
 }
@@ -64,7 +63,6 @@ static void plainreport (tide_TCtx *c, lua_State *L) {
           lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                          : "not enough memory");
   around(c->o.rt, 1);
-  tide__callbackfailed(c->o.rt);
 }
 
 int tide__tcall (lua_State *L, tide_TCtx *c, const char *ev, int nargs,

@@ -210,11 +210,6 @@ void tide__callbackerror (tide_Runtime *rt, lua_State *L, const char *what) {
   lua_pop(L, 2);                   /* the error and its string */
 }
 
-/* A Protocol callback's error, reported by transport.c: count it. */
-void tide__callbackfailed (tide_Runtime *rt) {
-  rt->nunobserved++;
-}
-
 /* ---- Futures (future.c) that failed with nobody to look ---------------- */
 
 /* Report the error of future f, the value at idx of L. */

@@ -235,7 +235,6 @@ void tide__futurefailed (tide_Runtime *rt, tide_Future *f, lua_State *L,
 int tide__tracebackh (lua_State *L);
 int tide__tracelevel (lua_State *L, int base);    /* where.c */
 void tide__callbackerror (tide_Runtime *rt, lua_State *L, const char *what);
-void tide__callbackfailed (tide_Runtime *rt);
 
 /* timer.c; tide__heapremove takes t out of the timers (if it is in) */
 int tide__opentimer (lua_State *L);
