@@ -57,12 +57,11 @@ int tide__listensocket (uv_loop_t *loop, uv_tcp_t *h, int family,
   return 0;
 }
 
-/* A listening Server on fd, the master's socket that err (0 or a UV
-** error) gave this worker. */
-static int shared_listen (lua_State *L, const char *ip, int port,
-                          int backlog, int err, int fd) {
-  uv_tcp_t *h = tide__newserver(L, tide__rt(L), sizeof(uv_tcp_t));
-  if (err == 0 && (err = uv_tcp_init(tide_getloop(L), h)) == 0 &&
+/* Open fd, the master's socket that err (0 or a UV error) gave this
+** worker, in h (also for transport_net.c's servers): 0, or an error (fd
+** closed). */
+int tide__sharedsocket (uv_loop_t *loop, uv_tcp_t *h, int err, int fd) {
+  if (err == 0 && (err = uv_tcp_init(loop, h)) == 0 &&
       (err = uv_tcp_open(h, fd)) == 0) {
     fd = -1;                       /* the handle has it */
     /* After each accept libuv yields the CPU (a nanosleep), so that the
@@ -72,7 +71,16 @@ static int shared_listen (lua_State *L, const char *ip, int port,
     uv_tcp_simultaneous_accepts(h, 0);
   }
   if (fd >= 0) close(fd);
-  if (err < 0) tide__serverfail(L, -1);
+  return err;
+}
+
+/* A listening Server on fd, the master's socket that err (0 or a UV
+** error) gave this worker. */
+static int shared_listen (lua_State *L, const char *ip, int port,
+                          int backlog, int err, int fd) {
+  uv_tcp_t *h = tide__newserver(L, tide__rt(L), sizeof(uv_tcp_t));
+  if ((err = tide__sharedsocket(tide_getloop(L), h, err, fd)) < 0)
+    tide__serverfail(L, -1);
   else err = tide__listen(L, backlog);
   if (err < 0)
     return tide_pushfail(L, err, lua_pushfstring(L, "%s:%d", ip, port));

@@ -344,9 +344,25 @@ static int tcp_address (lua_State *L, struct sockaddr_storage *ss,
   return 0;
 }
 
+/* Bind h to ss (ip: its address), or in a worker take the master's
+** socket as tcp.listen does (tcp.c): 0 or an error. */
+static int tcp_bind (lua_State *L, uv_tcp_t *h, struct sockaddr_storage *ss,
+                     const char *ip, int backlog, unsigned flags,
+                     int reuseport) {
+  int err, fd;
+  if (!reuseport && (err = tide__workerlisten(L, ip, (int)lua_tointeger(L, 2),
+                                              backlog, flags, 0, &fd)) != 1)
+    return tide__sharedsocket(tide_getloop(L), h, err, fd);
+  if ((err = tide__listensocket(tide_getloop(L), h, ss->ss_family,
+                                reuseport)) < 0)
+    return err;
+  return uv_tcp_bind(h, (struct sockaddr *)ss, flags);
+}
+
 static int create_server_k (lua_State *L, int status, lua_KContext ctx) {
   struct sockaddr_storage ss;
-  int backlog, reuseport, err, n;
+  char ip[INET6_ADDRSTRLEN];
+  int backlog, reuseport, port = (int)lua_tointeger(L, 2), err, n, fd;
   unsigned flags;
   uv_tcp_t *h;
   (void)status; (void)ctx;
@@ -354,15 +370,23 @@ static int create_server_k (lua_State *L, int status, lua_KContext ctx) {
   backlog = optfield(L, 4, "backlog", 511);
   reuseport = optfield(L, 4, "reuseport", 0);
   flags = optfield(L, 4, "ipv6only", 0) ? UV_TCP_IPV6ONLY : 0;
+  uv_ip_name((struct sockaddr *)&ss, ip, sizeof ip);
   h = newserver(L, CTX(L), 3, sizeof *h);
-  if ((err = tide__listensocket(tide_getloop(L), h, ss.ss_family, reuseport)) < 0 ||
-      (err = uv_tcp_bind(h, (struct sockaddr *)&ss, flags)) < 0)
+  if ((err = tcp_bind(L, h, &ss, ip, backlog, flags, reuseport)) < 0)
     tide__handleclose(&((PServer *)lua_touserdata(L, -1))->o);
-  else
-    err = serve(L, backlog);
+  else if ((err = serve(L, backlog)) == 0 && reuseport &&
+           (err = tide__workerlisten(L, ip, port, backlog, flags, 1,
+                                     &fd)) != 0) {   /* a worker tells */
+    if (err == 1) err = 0;                          /* its master */
+    else {
+      lua_pushcfunction(L, server_close);
+      lua_pushvalue(L, -2);
+      lua_call(L, 1, 0);
+    }
+  }
   if (err < 0)
     return tide_pushfail(L, err, lua_pushfstring(L, "%s:%d",
-                         lua_tostring(L, 1), (int)lua_tointeger(L, 2)));
+                         lua_tostring(L, 1), port));
   return 1;
 }
 

@@ -321,6 +321,8 @@ int tide__open_tls (lua_State *L);
 int tide__open_socket (lua_State *L);   /* socket.c, for tide.socket */
 int tide__listensocket (uv_loop_t *loop, uv_tcp_t *h, int family,
                         int reuseport);      /* tcp.c */
+int tide__sharedsocket (uv_loop_t *loop, uv_tcp_t *h, int err,
+                        int fd);             /* tcp.c: a worker's */
 int tide__pushsockname (lua_State *L, uv_handle_t *h);   /* server.c */
 int tide__open_transport_tcp (lua_State *L);   /* into tide.tcp */
 int tide__open_transport_pipe (lua_State *L);  /* into tide.pipe */

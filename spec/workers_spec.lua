@@ -309,6 +309,45 @@ print("ready", tide.worker.id, tide.worker.count, pid(), p)
     os.execute("rm -rf " .. dir)
   end))
 
+  it("shares the socket of tide.tcp.create_server, and with reuseport "
+     .. "tells the master", async(function ()
+    for _, reuse in ipairs({ false, true }) do
+      local m = master({ "--workers", "2" }, PID .. ([[
+local tide = require "tide"
+local P = {}
+P.__index = P
+function P:connection_made (t) self.t = t end
+function P:data_received (data)
+  if data == "busy\n" then                 -- the loop is blocked meanwhile
+    local t = os.clock() + 0.1
+    while os.clock() < t do end
+  end
+  self.t:write("worker " .. tide.worker.id .. "\n")
+  self.t:close()
+end
+local port = tonumber(os.getenv("PORT") or 0)
+local sv = assert(tide.tcp.create_server("127.0.0.1", port, function ()
+  return setmetatable({}, P)
+end, { reuseport = %s }))
+local _, p = sv:getsockname()
+print("ready", tide.worker.id, tide.worker.count, pid(), p)
+sv:wait()
+]]):format(tostring(reuse)), reuse and { PORT = tostring(freeport()) } or nil)
+      local port, lines = readyline(m, 2)
+      for _, l in ipairs(lines) do
+        assert.equal(tostring(port), l:match("(%d+)$"))
+      end
+      local finish = load(port, 8, "busy\n")
+      tide.sleep(2.5)
+      local st = finish()
+      assert.equal(0, st.failed, table.concat(st.errors, "; "))
+      assert.is_true((st.by["1"] or 0) > 0 and (st.by["2"] or 0) > 0,
+                     ("worker 1: %d, worker 2: %d"):format(st.by["1"] or 0,
+                                                         st.by["2"] or 0))
+      assert.equal(0, stop(m))
+    end
+  end))
+
   it("lets running handlers finish within the grace on SIGTERM",
      async(function ()
     local m = master({ "--workers", "2" }, ECHO)
