@@ -138,12 +138,19 @@ static int callback (lua_State *L, tide_Transport *t, int self, int ev,
   Task *prev = rt->current;
   const char *pev = c->ev;
   int pevi = c->evi, base = lua_gettop(L), status, r;
+  lua_Debug ar;
   if (!lua_checkstack(L, 4)) {
     lost(t, UV_ENOMEM);
     return -1;
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->msgh);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->docall);
+  if (L == c->L && !lua_getstack(L, 0, &ar)) {  /* nothing running on it: */
+    lua_pushvalue(L, 1);           /* the bottom of its stack holds them */
+    lua_pushvalue(L, 2);
+  }
+  else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->msgh);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->docall);
+  }
   if (self) lua_pushvalue(L, self);
   else lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
   c->ev = evname[ev];
@@ -359,14 +366,14 @@ static void send_bufs (lua_State *L, tide_Transport *t, uv_buf_t *b, int nb,
 
 /* ---- Methods -------------------------------------------------------------- */
 
-/* The methods have the metatable as upvalue 1 (see stream.c). */
+/* The methods have the metatable as upvalue 1; a transport knows its
+** own (t->mt, set when it was made: only tide writes it), which spares
+** the hot path of write a metatable fetch and comparison. */
 static tide_Transport *checkt (lua_State *L) {
   tide_Transport *t = lua_touserdata(L, 1);
-  if (t != NULL && lua_getmetatable(L, 1)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    if (same) return t;
-  }
+  if (t != NULL && lua_rawlen(L, 1) == sizeof *t
+      && t->mt == lua_topointer(L, lua_upvalueindex(1)))
+    return t;
   lua_getfield(L, lua_upvalueindex(1), "__name");   /* the wrong self */
   return tide__checkudata(L, 1, lua_tostring(L, -1));
 }
@@ -629,6 +636,9 @@ void *tide__newtransport (lua_State *L, tide_TCtx *c, size_t size,
   t->high = DEFAULT_HIGH;
   t->low = DEFAULT_HIGH / 4;
   luaL_setmetatable(L, tname);
+  luaL_getmetatable(L, tname);
+  t->mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
   return tide__handleinit(L, c->o.rt, &t->o, size, t_onclose);
 }
 
@@ -672,9 +682,13 @@ static tide_TCtx *getctx (lua_State *L, tide_Runtime *rt) {
   lua_setiuservalue(L, -2, 1);
   lua_pushlightuserdata(L, c);
   lua_pushcclosure(L, report_h, 1);
+  lua_pushvalue(L, -1);
+  lua_xmove(L, c->L, 1);           /* c->L's 1 */
   c->msgh = luaL_ref(L, LUA_REGISTRYINDEX);
   for (i = 0; i < NEVENTS; i++) lua_pushstring(L, evname[i]);
   lua_pushcclosure(L, docall, NEVENTS);
+  lua_pushvalue(L, -1);
+  lua_xmove(L, c->L, 1);           /* c->L's 2 */
   c->docall = luaL_ref(L, LUA_REGISTRYINDEX);
   h = tide__handleinit(L, rt, &c->o, sizeof *h, ctx_onclose);
   uv_idle_init(tide_getloop(L), h);

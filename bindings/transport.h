@@ -24,11 +24,14 @@ typedef struct tide_Transport tide_Transport;
 ** handler of every callback (transports and servers alive are anchored
 ** in the registry too, by reference);
 ** the read buffer every transport shares (a read is copied into a Lua
-** string at once); the transports whose connection_lost is due, called
+** string at once; as big as a Stream's largest, so that a bulk transfer
+** takes as few reads); the transports whose connection_lost is due, called
 ** from an idle handle (o.h). */
 struct tide_TCtx {
   tide_Handle o;           /* o.h: uv_idle_t */
-  lua_State *L;
+  lua_State *L;            /* the bottom of its stack holds the message
+                              handler and docall (1 and 2), for a call
+                              while no function runs on it */
   int msgh, docall;        /* registry references: the message handler,
                               the function that calls a method */
   tide_Transport *lost;    /* connection_lost due, through next */
@@ -39,12 +42,13 @@ struct tide_TCtx {
   size_t len;
   const struct sockaddr *addr;   /* datagram_received's sender */
   int err;                 /* error_received's error */
-  char buf[64 * 1024];
+  char buf[256 * 1024];
 };
 
 struct tide_Transport {
   tide_Handle o;           /* o.h: the uv_tcp_t, uv_pipe_t or uv_udp_t */
   tide_TCtx *c;
+  const void *mt;          /* its metatable, for the methods' check */
   tide_Transport *next;    /* in c->lost */
   int ref;                 /* registry[ref]: this userdata, until
                               connection_lost has been called */
