@@ -56,7 +56,7 @@ typedef struct tide_HttpLink {
   tide_HttpOrigin *origin; /* the origin it counts against, or NULL */
   int queued;              /* waiting its turn, not yet in curl's multi */
   struct tide_HttpLink *qnext;
-  uint64_t since;          /* when it was queued (loop time, ms) */
+  uint64_t since;          /* when it was added (loop time, ms) */
   long timeout_ms;         /* its CURLOPT_TIMEOUT_MS (0: none) */
 } tide_HttpLink;
 

@@ -68,6 +68,7 @@ static int fail_timeout (lua_State *L, Transfer *t) {
                                    "%d s", (int)t->lslimit, (int)t->lstime),
                 "ETIMEDOUT");
   if (strncmp(e, "Connection timed out", 20) == 0 ||
+      strncmp(e, "SSL connection timeout", 22) == 0 ||
       strncmp(e, "Failed to connect", 17) == 0 ||
       strncmp(e, "Resolving timed out", 19) == 0) {
     if (t->ctimeout > 0)

@@ -31,6 +31,9 @@ enum { O_UNKNOWN, O_MUX, O_SERIAL };   /* HTTP/2 or not, as answered */
 struct tide_HttpOrigin {
   tide_HttpOrigin *next;
   int state;
+  int nowait;              /* a connection to it failed while its version
+                              was unknown: its transfers do not wait for
+                              one to share (see unwait) */
   int running;             /* its transfers in curl's multi */
   tide_HttpLink *qhead, *qtail;
   char key[];
@@ -185,6 +188,20 @@ static int on_timer (CURLM *multi, long ms, void *userp) {
 
 /* Hand each finished transfer to its owner; then those whose sockets could
 ** not be watched. */
+static void unwait (tide_Http *h, tide_HttpOrigin *o);
+
+/* Did the transfer end before its request could go (no connection, or
+** none that worked) while its origin's HTTP version is unknown and its
+** transfers wait for a connection to share? */
+static int nowhere (tide_HttpLink *l, CURLcode rc) {
+  curl_off_t pre = 0;
+  if (rc == CURLE_OK || l->origin == NULL || l->origin->state != O_UNKNOWN ||
+      l->origin->nowait)
+    return 0;
+  CU.easy_getinfo(l->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
+  return pre == 0;
+}
+
 static void finished (tide_Http *h) {
   CURLMsg *msg;
   int left;
@@ -192,7 +209,11 @@ static void finished (tide_Http *h) {
     CURLcode rc = msg->data.result;
     tide_HttpLink *l;
     if (msg->msg != CURLMSG_DONE) continue;
-    if ((l = linkof(msg->easy_handle)) != NULL) l->done(l, rc);
+    if ((l = linkof(msg->easy_handle)) != NULL) {
+      tide_HttpOrigin *o = nowhere(l, rc) ? l->origin : NULL;
+      l->done(l, rc);
+      if (o != NULL && !h->closing) unwait(h, o);
+    }
   }
   while (h->failed) {
     tide_HttpLink *l;
@@ -250,6 +271,7 @@ static tide_HttpOrigin *origin_get (tide_Http *h, const char *key) {
   n = strlen(key) + 1;
   if ((o = tide__malloc(sizeof *o + n)) == NULL) return NULL;
   o->state = O_UNKNOWN;
+  o->nowait = 0;
   o->running = 0;
   o->qhead = o->qtail = NULL;
   memcpy(o->key, key, n);
@@ -262,6 +284,46 @@ static int hasroom (tide_HttpOrigin *o) {
   return o->state == O_SERIAL || o->running < TIDE_HTTP_MUXMAX;
 }
 
+/* l goes into curl: its timeout less the time it has waited, and without
+** waiting for a connection to share if its origin is not to be waited
+** for. 0, or l failed (out of memory) and finished() will say so. */
+static int start (tide_Http *h, tide_HttpLink *l) {
+  tide_HttpOrigin *o = l->origin;
+  if (l->timeout_ms > 0) {
+    uint64_t waited = uv_now(h->o.rt->loop) - l->since;
+    long left = (uint64_t)l->timeout_ms > waited
+                ? l->timeout_ms - (long)waited : 1;
+    CU.easy_setopt(l->easy, CURLOPT_TIMEOUT_MS, left);
+  }
+  if (o->nowait) CU.easy_setopt(l->easy, CURLOPT_PIPEWAIT, 0L);
+  if (CU.multi_add_handle(h->multi, l->easy) == CURLM_OK) return 0;
+  o->running--;
+  l->origin = NULL;
+  l->failed = 1;
+  h->failed = 1;
+  return -1;
+}
+
+/* A transfer of o ended before its request could go while o's version is
+** unknown. o's others in curl wait for a connection to share
+** (CURLOPT_PIPEWAIT), and curl wakes one of them each time a connection
+** fails, so that N of them would try one after another (N times the
+** connect timeout against an origin that never answers). Those that have
+** not started go back into curl without waiting, each connecting on its
+** own, and so do o's next ones until a transfer learns o's version. */
+static void unwait (tide_Http *h, tide_HttpOrigin *o) {
+  tide_HttpLink *l;
+  o->nowait = 1;
+  for (l = h->links; l != NULL; l = l->next) {
+    curl_off_t pre = 0;
+    if (l->origin != o || l->queued || l->easy == NULL) continue;
+    CU.easy_getinfo(l->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
+    if (pre > 0) continue;
+    CU.multi_remove_handle(h->multi, l->easy);
+    start(h, l);
+  }
+}
+
 /* Hand o's waiting transfers to curl while there is room; the time each
 ** waited comes off its timeout. One that curl refuses (out of memory)
 ** fails when finished() next runs. Not in curl's callbacks. */
@@ -271,19 +333,8 @@ static void admit (tide_Http *h, tide_HttpOrigin *o) {
     if ((o->qhead = l->qnext) == NULL) o->qtail = NULL;
     l->qnext = NULL;
     l->queued = 0;
-    if (l->timeout_ms > 0) {
-      uint64_t waited = uv_now(h->o.rt->loop) - l->since;
-      long left = (uint64_t)l->timeout_ms > waited
-                  ? l->timeout_ms - (long)waited : 1;
-      CU.easy_setopt(l->easy, CURLOPT_TIMEOUT_MS, left);
-    }
     o->running++;
-    if (CU.multi_add_handle(h->multi, l->easy) != CURLM_OK) {
-      o->running--;
-      l->origin = NULL;
-      l->failed = 1;
-      h->failed = 1;
-    }
+    start(h, l);
   }
 }
 
@@ -297,6 +348,7 @@ static void admit_all (tide_Http *h) {
 void tide__httpversion (tide_HttpLink *l, long version) {
   tide_HttpOrigin *o = l->origin;
   if (o == NULL) return;
+  if (version != CURL_HTTP_VERSION_NONE) o->nowait = 0;
   if (version >= CURL_HTTP_VERSION_2_0) o->state = O_MUX;
   else if (version != CURL_HTTP_VERSION_NONE && o->state != O_SERIAL) {
     o->state = O_SERIAL;           /* no streams to wait for */
@@ -317,17 +369,18 @@ int tide__httpadd (tide_Http *h, tide_HttpLink *l, const char *origin) {
   l->origin = NULL;
   l->queued = 0;
   l->qnext = NULL;
+  l->since = uv_now(h->o.rt->loop);
   if (origin != NULL && (o = origin_get(h, origin)) != NULL) {
     l->origin = o;
     if (!hasroom(o) || o->qhead != NULL) {    /* its turn comes later */
       l->queued = 1;
-      l->since = uv_now(h->o.rt->loop);
       if (o->qtail) o->qtail->qnext = l;
       else o->qhead = l;
       o->qtail = l;
       return 0;
     }
     o->running++;
+    if (o->nowait) CU.easy_setopt(l->easy, CURLOPT_PIPEWAIT, 0L);
   }
   if ((rc = CU.multi_add_handle(h->multi, l->easy)) != CURLM_OK) {
     tide__httpremove(l);

@@ -368,6 +368,23 @@ describe("timeouts", function ()
     assert.equal("slow", res:body())
   end))
 
+  it("requests at once to an https origin that never answers fail together, "
+     .. "not one connect_timeout after another", async(function ()
+    local t0, ts = tide.now(), {}
+    for i = 1, 6 do
+      ts[i] = tide.spawn(http.get, ("https://127.0.0.1:%d/%d"):format(peer.hole, i),
+                         { connect_timeout = 1 })
+    end
+    for _, t in ipairs(ts) do
+      local res, msg, code = t:await()
+      assert.is_nil(res)
+      assert.equal("connect timed out after 1 s", msg)
+      assert.equal("ETIMEDOUT", code)
+    end
+    -- one after another: 6 s; together: the first connect, then the rest
+    assert.is_true(tide.now() - t0 < 4, tostring(tide.now() - t0))
+  end))
+
   it("the low-speed limit ends a transfer that crawls", async(function ()
     local res, msg, code = http.get(url("/trickle?n=100&delay=0.3"),
                                     { low_speed_limit = 100, low_speed_time = 1 })
