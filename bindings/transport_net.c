@@ -296,8 +296,8 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
 ** _, transport) with r; wait. */
 static int connwait (lua_State *L, tide_TCtx *c, ConnReq *r, int err) {
   if (err < 0) {
-    tide__free(r);
     tide__handleclose(&r->t->o);
+    tide__free(r);
     return tide_pushfail(L, err, lua_tostring(L, 1));
   }
   r->w = tide_wait(L);

@@ -481,6 +481,15 @@ c.close()
     assert.is_false(called)
   end))
 
+  it("fails at once where the system refuses to start the connect",
+     async(function ()
+    local t, err, code = tide.tcp.create_connection("255.255.255.255", 80,
+                                                    echo_factory)
+    assert.is_nil(t)
+    assert.equal("255.255.255.255: network is unreachable", err)
+    assert.equal("ENETUNREACH", code)
+  end))
+
   it("is cancelled cleanly while connecting", async(function ()
     local called = false
     local srv <close> = assert(tide.tcp.create_server("127.0.0.1", 0, echo_factory))
