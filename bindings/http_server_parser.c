@@ -252,14 +252,14 @@ static size_t schemelen (const char *t, size_t n) {
 /* Push the request table: method, target, path, _query (the raw query
 ** string, or nil), version, headers (its metatable: user value 1); its
 ** metatable: user value 2. An absolute-form target's path is what follows
-** its authority ("/" if nothing does, "*" for OPTIONS), and its authority replaces the Host
-** field (RFC 9112 3.2.2); a fragment ("#..."), which a client should not
-** send, is dropped from the path and the query. */
+** its authority ("/" if nothing does, "*" for OPTIONS), and its authority
+** replaces the Host field (RFC 9112 3.2.2); a fragment ("#..."), which a
+** client should not send, is dropped from the path and the query. */
 static void pushrequest (lua_State *L, Parser *ps) {
   http_parser *p = &ps->p;
   const char *t = ps->buf, *end = ps->buf + ps->urllen, *path, *q, *h;
   const char *host = NULL;
-  size_t hostlen = 0;
+  size_t hostlen = 0, n;
   int i;
   lua_createtable(L, 0, 8);
   KEY(K_METHOD);
@@ -269,8 +269,8 @@ static void pushrequest (lua_State *L, Parser *ps) {
   lua_pushlstring(L, t, ps->urllen);
   lua_rawset(L, -3);
   path = t;
-  if (p->method != HTTP_CONNECT && (i = (int)schemelen(t, ps->urllen)) > 0) {
-    host = t + i;
+  if (p->method != HTTP_CONNECT && (n = schemelen(t, ps->urllen)) > 0) {
+    host = t + n;
     path = host;
     while (path < end && *path != '/' && *path != '?' && *path != '#') path++;
     hostlen = (size_t)(path - host);
