@@ -236,32 +236,67 @@ static const char *const keys[] = {
 };
 #define KEY(k) lua_pushvalue(L, lua_upvalueindex(k))
 
+/* The length of the "scheme://" that starts an absolute-form target (RFC
+** 9112 3.2.2: "http://host:port/path?query"), or 0. */
+static size_t schemelen (const char *t, size_t n) {
+  size_t i = 0;
+  if (n == 0 || !((t[0] | 0x20) >= 'a' && (t[0] | 0x20) <= 'z')) return 0;
+  while (i < n && (((t[i] | 0x20) >= 'a' && (t[i] | 0x20) <= 'z') ||
+                   (t[i] >= '0' && t[i] <= '9') || t[i] == '+' ||
+                   t[i] == '-' || t[i] == '.'))
+    i++;
+  if (n - i >= 3 && memcmp(t + i, "://", 3) == 0) return i + 3;
+  return 0;
+}
+
 /* Push the request table: method, target, path, _query (the raw query
 ** string, or nil), version, headers (its metatable: user value 1); its
-** metatable: user value 2. */
+** metatable: user value 2. An absolute-form target's path is what follows
+** its authority ("/" if nothing does, "*" for OPTIONS), and its authority
+** replaces the Host field (RFC 9112 3.2.2); a fragment ("#..."), which a
+** client should not send, is dropped from the path and the query. */
 static void pushrequest (lua_State *L, Parser *ps) {
   http_parser *p = &ps->p;
-  const char *q;
+  const char *t = ps->buf, *end = ps->buf + ps->urllen, *path, *q, *h;
+  const char *host = NULL;
+  size_t hostlen = 0, n;
   int i;
   lua_createtable(L, 0, 8);
   KEY(K_METHOD);
   lua_pushstring(L, http_method_str((enum http_method)p->method));
   lua_rawset(L, -3);
   KEY(K_TARGET);
-  lua_pushlstring(L, ps->buf, ps->urllen);
+  lua_pushlstring(L, t, ps->urllen);
   lua_rawset(L, -3);
-  KEY(K_PATH);
-  q = memchr(ps->buf, '?', ps->urllen);
-  if (q != NULL) {
-    lua_pushlstring(L, ps->buf, (size_t)(q - ps->buf));
-    lua_rawset(L, -3);
-    KEY(K_QUERY);
-    lua_pushlstring(L, q + 1, ps->urllen - (size_t)(q - ps->buf) - 1);
-    lua_rawset(L, -3);
+  path = t;
+  if (p->method != HTTP_CONNECT && (n = schemelen(t, ps->urllen)) > 0) {
+    host = t + n;
+    path = host;
+    while (path < end && *path != '/' && *path != '?' && *path != '#') path++;
+    hostlen = (size_t)(path - host);
+    h = memchr(host, '@', hostlen);            /* userinfo: not the host */
+    while (h != NULL) {
+      hostlen -= (size_t)(h + 1 - host);
+      host = h + 1;
+      h = memchr(host, '@', hostlen);
+    }
   }
-  else {
-    KEY(K_TARGET);
+  h = memchr(path, '#', (size_t)(end - path));
+  if (h != NULL) end = h;                      /* the fragment dropped */
+  q = memchr(path, '?', (size_t)(end - path));
+  KEY(K_PATH);
+  if (host != NULL && (path == end || path == q))   /* (RFC 9112 3.2.4) */
+    lua_pushstring(L, p->method == HTTP_OPTIONS ? "*" : "/");
+  else if (path == t && q == NULL && end == t + ps->urllen) {
+    KEY(K_TARGET);                             /* the same string */
     lua_rawget(L, -3);
+  }
+  else
+    lua_pushlstring(L, path, (size_t)((q != NULL ? q : end) - path));
+  lua_rawset(L, -3);
+  if (q != NULL) {
+    KEY(K_QUERY);
+    lua_pushlstring(L, q + 1, (size_t)(end - q - 1));
     lua_rawset(L, -3);
   }
   KEY(K_VERSION);
@@ -285,6 +320,11 @@ static void pushrequest (lua_State *L, Parser *ps) {
       lua_pushlstring(L, ps->buf + f->value, f->valuelen);
       lua_concat(L, 3);
     }
+    lua_rawset(L, -3);
+  }
+  if (host != NULL) {
+    lua_pushliteral(L, "host");
+    lua_pushlstring(L, host, hostlen);
     lua_rawset(L, -3);
   }
   lua_getiuservalue(L, 1, 1);      /* the Headers metatable */

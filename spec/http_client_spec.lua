@@ -179,6 +179,25 @@ describe("tide.http.request", function ()
     assert.equal("ENOENT", code)
   end))
 
+  it("posts a file given by path with a nil body, as request does", async(function ()
+    local path = dir .. "/upload-post"
+    local f = assert(io.open(path, "w"))
+    f:write(("abcdefghij"):rep(1000))
+    f:close()
+    local res = assert(http.post(url("/echo"), nil, { file = path }))
+    local body = res:body()
+    assert.equal("POST", echoed(body, "method"))
+    assert.equal("10000", echoed(body, "content-length"))
+    assert.equal(("abcdefghij"):rep(1000), echoed(body, "body"))
+    res = assert(http.post(url("/echo"), nil, { file = path, method = "PUT" }))
+    assert.equal("PUT", echoed(res:body(), "method"))
+    assert.has_error(function () http.post(url("/echo"), nil) end,
+      "bad argument #2 to 'post' (string, function or tide.File expected, got nil)")
+    assert.has_error(function () http.post(url("/echo"), "x", { file = path }) end,
+      "bad argument #3 to 'post' ('file': a body is given)")
+    os.remove(path)
+  end))
+
   it("asks HEAD without a body", async(function ()
     local res = assert(http.request{ url = url("/hello"), method = "HEAD" })
     assert.equal(200, res.status)

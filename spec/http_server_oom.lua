@@ -2,7 +2,8 @@
 -- spec/http_server_oom_spec.lua while its allocator fails: tide.http.serve
 -- (http-parser's buffers, the request tables, the responses built in C)
 -- against raw tide.tcp clients: a GET, a POST whose body the handler
--- reads, a chunked response, two pipelined requests, a handler that
+-- reads, a chunked response, two pipelined requests (the second's target
+-- absolute, with a fragment), a handler that
 -- raises, a malformed request, then a graceful close; each ending quickly
 -- whatever part fails.
 local tide = tide
@@ -46,7 +47,7 @@ local function run ()
   r = exchange("GET /chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 99)
   assert(r:find("Transfer%-Encoding: chunked"), r)
   r = exchange("GET /?a=2 HTTP/1.1\r\nHost: x\r\n\r\n"
-               .. "GET /?a=3 HTTP/1.1\r\nHost: x\r\n\r\n", 2)
+               .. "GET http://x/?a=3#f HTTP/1.1\r\nHost: y\r\n\r\n", 2)
   assert(r:find("hello 2") and r:find("hello 3"), r)
   r = exchange("GET /raise HTTP/1.1\r\nHost: x\r\n\r\n", 1)
   assert(r:find("^HTTP/1.1 500"), r)

@@ -575,8 +575,111 @@ s:close()
     io.stderr = stderr
     assert(ok, err)
     assert.equal(2, #seen)
-    assert.matches("tide.http.serve: error in a request handler: .*finished after 2 of the 5 bytes of Content%-Length", seen[1])
+    assert.matches("^tide.http.serve: error in a request handler: the handler returned after 2 of the 5 bytes of Content%-Length", seen[1])
     assert.matches("http_server_spec%.lua:%d+: http%.ServerResponse:finish: finished after 3 of the 5 bytes", seen[2])
+  end))
+
+  it("reports a handler that returns short of its Content-Length with a message, not a '?:' location", async(function ()
+    local seen = {}
+    local stderr = io.stderr
+    io.stderr = { write = function (_, ...) seen[#seen + 1] = table.concat({ ... }) end }
+    local ok, err = pcall(serving, function (req, res)
+      res:header("Content-Length", "4")
+      if req.path == "/some" then res:write("xy") end
+    end, nil, function (port)
+      for _, path in ipairs({ "/none", "/some" }) do
+        local out = background(("curl -s -o /dev/null -w '%%{http_code} %%{size_download}' %s; echo \" $?\"")
+                               :format(url(port, path)))()
+        assert.matches(path == "/none" and "200 0 18" or "200 2 18", out, 1, true)
+      end
+    end)
+    io.stderr = stderr
+    assert(ok, err)
+    assert.equal(2, #seen, table.concat(seen))
+    assert.equal("tide.http.serve: error in a request handler: the handler returned after 0 of the 4 bytes of Content-Length\n", seen[1])
+    assert.equal("tide.http.serve: error in a request handler: the handler returned after 2 of the 4 bytes of Content-Length\n", seen[2])
+  end))
+
+  it("names a handler's error value that is not a string as lua.c does", async(function ()
+    local seen = {}
+    local stderr = io.stderr
+    io.stderr = { write = function (_, ...) seen[#seen + 1] = table.concat({ ... }) end }
+    local ok, err = pcall(serving, function (req)
+      if req.path == "/table" then error({ code = 1 }) end
+      if req.path == "/hidden" then error(setmetatable({}, { __metatable = false })) end
+      if req.path == "/tostring" then
+        error(setmetatable({}, { __tostring = function () return "custom object" end }))
+      end
+      if req.path == "/number" then error(42) end
+      if req.path == "/bool" then error(true) end
+      error(nil)
+    end, nil, function (port)
+      for _, path in ipairs({ "/table", "/hidden", "/tostring", "/number", "/bool", "/nil" }) do
+        local r = assert(http.get(url(port, path)))
+        assert.equal(500, r.status)
+      end
+    end)
+    io.stderr = stderr
+    assert(ok, err)
+    assert.equal(6, #seen, table.concat(seen))
+    local prefix = "^tide%.http%.serve: error in a request handler: "
+    assert.matches(prefix .. "%(error object is a table value%)\nstack traceback:", seen[1])
+    assert.matches(prefix .. "%(error object is a table value%)\nstack traceback:", seen[2])
+    assert.matches(prefix .. "custom object\nstack traceback:", seen[3])
+    assert.matches(prefix .. "42\nstack traceback:", seen[4])
+    assert.matches(prefix .. "%(error object is a boolean value%)\nstack traceback:", seen[5])
+    assert.matches(prefix .. "%(error object is a nil value%)\nstack traceback:", seen[6])
+    for _, line in ipairs(seen) do assert.is_nil(line:match("table: 0x"), line) end
+  end))
+
+  it("takes an absolute-form target: the path and query from it, its authority as the Host", async(function ()
+    serving(function (req)
+      local q = {}
+      for k, v in pairs(req.query) do q[#q + 1] = k .. "=" .. v end
+      table.sort(q)
+      return 200, nil, ("%s|%s|%s|%s"):format(req.target, req.path, table.concat(q, "&"),
+                                               req.headers.host)
+    end, nil, function (port)
+      -- python3's http.client sends the target as given, with its own Host
+      local out = background(("python3 -c 'import http.client as h; c = h.HTTPConnection(\"127.0.0.1\", %d, timeout=5)\n"
+        .. "for t in (\"http://example.org:8080/path?q=1&r=a%%20b\", \"HTTP://example.org\", \"http://user@example.org/p\"):\n"
+        .. " c.request(\"GET\", t, headers={\"Host\": \"other\"}); print(c.getresponse().read().decode())'")
+        :format(port))()
+      assert.matches("http://example.org:8080/path?q=1&r=a%20b|/path|q=1&r=a b|example.org:8080\n", out, 1, true)
+      assert.matches("HTTP://example.org|/|" .. "|example.org\n", out, 1, true)
+      assert.matches("http://user@example.org/p|/p||example.org\n", out, 1, true)
+      -- and curl's --request-target
+      out = background(("curl -s --request-target 'http://example.org/a/b?x=y' %s"):format(url(port)))()
+      assert.equal("http://example.org/a/b?x=y|/a/b|x=y|example.org", out)
+      -- OPTIONS with an absolute target and no path is OPTIONS * (RFC 9112 3.2.4)
+      local s = connect(port)
+      assert(s:write("OPTIONS http://example.org:81 HTTP/1.1\r\nHost: other\r\n\r\n"))
+      local status, _, body = response(s)
+      assert.equal(200, status)
+      assert.equal("http://example.org:81|*||example.org:81", body)
+      -- an origin-form target keeps its Host
+      assert(s:write("GET /o?k=v HTTP/1.1\r\nHost: other\r\n\r\n"))
+      status, _, body = response(s)
+      assert.equal("/o?k=v|/o|k=v|other", body)
+      s:close()
+    end)
+  end))
+
+  it("drops a fragment from the path and the query", async(function ()
+    serving(function (req)
+      local q = {}
+      for k, v in pairs(req.query) do q[#q + 1] = k .. "=" .. v end
+      table.sort(q)
+      return 200, nil, ("%s|%s|%s"):format(req.target, req.path, table.concat(q, "&"))
+    end, nil, function (port)
+      local out = background(("python3 -c 'import http.client as h; c = h.HTTPConnection(\"127.0.0.1\", %d, timeout=5)\n"
+        .. "for t in (\"/x?a=1#frag\", \"/y#f?b=2\", \"http://h/z?c=3#f\"):\n"
+        .. " c.request(\"GET\", t); print(c.getresponse().read().decode())'")
+        :format(port))()
+      assert.matches("/x?a=1#frag|/x|a=1\n", out, 1, true)
+      assert.matches("/y#f?b=2|/y|\n", out, 1, true)
+      assert.matches("http://h/z?c=3#f|/z|c=3\n", out, 1, true)
+    end)
   end))
 
   it("checks what the handler returns", async(function ()

@@ -421,10 +421,12 @@ function http.get (url, opts)
   return res, msg, code
 end
 
--- tide.http.post(url, body [, opts]) -> Response | nil, msg, code
+-- tide.http.post(url, body [, opts]) -> Response | nil, msg, code; body
+-- nil when opts.file gives it.
 function http.post (url, body, opts)
   if type(url) ~= "string" then typeerror(1, "string", url) end
   if type(body) ~= "string" and type(body) ~= "function" and not isfile(body)
+     and not (body == nil and type(opts) == "table" and opts.file ~= nil)
   then
     typeerror(2, "string, function or tide.File", body)
   end

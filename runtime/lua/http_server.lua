@@ -12,6 +12,7 @@ local Headers, Request, Response = S.Headers, S.Request, S.Response
 local OUTMAX, OUTSMALL = S.OUTMAX, S.OUTSMALL
 local crlf, drain, flush, send, start = S.crlf, S.drain, S.flush, S.send,
                                         S.start
+local finish = S.finish
 local newparser, respond, quick = S.newparser, S.respond, S.quick
 
 local getmetatable, next, pairs, pcall, rawget, setmetatable, tonumber,
@@ -22,7 +23,7 @@ local concat, lower, char, unpack =
       table.concat, string.lower, string.char, table.unpack
 local huge, tointeger = math.huge, math.tointeger
 local now, sleep, spawn = tide.now, tide.sleep, tide.spawn
-local traceback = debug.traceback
+local traceback, metatable = debug.traceback, debug.getmetatable
 
 -- Wrong use: see tide.lua.
 local argerror, typeerror = sched.argerror, sched.typeerror
@@ -32,10 +33,8 @@ local classof, new = sched.classof, sched.new
 
 -- ---- Connections -----------------------------------------------------------
 
--- A handler's error, reported as tide.tcp.serve reports its handlers'
--- (a line on stderr naming the server), with the traceback taken where it
--- was raised; a value with no message is named as runtime/report.c names
--- it.
+-- A value named in a report: a string as it is, anything else as
+-- tostring makes it.
 local function message (e)
   if type(e) == "string" then return e end
   local ok, s = pcall(tostring, e)
@@ -43,14 +42,31 @@ local function message (e)
   return "(error object is a " .. type(e) .. " value)"
 end
 
+-- A handler's error, reported as tide.tcp.serve reports its handlers'
+-- (a line on stderr naming the server), with the traceback taken where it
+-- was raised; as lua.c's message handler (and runtime/report.c) name it: a
+-- string or a number as it is, a value with a __tostring what that gives,
+-- any other "(error object is a <type> value)".
+local function errmessage (e)
+  local t = type(e)
+  if t == "string" then return e end
+  if t == "number" then return tostring(e) end
+  local mt = metatable(e)
+  if mt and rawget(mt, "__tostring") ~= nil then
+    local ok, s = pcall(tostring, e)
+    if ok and type(s) == "string" then return s end
+  end
+  return "(error object is a " .. t .. " value)"
+end
+
 local function report (fname, err)
   pcall(io.stderr.write, io.stderr, fname, ": error in a request handler: ",
-        message(err), "\n")
+        errmessage(err), "\n")
 end
 
 local function handlererror (e)
   if tide.iscancelled(e) then return e end
-  local ok, tb = pcall(traceback, message(e), 2)
+  local ok, tb = pcall(traceback, errmessage(e), 2)
   return ok and tb or e
 end
 
@@ -62,6 +78,18 @@ local function refuse (c, status, msg)
   c.started = true
   send(c, (respond(status, { ["Content-Type"] = "text/plain" }, #msg + 1,
                    msg .. "\n", true, false)))
+end
+
+-- Finish the response of a handler that returned without finishing it:
+-- false (reported) if that failed or ended short of its Content-Length.
+local function finishup (srv, res)
+  local done, ok, msg = pcall(finish, res)
+  if not done then report(srv.fname, ok) return false end
+  if ok == false then
+    report(srv.fname, "the handler returned " .. msg)
+    return false
+  end
+  return true
 end
 
 -- What is wrong with what a handler returned (status, headers, body), or
@@ -171,10 +199,7 @@ local function serve_request (c, req, complete, keep, hasbody, length,
                         .. ") after its response had started")
       c.close = true
     end
-    if not res._finished then
-      local done, err = pcall(res.finish, res)
-      if not done then report(srv.fname, err) return false end
-    end
+    if not res._finished and not finishup(srv, res) then return false end
     return not c.close and not c.broken
   end
   if c.hasbody then drain(c, req) end
@@ -182,8 +207,7 @@ local function serve_request (c, req, complete, keep, hasbody, length,
     status = res._status or 200
   end
   if status == nil then
-    local done, err = pcall(res.finish, res)
-    if not done then report(srv.fname, err) return false end
+    if not finishup(srv, res) then return false end
     return not c.close and not c.broken
   end
   -- (checked inline first: this is every such response's path)

@@ -335,7 +335,8 @@ local function toolong (length)
   raise(("%%s: more than the %d bytes of Content-Length"):format(length))
 end
 
--- The message for a response finished short of its Content-Length, or nil.
+-- For a response finished short of its Content-Length, "after n of the
+-- m bytes of Content-Length"; else nil.
 local function short (res, extra)
   local length = res._length
   if not length or res._chunked or res._req.method == "HEAD" then return nil end
@@ -343,7 +344,7 @@ local function short (res, extra)
   if nobody[status] or status < 200 then return nil end
   local n = (res._sent or 0) + extra
   if n >= length then return nil end
-  return ("finished after %d of the %d bytes of Content-Length"):format(n, length)
+  return ("after %d of the %d bytes of Content-Length"):format(n, length)
 end
 
 -- res:write(chunk) -> true | nil, message, code: the head first if not
@@ -372,14 +373,11 @@ function Response:write (data)
   return send(c, data)
 end
 
--- res:finish([body]) -> true | nil, message, code
-function Response:finish (body)
-  checkres(self)
-  if body ~= nil and type(body) ~= "string" then
-    if type(body) ~= "number" then typeerror(2, "string", body) end
-    body = tostring(body)
-  end
-  if self._finished then raise("%s: the response has finished") end
+-- Finish the response with body (a string or nil): true | nil, message,
+-- code | false, message when it ends short of its Content-Length (for
+-- finish to raise, and for the server to report when the handler returned
+-- so).
+local function finish (self, body)
   local c, length = self._c, self._length
   local extra = body and #body or 0
   if length and not self._chunked and (self._sent or 0) + extra > length then
@@ -396,7 +394,7 @@ function Response:finish (body)
     if not c.started then start(self, length, body)
     elseif extra > 0 then send(c, body) end
     c.close = true
-    raise("%s: " .. msg)
+    return false, msg
   end
   if not c.started then
     return start(self, length or extra, body)
@@ -408,6 +406,19 @@ function Response:finish (body)
   end
   if body and body ~= "" then return send(c, body) end
   return true
+end
+
+-- res:finish([body]) -> true | nil, message, code
+function Response:finish (body)
+  checkres(self)
+  if body ~= nil and type(body) ~= "string" then
+    if type(body) ~= "number" then typeerror(2, "string", body) end
+    body = tostring(body)
+  end
+  if self._finished then raise("%s: the response has finished") end
+  local ok, msg, code = finish(self, body)
+  if ok == false then raise("%s: finished " .. msg) end
+  return ok, msg, code
 end
 
 -- res:upgrade() -> Stream, bytes: after a 101 with the headers set, the
@@ -435,5 +446,5 @@ end
 -- LUALIB).
 sched.http_server = { Headers = Headers, Request = Request,
   Response = Response, OUTMAX = OUTMAX, OUTSMALL = OUTSMALL, crlf = crlf,
-  drain = drain, flush = flush, send = send, start = start,
+  drain = drain, finish = finish, flush = flush, send = send, start = start,
   newparser = newparser, respond = respond, quick = quick }

@@ -71,18 +71,41 @@ static void check_type (int idx, int type, const char *what) {
 ** (-1: chunked). */
 static int check_request (int idx, lua_Integer *length) {
   int req = lua_absindex(L, idx), body, top = lua_gettop(L);
-  size_t tlen, plen;
-  const char *target, *path;
+  size_t tlen, plen, qlen, off = 0, end;
+  const char *target, *path, *query;
   if (!lua_istable(L, req)) fail("the request is a %s",
                                  luaL_typename(L, req));
   field(req, "method", LUA_TSTRING);
   target = (field(req, "target", LUA_TSTRING), lua_tolstring(L, -1, &tlen));
   path = (field(req, "path", LUA_TSTRING), lua_tolstring(L, -1, &plen));
-  if (plen > tlen || memcmp(target, path, plen) != 0)
-    fail("the path is not the start of the target");
-  if (field(req, "_query", LUA_TNONE) != LUA_TNIL &&
-      (plen >= tlen || target[plen] != '?'))
-    fail("a query without a '?'");
+  /* The path is the target's from its start or, in an absolute-form
+  ** target, from the end of its authority ("/" or "*" when nothing is
+  ** there), up to its query or fragment. */
+  if (plen > tlen || memcmp(target, path, plen) != 0) {
+    while (off + 3 <= tlen && memcmp(target + off, "://", 3) != 0) off++;
+    if (off + 3 > tlen) fail("the path is not the start of the target");
+    off += 3;
+    while (off < tlen && target[off] != '/' && target[off] != '?' &&
+           target[off] != '#')
+      off++;
+    if (plen == 1 && (*path == '/' || *path == '*') &&
+        (off == tlen || target[off] != '/'))
+      plen = 0;                    /* made, not the target's */
+    else if (off + plen > tlen || memcmp(target + off, path, plen) != 0)
+      fail("the path is not the target's after its authority");
+  }
+  end = off + plen;
+  if (memchr(path, '?', plen) != NULL || memchr(path, '#', plen) != NULL)
+    fail("a '?' or a '#' in the path");
+  if (field(req, "_query", LUA_TNONE) != LUA_TNIL) {
+    query = lua_tolstring(L, -1, &qlen);
+    if (end >= tlen || target[end] != '?') fail("a query without a '?'");
+    if (end + 1 + qlen > tlen || memcmp(target + end + 1, query, qlen) != 0)
+      fail("the query is not the target's after its '?'");
+    if (memchr(query, '#', qlen) != NULL) fail("a '#' in the query");
+  }
+  else if (end < tlen && target[end] != '#')
+    fail("the target goes on after the path, with no query or fragment");
   field(req, "version", LUA_TSTRING);
   field(req, "headers", LUA_TTABLE);
   lua_pushnil(L);
