@@ -170,7 +170,7 @@ static void task_error (tide_Runtime *rt, Task *t) {
   lua_settop(co, 0);
   lua_xmove(L, co, 2);             /* co: error, traceback */
   t->failed = 1;
-  t->cancelled = t->cancelreq && tide__israised(co, 1);
+  t->cancelled = tide__israised(co, 1);   /* its own, or one it let out */
   t->nres = 2;
 }
 
