@@ -65,6 +65,13 @@ static void plainreport (tide_TCtx *c, lua_State *L) {
   around(c->o.rt, 1);
 }
 
+void tide__treport (tide_TCtx *c, lua_State *L, const char *ev) {
+  const char *pev = c->ev;
+  c->ev = ev;
+  plainreport(c, L);
+  c->ev = pev;
+}
+
 int tide__tcall (lua_State *L, tide_TCtx *c, const char *ev, int nargs,
                  int nres) {
   tide_Runtime *rt = c->o.rt;
@@ -385,16 +392,49 @@ static int writable (lua_State *L, tide_Transport *t) {
   return !t->closing && t->o.h != NULL;
 }
 
-/* t:write(data): at once as far as the socket takes it, the rest queued.
-** After close() or abort() it does nothing (asyncio drops it too). */
+/* Send the n strings (or numbers) at stack index first.. of L, as one
+** write; more than 16 are made one string first. */
+static void send_strings (lua_State *L, tide_Transport *t, int first, int n) {
+  uv_buf_t b[16];
+  size_t total = 0, len;
+  int i;
+  if (n > 16) {
+    luaL_Buffer lb;
+    luaL_buffinit(L, &lb);
+    for (i = 0; i < n; i++) {
+      lua_pushvalue(L, first + i);
+      luaL_addvalue(&lb);
+    }
+    luaL_pushresult(&lb);
+    first = lua_gettop(L);
+    n = 1;
+  }
+  for (i = 0; i < n; i++) {
+    b[i].base = (char *)lua_tolstring(L, first + i, &len);
+    b[i].len = len;
+    total += len;
+  }
+  if (total > 0) send_bufs(L, t, b, n, total, n == 1 ? first : 0);
+}
+
+/* t:write(data, ...): at once as far as the socket takes it, the rest
+** queued; several strings go as one write. After close() or abort() it
+** does nothing (asyncio drops it too). */
 static int t_write (lua_State *L) {
   tide_Transport *t = checkt(L);
+  int n = lua_gettop(L), i;
   uv_buf_t b;
   size_t len;
-  b.base = (char *)(lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len)
-                                                 : tide__checklstring(L, 2, &len));
-  b.len = len;
-  if (writable(L, t) && len > 0) send_bufs(L, t, &b, 1, len, 2);
+  if (n == 2) {                    /* the hot path: one string */
+    b.base = (char *)(lua_type(L, 2) == LUA_TSTRING
+                      ? lua_tolstring(L, 2, &len)
+                      : tide__checklstring(L, 2, &len));
+    b.len = len;
+    if (writable(L, t) && len > 0) send_bufs(L, t, &b, 1, len, 2);
+    return 0;
+  }
+  for (i = 2; i <= n || i == 2; i++) tide__checklstring(L, i, NULL);
+  if (writable(L, t)) send_strings(L, t, 2, n - 1);
   return 0;
 }
 
@@ -402,8 +442,6 @@ static int t_write (lua_State *L) {
 static int t_writelines (lua_State *L) {
   tide_Transport *t = checkt(L);
   lua_Integer i, n;
-  uv_buf_t b[16];
-  size_t total = 0;
   tide__checktype(L, 2, LUA_TTABLE);
   n = luaL_len(L, 2);
   for (i = 1; i <= n; i++) {       /* check them all first */
@@ -423,18 +461,10 @@ static int t_writelines (lua_State *L) {
       luaL_addvalue(&lb);
     }
     luaL_pushresult(&lb);
-    b->base = (char *)lua_tolstring(L, -1, &total);
-    b->len = total;
     n = 1;
   }
-  else for (i = 1; i <= n; i++) {
-    size_t len;
-    lua_geti(L, 2, i);             /* kept on the stack while sent */
-    b[i - 1].base = (char *)lua_tolstring(L, -1, &len);
-    b[i - 1].len = len;
-    total += len;
-  }
-  if (total > 0) send_bufs(L, t, b, (int)n, total, n == 1 ? lua_gettop(L) : 0);
+  else for (i = 1; i <= n; i++) lua_geti(L, 2, i);   /* kept while sent */
+  send_strings(L, t, 3, (int)n);
   return 0;
 }
 

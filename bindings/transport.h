@@ -104,6 +104,12 @@ int tide__udprecv (tide_Transport *t, int on);
 ** task: its protocol pushed, or the error pushed and 0; report: report
 ** the error as a callback's, else leave it for the caller to raise. */
 int tide__tfactory (lua_State *L, tide_TCtx *c, int report);
+/* transport_net.c: argument i must be a factory: a function, or a value
+** with a __call metamethod (raises). */
+void tide__checkfactory (lua_State *L, int i);
+/* transport.c: report the message on top of L as an error in the
+** callback ev (left on the stack). */
+void tide__treport (tide_TCtx *c, lua_State *L, const char *ev);
 int tide__open_transport (lua_State *L);
 
 #endif

@@ -23,11 +23,11 @@ typedef struct PServer {
 #define CTX(L) ((tide_TCtx *)lua_touserdata(L, lua_upvalueindex(2)))
 
 /* The factory argument: something callable. */
-static void checkfactory (lua_State *L, int i) {
-  if (lua_type(L, i) != LUA_TFUNCTION &&
-      luaL_getmetafield(L, i, "__call") == LUA_TNIL)
+void tide__checkfactory (lua_State *L, int i) {
+  if (lua_type(L, i) == LUA_TFUNCTION) return;
+  if (luaL_getmetafield(L, i, "__call") == LUA_TNIL)
     tide__typeerror(L, i, "function");
-  lua_settop(L, lua_gettop(L) > i ? lua_gettop(L) : i);
+  lua_pop(L, 1);                   /* the __call */
 }
 
 static int optfield (lua_State *L, int opts, const char *name, int def) {
@@ -62,6 +62,7 @@ int tide__tfactory (lua_State *L, tide_TCtx *c, int report) {
     lua_pop(L, 1);
     lua_pushfstring(L, "the protocol factory returned %s, not a protocol",
                     tn);
+    if (report) tide__treport(c, L, "factory");
     return 0;
   }
   return 1;
@@ -395,7 +396,7 @@ static int create_server_k (lua_State *L, int status, lua_KContext ctx) {
 static int tcp_create_server (lua_State *L) {
   tide__checkstring(L, 1);
   tide__checkport(L, 2);
-  checkfactory(L, 3);
+  tide__checkfactory(L, 3);
   if (!lua_isnoneornil(L, 4)) tide__checktype(L, 4, LUA_TTABLE);
   lua_settop(L, 4);
   return create_server_k(L, LUA_OK, 0);
@@ -426,7 +427,7 @@ static int create_connection_k (lua_State *L, int status, lua_KContext ctx) {
 static int tcp_create_connection (lua_State *L) {
   tide__checkstring(L, 1);
   tide__checkport(L, 2);
-  checkfactory(L, 3);
+  tide__checkfactory(L, 3);
   if (!lua_isnoneornil(L, 4)) tide__checktype(L, 4, LUA_TTABLE);
   tide_wait(L);                    /* raises outside a task */
   lua_settop(L, 4);
@@ -441,7 +442,7 @@ static int pipe_create_server (lua_State *L) {
   const char *path = tide__checkstring(L, 1);
   uv_pipe_t *h;
   int backlog, err;
-  checkfactory(L, 2);
+  tide__checkfactory(L, 2);
   if (!lua_isnoneornil(L, 3)) tide__checktype(L, 3, LUA_TTABLE);
   backlog = optfield(L, 3, "backlog", 511);
   lua_settop(L, 3);
@@ -463,7 +464,7 @@ static int pipe_create_connection (lua_State *L) {
   ConnReq *r;
   int err;
   tide__checkstring(L, 1);
-  checkfactory(L, 2);
+  tide__checkfactory(L, 2);
   tide_wait(L);
   lua_settop(L, 3);                /* as TCP has them: what, factory, _ */
   h = tide__newtransport(L, c, sizeof *h, TIDE_TRANSPORT);

@@ -218,14 +218,6 @@ static void onexit (Process *p) {
 
 /* ---- Starting -------------------------------------------------------------- */
 
-/* The factory argument: something callable. */
-static void checkfactory (lua_State *L, int i) {
-  if (lua_type(L, i) != LUA_TFUNCTION &&
-      luaL_getmetafield(L, i, "__call") == LUA_TNIL)
-    tide__typeerror(L, i, "function");
-  lua_settop(L, lua_gettop(L) > i ? lua_gettop(L) : i);
-}
-
 /* The table for spawn from cmd (a string: run by /bin/sh -c; or a list)
 ** and opts (stdin, stdout, stderr: "pipe" unless given), pushed; pipe[i]
 ** set where a pipe is wanted. */
@@ -361,7 +353,7 @@ static int create_subprocess (lua_State *L) {
   int pipe[3], child[3] = { -1, -1, -1 }, i, err = 0, status;
   Sub *s;
   uv_idle_t *idle;
-  checkfactory(L, 1);
+  tide__checkfactory(L, 1);
   lua_settop(L, 3);
   spawnargs(L, 2, 3, pipe);        /* 4 */
   lua_pushvalue(L, 1);

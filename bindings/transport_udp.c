@@ -150,9 +150,7 @@ static int udp_create_datagram_endpoint (lua_State *L) {
   struct sockaddr_storage ss, rs;
   tide_Transport *t;
   uv_udp_t *h;
-  if (lua_type(L, 3) != LUA_TFUNCTION &&
-      luaL_getmetafield(L, 3, "__call") == LUA_TNIL)
-    tide__typeerror(L, 3, "function");
+  tide__checkfactory(L, 3);
   if (!lua_isnoneornil(L, 4)) tide__checktype(L, 4, LUA_TTABLE);
   if (tide__toaddr(host, port, &ss) < 0)
     return tide__argerror(L, 1, "numeric IPv4 or IPv6 address expected");

@@ -279,6 +279,50 @@ print("served on")
     assert.matches("served on", out)
   end)
 
+  it("reports a server factory that returns no protocol, and closes that "
+     .. "connection", function ()
+    local path = tmpfile([[
+local srv = assert(tide.tcp.create_server("127.0.0.1", 0, function () end))
+local _, port = srv:getsockname()
+local c = assert(tide.tcp.connect("127.0.0.1", port))
+assert(c:read() == nil)
+srv:close()
+print("served on")
+]])
+    local out, code = sh(TIDE .. " " .. path)
+    os.remove(path)
+    assert.equal(0, code, out)
+    assert.matches("tide: error in a Protocol callback %(factory%): the protocol "
+                   .. "factory returned nil, not a protocol", out)
+    assert.matches("served on", out)
+  end)
+
+  it("takes any callable as a factory, and write takes several strings",
+     async(function ()
+    local factory = setmetatable({}, { __call = function () return echo_factory() end })
+    local srv <close> = assert(tide.tcp.create_server("127.0.0.1", 0, factory))
+    local buf, want, got = "", nil, nil
+    local t = assert(tide.tcp.create_connection("127.0.0.1", port_of(srv),
+      setmetatable({}, { __call = function ()
+        return { data_received = function (_, d)
+          buf = buf .. d
+          if #buf >= #want then got:set_result(buf) end
+        end }
+      end })))
+    local function echoed (...)
+      buf, want, got = "", table.concat({ ... }), tide.Future()
+      t:write(...)
+      return got:await()
+    end
+    assert.equal("ab3", echoed("a", "b", 3))
+    local many = {}
+    for i = 1, 20 do many[i] = tostring(i % 10) end
+    assert.equal(table.concat(many), echoed(table.unpack(many)))
+    assert.has_error(function () t:write("a", {}) end)
+    assert.has_error(function () t:write() end)
+    t:close()
+  end))
+
   it("refuses to wait inside a callback, saying why", async(function ()
     local log = {}
     local srv <close> = assert(tide.tcp.create_server("127.0.0.1", 0, recorder(log, {
