@@ -57,7 +57,8 @@ TIDE_API int tide_run (tide_Runtime *rt, uv_run_mode mode) {
     uv_run(rt->loop, mode);
     return LUA_OK;
   }
-  if (uv_run(rt->loop, UV_RUN_DEFAULT) != 0 || rt->nlive == 0 ||
+  if (rt->stopped ||               /* stopped in tide_call, or in this run */
+      uv_run(rt->loop, UV_RUN_DEFAULT) != 0 || rt->nlive == 0 ||
       rt->stopped) {             /* stopped, or everything ended */
     if (rt->stopped) finish_leftovers(rt);
     rt->stopped = 0;

@@ -122,8 +122,12 @@ TIDE_API int tide_replace_allocator (uv_malloc_func malloc_func,
 ** have ended: tide_run(rt, UV_RUN_DEFAULT) with LUA_OK (even while the
 ** host's own handles are active), tide_call and tide.run(fn) as if the
 ** main function had returned nothing, tide.run() with nothing. What is
-** spawned after it runs as usual. Safe from anywhere: a libuv callback,
-** a task, an on_done callback, a signal watcher. tide.stop() calls it. */
+** spawned after it runs as usual. A stop while tide_call or tide_dofile
+** runs also ends the tide_run(rt, UV_RUN_DEFAULT) that follows (at once,
+** once the tasks have ended), as the tide command ends after a script
+** that called tide.stop() even while connections or timers are open.
+** Safe from anywhere: a libuv callback, a task, an on_done callback, a
+** signal watcher. tide.stop() calls it. */
 TIDE_API void tide_stop (tide_Runtime *rt);
 
 /* The runtime opened on L (or a thread of it), or NULL. */

@@ -252,6 +252,23 @@ describe("tide.run() and tide.stop()", function ()
     assert.equal(0, code)
   end))
 
+  it("stop in the tide command while the script runs ends it though "
+     .. "connections and timers are still open", async(function ()
+    local out, err, code = run([[
+      local srv = assert(tide.tcp.create_server("127.0.0.1", 0, function ()
+        return {}
+      end))
+      local _, port = srv:getsockname()
+      local idle = assert(tide.tcp.connect("127.0.0.1", port))
+      local timer = tide.call_later(100, print, "not reached")
+      tide.call_later(0.02, tide.stop)
+      tide.sleep(100)
+    ]])
+    assert.equal("", out)
+    assert.equal("", err)
+    assert.equal(0, code)
+  end))
+
   it("stop in the tide command after the script ended ends the tasks left", async(function ()
     local out, err, code = run([[
       tide.spawn(function () while true do tide.sleep(0.01) end end)
