@@ -446,9 +446,10 @@ static int pipe_create_server (lua_State *L) {
   if (!lua_isnoneornil(L, 3)) tide__checktype(L, 3, LUA_TTABLE);
   backlog = optfield(L, 3, "backlog", 511);
   lua_settop(L, 3);
+  if ((err = tide__pipepath(L, 1)) < 0) return tide_pushfail(L, err, path);
   h = newserver(L, CTX(L), 2, sizeof *h);
   if ((err = uv_pipe_init(tide_getloop(L), h, 0)) < 0 ||
-      (err = uv_pipe_bind(h, path)) < 0)
+      (err = tide__pipebind(h, path)) < 0)
     tide__handleclose(&((PServer *)lua_touserdata(L, -1))->o);
   else
     err = serve(L, backlog);
@@ -466,6 +467,8 @@ static int pipe_create_connection (lua_State *L) {
   tide__checkstring(L, 1);
   tide__checkfactory(L, 2);
   tide_wait(L);
+  if ((err = tide__pipepath(L, 1)) < 0)
+    return tide_pushfail(L, err, lua_tostring(L, 1));
   lua_settop(L, 3);                /* as TCP has them: what, factory, _ */
   h = tide__newtransport(L, c, sizeof *h, TIDE_TRANSPORT);
   if ((err = uv_pipe_init(tide_getloop(L), h, 0)) < 0) {

@@ -323,6 +323,10 @@ int tide__listensocket (uv_loop_t *loop, uv_tcp_t *h, int family,
                         int reuseport);      /* tcp.c */
 int tide__sharedsocket (uv_loop_t *loop, uv_tcp_t *h, int err,
                         int fd);             /* tcp.c: a worker's */
+int tide__pipepath (lua_State *L, int i);    /* pipe.c: 0, or why the
+                                   path at i cannot name a Unix socket */
+int tide__pipebind (uv_pipe_t *h, const char *path);  /* pipe.c: bind,
+                                   replacing a socket file nobody listens on */
 int tide__pushsockname (lua_State *L, uv_handle_t *h);   /* server.c */
 int tide__open_transport_tcp (lua_State *L);   /* into tide.tcp */
 int tide__open_transport_pipe (lua_State *L);  /* into tide.pipe */

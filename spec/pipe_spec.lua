@@ -47,6 +47,48 @@ describe("tide.pipe", function ()
     assert.equal("x", a:read())
   end))
 
+  it("replaces a stale socket file for create_server too, never another file",
+     async(function ()
+    local path = sockpath()
+    local out, code = sh(("env -u LD_PRELOAD python3 -c '%s' %s"):format(
+      "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])",
+      path))
+    assert.equal(0, code, out)
+    local srv = assert(tide.pipe.create_server(path, function () return {} end))
+    srv:close()
+    local f = assert(io.open(path, "w"))     -- a plain file at the path
+    f:write("keep me")
+    f:close()
+    local s, err, ecode = tide.pipe.create_server(path, function () return {} end)
+    assert.is_nil(s)
+    assert.equal("EADDRINUSE", ecode, err)
+    s, err, ecode = tide.pipe.listen(path)
+    assert.is_nil(s)
+    assert.equal("EADDRINUSE", ecode, err)
+    f = assert(io.open(path))
+    assert.equal("keep me", f:read("a"))
+    f:close()
+    os.remove(path)
+  end))
+
+  it("refuses a path too long for a Unix socket, where the system would cut it",
+     async(function ()
+    local long = "/tmp/" .. ("x"):rep(120) .. ".sock"
+    local calls = {
+      function () return tide.pipe.listen(long) end,
+      function () return tide.pipe.connect(long) end,
+      function () return tide.pipe.create_server(long, function () return {} end) end,
+      function () return tide.pipe.create_connection(long, function () return {} end) end,
+    }
+    for _, call in ipairs(calls) do
+      local s, err, code = call()
+      assert.is_nil(s)
+      assert.equal(long .. ": name too long", err)
+      assert.equal("ENAMETOOLONG", code)
+    end
+    assert.is_nil(io.open(("/tmp/" .. ("x"):rep(120)):sub(1, 107)))
+  end))
+
   it("returns EADDRINUSE when a live server has the path", async(function ()
     local path = sockpath()
     local a <close> = assert(tide.pipe.listen(path))

@@ -233,15 +233,7 @@ function pipe.listen (path, opts)
   checkpath(path)
   checkopts(2, opts)
   local backlog = opts and opts.backlog
-  local server, err, code = pipe_listen(path, backlog)
-  if code == "EADDRINUSE" then
-    local _, _, ccode = pipe_connect(path)
-    if ccode == "ECONNREFUSED" then          -- stale: no one listens
-      os.remove(path)
-      server, err, code = pipe_listen(path, backlog)
-    end
-  end
-  return server, err, code
+  return pipe_listen(path, backlog)   -- a stale socket file is replaced
 end
 
 -- tide.pipe.serve(path, handler [, opts]) -> server | nil, msg, code, as
