@@ -235,7 +235,7 @@ static void spawnargs (lua_State *L, int cmd, int opts, int pipe[3]) {
   }
   else {
     lua_Integer j, n;
-    tide__checktype(L, cmd, LUA_TTABLE);
+    if (!lua_istable(L, cmd)) tide__typeerror(L, cmd, "string or table");
     n = luaL_len(L, cmd);
     for (j = 1; j <= n; j++) {
       lua_geti(L, cmd, j);
