@@ -43,7 +43,8 @@ tide_Wait *tide__waitbegin (tide_Runtime *rt, lua_State *L) {
     tide__error(L, "'%s': the tide runtime is closed", tide__fname(L));
   if (!lua_isyieldable(L))
     tide__error(L, "'%s' cannot wait inside a C call such as table.sort, "
-                  "string.gsub or require", tide__fname(L));
+                  "string.gsub or require, nor in a __close run by an "
+                  "error or a cancellation", tide__fname(L));
   if (t->cancelreq && !t->shield)
     tide__raisecancelled(L, t);
   t->w.L = L;

@@ -163,7 +163,7 @@ describe("tide.Queue and the other synchronisation types", function ()
     b:abort()
     at("Barrier:wait: the barrier is broken", function () b:wait() end)
     local g = tide.Queue()
-    at("'Queue:get' cannot wait inside a C call such as table.sort, string.gsub or require", function () table.sort({ 1, 2 }, function () g:get() end) end)
+    at("'Queue:get' cannot wait inside a C call such as table.sort, string.gsub or require, nor in a __close run by an error or a cancellation", function () table.sort({ 1, 2 }, function () g:get() end) end)
   end))
 
   it("raise outside any task naming the call, at the caller's line", async(function ()

@@ -45,7 +45,8 @@ local function checkwait ()
   end
   if not sched.canwait() then
     raise("'%s' cannot wait inside a C call such as table.sort, "
-          .. "string.gsub or require")
+          .. "string.gsub or require, nor in a __close run by an error or "
+          .. "a cancellation")
   end
 end
 sched.checkwait = checkwait
