@@ -104,6 +104,12 @@ describe("tide.wait", function ()
     assert.matches("wait_spec.lua:%d+: bad argument #2 to '[%w.]*wait' %(timeout: negative duration%)", e)
     ok, e = pcall(function () tide.wait({}, { timeout = "soon" }) end)
     assert.matches("wait_spec.lua:%d+: bad argument #2 to '[%w.]*wait' %(timeout: number expected, got string%)", e)
+    local f = tide.Future()
+    ok, e = pcall(function () tide.wait({ [f] = true }) end)   -- a set
+    assert.matches("wait_spec.lua:%d+: bad argument #1 .*no list part", e)
+    ok, e = pcall(function () tide.wait({ f }, { retrun_when = "first" }) end)
+    assert.matches("wait_spec.lua:%d+: bad argument #2 .*unknown option retrun_when", e)
+    assert.same({ {}, {} }, { tide.wait({ n = 0 }) })
   end))
 
   it("gives two empty lists for an empty list, at once", async(function ()

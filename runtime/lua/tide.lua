@@ -336,6 +336,10 @@ end
 local function checklist (i, list)
   if type(list) ~= "table" then typeerror(i, "table", list) end
   local n = list.n or #list
+  if n == 0 and list.n == nil and next(list) ~= nil then   -- a set: {[t] = true}
+    argerror(i, "a list of tasks and futures expected, got a table with "
+             .. "no list part")
+  end
   for k = 1, n do
     if not istask(list[k]) then
       argerror(i, ("task or future expected at [%d], got %s")
@@ -362,6 +366,11 @@ function tide.wait (list, opts)
   local n, when, s = ts.n, "all", nil
   if opts ~= nil then
     if type(opts) ~= "table" then typeerror(2, "table", opts) end
+    for k in pairs(opts) do
+      if k ~= "return_when" and k ~= "timeout" then
+        argerror(2, "unknown option " .. tostring(k))
+      end
+    end
     when = opts.return_when or "all"
     if not whens[when] then
       argerror(2, "return_when: 'first', 'first_error' or 'all' expected, "
