@@ -69,6 +69,45 @@ static tide_Transport *checkd (lua_State *L) {
   return tide__checkudata(L, 1, TIDE_DTRANSPORT);
 }
 
+/* Are a and b one address (family, address, port)? */
+static int sameaddr (const struct sockaddr *a, const struct sockaddr *b) {
+  if (a->sa_family != b->sa_family) return 0;
+  if (a->sa_family == AF_INET) {
+    const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+    return x->sin_port == y->sin_port &&
+           x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+  }
+  return 0;
+}
+
+/* The address sendto's arguments 3, 4 name, as asyncio takes it: on an
+** endpoint with a remote address, none or that one (NULL: send to it);
+** on one without, an address is needed. Raises otherwise. */
+static const struct sockaddr *sendaddr (lua_State *L, tide_Transport *t,
+                                        struct sockaddr_storage *ss) {
+  struct sockaddr_storage peer;
+  int len = sizeof peer, connected;
+  connected = t->o.h != NULL &&
+              uv_udp_getpeername(U(t), (struct sockaddr *)&peer, &len) == 0;
+  if (lua_isnoneornil(L, 3)) {
+    if (!connected && t->o.h != NULL)
+      tide__argerror(L, 3, "address expected (the endpoint has no "
+                           "remote_host)");
+    return NULL;
+  }
+  if (tide__toaddr(tide__checkstring(L, 3), tide__checkport(L, 4), ss) < 0)
+    tide__argerror(L, 3, "numeric IPv4 or IPv6 address expected");
+  if (!connected) return (struct sockaddr *)ss;
+  if (!sameaddr((struct sockaddr *)ss, (struct sockaddr *)&peer))
+    tide__argerror(L, 3, "must be nil or the remote address");
+  return NULL;
+}
+
 /* t:sendto(data [, host, port]): one datagram, to host, port or (without
 ** them) to the remote address; sent at once, or queued (copied). A send
 ** that fails calls error_received. After close() it does nothing. */
@@ -77,17 +116,12 @@ static int d_sendto (lua_State *L) {
   size_t len;
   const char *data = tide__checklstring(L, 2, &len);
   struct sockaddr_storage ss;
-  const struct sockaddr *addr = NULL;
+  const struct sockaddr *addr;
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   SendReq *r;
   int err;
   tide__argcheck(L, len <= 65507, 2, "datagram too long");
-  if (!lua_isnoneornil(L, 3)) {
-    const char *host = tide__checkstring(L, 3);
-    if (tide__toaddr(host, tide__checkport(L, 4), &ss) < 0)
-      tide__argerror(L, 3, "numeric IPv4 or IPv6 address expected");
-    addr = (struct sockaddr *)&ss;
-  }
+  addr = sendaddr(L, t, &ss);
   if (t->closing || t->o.h == NULL) return 0;
   if (uv_udp_get_send_queue_count(U(t)) == 0) {
     err = uv_udp_try_send(U(t), &b, 1, addr);

@@ -60,6 +60,11 @@ describe("tide.udp.create_datagram_endpoint", function ()
     assert.same({ "127.0.0.1", pport }, { t:get_extra_info("peername") })
     t:sendto("to the remote")
     assert.equal("to the remote", (peer:recv()))
+    t:sendto("named", "127.0.0.1", pport)    -- the remote address: taken
+    assert.equal("named", (peer:recv()))
+    local ok, err = pcall(t.sendto, t, "elsewhere", "127.0.0.1", pport + 1)
+    assert.is_false(ok)                      -- another: raises, as asyncio
+    assert.matches("must be nil or the remote address", err, 1, true)
     peer:close()                             -- nobody there now
     t:sendto("again")
     tide.sleep(0.02)
@@ -114,6 +119,9 @@ describe("tide.udp.create_datagram_endpoint", function ()
     end)
     assert.has_error(function () a:sendto(("x"):rep(70000), "127.0.0.1", 9) end)
     assert.has_error(function () a:sendto("x", "somewhere", 9) end)
+    local ok, err = pcall(a.sendto, a, "x")    -- no address, no remote
+    assert.is_false(ok)
+    assert.matches("address expected", err, 1, true)
     assert.has_error(function ()
       tide.udp.create_datagram_endpoint("127.0.0.1", 0, function () error("nope") end)
     end)
