@@ -41,6 +41,7 @@ static timer_t check_timer;                 /* SIGINT to laction, each 50 ms */
 static int has_timer = 0;
 static volatile sig_atomic_t pending = 0;   /* a signal the loop has not seen */
 static lua_State *hooked = NULL;            /* where the hook waits */
+static int hooked_cb;                       /* in a callback, not a task */
 static int64_t hooked_cpu;                  /* CPU time at its first call */
 static int spent = 0;                       /* the hook took that SIGINT */
 static uv_prepare_t *turner = NULL;         /* counts the loop's turns */
@@ -75,17 +76,28 @@ static int64_t cputime (void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The Lua thread that runs: the running task's, or that of a callback run
+** outside any task (tide__outside); NULL while the loop runs. */
+static lua_State *running (void) {
+  if (catcher == NULL) return NULL;
+  return catcher->current != NULL ? catcher->current->co : catcher->cbco;
+}
+
 /* The hook: once the task has computed for HOOK_GRACE_NS more without
 ** waiting (a task that was blocked in a call and is about to wait is
-** cancelled by the loop instead), raise "interrupted!". */
+** cancelled by the loop instead), raise "interrupted!". In a task that
+** spends the signal; a callback's error is reported (it has no task to
+** end), and the loop then takes the signal as usual: the program ends.
+** Never where tide itself calls on a thread no script runs on. */
 static void lstop (lua_State *L, lua_Debug *ar) {
   int64_t now = cputime();
   (void)ar;
+  if (running() == NULL) return;
   if (hooked_cpu < 0) hooked_cpu = now;
   if (has_cpuclock && now - hooked_cpu < HOOK_GRACE_NS) return;
   lua_sethook(L, NULL, 0, 0);
   hooked = NULL;
-  spent = 1;
+  spent = !hooked_cb;
   luaL_error(L, "interrupted!");
 }
 
@@ -100,12 +112,13 @@ static int computing (void) {
   return !has_cpuclock || cputime() - pending_cpu >= COMPUTED_NS;
 }
 
-/* The timer's signal: is a task still running, the loop not back? */
+/* The timer's signal: is a task or a callback still running, the loop not
+** back? */
 static void check_stuck (void) {
-  Task *t = catcher ? catcher->current : NULL;
+  lua_State *co = running();
   int signum = pending;
   if (signum == 0) return;
-  if (t == NULL || turns != pending_turn) {
+  if (co == NULL || turns != pending_turn) {
     arm(0);
     pending = 0;                     /* the loop has the signal */
     return;
@@ -115,9 +128,10 @@ static void check_stuck (void) {
     return;                          /* blocked, or not scheduled: wait on */
   arm(0);
   if (signum != SIGINT) exit_now(signum);
-  hooked = t->co;
+  hooked = co;
+  hooked_cb = catcher->current == NULL;
   hooked_cpu = -1;
-  lua_sethook(t->co, lstop, LUA_MASKCALL | LUA_MASKCOUNT, 1000);
+  lua_sethook(co, lstop, LUA_MASKCALL | LUA_MASKCOUNT, 1000);
 }
 
 static void laction (int signum, siginfo_t *info, void *ctx) {
@@ -127,7 +141,7 @@ static void laction (int signum, siginfo_t *info, void *ctx) {
     return;
   }
   if (pending || hooked != NULL) exit_now(signum);
-  if (catcher != NULL && catcher->current != NULL && has_timer &&
+  if (running() != NULL && has_timer &&
       !tide__signaltaken(catcher, signum)) {
     pending = signum;
     pending_turn = turns;
