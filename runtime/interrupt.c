@@ -23,6 +23,12 @@
 ** for a second. A signal while one is pending ends the program at once,
 ** and so does a SIGINT after one that was spent. Signals belong to the
 ** process: one runtime at a time catches them.
+**
+** A callback run outside any task (tide__outside: an on_done callback, a
+** Protocol method) that computes is taken the same way, on its thread
+** (rt->cbco), except that its "interrupted!" does not spend the SIGINT:
+** the callback's error is reported, and the loop then cancels the main
+** task, as a script that was not computing would be.
 */
 #include <pthread.h>
 #include <signal.h>
