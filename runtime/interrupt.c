@@ -94,10 +94,16 @@ static lua_State *running (void) {
 ** cancelled by the loop instead), raise "interrupted!". In a task that
 ** spends the signal; a callback's error is reported (it has no task to
 ** end), and the loop then takes the signal as usual: the program ends.
-** Never where tide itself calls on a thread no script runs on. */
+** Never where tide itself calls on a thread no script runs on. A hook
+** left on a callback's thread once the loop took the signal removes
+** itself (that thread may be gone by then: nothing else touches it). */
 static void lstop (lua_State *L, lua_Debug *ar) {
   int64_t now = cputime();
   (void)ar;
+  if (hooked == NULL) {
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
   if (running() == NULL) return;
   if (hooked_cpu < 0) hooked_cpu = now;
   if (has_cpuclock && now - hooked_cpu < HOOK_GRACE_NS) return;
@@ -170,7 +176,7 @@ static int interrupt_seen (void) {
     return 0;
   }
   if (hooked != NULL) {              /* not fired yet: the loop acts */
-    lua_sethook(hooked, NULL, 0, 0);
+    if (!hooked_cb) lua_sethook(hooked, NULL, 0, 0);
     hooked = NULL;
   }
   return 1;
@@ -283,7 +289,7 @@ TIDE_API int tide_catchsignals (tide_Runtime *rt) {
 /* Give SIGINT and SIGTERM back as they were before tide_catchsignals. */
 void tide__releasesignals (tide_Runtime *rt) {
   if (catcher != rt) return;
-  if (hooked != NULL) lua_sethook(hooked, NULL, 0, 0);
+  if (hooked != NULL && !hooked_cb) lua_sethook(hooked, NULL, 0, 0);
   if (has_timer) timer_delete(check_timer);
   has_timer = 0;
   if (turner != NULL) uv_close((uv_handle_t *)turner, free_turner);
