@@ -1,10 +1,11 @@
 -- interrupt_spec.lua: SIGINT and SIGTERM while a callback run outside any
 -- task computes without waiting (runtime/interrupt.c, tide__outside): an
--- on_done callback, a Protocol's data_received. The program ends as it
--- does for Ctrl-C: 130 (143) from the tide command, "interrupted!" from
--- tide.run in stock Lua (the end by SIGTERM there); the callback's error
--- is reported as any callback error. Each program runs as a child with a
--- deadline: one that hangs is killed and fails its test.
+-- on_done callback of a task or a future, a Protocol's data_received. The
+-- program ends as it does for Ctrl-C: 130 (143) from the tide command,
+-- "interrupted!" from tide.run in stock Lua (the end by SIGTERM there);
+-- the callback's error is reported as any callback error. Each program
+-- runs as a child with a deadline: one that hangs is killed and fails its
+-- test.
 
 local P = tide.process
 
@@ -16,6 +17,13 @@ local cases = {
   { name = "an on_done callback", what = "an on_done callback",
     body = ([[
       tide.call_later(0.01, function () end):on_done(function () %s end)
+      tide.sleep(30)
+    ]]):format(BUSY) },
+  { name = "a Future's on_done callback", what = "an on_done callback",
+    body = ([[
+      local f = tide.Future()
+      f:on_done(function () %s end)
+      tide.call_later(0.01, function () f:set_result(1) end)
       tide.sleep(30)
     ]]):format(BUSY) },
   { name = "a Protocol's data_received",
