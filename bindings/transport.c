@@ -74,16 +74,12 @@ void tide__treport (tide_TCtx *c, lua_State *L, const char *ev) {
 
 int tide__tcall (lua_State *L, tide_TCtx *c, const char *ev, int nargs,
                  int nres) {
-  tide_Runtime *rt = c->o.rt;
-  Task *prev = rt->current;
   const char *pev = c->ev;
   int fn = lua_gettop(L) - nargs, status;
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->msgh);
   lua_insert(L, fn);
-  rt->current = NULL;              /* no task: tide's waits refuse */
   c->ev = ev;
-  status = lua_pcall(L, nargs, nres, fn);   /* not yieldable */
-  rt->current = prev;
+  status = tide__outside(c->o.rt, L, nargs, nres, fn);   /* not yieldable */
   if (status != LUA_OK && status != LUA_ERRRUN) plainreport(c, L);
   c->ev = pev;
   lua_remove(L, fn);
@@ -142,7 +138,6 @@ static int callback (lua_State *L, tide_Transport *t, int self, int ev,
                      const char *data, size_t len) {
   tide_TCtx *c = t->c;
   tide_Runtime *rt = c->o.rt;
-  Task *prev = rt->current;
   const char *pev = c->ev;
   int pevi = c->evi, base = lua_gettop(L), status, r;
   lua_Debug ar;
@@ -164,9 +159,7 @@ static int callback (lua_State *L, tide_Transport *t, int self, int ev,
   c->evi = ev;
   c->data = data;
   c->len = len;
-  rt->current = NULL;              /* no task: tide's waits refuse */
-  status = lua_pcall(L, 1, 1, base + 1);   /* not yieldable */
-  rt->current = prev;
+  status = tide__outside(rt, L, 1, 1, base + 1);   /* not yieldable */
   if (status == LUA_OK) {
     c->ev = pev;
     c->evi = pevi;

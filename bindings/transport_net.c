@@ -48,14 +48,9 @@ static int anchor (lua_State *L) {
 
 int tide__tfactory (lua_State *L, tide_TCtx *c, int report) {
   tide_Runtime *rt = c->o.rt;
-  Task *prev = rt->current;
   int status;
   if (report) status = tide__tcall(L, c, "factory", 0, 1);
-  else {
-    rt->current = NULL;
-    status = lua_pcall(L, 0, 1, 0);
-    rt->current = prev;
-  }
+  else status = tide__outside(rt, L, 0, 1, 0);
   if (status != LUA_OK) return 0;
   if (!lua_istable(L, -1) && !lua_isuserdata(L, -1)) {
     const char *tn = luaL_typename(L, -1);

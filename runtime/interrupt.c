@@ -23,6 +23,12 @@
 ** for a second. A signal while one is pending ends the program at once,
 ** and so does a SIGINT after one that was spent. Signals belong to the
 ** process: one runtime at a time catches them.
+**
+** A callback run outside any task (tide__outside: an on_done callback, a
+** Protocol method) that computes is taken the same way, on its thread
+** (rt->cbco), except that its "interrupted!" does not spend the SIGINT:
+** the callback's error is reported, and the loop then cancels the main
+** task, as a script that was not computing would be.
 */
 #include <pthread.h>
 #include <signal.h>
@@ -41,6 +47,7 @@ static timer_t check_timer;                 /* SIGINT to laction, each 50 ms */
 static int has_timer = 0;
 static volatile sig_atomic_t pending = 0;   /* a signal the loop has not seen */
 static lua_State *hooked = NULL;            /* where the hook waits */
+static int hooked_cb;                       /* in a callback, not a task */
 static int64_t hooked_cpu;                  /* CPU time at its first call */
 static int spent = 0;                       /* the hook took that SIGINT */
 static uv_prepare_t *turner = NULL;         /* counts the loop's turns */
@@ -75,17 +82,34 @@ static int64_t cputime (void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The Lua thread that runs: the running task's, or that of a callback run
+** outside any task (tide__outside); NULL while the loop runs. */
+static lua_State *running (void) {
+  if (catcher == NULL) return NULL;
+  return catcher->current != NULL ? catcher->current->co : catcher->cbco;
+}
+
 /* The hook: once the task has computed for HOOK_GRACE_NS more without
 ** waiting (a task that was blocked in a call and is about to wait is
-** cancelled by the loop instead), raise "interrupted!". */
+** cancelled by the loop instead), raise "interrupted!". In a task that
+** spends the signal; a callback's error is reported (it has no task to
+** end), and the loop then takes the signal as usual: the program ends.
+** Never where tide itself calls on a thread no script runs on. A hook
+** left on a callback's thread once the loop took the signal removes
+** itself (that thread may be gone by then: nothing else touches it). */
 static void lstop (lua_State *L, lua_Debug *ar) {
   int64_t now = cputime();
   (void)ar;
+  if (hooked == NULL) {
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
+  if (running() == NULL) return;
   if (hooked_cpu < 0) hooked_cpu = now;
   if (has_cpuclock && now - hooked_cpu < HOOK_GRACE_NS) return;
   lua_sethook(L, NULL, 0, 0);
   hooked = NULL;
-  spent = 1;
+  spent = !hooked_cb;
   luaL_error(L, "interrupted!");
 }
 
@@ -100,12 +124,13 @@ static int computing (void) {
   return !has_cpuclock || cputime() - pending_cpu >= COMPUTED_NS;
 }
 
-/* The timer's signal: is a task still running, the loop not back? */
+/* The timer's signal: is a task or a callback still running, the loop not
+** back? */
 static void check_stuck (void) {
-  Task *t = catcher ? catcher->current : NULL;
+  lua_State *co = running();
   int signum = pending;
   if (signum == 0) return;
-  if (t == NULL || turns != pending_turn) {
+  if (co == NULL || turns != pending_turn) {
     arm(0);
     pending = 0;                     /* the loop has the signal */
     return;
@@ -115,9 +140,10 @@ static void check_stuck (void) {
     return;                          /* blocked, or not scheduled: wait on */
   arm(0);
   if (signum != SIGINT) exit_now(signum);
-  hooked = t->co;
+  hooked = co;
+  hooked_cb = catcher->current == NULL;
   hooked_cpu = -1;
-  lua_sethook(t->co, lstop, LUA_MASKCALL | LUA_MASKCOUNT, 1000);
+  lua_sethook(co, lstop, LUA_MASKCALL | LUA_MASKCOUNT, 1000);
 }
 
 static void laction (int signum, siginfo_t *info, void *ctx) {
@@ -127,7 +153,7 @@ static void laction (int signum, siginfo_t *info, void *ctx) {
     return;
   }
   if (pending || hooked != NULL) exit_now(signum);
-  if (catcher != NULL && catcher->current != NULL && has_timer &&
+  if (running() != NULL && has_timer &&
       !tide__signaltaken(catcher, signum)) {
     pending = signum;
     pending_turn = turns;
@@ -150,7 +176,7 @@ static int interrupt_seen (void) {
     return 0;
   }
   if (hooked != NULL) {              /* not fired yet: the loop acts */
-    lua_sethook(hooked, NULL, 0, 0);
+    if (!hooked_cb) lua_sethook(hooked, NULL, 0, 0);
     hooked = NULL;
   }
   return 1;
@@ -263,7 +289,7 @@ TIDE_API int tide_catchsignals (tide_Runtime *rt) {
 /* Give SIGINT and SIGTERM back as they were before tide_catchsignals. */
 void tide__releasesignals (tide_Runtime *rt) {
   if (catcher != rt) return;
-  if (hooked != NULL) lua_sethook(hooked, NULL, 0, 0);
+  if (hooked != NULL && !hooked_cb) lua_sethook(hooked, NULL, 0, 0);
   if (has_timer) timer_delete(check_timer);
   has_timer = 0;
   if (turner != NULL) uv_close((uv_handle_t *)turner, free_turner);

@@ -114,18 +114,15 @@ int tide__pcall (tide_Runtime *rt, lua_CFunction f, void *ud, int nres) {
 
 /* Call fn(task) outside any task, in a protected call; report errors. */
 void tide__callback (tide_Runtime *rt, lua_State *L) {
-  Task *prev = rt->current;
   int h = 0;
-  rt->current = NULL;
   if (lua_checkstack(L, 1)) {      /* a traceback, if there is room */
     lua_pushcfunction(L, tide__tracebackh);
     lua_insert(L, -3);
     h = lua_gettop(L) - 2;
   }
-  if (lua_pcall(L, 1, 0, h) != LUA_OK)
+  if (tide__outside(rt, L, 1, 0, h) != LUA_OK)
     tide__callbackerror(rt, L, "an on_done callback");
   if (h) lua_remove(L, h);
-  rt->current = prev;
 }
 
 /* Call the on_done callbacks with the task. */

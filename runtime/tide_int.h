@@ -125,6 +125,8 @@ struct tide_Runtime {
   uv_loop_t ownloop;
   int ownsloop;
   Task *current;           /* the task being resumed, or NULL */
+  lua_State *cbco;         /* the thread of a callback run outside any
+                              task (tide__outside), or NULL */
   int depth;               /* > 0 while the scheduler runs a task */
   int liveref;             /* registry: array of live tasks */
   uint32_t nlive;
@@ -186,6 +188,22 @@ Task *tide__spawn (tide_Runtime *rt, lua_State *L, int nargs);
 void tide__pushtask (lua_State *L, Task *t);
 void tide__callback (tide_Runtime *rt, lua_State *L);
 int tide__pcall (tide_Runtime *rt, lua_CFunction f, void *ud, int nres);
+
+/* lua_pcall(L, nargs, nres, h) of a script's callback outside any task
+** (tide's waits refuse): L is the thread a SIGINT interrupts meanwhile
+** (interrupt.c). Two pointers stored and restored: it is on hot paths. */
+static inline int tide__outside (tide_Runtime *rt, lua_State *L, int nargs,
+                                 int nres, int h) {
+  Task *prev = rt->current;
+  lua_State *pco = rt->cbco;
+  int status;
+  rt->current = NULL;
+  rt->cbco = L;
+  status = lua_pcall(L, nargs, nres, h);
+  rt->current = prev;
+  rt->cbco = pco;
+  return status;
+}
 void tide__cancelall (tide_Runtime *rt);
 
 /* task.c: the Task object; tide__pushextras pushes the table of extras
