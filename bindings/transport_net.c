@@ -323,6 +323,9 @@ static int tcp_address (lua_State *L, struct sockaddr_storage *ss,
   int port = (int)lua_tointeger(L, 2);
   if (tide__toaddr(host, port, ss) == 0) return 0;
   if (lua_gettop(L) < 5) {         /* resolve it, and come back */
+    if (tide_runtime(L)->current == NULL)
+      tide__error(L, "%s: a host name is resolved in a task only (outside "
+                     "one, give a numeric address)", tide__fname(L));
     lua_settop(L, 4);
     lua_getfield(L, lua_upvalueindex(3), "dns");
     lua_getfield(L, -1, "resolve");

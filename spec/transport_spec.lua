@@ -554,6 +554,16 @@ c.close()
 
   it("raises the factory's error, and outside a task", async(function ()
     local srv <close> = assert(tide.tcp.create_server("127.0.0.1", 0, echo_factory))
+    local named = tide.Future()
+    local f = tide.Future()
+    f:on_done(function ()                    -- outside any task: no resolver
+      named:set_result(pcall(tide.tcp.create_server, "localhost", 0, echo_factory))
+    end)
+    f:set_result()
+    local nok, nerr = named:await()
+    assert.is_false(nok)
+    assert.matches("tide.tcp.create_server: a host name is resolved in a task only",
+                   nerr, 1, true)
     assert.has_error(function ()
       tide.tcp.create_connection("127.0.0.1", port_of(srv), function () error("nope") end)
     end, nil)
