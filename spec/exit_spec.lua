@@ -53,19 +53,6 @@ local function start (script)
   return p
 end
 
--- What p writes until it ends, and its exit status; killed (and the test
--- failed) if it takes more than LIMIT seconds.
-local function finish (p)
-  local function rest () return readall(p.stdout), p:wait() end
-  local out, code, signal = tide.timeout(LIMIT, rest)
-  if out == nil then
-    p:kill("SIGKILL")
-    p:wait()
-    error("the program did not end within " .. LIMIT .. " s", 2)
-  end
-  return out, code, signal
-end
-
 describe("a program with a cancelled tide.work that never ends", function ()
   it("exits once its tasks have ended: a Lua loop, cancelled by tide.timeout", async(function ()
     local out, err, code, took = run [[
@@ -156,7 +143,7 @@ describe("a program with a cancelled tide.work that never ends", function ()
       t:cancel()
       print("end")
     ]]
-    assert.same({ "end\n", 0 }, { finish(p) })   -- its stdin stays open
+    assert.same({ "end\n", 0 }, { finish(p, LIMIT) })   -- its stdin stays open
   end))
 
   for _, sig in ipairs({ "SIGINT", "SIGTERM" }) do
@@ -174,7 +161,7 @@ describe("a program with a cancelled tide.work that never ends", function ()
         ]]):format(body, d .. "/fifo"))
         tide.sleep(0.1)
         p:kill(sig)
-        assert.same({ "cleanup\n", status }, { finish(p) })
+        assert.same({ "cleanup\n", status }, { finish(p, LIMIT) })
       end))
     end
   end
@@ -215,7 +202,7 @@ describe("what keeps a program running", function ()
     tide.sleep(0.1)
     local c <close> = assert(tide.tcp.connect("127.0.0.1", port))
     c:write("hi\n")
-    assert.same({ "accepted hi\n\n", 0 }, { finish(p) })
+    assert.same({ "accepted hi\n\n", 0 }, { finish(p, LIMIT) })
   end))
 
   it("not a UDP socket nobody receives on", async(function ()
@@ -248,7 +235,7 @@ describe("what keeps a program running", function ()
       print(tide.stdin:read_until("\n"))
     ]]
     p.stdin:write("line\n")
-    assert.same({ "line\n\n", 0 }, { finish(p) })
+    assert.same({ "line\n\n", 0 }, { finish(p, LIMIT) })
   end))
 
   it("but a task reading stdin", async(function ()
@@ -260,7 +247,7 @@ describe("what keeps a program running", function ()
     p.stdin:write("one\n")
     tide.sleep(0.2)
     p.stdin:write("two\n")
-    assert.same({ "one\n\ntwo\n\n", 0 }, { finish(p) })
+    assert.same({ "one\n\ntwo\n\n", 0 }, { finish(p, LIMIT) })
   end))
 
   it("not a file system watcher nobody reads", async(function ()
@@ -296,7 +283,7 @@ describe("SIGINT and SIGTERM", function ()
       ]]
       tide.sleep(math.random() * 0.1)
       p:kill("SIGINT")
-      local out, code = finish(p)
+      local out, code = finish(p, LIMIT)
       if code ~= 130 or out:find("interrupted!", 1, true) then
         bad[#bad + 1] = ("run %d: %s %q"):format(i, code, out)
       end
@@ -317,7 +304,7 @@ describe("SIGINT and SIGTERM", function ()
         ]]):format(call))
         tide.sleep(0.1 + math.random() * 0.05)
         p:kill("SIGINT")
-        assert.same({ "", 130 }, { finish(p) })
+        assert.same({ "", 130 }, { finish(p, LIMIT) })
       end
     end
   end))
@@ -334,7 +321,7 @@ describe("SIGINT and SIGTERM", function ()
     assert.matches("^false\t.*interrupted!\n$", p.stdout:read_until("\n"))
     tide.sleep(0.1)
     p:kill("SIGINT")
-    assert.same({ "", 130 }, { finish(p) })
+    assert.same({ "", 130 }, { finish(p, LIMIT) })
   end))
 
   it("exit at once on a second SIGINT after one that was spent in a task that waits again", async(function ()
@@ -349,7 +336,7 @@ describe("SIGINT and SIGTERM", function ()
     assert.matches("^false\t.*interrupted!\n$", p.stdout:read_until("\n"))
     tide.sleep(0.1)
     p:kill("SIGINT")
-    assert.same({ "", 130 }, { finish(p) })
+    assert.same({ "", 130 }, { finish(p, LIMIT) })
   end))
 
   it("SIGTERM ends a task blocked in a C call", async(function ()
@@ -360,7 +347,7 @@ describe("SIGINT and SIGTERM", function ()
     ]]):format(d .. "/fifo"))
     tide.sleep(0.1)
     p:kill("SIGTERM")
-    local _, code = finish(p)
+    local _, code = finish(p, LIMIT)
     assert.equal(143, code)
   end))
 end)

@@ -53,6 +53,20 @@ function _G.readall (stream)
   return table.concat(parts)
 end
 
+-- What the process p (spawned with stdout = "pipe") writes until it ends,
+-- and how it ended (code, signal); killed, and the calling test failed, if
+-- it takes more than limit seconds. Inside a task.
+function _G.finish (p, limit)
+  local function rest () return readall(p.stdout), p:wait() end
+  local out, code, signal = tide.timeout(limit, rest)
+  if out == nil then
+    p:kill("SIGKILL")
+    p:wait()
+    error("the program did not end within " .. limit .. " s", 2)
+  end
+  return out, code, signal
+end
+
 -- Write s to a new temporary file; return its path.
 function _G.tmpfile (s)
   local path = os.tmpname()

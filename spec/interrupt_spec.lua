@@ -67,19 +67,6 @@ local function startlua (case)
     "print(pcall(tide.run, function ()\n" .. case.body .. "\nend))\n")
 end
 
--- What p writes until it ends, and how it ended; killed (and the test
--- failed) if it takes more than LIMIT seconds.
-local function finish (p)
-  local function rest () return readall(p.stdout), p:wait() end
-  local out, code, signal = tide.timeout(LIMIT, rest)
-  if out == nil then
-    p:kill("SIGKILL")
-    p:wait()
-    error("the program did not end within " .. LIMIT .. " s", 2)
-  end
-  return out, code, signal
-end
-
 for _, case in ipairs(cases) do
   describe("a busy callback outside any task, " .. case.name, function ()
     it("SIGINT ends the tide command with 130, the callback's error reported",
@@ -87,7 +74,7 @@ for _, case in ipairs(cases) do
       local p <close> = starttide(case)
       tide.sleep(0.1)
       p:kill("SIGINT")
-      local out, code = finish(p)
+      local out, code = finish(p, LIMIT)
       assert.equal(130, code)
       assert.matches("^tide: error in " .. case.what .. ": interrupted!\n",
                      out)
@@ -97,7 +84,7 @@ for _, case in ipairs(cases) do
       local p <close> = starttide(case)
       tide.sleep(0.1)
       p:kill("SIGTERM")
-      assert.same({ "", 143 }, { finish(p) })
+      assert.same({ "", 143 }, { finish(p, LIMIT) })
     end))
 
     it("a second SIGINT ends the tide command at once", async(function ()
@@ -105,7 +92,7 @@ for _, case in ipairs(cases) do
       p:kill("SIGINT")               -- before the hook can fire
       tide.sleep(0.01)
       p:kill("SIGINT")
-      assert.same({ "", 130 }, { finish(p) })
+      assert.same({ "", 130 }, { finish(p, LIMIT) })
     end))
 
     it("SIGINT makes tide.run in stock Lua raise 'interrupted!'",
@@ -113,7 +100,7 @@ for _, case in ipairs(cases) do
       local p <close> = startlua(case)
       tide.sleep(0.1)
       p:kill("SIGINT")
-      local out, code = finish(p)
+      local out, code = finish(p, LIMIT)
       assert.equal(0, code)
       assert.matches("^tide: error in " .. case.what .. ": interrupted!\n", out)
       assert.matches("\nfalse\tinterrupted!\n$", out)
@@ -123,7 +110,7 @@ for _, case in ipairs(cases) do
       local p <close> = startlua(case)
       tide.sleep(0.1)
       p:kill("SIGTERM")
-      local out, code = finish(p)
+      local out, code = finish(p, LIMIT)
       assert.same({ "", 143 }, { out, code })
     end))
   end)
