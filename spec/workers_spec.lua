@@ -150,6 +150,24 @@ local function stop (m)
   return code, sig
 end
 
+-- The two workers of m, ready on one port, both answer "busy\n"
+-- connections (a worker computing accepts nothing: the other takes them),
+-- none failing; then m stops cleanly.
+local function bothserve (m)
+  local port, lines = readyline(m, 2)
+  for _, l in ipairs(lines) do
+    assert.equal(tostring(port), l:match("(%d+)$"))
+  end
+  local finish = load(port, 8, "busy\n")
+  tide.sleep(2.5)
+  local st = finish()
+  assert.equal(0, st.failed, table.concat(st.errors, "; "))
+  assert.is_true((st.by["1"] or 0) > 0 and (st.by["2"] or 0) > 0,
+                 ("worker 1: %d, worker 2: %d"):format(st.by["1"] or 0,
+                                                     st.by["2"] or 0))
+  assert.equal(0, stop(m))
+end
+
 describe("tide --workers", function ()
   it("runs the script in n workers, each with its id and the count",
      async(function ()
@@ -173,20 +191,7 @@ describe("tide --workers", function ()
 
   it("shares one socket: port 0 is one port for every worker, and both "
      .. "accept from it", async(function ()
-    local m = master({ "--workers", "2" }, ECHO)
-    local port, lines = readyline(m, 2)
-    for _, l in ipairs(lines) do
-      assert.equal(tostring(port), l:match("(%d+)$"))
-    end
-    -- a worker computing accepts nothing: the other one takes them
-    local finish = load(port, 8, "busy\n")
-    tide.sleep(2.5)
-    local st = finish()
-    assert.equal(0, st.failed)
-    assert.is_true((st.by["1"] or 0) > 0 and (st.by["2"] or 0) > 0,
-                   ("worker 1: %d, worker 2: %d"):format(st.by["1"] or 0,
-                                                       st.by["2"] or 0))
-    assert.equal(0, stop(m))
+    bothserve(master({ "--workers", "2" }, ECHO))
   end))
 
   it("replaces a worker killed with SIGKILL; no connection is refused",
@@ -333,18 +338,7 @@ local _, p = sv:getsockname()
 print("ready", tide.worker.id, tide.worker.count, pid(), p)
 sv:wait()
 ]]):format(tostring(reuse)), reuse and { PORT = tostring(freeport()) } or nil)
-      local port, lines = readyline(m, 2)
-      for _, l in ipairs(lines) do
-        assert.equal(tostring(port), l:match("(%d+)$"))
-      end
-      local finish = load(port, 8, "busy\n")
-      tide.sleep(2.5)
-      local st = finish()
-      assert.equal(0, st.failed, table.concat(st.errors, "; "))
-      assert.is_true((st.by["1"] or 0) > 0 and (st.by["2"] or 0) > 0,
-                     ("worker 1: %d, worker 2: %d"):format(st.by["1"] or 0,
-                                                         st.by["2"] or 0))
-      assert.equal(0, stop(m))
+      bothserve(m)
     end
   end))
 
