@@ -426,7 +426,8 @@ static int t_write (lua_State *L) {
     if (writable(L, t) && len > 0) send_bufs(L, t, &b, 1, len, 2);
     return 0;
   }
-  for (i = 2; i <= n || i == 2; i++) tide__checklstring(L, i, NULL);
+  if (n < 2) tide__checklstring(L, 2, NULL);     /* raises: no data */
+  for (i = 2; i <= n; i++) tide__checklstring(L, i, NULL);
   if (writable(L, t)) send_strings(L, t, 2, n - 1);
   return 0;
 }
