@@ -59,15 +59,19 @@ describe("the REPL through a pipe", function ()
   end)
 end)
 
--- A tide REPL in a tmux session with HOME set to home.
+-- A tide REPL in a tmux session with HOME set to home, on a tmux server of
+-- its own (-S, its socket removed by close): with one server for all, a
+-- session made just as another's last one closed found the server on its
+-- way out (new-session failed).
 local Term = {}
 Term.__index = Term
 
 local function term (home)
   local name = "tide" .. math.random(1e9)
-  local self = setmetatable({ name = name }, Term)
-  local _, code = sh(("env -u LD_PRELOAD tmux new-session -d -s %s -x 120 -y 40 'HOME=%s %s'")
-    :format(name, home, TIDE))
+  local self = setmetatable({ name = name, sock = os.tmpname() }, Term)
+  os.remove(self.sock)
+  local _, code = sh(("env -u LD_PRELOAD tmux -S %s new-session -d -s %s -x 120 -y 40 'HOME=%s %s'")
+    :format(self.sock, name, home, TIDE))
   assert.equal(0, code)
   self:expect("\n>$")
   -- Keys typed before the line editor has the terminal can be lost (seen
@@ -89,11 +93,13 @@ function Term:keys (...)
   for i = 1, select("#", ...) do
     args[i] = "'" .. select(i, ...):gsub("'", "'\\''") .. "'"
   end
-  sh(("tmux send-keys -t %s %s"):format(self.name, table.concat(args, " ")))
+  sh(("tmux -S %s send-keys -t %s %s"):format(self.sock, self.name,
+                                               table.concat(args, " ")))
 end
 
 function Term:screen ()
-  local screen = sh(("tmux capture-pane -p -t %s"):format(self.name))
+  local screen = sh(("tmux -S %s capture-pane -p -t %s"):format(self.sock,
+                                                                self.name))
   return (screen:gsub("[ \t]+\n", "\n"):gsub("\n+$", ""))
 end
 
@@ -110,7 +116,8 @@ function Term:expect (pattern, plain, tries)
 end
 
 function Term:close ()
-  sh(("tmux kill-session -t %s"):format(self.name))
+  sh(("tmux -S %s kill-session -t %s"):format(self.sock, self.name))
+  os.remove(self.sock)
 end
 
 local function tempdir ()
@@ -169,7 +176,7 @@ describe("the REPL on a terminal", function ()
     t:expect("1 task still running; Ctrl%-D again to exit\n>$")
     t:keys("C-d")
     for _ = 1, 100 do
-      local _, code = sh("tmux has-session -t " .. t.name)
+      local _, code = sh(("tmux -S %s has-session -t %s"):format(t.sock, t.name))
       if code ~= 0 then return end                -- the program ended
       os.execute("sleep 0.05")
     end
