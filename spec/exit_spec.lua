@@ -43,14 +43,7 @@ end
 
 -- Start `tide script`; wait for its first line, "ready". The Process.
 local function start (script)
-  local path = tmpfile(script)
-  local p = assert(P.spawn { TIDE, path, stdin = "pipe", stdout = "pipe",
-                             stderr = "stdout" })
-  local line = tide.timeout(LIMIT, p.stdout.read_until, p.stdout, "\n")
-  os.remove(path)
-  if line ~= "ready\n" then p:kill("SIGKILL") p:wait() end
-  assert.equal("ready\n", line)
-  return p
+  return startready({ TIDE }, script, LIMIT)
 end
 
 describe("a program with a cancelled tide.work that never ends", function ()

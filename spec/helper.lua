@@ -53,6 +53,26 @@ function _G.readall (stream)
   return table.concat(parts)
 end
 
+-- Start argv (a list, the program first) with a new temporary file holding
+-- script as its last argument, stdin and stdout piped, stderr into stdout;
+-- wait up to limit seconds for its first line, "ready" (else it is killed
+-- and the calling test fails). The Process. Inside a task.
+function _G.startready (argv, script, limit)
+  local path = tmpfile(script)
+  argv[#argv + 1] = path
+  argv.stdin, argv.stdout, argv.stderr = "pipe", "pipe", "stdout"
+  local p = assert(tide.process.spawn(argv))
+  local line = tide.timeout(limit, p.stdout.read_until, p.stdout, "\n")
+  os.remove(path)
+  if line ~= "ready\n" then
+    p:kill("SIGKILL")
+    p:wait()
+    error(("the program's first line was %q, not \"ready\""):format(
+      tostring(line)), 2)
+  end
+  return p
+end
+
 -- What the process p (spawned with stdout = "pipe") writes until it ends,
 -- and how it ended (code, signal); killed, and the calling test failed, if
 -- it takes more than limit seconds. Inside a task.

@@ -7,8 +7,6 @@
 -- runs as a child with a deadline: one that hangs is killed and fails its
 -- test.
 
-local P = tide.process
-
 local LIMIT = 20                   -- seconds a child may take
 
 -- The callbacks: each prints "ready", then computes without waiting.
@@ -38,22 +36,9 @@ local cases = {
     ]]):format(BUSY) },
 }
 
--- Start a program (a path) with argv before it; wait for "ready".
-local function start (argv, script)
-  local path = tmpfile(script)
-  argv[#argv + 1] = path
-  argv.stdin, argv.stdout, argv.stderr = "pipe", "pipe", "stdout"
-  local p = assert(P.spawn(argv))
-  local line = tide.timeout(LIMIT, p.stdout.read_until, p.stdout, "\n")
-  os.remove(path)
-  if line ~= "ready\n" then p:kill("SIGKILL") p:wait() end
-  assert.equal("ready\n", line)
-  return p
-end
-
 -- The tide command on the case's body, as its main chunk.
 local function starttide (case)
-  return start({ TIDE }, case.body)
+  return startready({ TIDE }, case.body, LIMIT)
 end
 
 -- Stock lua5.4 with tide.so, the body run by tide.run.
@@ -63,8 +48,8 @@ local function startlua (case)
   local argv = { "env" }
   for k, v in pairs(env) do argv[#argv + 1] = k .. "=" .. v end
   argv[#argv + 1] = "lua5.4"
-  return start(argv, "local tide = require 'tide'\n" ..
-    "print(pcall(tide.run, function ()\n" .. case.body .. "\nend))\n")
+  return startready(argv, "local tide = require 'tide'\n" ..
+    "print(pcall(tide.run, function ()\n" .. case.body .. "\nend))\n", LIMIT)
 end
 
 for _, case in ipairs(cases) do
